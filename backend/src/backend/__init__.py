@@ -1,0 +1,1 @@
+"""sbcntr backend: the JSON API for items and notifications, with its database."""

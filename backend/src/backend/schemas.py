@@ -1,0 +1,90 @@
+"""Request and response bodies of the API.
+
+Input models forbid unknown fields and take booleans strictly, so a typo or a
+wrong type is a 422 that names the field, never a silent default.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+
+from backend.models import CONTENT_MAX, NAME_MAX, TITLE_MAX
+
+# PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database.
+_NO_NUL = r"^[^\x00]*$"
+
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX, pattern=_NO_NUL)
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX, pattern=_NO_NUL)]
+Content = Annotated[str, StringConstraints(max_length=CONTENT_MAX, pattern=_NO_NUL)]
+
+MAX_ID = 2_147_483_647
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite keeps no time zone; every time the backend stores is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+ItemId = Annotated[int, Field(gt=0, le=MAX_ID)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemCreate(_Input):
+    title: Title
+    name: Name = ""
+    content: Content = ""
+
+
+class FavoriteUpdate(_Input):
+    favorite: StrictBool
+
+
+class ItemOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    name: str
+    content: str
+    favorite: bool
+    created_at: UtcDatetime
+
+
+class NotificationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    description: str
+    category: str
+    unread: bool
+    created_at: UtcDatetime
+
+
+class ItemList(BaseModel):
+    data: list[ItemOut]
+
+
+class NotificationList(BaseModel):
+    data: list[NotificationOut]
+
+
+class UnreadCount(BaseModel):
+    unread: int
+
+
+class MarkedRead(BaseModel):
+    updated: int
+
+
+class HelloWorld(BaseModel):
+    data: str

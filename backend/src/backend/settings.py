@@ -1,0 +1,76 @@
+"""Backend configuration, from environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from servicekit.settings import ServiceSettings
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/backend.sqlite3"
+
+# Async drivers by database: a plain ``postgresql://`` or ``sqlite://`` URL
+# (as Aurora's console shows it) gets the driver this service ships.
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+class BackendSettings(ServiceSettings):
+    """``DATABASE_URL`` picks the database: SQLite by default, PostgreSQL (Aurora) in AWS.
+
+    On ECS the password comes separately, from Secrets Manager, as
+    ``DATABASE_PASSWORD``; outside development a server database must have
+    it, and the URL itself must not carry one.
+    """
+
+    service_name: str = "backend"
+    port: int = Field(default=8081, ge=0, le=65535)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    database_password: SecretStr | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=100)
+
+    # Fault injection for drills: refused unless FAULT_INJECTION_ENABLED is true.
+    fault_injection_enabled: bool = False
+    fault_latency_ms: int = Field(default=0, ge=0, le=60_000)
+    fault_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    fault_readiness_fail: bool = False
+
+    @model_validator(mode="after")
+    def _check_database(self) -> BackendSettings:
+        url = self.database_url_object()
+        if url.drivername.startswith("postgresql") and not self.is_development:
+            if url.password is not None:
+                msg = "DATABASE_URL must not contain a password outside development: use DATABASE_PASSWORD"
+                raise ValueError(msg)
+            if self.database_password is None or not self.database_password.get_secret_value():
+                msg = "DATABASE_PASSWORD is required for a PostgreSQL DATABASE_URL outside development"
+                raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _check_faults(self) -> BackendSettings:
+        configured = (
+            self.fault_latency_ms != 0 or self.fault_error_rate != 0 or self.fault_readiness_fail
+        )
+        if configured and not self.fault_injection_enabled:
+            msg = "FAULT_* variables are set but FAULT_INJECTION_ENABLED is not true"
+            raise ValueError(msg)
+        return self
+
+    def database_url_object(self) -> URL:
+        """``DATABASE_URL`` with its async driver and ``DATABASE_PASSWORD`` applied."""
+        try:
+            url = make_url(self.database_url)
+        except ArgumentError as exc:
+            msg = f"DATABASE_URL is not a database URL: {exc}"
+            raise ValueError(msg) from None
+        driver = _ASYNC_DRIVERS.get(url.drivername)
+        if driver is not None:
+            url = url.set(drivername=driver)
+        if url.get_backend_name() not in _ASYNC_DRIVERS:
+            msg = f"DATABASE_URL: unsupported database {url.get_backend_name()!r} (sqlite or postgresql)"
+            raise ValueError(msg)
+        if self.database_password is not None:
+            url = url.set(password=self.database_password.get_secret_value())
+        return url

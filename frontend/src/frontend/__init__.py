@@ -1,0 +1,1 @@
+"""sbcntr frontend: server-rendered HTML pages backed by the backend API."""

@@ -1,0 +1,79 @@
+"""The frontend application: pages, the backend client's lifecycle, error pages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+
+from frontend import pages
+from frontend.backend_client import (
+    BackendClient,
+    BackendRejected,
+    BackendUnavailable,
+    create_http_client,
+)
+from frontend.settings import FrontendSettings
+from servicekit.app import create_service_app
+from servicekit.logs import get_logger, request_id_var
+
+log = get_logger("frontend.app")
+
+_UNAVAILABLE_TITLES = {
+    502: "The backend failed to answer properly",
+    503: "The backend is unavailable",
+    504: "The backend did not answer in time",
+}
+
+
+def create_app(settings: FrontendSettings) -> FastAPI:
+    """Build the frontend; the lifespan opens the backend client and closes it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        http = create_http_client(settings)
+        app.state.backend = BackendClient(http, settings)
+        try:
+            yield
+        finally:
+            await http.aclose()
+            log.info("backend client closed")
+
+    app = create_service_app(settings, title="sbcntr frontend", lifespan=lifespan)
+    app.include_router(pages.router)
+    app.add_exception_handler(BackendUnavailable, _backend_unavailable)
+    app.add_exception_handler(BackendRejected, _backend_rejected)
+    return app
+
+
+async def _backend_unavailable(request: Request, exc: Exception) -> HTMLResponse:
+    assert isinstance(exc, BackendUnavailable)
+    return _error_page(
+        request,
+        exc.status,
+        _UNAVAILABLE_TITLES.get(exc.status, "The backend failed"),
+        "The page could not be loaded. It will work again once the backend recovers.",
+    )
+
+
+async def _backend_rejected(request: Request, exc: Exception) -> HTMLResponse:
+    assert isinstance(exc, BackendRejected)
+    title = "Not found" if exc.status == 404 else "The request was refused"
+    return _error_page(request, exc.status, title, str(exc))
+
+
+def _error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+    retry_url = request.url.path if request.method == "GET" else "/"
+    return pages.render(
+        request,
+        "error.html",
+        status_code=status,
+        status=status,
+        title=title,
+        message=message,
+        request_id=request_id_var.get(),
+        retry_url=retry_url,
+        unread=None,
+    )

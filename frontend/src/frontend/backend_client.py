@@ -1,0 +1,202 @@
+"""The frontend's client for the backend API.
+
+One ``httpx.AsyncClient`` per process, made by :func:`create_http_client` (the
+only place its transport, pool and timeouts are chosen) and wrapped by
+:class:`BackendClient`, which knows the API's routes and turns every failure
+into a :class:`BackendUnavailable` that says what the page should answer:
+
+* the backend refused the connection or answered 503 -> 503;
+* no answer within the time budget -> 504;
+* any other 5xx or a response that is not the API's JSON -> 502.
+
+Idempotent GETs are retried a bounded number of times with jittered
+exponential backoff, within the same time budget; writes are never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from frontend.settings import FrontendSettings
+from servicekit.logs import get_logger, request_id_var
+from servicekit.tracing import instrument_transport
+
+log = get_logger("frontend.backend_client")
+
+_RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class BackendUnavailable(Exception):  # noqa: N818 - names the condition, as pages see it
+    """The backend could not serve a call; ``status`` is what the page answers."""
+
+    def __init__(self, status: int, cause: str) -> None:
+        super().__init__(cause)
+        self.status = status
+        self.cause = cause
+
+
+class BackendRejected(Exception):  # noqa: N818
+    """The backend answered 4xx: the request itself was wrong (bad input, unknown id)."""
+
+    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
+        super().__init__(body.get("message", f"backend answered {status}"))
+        self.status = status
+        self.body = body
+
+
+def create_http_client(settings: FrontendSettings) -> httpx.AsyncClient:
+    """The process's HTTP client for the backend, traced when tracing is on."""
+    limits = httpx.Limits(
+        max_connections=settings.backend_max_connections,
+        max_keepalive_connections=settings.backend_max_connections,
+        keepalive_expiry=settings.backend_keepalive_seconds,
+    )
+    transport: httpx.AsyncBaseTransport
+    if settings.backend_transport == "aiohttp":
+        transport = AiohttpTransport(limits=limits, trust_env=False)
+    else:
+        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    return httpx.AsyncClient(
+        base_url=str(settings.backend_url),
+        transport=instrument_transport(transport),
+        timeout=httpx.Timeout(
+            settings.backend_timeout_seconds, connect=settings.backend_connect_timeout_seconds
+        ),
+        trust_env=False,
+    )
+
+
+def _classify(exc: Exception) -> tuple[int, str]:
+    """The status a page answers for a transport failure, and a short cause."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, aiohttp.ClientConnectorError) or isinstance(exc, httpx.ConnectError):
+        return 503, f"backend unreachable: {cause}"
+    if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError) or isinstance(
+        exc, httpx.TimeoutException
+    ):
+        return 504, "backend timed out"
+    return 502, f"backend connection failed: {type(cause).__name__}: {cause}"
+
+
+class BackendClient:
+    """The backend API, as the pages use it."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: FrontendSettings) -> None:
+        self._http = http
+        self._budget = settings.backend_timeout_seconds
+        self._retries = settings.backend_get_retries
+        self._backoff = settings.backend_retry_backoff_seconds
+
+    async def hello(self) -> str:
+        body = await self._call("GET", "/v1/helloworld")
+        return str(body["data"])
+
+    async def items(self, favorite: bool | None = None) -> list[dict[str, Any]]:
+        params = {} if favorite is None else {"favorite": str(favorite).lower()}
+        body = await self._call("GET", "/v1/items", params=params)
+        return list(body["data"])
+
+    async def create_item(self, title: str, name: str, content: str) -> dict[str, Any]:
+        payload = {"title": title, "name": name, "content": content}
+        return await self._call("POST", "/v1/items", json=payload)
+
+    async def set_favorite(self, item_id: int, favorite: bool) -> dict[str, Any]:
+        return await self._call("PUT", f"/v1/items/{item_id}/favorite", json={"favorite": favorite})
+
+    async def notifications(self) -> list[dict[str, Any]]:
+        body = await self._call("GET", "/v1/notifications")
+        return list(body["data"])
+
+    async def unread_count(self) -> int:
+        body = await self._call("GET", "/v1/notifications/count")
+        return int(body["unread"])
+
+    async def mark_read(self, notification_id: int) -> dict[str, Any]:
+        return await self._call("PUT", f"/v1/notifications/{notification_id}/read")
+
+    async def mark_all_read(self) -> int:
+        body = await self._call("PUT", "/v1/notifications/read")
+        return int(body["updated"])
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        """One API call within the time budget; GETs retried, others tried once."""
+        attempts = 1 + (self._retries if method == "GET" else 0)
+        headers = {}
+        request_id = request_id_var.get()
+        if request_id is not None:
+            headers["X-Request-Id"] = request_id
+        try:
+            async with asyncio.timeout(self._budget):
+                return await self._attempts(method, path, attempts, params, json, headers)
+        except TimeoutError:
+            failure = BackendUnavailable(504, f"backend did not answer within {self._budget:g}s")
+        except BackendUnavailable as exc:
+            failure = exc
+        log.warning(
+            "backend call failed",
+            backend_method=method,
+            backend_path=path,
+            answer_status=failure.status,
+            cause=failure.cause,
+        )
+        raise failure
+
+    async def _attempts(
+        self,
+        method: str,
+        path: str,
+        attempts: int,
+        params: Mapping[str, str] | None,
+        json: Any,
+        headers: Mapping[str, str],
+    ) -> dict[str, Any]:
+        for attempt in range(attempts):
+            if attempt:
+                # Full jitter: spread the retries of many pages over the window.
+                await asyncio.sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311
+            try:
+                response = await self._http.request(
+                    method, path, params=params, json=json, headers=headers
+                )
+            except httpx.HTTPError as exc:
+                status, cause = _classify(exc)
+                failure = BackendUnavailable(status, cause)
+                continue
+            if response.status_code in _RETRY_STATUSES:
+                failure = BackendUnavailable(
+                    503 if response.status_code == 503 else 502,
+                    f"backend answered {response.status_code}",
+                )
+                continue
+            return self._decode(response)
+        raise failure
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise BackendUnavailable(
+                502, f"backend answered {response.status_code} without a JSON object"
+            )
+        if response.status_code >= 500:
+            raise BackendUnavailable(502, f"backend answered {response.status_code}")
+        if response.status_code >= 400:
+            raise BackendRejected(response.status_code, body)
+        return body

@@ -1,0 +1,9 @@
+"""Shared runtime of the sbcntr services.
+
+Everything both services need once: settings (:mod:`servicekit.settings`),
+JSON logging (:mod:`servicekit.logs`), the access log middleware
+(:mod:`servicekit.accesslog`), X-Ray tracing (:mod:`servicekit.tracing`),
+liveness, readiness and drain (:mod:`servicekit.health`), the application
+conventions (:mod:`servicekit.app`) and the uvicorn runner
+(:mod:`servicekit.runner`).
+"""

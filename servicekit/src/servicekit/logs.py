@@ -1,0 +1,189 @@
+"""JSON logging: one JSON object per line on stdout, for every logger.
+
+The contract (fields, types, levels) is ``docs/log-schema.md``; the FireLens
+configuration parses and routes on it. :func:`configure_logging` is called once
+at start-up. After it, structlog loggers and every standard library logger
+(uvicorn, SQLAlchemy, ``warnings``) render through the same processors, and an
+uncaught exception becomes one ``critical`` line with its traceback inside.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
+
+# Records that duplicate what the access log line already carries.
+_REDUNDANT_UVICORN_MESSAGES = frozenset({"Exception in ASGI application"})
+
+
+def _timestamp(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    event_dict["timestamp"] = (
+        datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    return event_dict
+
+
+def _add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    request_id = request_id_var.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    trace_id = trace_id_var.get()
+    if trace_id is not None:
+        event_dict.setdefault("trace_id", trace_id)
+    return event_dict
+
+
+def _service_adder(service: str) -> Processor:
+    def add_service(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        event_dict["service"] = service
+        return event_dict
+
+    return add_service
+
+
+def _level_name(_: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    # structlog passes the method name ("warning", "exception"...); stdlib
+    # records arrive with "level" already set by the foreign pre-chain.
+    level = event_dict.get("level", method_name)
+    if level == "exception":
+        level = "error"
+    elif level == "warn":
+        level = "warning"
+    event_dict["level"] = level
+    return event_dict
+
+
+def _render_json(_: WrappedLogger, __: str, event_dict: EventDict) -> bytes:
+    return orjson.dumps(event_dict, default=repr)
+
+
+def _render_json_str(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
+    return orjson.dumps(event_dict, default=repr).decode()
+
+
+def _shared_processors(service: str) -> list[Processor]:
+    return [
+        _level_name,
+        _timestamp,
+        _service_adder(service),
+        _add_request_context,
+        structlog.processors.format_exc_info,
+    ]
+
+
+class _DropRedundant(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in _REDUNDANT_UVICORN_MESSAGES
+
+
+class _StdoutHandler(logging.Handler):
+    """Writes what the ``ProcessorFormatter`` renders to stdout, one write per line."""
+
+    def __init__(self, formatter: structlog.stdlib.ProcessorFormatter) -> None:
+        super().__init__()
+        self._structlog_formatter = formatter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _write_line(self._structlog_formatter.format(record).encode())
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
+def _write_line(data: bytes) -> None:
+    stream = sys.stdout.buffer
+    stream.write(data + b"\n")
+    stream.flush()
+
+
+class _StdoutBytesLogger:
+    """structlog's logger: writes each rendered line to stdout at once."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def msg(self, message: bytes) -> None:
+        _write_line(message)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _stdout_logger_factory(name: str = "app", *_: Any) -> _StdoutBytesLogger:
+    return _StdoutBytesLogger(name)
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Send every log record of the process to stdout as one JSON line.
+
+    ``level`` is a standard level name; records below it are dropped before
+    they are rendered. Safe to call again (tests do); the last call wins.
+    """
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+    shared = _shared_processors(service)
+
+    structlog.configure(
+        processors=[_add_logger_name, *shared, _render_json],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=_stdout_logger_factory,
+        cache_logger_on_first_use=True,
+    )
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            _add_logger_name,
+            *shared,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _render_json_str],
+        use_get_message=True,
+    )
+    handler = _StdoutHandler(formatter)
+    handler.addFilter(_DropRedundant())
+
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "aws_xray_sdk"):
+        named = logging.getLogger(name)
+        named.handlers.clear()
+        named.propagate = True
+    # The access log middleware writes the one access line per request.
+    logging.getLogger("uvicorn.access").disabled = True
+    # The X-Ray SDK logs each missing daemon or context at warning; keep its
+    # errors, drop its chatter.
+    logging.getLogger("aws_xray_sdk").setLevel(max(numeric_level, logging.WARNING))
+
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _add_logger_name(logger: WrappedLogger, _: str, event_dict: EventDict) -> EventDict:
+    record: logging.LogRecord | None = event_dict.get("_record")
+    event_dict["logger"] = record.name if record is not None else logger.name
+    return event_dict
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    get_logger("servicekit.uncaught").critical(
+        "uncaught exception", exc_info=(exc_type, exc, tb)
+    )
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger whose lines carry ``logger=name``."""
+    return structlog.get_logger(name)

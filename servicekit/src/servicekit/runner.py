@@ -1,0 +1,140 @@
+"""The server runner both ``python -m <service>`` entry points use.
+
+:func:`serve` reads the settings (a bad variable is one clear JSON line and
+exit status 2), configures logging, builds the app and runs it on uvicorn with
+graceful shutdown:
+
+1. On the first SIGTERM or SIGINT, ``/readyz`` answers 503 at once and the
+   server keeps serving for ``SHUTDOWN_DRAIN_SECONDS``, so that a load balancer
+   can finish deregistering the task.
+2. It then closes its listeners and lets in-flight requests finish for at most
+   ``SHUTDOWN_GRACE_SECONDS``; requests still running then are cancelled.
+3. The service's lifespan closes its clients, one ``shutdown`` line records
+   what was drained and how long it took, and the process exits 0 (1 when a
+   request was cut short).
+
+A second signal ends the process promptly. The signal must reach this process
+itself: containers start it in exec form (or with an init that forwards it).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from servicekit.health import Lifecycle
+from servicekit.logs import configure_logging, get_logger
+from servicekit.settings import ServiceSettings
+
+S = TypeVar("S", bound=ServiceSettings)
+
+log = get_logger("servicekit.runner")
+
+# Longer than the ALB's 60 s idle timeout, so the load balancer, not the
+# server, closes idle keep-alive connections (no race on a reused socket).
+KEEP_ALIVE_SECONDS = 75
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn server that drains before it stops and reports how the stop went."""
+
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.lifecycle = lifecycle
+        self.drain_seconds = drain_seconds
+        self.stop_at: float | None = None
+        self.forced_by: str | None = None
+        self._announced = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Runs as a signal handler: set flags only, log from on_tick.
+        name = signal.Signals(sig).name
+        if self.lifecycle.draining:
+            self.forced_by = name
+            self.force_exit = True
+            self.should_exit = True
+            return
+        self.lifecycle.begin_drain(name)
+        self.stop_at = time.monotonic() + self.drain_seconds
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.stop_at is not None:
+            if not self._announced:
+                self._announced = True
+                log.info(
+                    "draining",
+                    signal=self.lifecycle.drain_signal,
+                    drain_seconds=self.drain_seconds,
+                    in_flight=self.lifecycle.in_flight,
+                )
+            if time.monotonic() >= self.stop_at:
+                self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def build_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
+    """The uvicorn configuration of a service (logging is ours, not uvicorn's)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
+        lifespan="on",
+    )
+
+
+def serve(load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) -> int:
+    """Run a service until it is stopped; return the process exit status."""
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        configure_logging("config", "INFO")
+        log.critical(
+            "invalid configuration",
+            errors=[
+                {"variable": ".".join(str(p) for p in err["loc"]).upper(), "message": err["msg"]}
+                for err in exc.errors()
+            ],
+        )
+        return 2
+    configure_logging(settings.service_name, settings.log_level)
+    app = create_app(settings)
+    lifecycle: Lifecycle = app.state.lifecycle
+    server = DrainingServer(build_config(app, settings), lifecycle, settings.shutdown_drain_seconds)
+    server.run()
+    return _report_shutdown(server, lifecycle)
+
+
+def _report_shutdown(server: DrainingServer, lifecycle: Lifecycle) -> int:
+    if lifecycle.drain_started is None:
+        # The server stopped without a signal: start-up failed.
+        log.error("server stopped without a stop signal")
+        return 3
+    cut_short = lifecycle.cancelled + lifecycle.in_flight
+    fields = {
+        "signal": lifecycle.drain_signal,
+        "drained": lifecycle.drained,
+        "in_flight_at_signal": lifecycle.in_flight_at_drain,
+        "cut_short": cut_short,
+        "duration_ms": round((time.monotonic() - lifecycle.drain_started) * 1000, 1),
+    }
+    if server.forced_by is not None:
+        log.warning("shutdown forced", forced_by=server.forced_by, **fields)
+    elif cut_short:
+        log.warning("shutdown after grace timeout", **fields)
+    else:
+        log.info("shutdown complete", **fields)
+    sys.stdout.flush()
+    return 1 if cut_short else 0

@@ -1,0 +1,85 @@
+"""Settings shared by every service, read from environment variables.
+
+ECS task definitions pass configuration as environment variables and secrets
+as environment variables filled from Secrets Manager or SSM Parameter Store;
+docker compose and local runs do the same. Secrets are typed ``SecretStr`` so
+that they never appear in a log line or a ``repr``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BeforeValidator, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "staging", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+ContextMissing = Literal["RUNTIME_ERROR", "LOG_ERROR", "IGNORE_ERROR"]
+
+DEFAULT_SAMPLING_RULES = Path(__file__).with_name("sampling-rules.json")
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+class ServiceSettings(BaseSettings):
+    """Configuration common to both services.
+
+    Each service subclasses this with its own fields and defaults
+    (``service_name`` and ``port`` at least). Values come from the process
+    environment only; unknown variables are ignored.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    service_name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    environment: Environment = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    log_level: Annotated[LogLevel, BeforeValidator(_upper)] = "INFO"
+
+    # Graceful shutdown: readiness fails at once on SIGTERM, the server keeps
+    # serving for the drain delay, then stops accepting connections and lets
+    # in-flight requests finish for at most the grace timeout. The two together
+    # must stay below the task definition's stopTimeout.
+    shutdown_drain_seconds: float = Field(default=3.0, ge=0, le=60)
+    shutdown_grace_seconds: float = Field(default=20.0, gt=0, le=110)
+
+    # X-Ray, under the SDK's standard variable names.
+    tracing_enabled: bool = Field(
+        default=True, validation_alias=AliasChoices("AWS_XRAY_SDK_ENABLED", "TRACING_ENABLED")
+    )
+    xray_daemon_address: str = Field(
+        default="127.0.0.1:2000",
+        validation_alias="AWS_XRAY_DAEMON_ADDRESS",
+        pattern=r"^(tcp:\S+:\d+ udp:\S+:\d+|udp:\S+:\d+ tcp:\S+:\d+|\S+:\d+)$",
+    )
+    xray_context_missing: ContextMissing = Field(
+        default="LOG_ERROR", validation_alias="AWS_XRAY_CONTEXT_MISSING"
+    )
+    xray_sampling_rules: Path = Field(
+        default=DEFAULT_SAMPLING_RULES, validation_alias="XRAY_SAMPLING_RULES"
+    )
+    # Centralized sampling asks the daemon (TCP 2000) for the rules set in the
+    # X-Ray console; the local rules file above is then the fallback.
+    xray_centralized_sampling: bool = Field(
+        default=False, validation_alias="XRAY_CENTRALIZED_SAMPLING"
+    )
+
+    @model_validator(mode="after")
+    def _check_shutdown_budget(self) -> ServiceSettings:
+        if self.shutdown_drain_seconds + self.shutdown_grace_seconds > 115:
+            msg = (
+                "SHUTDOWN_DRAIN_SECONDS + SHUTDOWN_GRACE_SECONDS must stay below the "
+                "Fargate stopTimeout maximum of 120 s (with 5 s to spare)"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        """True where convenience defaults (such as default secrets) are acceptable."""
+        return self.environment in ("development", "test")
