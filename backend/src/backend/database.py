@@ -13,7 +13,12 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from backend.models import Base, Item, Notification
 
@@ -26,7 +31,11 @@ SEED_ITEMS = [
 ]
 SEED_NOTIFICATIONS = [
     {"title": "Welcome", "description": "The backend is up and seeded.", "category": "information"},
-    {"title": "Maintenance", "description": "Tasks may be replaced at any time.", "category": "alert"},
+    {
+        "title": "Maintenance",
+        "description": "Tasks may be replaced at any time.",
+        "category": "alert",
+    },
 ]
 
 

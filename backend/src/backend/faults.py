@@ -90,7 +90,11 @@ def faults_router(faults: Faults) -> APIRouter:
     async def update_faults(update: FaultsUpdate, request: Request) -> FaultsOut:
         for name, value in update.model_dump(exclude_none=True).items():
             setattr(faults, name, value)
-        log.warning("faults changed", client_ip=request.client.host if request.client else "", **vars(faults))
+        log.warning(
+            "faults changed",
+            client_ip=request.client.host if request.client else "",
+            **vars(faults),
+        )
         return FaultsOut(**vars(faults))
 
     return router

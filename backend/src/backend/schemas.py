@@ -17,9 +17,12 @@ from backend.models import CONTENT_MAX, NAME_MAX, TITLE_MAX
 _NO_NUL = r"^[^\x00]*$"
 
 Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX, pattern=_NO_NUL)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX, pattern=_NO_NUL),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX, pattern=_NO_NUL)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX, pattern=_NO_NUL)
+]
 Content = Annotated[str, StringConstraints(max_length=CONTENT_MAX, pattern=_NO_NUL)]
 
 MAX_ID = 2_147_483_647

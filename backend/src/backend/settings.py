@@ -39,12 +39,18 @@ class BackendSettings(ServiceSettings):
     @model_validator(mode="after")
     def _check_database(self) -> BackendSettings:
         url = self.database_url_object()
-        if url.drivername.startswith("postgresql") and not self.is_development:
-            if url.password is not None:
-                msg = "DATABASE_URL must not contain a password outside development: use DATABASE_PASSWORD"
+        if url.get_backend_name() == "postgresql" and not self.is_development:
+            if make_url(self.database_url).password is not None:
+                msg = (
+                    "DATABASE_URL must not contain a password outside development: "
+                    "pass it as DATABASE_PASSWORD (a secret)"
+                )
                 raise ValueError(msg)
             if self.database_password is None or not self.database_password.get_secret_value():
-                msg = "DATABASE_PASSWORD is required for a PostgreSQL DATABASE_URL outside development"
+                msg = (
+                    "DATABASE_PASSWORD is required for a PostgreSQL DATABASE_URL "
+                    "outside development"
+                )
                 raise ValueError(msg)
         return self
 
@@ -69,7 +75,8 @@ class BackendSettings(ServiceSettings):
         if driver is not None:
             url = url.set(drivername=driver)
         if url.get_backend_name() not in _ASYNC_DRIVERS:
-            msg = f"DATABASE_URL: unsupported database {url.get_backend_name()!r} (sqlite or postgresql)"
+            backend = url.get_backend_name()
+            msg = f"DATABASE_URL: unsupported database {backend!r} (sqlite or postgresql)"
             raise ValueError(msg)
         if self.database_password is not None:
             url = url.set(password=self.database_password.get_secret_value())

@@ -179,9 +179,7 @@ def _add_logger_name(logger: WrappedLogger, _: str, event_dict: EventDict) -> Ev
 def _log_uncaught(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
-    get_logger("servicekit.uncaught").critical(
-        "uncaught exception", exc_info=(exc_type, exc, tb)
-    )
+    get_logger("servicekit.uncaught").critical("uncaught exception", exc_info=(exc_type, exc, tb))
 
 
 def get_logger(name: str) -> Any:

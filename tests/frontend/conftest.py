@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from frontend.app import create_app
+from frontend.settings import FrontendSettings
+from tests.support import Service, sqlite_url, start_service
+
+MakeFrontend = Callable[..., TestClient]
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Service]:
+    """A real backend process with a fresh database."""
+    service = start_service(
+        "backend",
+        tmp_path,
+        env={"DATABASE_URL": sqlite_url(tmp_path / "b.sqlite3"), "AWS_XRAY_SDK_ENABLED": "false"},
+    )
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def make_frontend() -> Iterator[MakeFrontend]:
+    """A TestClient on the frontend app; settings by keyword (``backend_url`` at least)."""
+    clients: list[TestClient] = []
+
+    def _make(**settings: Any) -> TestClient:
+        settings.setdefault("tracing_enabled", False)
+        client = TestClient(create_app(FrontendSettings(**settings)), follow_redirects=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield _make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def frontend(make_frontend: MakeFrontend, backend: Service) -> TestClient:
+    return make_frontend(backend_url=backend.url)

@@ -1,0 +1,214 @@
+"""Running the real services for tests: processes on free loopback ports.
+
+Each service runs as ``python -m <service>``, exactly as its container does,
+with its stdout captured to a file so tests can read its JSON log lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+# Variables a developer's shell may set that would change what a test runs.
+_SCRUBBED = (
+    "PORT",
+    "HOST",
+    "SERVICE_NAME",
+    "LOG_LEVEL",
+    "ENVIRONMENT",
+    "DATABASE_URL",
+    "DATABASE_PASSWORD",
+    "BACKEND_URL",
+    "AWS_XRAY_SDK_ENABLED",
+    "AWS_XRAY_DAEMON_ADDRESS",
+    "AWS_XRAY_CONTEXT_MISSING",
+    "XRAY_SAMPLING_RULES",
+    "SHUTDOWN_DRAIN_SECONDS",
+    "SHUTDOWN_GRACE_SECONDS",
+)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (bound once to port 0, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("FAULT_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    # No load balancer to wait for in tests; the shutdown tests set their own.
+    env["SHUTDOWN_DRAIN_SECONDS"] = "0"
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class Service:
+    """One running service process and where its output goes."""
+
+    name: str
+    port: int
+    env: dict[str, str]
+    stdout_path: Path
+    stderr_path: Path
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every stdout line parsed as JSON; fails the test on a line that is not."""
+        lines = []
+        for number, raw in enumerate(self.stdout_path.read_text().splitlines(), 1):
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                msg = f"{self.name} stdout line {number} is not JSON: {raw[:200]!r}"
+                raise AssertionError(msg) from exc
+            assert isinstance(record, dict), f"line {number} is not a JSON object"
+            lines.append(record)
+        return lines
+
+    def access_lines(self) -> list[dict[str, Any]]:
+        return [r for r in self.log_lines() if r.get("logger") == "servicekit.access"]
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def send(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                msg = (
+                    f"{self.name} exited with {self.process.returncode} during start-up:\n"
+                    f"{self.stdout_path.read_text()[-3000:]}\n{self.stderr()[-3000:]}"
+                )
+                raise AssertionError(msg)
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop(signal.SIGKILL)
+        msg = f"{self.name} not ready within {timeout}s:\n{self.stdout_path.read_text()[-3000:]}"
+        raise AssertionError(msg)
+
+
+def start_service(
+    name: str,
+    workdir: Path,
+    *,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    run_number: int = 0,
+) -> Service:
+    """Start ``python -m <name>`` on a free loopback port; wait for ``/readyz`` by default."""
+    port = port or free_port()
+    full_env = base_env(PORT=str(port), **(env or {}))
+    stdout_path = workdir / f"{name}-{port}-{run_number}.stdout"
+    stderr_path = workdir / f"{name}-{port}-{run_number}.stderr"
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", name], cwd=workdir, env=full_env, stdout=out, stderr=err
+        )
+    service = Service(name, port, full_env, stdout_path, stderr_path, process)
+    if wait:
+        service.wait_ready()
+    return service
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+class ScriptedBackend:
+    """A real HTTP server on loopback that answers from a script, for client-behaviour tests.
+
+    ``responses`` is consumed one per request: ``(status, body)`` or ``"hang"``
+    (accept, read the request, never answer). After the script runs out, the
+    last entry repeats. Every request's method and path is recorded.
+    """
+
+    def __init__(self, responses: list[tuple[int, bytes] | str]) -> None:
+        import http.server  # noqa: PLC0415 - test helper only
+        import threading  # noqa: PLC0415
+
+        self.responses = list(responses)
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self._release = threading.Event()
+        scripted = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                scripted.requests.append((self.command, self.path, dict(self.headers)))
+                step = (
+                    scripted.responses.pop(0)
+                    if len(scripted.responses) > 1
+                    else scripted.responses[0]
+                )
+                if step == "hang":
+                    scripted._release.wait(30)
+                    return
+                assert isinstance(step, tuple)
+                status, body = step
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = _answer  # noqa: N815
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedBackend:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
