@@ -77,9 +77,11 @@ def test_gets_are_retried_on_503_then_succeed() -> None:
 
 
 def test_get_fails_once_retries_are_spent() -> None:
-    with ScriptedBackend([(503, b"{}"), (503, b"{}"), OK_HELLO]) as backend:
-        with pytest.raises(BackendUnavailable) as failure:
-            call_hello(backend.url, retries=1)
+    with (
+        ScriptedBackend([(503, b"{}"), (503, b"{}"), OK_HELLO]) as backend,
+        pytest.raises(BackendUnavailable) as failure,
+    ):
+        call_hello(backend.url, retries=1)
     assert failure.value.status == 503
     assert len(backend.requests) == 2
 
