@@ -86,6 +86,21 @@ class Service:
     def access_lines(self) -> list[dict[str, Any]]:
         return [r for r in self.log_lines() if r.get("logger") == "servicekit.access"]
 
+    def access_lines_for(
+        self, request_id: str, count: int, timeout: float = 5
+    ) -> list[dict[str, Any]]:
+        """The access lines of ``request_id``, once ``count`` of them are written.
+
+        A service writes its access line after the response is sent, so a
+        client can see the response a moment before the line exists.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [r for r in self.access_lines() if r.get("request_id") == request_id]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
     def stderr(self) -> str:
         return self.stderr_path.read_text()
 
@@ -212,3 +227,58 @@ class ScriptedBackend:
         self._release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class SegmentCollector:
+    """A UDP listener on loopback in the X-Ray daemon's place; keeps every segment document.
+
+    Each datagram is ``{"format":"json","version":1}\\n<segment JSON>``.
+    """
+
+    def __init__(self) -> None:
+        import threading  # noqa: PLC0415 - test helper only
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.segments: list[dict[str, Any]] = []
+        self.bad_datagrams: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, _ = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            header, _, body = data.partition(b"\n")
+            try:
+                assert json.loads(header) == {"format": "json", "version": 1}
+                self.segments.append(json.loads(body))
+            except (AssertionError, ValueError):
+                self.bad_datagrams.append(data)
+
+    def wait_for(self, count: int, timeout: float = 5) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` segments arrived; return them all."""
+        deadline = time.monotonic() + timeout
+        while len(self.segments) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return list(self.segments)
+
+    def __enter__(self) -> SegmentCollector:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def sample_all_rules() -> dict[str, Any]:
+    """The project's sampling rules with every request sampled (health checks stay unsampled)."""
+    rules = json.loads((ROOT / "servicekit/src/servicekit/sampling-rules.json").read_text())
+    rules["default"] = {"fixed_target": 0, "rate": 1.0}
+    return dict(rules)

@@ -109,7 +109,7 @@ def test_mark_read_unknown_notification_is_404(frontend: TestClient) -> None:
 
 def test_request_id_is_passed_to_the_backend(frontend: TestClient, backend: Service) -> None:
     frontend.get("/", headers={"X-Request-Id": "page-request-42"})
-    backend_lines = [r for r in backend.access_lines() if r.get("request_id") == "page-request-42"]
+    backend_lines = backend.access_lines_for("page-request-42", 2)
     assert {line["path"] for line in backend_lines} == {
         "/v1/helloworld",
         "/v1/notifications/count",

@@ -18,11 +18,7 @@ def test_page_request_reaches_the_backend(stack: Stack) -> None:
     assert response.status_code == 200
     assert "Hello world" in response.text
     assert response.headers["x-request-id"] == "it-home-1"
-    backend_paths = sorted(
-        line["path"]
-        for line in stack.backend.access_lines()
-        if line.get("request_id") == "it-home-1"
-    )
+    backend_paths = sorted(line["path"] for line in stack.backend.access_lines_for("it-home-1", 2))
     assert backend_paths == ["/v1/helloworld", "/v1/notifications/count"]
 
 

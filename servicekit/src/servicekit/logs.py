@@ -65,11 +65,11 @@ def _level_name(_: WrappedLogger, method_name: str, event_dict: EventDict) -> Ev
 
 
 def _render_json(_: WrappedLogger, __: str, event_dict: EventDict) -> bytes:
-    return orjson.dumps(event_dict, default=repr)
+    return orjson.dumps(event_dict, default=str)
 
 
 def _render_json_str(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
-    return orjson.dumps(event_dict, default=repr).decode()
+    return orjson.dumps(event_dict, default=str).decode()
 
 
 def _shared_processors(service: str) -> list[Processor]:

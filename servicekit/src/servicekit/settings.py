@@ -33,7 +33,9 @@ class ServiceSettings(BaseSettings):
     environment only; unknown variables are ignored.
     """
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True
+    )
 
     service_name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     environment: Environment = "development"

@@ -1,0 +1,160 @@
+"""The log contract, checked on the stdout of a real servicekit process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import ROOT, Service, base_env, free_port
+
+SAMPLE = Path(__file__).with_name("sample_service.py")
+
+
+def start_sample(tmp_path: Path, **env: str) -> Service:
+    port = free_port()
+    full_env = base_env(PORT=str(port), AWS_XRAY_SDK_ENABLED="false", **env)
+    full_env["PYTHONPATH"] = str(ROOT)
+    out, err = tmp_path / f"sample-{port}.stdout", tmp_path / f"sample-{port}.stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(SAMPLE)], env=full_env, stdout=stdout, stderr=stderr, cwd=tmp_path
+        )
+    service = Service("sample", port, full_env, out, err, process)
+    service.wait_ready()
+    return service
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Iterator[Service]:
+    service = start_sample(tmp_path)
+    yield service
+    if service.process.poll() is None:
+        service.stop(signal.SIGKILL)
+
+
+def by_event(lines: list[dict[str, object]], event: str) -> list[dict[str, object]]:
+    return [line for line in lines if line["event"] == event]
+
+
+def test_every_line_is_json_including_uvicorn_and_warnings(sample: Service) -> None:
+    for path in ("/ok", "/warn"):
+        assert httpx.get(f"{sample.url}{path}").status_code == 200
+    assert sample.stop() == 0
+    lines = sample.log_lines()
+    assert sample.stderr() == ""
+    loggers = {line["logger"] for line in lines}
+    assert {"uvicorn.error", "py.warnings", "some.library", "sample"} <= loggers
+    (warning,) = [line for line in lines if line["logger"] == "py.warnings"]
+    assert warning["level"] == "warning"
+    assert "sample deprecation" in str(warning["event"])
+    (library,) = [line for line in lines if line["logger"] == "some.library"]
+    assert library["event"] == "library warning with args"
+    (handled,) = by_event(lines, "handled ok")
+    assert handled["detail"] == "fine"
+    assert handled["request_id"]  # app lines carry the request's id
+
+
+def test_unhandled_exception_is_one_error_access_line_with_its_traceback(sample: Service) -> None:
+    response = httpx.get(f"{sample.url}/boom", headers={"X-Request-Id": "boom-1"})
+    assert response.status_code == 500
+    assert sample.stop() == 0
+    raw = sample.stdout_path.read_text()
+    lines = sample.log_lines()
+    related = [line for line in lines if line.get("request_id") == "boom-1"]
+    assert len(related) == 1
+    (access,) = related
+    assert access["logger"] == "servicekit.access"
+    assert access["level"] == "error"
+    assert access["status"] == 500
+    assert "Traceback (most recent call last)" in str(access["exception"])
+    assert "RuntimeError: sample failure" in str(access["exception"])
+    assert by_event(lines, "Exception in ASGI application") == []
+    assert raw.count("\n") == len(lines)  # the traceback did not add lines
+
+
+def test_levels_follow_status_and_health_checks_are_debug(sample: Service) -> None:
+    httpx.get(f"{sample.url}/ok")
+    httpx.get(f"{sample.url}/missing-status")
+    httpx.get(f"{sample.url}/healthz")
+    assert sample.stop() == 0
+    access = {line["path"]: line for line in sample.access_lines()}
+    assert access["/ok"]["level"] == "info"
+    assert access["/missing-status"]["level"] == "warning"
+    assert access["/missing-status"]["status"] == 418
+    assert "/healthz" not in access  # debug, below the default INFO
+
+
+def test_log_level_debug_shows_health_checks(tmp_path: Path) -> None:
+    sample = start_sample(tmp_path, LOG_LEVEL="debug")
+    httpx.get(f"{sample.url}/healthz")
+    sample.stop()
+    health = [line for line in sample.access_lines() if line["path"] == "/healthz"]
+    assert health
+    assert {line["level"] for line in health} == {"debug"}
+
+
+def test_log_level_warning_drops_info_lines(tmp_path: Path) -> None:
+    sample = start_sample(tmp_path, LOG_LEVEL="WARNING")
+    httpx.get(f"{sample.url}/ok")
+    httpx.get(f"{sample.url}/warn")
+    sample.stop()
+    lines = sample.log_lines()
+    assert lines
+    assert {line["level"] for line in lines} <= {"warning", "error", "critical"}
+    assert by_event(lines, "handled ok") == []
+
+
+def test_request_id_is_taken_or_made_and_returned(sample: Service) -> None:
+    given = httpx.get(f"{sample.url}/ok", headers={"X-Request-Id": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = httpx.get(f"{sample.url}/ok")
+    assert len(made.headers["x-request-id"]) == 32
+    hostile = httpx.get(f"{sample.url}/ok", headers={"X-Request-Id": "bad id\twith spaces"})
+    assert hostile.headers["x-request-id"] != "bad id\twith spaces"
+    sample.stop()
+    ids = [line["request_id"] for line in sample.access_lines()]
+    assert ids == ["abc-123", made.headers["x-request-id"], hostile.headers["x-request-id"]]
+
+
+def test_secrets_and_credentials_never_reach_the_log(sample: Service) -> None:
+    httpx.get(
+        f"{sample.url}/secret",
+        headers={"Authorization": "Bearer token-in-header", "Cookie": "session=cookie-value"},
+    )
+    sample.stop()
+    raw = sample.stdout_path.read_text()
+    for secret in ("sample-secret-value", "token-in-header", "cookie-value"):
+        assert secret not in raw
+    (line,) = by_event(sample.log_lines(), "settings")
+    assert line["api_key"] == "**********"
+
+
+def test_invalid_configuration_is_one_json_line_and_exit_2(tmp_path: Path) -> None:
+    env = base_env(PORT="not-a-port", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(SAMPLE)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert result.stderr == ""
+    import json  # noqa: PLC0415
+
+    (line,) = [json.loads(raw) for raw in result.stdout.splitlines()]
+    assert line["level"] == "critical"
+    assert line["event"] == "invalid configuration"
+    assert line["errors"][0]["variable"] == "PORT"
+
+
+def test_shutdown_line_reports_the_drain(sample: Service) -> None:
+    start = time.monotonic()
+    assert sample.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - start < 5
+    (line,) = by_event(sample.log_lines(), "shutdown complete")
+    assert line["signal"] == "SIGTERM"
+    assert line["cut_short"] == 0

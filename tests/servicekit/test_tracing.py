@@ -1,0 +1,103 @@
+"""The tracing middleware and context: segments per request, subsegments where they ran."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aws_xray_sdk.core import xray_recorder
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import Field
+
+from servicekit.app import create_service_app
+from servicekit.settings import ServiceSettings
+from tests.support import SegmentCollector, sample_all_rules
+
+
+class TracedSettings(ServiceSettings):
+    service_name: str = "traced"
+    port: int = Field(default=0)
+
+
+def traced_app(settings: TracedSettings) -> FastAPI:
+    app = create_service_app(settings, title="traced")
+
+    @app.get("/fan-out")
+    async def fan_out() -> dict[str, int]:
+        async def call(n: int) -> int:
+            async with xray_recorder.in_subsegment_async(f"call-{n}"):
+                await asyncio.sleep(0.01 * (3 - n))
+                async with xray_recorder.in_subsegment_async(f"inner-{n}"):
+                    await asyncio.sleep(0)
+            return n
+
+        results = await asyncio.gather(*(call(n) for n in range(3)))
+        return {"calls": len(results)}
+
+    @app.get("/sync")
+    def sync_endpoint() -> dict[str, str]:
+        with xray_recorder.in_subsegment("in-thread-pool"):
+            pass
+        return {"ran": "in a worker thread"}
+
+    return app
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[tuple[TestClient, SegmentCollector]]:
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(sample_all_rules()))
+    with SegmentCollector() as collector:
+        settings = TracedSettings(xray_daemon_address=collector.address, xray_sampling_rules=rules)
+        with TestClient(traced_app(settings)) as test_client:
+            yield test_client, collector
+
+
+def test_gather_keeps_each_task_subsegments_apart(
+    client: tuple[TestClient, SegmentCollector],
+) -> None:
+    test_client, collector = client
+    response = test_client.get("/fan-out")
+    assert response.status_code == 200
+    (segment,) = collector.wait_for(1)
+    calls = {sub["name"]: sub for sub in segment["subsegments"]}
+    assert set(calls) == {"call-0", "call-1", "call-2"}
+    for n in range(3):
+        assert [inner["name"] for inner in calls[f"call-{n}"]["subsegments"]] == [f"inner-{n}"]
+
+
+def test_sync_endpoints_in_the_thread_pool_are_traced(
+    client: tuple[TestClient, SegmentCollector],
+) -> None:
+    test_client, collector = client
+    assert test_client.get("/sync").status_code == 200
+    (segment,) = collector.wait_for(1)
+    assert [sub["name"] for sub in segment["subsegments"]] == ["in-thread-pool"]
+
+
+def test_segment_records_request_and_response(
+    client: tuple[TestClient, SegmentCollector],
+) -> None:
+    test_client, collector = client
+    response = test_client.get("/missing", headers={"User-Agent": "probe/1"})
+    assert response.status_code == 404
+    (segment,) = collector.wait_for(1)
+    assert segment["name"] == "traced"
+    assert segment["http"]["request"]["method"] == "GET"
+    assert segment["http"]["request"]["url"].endswith("/missing")
+    assert segment["http"]["request"]["user_agent"] == "probe/1"
+    assert segment["http"]["response"]["status"] == 404
+    assert segment["error"] is True
+    root = response.headers["x-amzn-trace-id"].removeprefix("Root=")
+    assert segment["trace_id"] == root
+
+
+def test_health_checks_are_not_sampled(client: tuple[TestClient, SegmentCollector]) -> None:
+    test_client, collector = client
+    test_client.get("/healthz")
+    test_client.get("/readyz")
+    assert collector.wait_for(1, timeout=0.5) == []
