@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import JSONResponse, Response
 
-from frontend import pages
+from frontend import api, pages
 from frontend.backend_client import (
     BackendClient,
     BackendRejected,
@@ -16,7 +16,7 @@ from frontend.backend_client import (
     create_http_client,
 )
 from frontend.settings import FrontendSettings
-from servicekit.app import create_service_app
+from servicekit.app import create_service_app, error_body
 from servicekit.logs import get_logger, request_id_var
 
 log = get_logger("frontend.app")
@@ -43,13 +43,21 @@ def create_app(settings: FrontendSettings) -> FastAPI:
 
     app = create_service_app(settings, title="sbcntr frontend", lifespan=lifespan)
     app.include_router(pages.router)
+    app.include_router(api.router)
     app.add_exception_handler(BackendUnavailable, _backend_unavailable)
     app.add_exception_handler(BackendRejected, _backend_rejected)
     return app
 
 
-async def _backend_unavailable(request: Request, exc: Exception) -> HTMLResponse:
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith(api.router.prefix + "/")
+
+
+async def _backend_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendUnavailable)
+    if _wants_json(request):
+        body = error_body("backend_unavailable", _UNAVAILABLE_TITLES.get(exc.status, "failed"))
+        return JSONResponse(body, status_code=exc.status)
     return _error_page(
         request,
         exc.status,
@@ -58,13 +66,15 @@ async def _backend_unavailable(request: Request, exc: Exception) -> HTMLResponse
     )
 
 
-async def _backend_rejected(request: Request, exc: Exception) -> HTMLResponse:
+async def _backend_rejected(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendRejected)
+    if _wants_json(request):
+        return JSONResponse(dict(exc.body), status_code=exc.status)
     title = "Not found" if exc.status == 404 else "The request was refused"
     return _error_page(request, exc.status, title, str(exc))
 
 
-def _error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+def _error_page(request: Request, status: int, title: str, message: str) -> Response:
     retry_url = request.url.path if request.method == "GET" else "/"
     return pages.render(
         request,

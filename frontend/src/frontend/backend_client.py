@@ -104,11 +104,18 @@ class BackendClient:
         return list(body["data"])
 
     async def create_item(self, title: str, name: str, content: str) -> dict[str, Any]:
-        payload = {"title": title, "name": name, "content": content}
-        return await self._call("POST", "/v1/items", json=payload)
+        return await self.create_item_raw({"title": title, "name": name, "content": content})
+
+    async def create_item_raw(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an item from a body the backend validates."""
+        return await self._call("POST", "/v1/items", json=body)
 
     async def set_favorite(self, item_id: int, favorite: bool) -> dict[str, Any]:
-        return await self._call("PUT", f"/v1/items/{item_id}/favorite", json={"favorite": favorite})
+        return await self.set_favorite_raw(item_id, {"favorite": favorite})
+
+    async def set_favorite_raw(self, item_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Mark or unmark from a body the backend validates."""
+        return await self._call("PUT", f"/v1/items/{item_id}/favorite", json=body)
 
     async def notifications(self) -> list[dict[str, Any]]:
         body = await self._call("GET", "/v1/notifications")
