@@ -1,0 +1,1 @@
+"""Operator tooling for the sbcntr services (not part of any service image)."""

@@ -1,0 +1,86 @@
+"""``sbcntrctl bench``: run the benchmark and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+from sbcntrctl.bench import harness, report
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+ROOT = Path(__file__).resolve().parents[4]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="one pair, one round (< 30 s)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--seconds", type=float, help="seconds per wrk run (default 4; quick 2)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "docs" / "performance.md",
+        help="Markdown file whose bench section is replaced; JSON goes beside it",
+    )
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        cpu = found.group(1).strip() if found else cpu
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), {system}, Python {platform.python_version()}"
+
+
+def write(output: Path, section: str, results: dict[str, object]) -> None:
+    """Replace the bench section of ``output`` (or create it) and write the JSON beside it."""
+    block = f"{BEGIN}\n{section}{END}"
+    if output.exists() and BEGIN in output.read_text():
+        text = output.read_text()
+        start, end = text.index(BEGIN), text.index(END) + len(END)
+        text = text[:start] + block + text[end:]
+    else:
+        text = f"# Performance\n\n{block}\n"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    quick: bool = args.quick
+    options = harness.RunOptions(
+        root=ROOT,
+        quick=quick,
+        rounds=args.rounds or (1 if quick else 3),
+        seconds=args.seconds or (2 if quick else 4),
+        connections=args.connections,
+        startup_runs=1 if quick else 5,
+    )
+    results = harness.run(options)
+    command = "sbcntrctl bench" + (" --quick" if quick else "")
+    header = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "command": f"`{command}` ({options.rounds} rounds x {options.seconds:g} s, "
+        f"{options.connections} connections, servers on CPU {harness.SERVER_CPU}, "
+        f"wrk on CPU {harness.CLIENT_CPU})",
+    }
+    results["header"] = header
+    section = report.markdown(results, header)
+    write(args.output, section, results)
+    sys.stdout.write(section)
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="sbcntrctl bench", description=__doc__)
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

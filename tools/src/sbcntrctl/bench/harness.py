@@ -1,0 +1,293 @@
+"""Configurations, rounds and measurements of one benchmark run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sbcntrctl.bench import procs, wrk
+
+SERVER_CPU = 0
+CLIENT_CPU = 1
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of a configuration: ``role`` is ``front`` (driven by wrk) or ``back``."""
+
+    role: str
+    command: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    description: str
+    path: str
+    processes: tuple[ProcessSpec, ...]
+
+
+@dataclass
+class Sample:
+    """One wrk run of one configuration in one round."""
+
+    config: str
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    cpu_us_per_request: dict[str, float]
+    rss_mb: dict[str, float] = field(default_factory=dict)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(**values: str) -> tuple[tuple[str, str], ...]:
+    return tuple(values.items())
+
+
+OFF = _env(AWS_XRAY_SDK_ENABLED="false", LOG_LEVEL="WARNING")
+DEFAULT = _env(LOG_LEVEL="INFO")
+
+
+def configurations(sample_all_rules: Path, quick: bool) -> list[Config]:
+    """Every configuration of a run; ``quick`` keeps one pair."""
+    all_sampled = _env(LOG_LEVEL="INFO", XRAY_SAMPLING_RULES=str(sample_all_rules))
+    app = (sys.executable, "-m", "sbcntrctl.bench.apps")
+    backend = (sys.executable, "-m", "backend")
+    frontend = (sys.executable, "-m", "frontend")
+
+    def pair(name: str, description: str, env: tuple[tuple[str, str], ...], **extra: str) -> Config:
+        return Config(
+            name,
+            description,
+            "/api/helloworld",
+            (
+                ProcessSpec("front", frontend, env + _env(**extra)),
+                ProcessSpec("back", backend, env),
+            ),
+        )
+
+    single = [
+        Config("raw-asgi", "raw ASGI app on uvicorn", "/", (ProcessSpec("front", (*app, "raw")),)),
+        Config(
+            "fastapi",
+            "bare FastAPI JSON endpoint",
+            "/v1/helloworld",
+            (ProcessSpec("front", (*app, "fastapi")),),
+        ),
+        Config(
+            "backend-off",
+            "backend /v1/helloworld, logging and tracing off",
+            "/v1/helloworld",
+            (ProcessSpec("front", backend, OFF),),
+        ),
+        Config(
+            "backend-default",
+            "backend, INFO access log, default sampling",
+            "/v1/helloworld",
+            (ProcessSpec("front", backend, DEFAULT),),
+        ),
+        Config(
+            "backend-sampled",
+            "backend, INFO access log, every request sampled",
+            "/v1/helloworld",
+            (ProcessSpec("front", backend, all_sampled),),
+        ),
+    ]
+    pairs = [
+        Config(
+            "bare-pair",
+            "bare FastAPI -> aiohttp -> bare FastAPI",
+            "/api/helloworld",
+            (ProcessSpec("front", (*app, "pair-front")), ProcessSpec("back", (*app, "fastapi"))),
+        ),
+        pair("pair-off", "frontend -> backend, logging and tracing off", OFF),
+        pair("pair-default", "frontend -> backend, INFO logs, default sampling", DEFAULT),
+        pair("pair-sampled", "frontend -> backend, INFO logs, every request sampled", all_sampled),
+        pair(
+            "pair-sampled-httpx",
+            "as pair-sampled, with httpx's own transport",
+            all_sampled,
+            BACKEND_TRANSPORT="httpx",
+        ),
+    ]
+    if quick:
+        return [single[2], single[4]]
+    return single + pairs
+
+
+@dataclass
+class Running:
+    config: Config
+    processes: dict[str, procs.Process]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.processes['front'].port}{self.config.path}"
+
+
+def _process_env(spec: ProcessSpec, port: int, backend_port: int | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY", "XRAY_"))}
+    env.update(
+        PORT=str(port),
+        PYTHONUNBUFFERED="1",
+        SHUTDOWN_DRAIN_SECONDS="0",
+        # Segments go to a UDP port nobody reads: the sending cost is the same.
+        AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{_free_port()}",
+    )
+    env.update(spec.env)
+    if backend_port is not None:
+        env["BACKEND_URL"] = f"http://127.0.0.1:{backend_port}"
+    return env
+
+
+def start(config: Config, workdir: Path, log: Path) -> Running:
+    """Start a configuration's processes on the server core, backend first."""
+    started: dict[str, procs.Process] = {}
+    backend_port = None
+    for spec in sorted(config.processes, key=lambda s: s.role != "back"):
+        port = _free_port()
+        env = _process_env(spec, port, backend_port if spec.role == "front" else None)
+        if spec.role == "back" and "DATABASE_URL" not in env:
+            env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/{config.name}.sqlite3"
+        elif "DATABASE_URL" not in env:
+            env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/{config.name}-front.sqlite3"
+        began = time.perf_counter()
+        process = procs.spawn(
+            f"{config.name}/{spec.role}", list(spec.command), port, env, workdir, SERVER_CPU, log
+        )
+        try:
+            procs.wait_ready(process, began)
+        except RuntimeError as exc:
+            for other in started.values():
+                other.stop()
+            msg = f"{exc}; its output:\n{log.read_text()[-3000:]}"
+            raise RuntimeError(msg) from None
+        started[spec.role] = process
+        if spec.role == "back":
+            backend_port = port
+    return Running(config, started)
+
+
+def measure(
+    running: Running, wrk_bin: str, round_number: int, seconds: float, connections: int
+) -> Sample:
+    """Warm up, then one measured wrk run with CPU time read around it."""
+    wrk.run(wrk_bin, running.url, seconds=1, connections=connections, cpu=CLIENT_CPU)
+    before = {role: procs.cpu_seconds(p.pid) for role, p in running.processes.items()}
+    result = wrk.run(wrk_bin, running.url, seconds=seconds, connections=connections, cpu=CLIENT_CPU)
+    after = {role: procs.cpu_seconds(p.pid) for role, p in running.processes.items()}
+    requests = max(result.requests, 1)
+    return Sample(
+        config=running.config.name,
+        round=round_number,
+        rps=result.rps,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        requests=result.requests,
+        errors=result.errors + result.non_2xx,
+        cpu_us_per_request={
+            role: round((after[role] - before[role]) / requests * 1e6, 1) for role in before
+        },
+        rss_mb={role: round(procs.rss_mb(p.pid), 1) for role, p in running.processes.items()},
+    )
+
+
+def startup_and_stop(module: str, runs: int, workdir: Path, log: Path) -> dict[str, float]:
+    """Median seconds from spawn to ready, and from SIGTERM to exit (no drain delay)."""
+    ready, stop = [], []
+    for n in range(runs):
+        port = _free_port()
+        spec = ProcessSpec("front", (sys.executable, "-m", module), DEFAULT)
+        env = _process_env(spec, port, None)
+        env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/startup-{module}-{n}.sqlite3"
+        began = time.perf_counter()
+        process = procs.spawn(module, list(spec.command), port, env, workdir, SERVER_CPU, log)
+        ready.append(procs.wait_ready(process, began))
+        stop.append(process.stop())
+    return {
+        "ready_s": round(statistics.median(ready), 3),
+        "sigterm_to_exit_s": round(statistics.median(stop), 3),
+    }
+
+
+def compile_sources(root: Path) -> None:
+    """Compile the services' own modules, as the images do at build time."""
+    sources = [str(root / p) for p in ("servicekit/src", "backend/src", "frontend/src")]
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", *sources], check=True, capture_output=True
+    )
+
+
+def sample_all_rules_file(root: Path, directory: Path) -> Path:
+    rules: dict[str, Any] = json.loads(
+        (root / "servicekit/src/servicekit/sampling-rules.json").read_text()
+    )
+    rules["default"] = {"fixed_target": 0, "rate": 1.0}
+    path = directory / "sample-all.json"
+    path.write_text(json.dumps(rules))
+    return path
+
+
+@dataclass
+class RunOptions:
+    root: Path
+    quick: bool
+    rounds: int
+    seconds: float
+    connections: int
+    startup_runs: int
+
+
+def run(options: RunOptions) -> dict[str, Any]:
+    """The whole benchmark: start everything, interleave rounds, stop everything."""
+    wrk_bin = wrk.ensure_wrk()
+    compile_sources(options.root)
+    with tempfile.TemporaryDirectory(prefix="sbcntr-bench-") as tmp:
+        workdir = Path(tmp)
+        log = workdir / "processes.log"
+        configs = configurations(sample_all_rules_file(options.root, workdir), options.quick)
+        running = [start(config, workdir, log) for config in configs]
+        samples: list[Sample] = []
+        try:
+            for number in range(options.rounds):
+                # Rotate the order each round so drift in the machine's load
+                # does not always fall on the same configuration.
+                shift = number % len(running)
+                for item in running[shift:] + running[:shift]:
+                    samples.append(
+                        measure(item, wrk_bin, number, options.seconds, options.connections)
+                    )
+        finally:
+            exits = {
+                f"{item.config.name}/{role}": p.stop()
+                for item in running
+                for role, p in item.processes.items()
+            }
+        startup = {
+            module: startup_and_stop(module, options.startup_runs, workdir, log)
+            for module in ("backend", "frontend")
+        }
+    return {
+        "configs": [{"name": c.name, "description": c.description} for c in configs],
+        "samples": [vars(s) for s in samples],
+        "startup": startup,
+        "exit_after_load_s": {k: round(v, 3) for k, v in exits.items()},
+    }

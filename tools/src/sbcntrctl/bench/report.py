@@ -1,0 +1,165 @@
+"""Figures of a benchmark run: medians, same-round ratios, the targets, the tables."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+# Each configuration's ratio is taken against this baseline, in the same round.
+BASELINES = {
+    "fastapi": "raw-asgi",
+    "backend-off": "fastapi",
+    "backend-default": "backend-off",
+    "backend-sampled": "backend-off",
+    "pair-off": "bare-pair",
+    "pair-default": "pair-off",
+    "pair-sampled": "bare-pair",
+    "pair-sampled-httpx": "bare-pair",
+}
+PROJECT_SERVICES = ("backend-", "pair-")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    limit: str
+    value: float | None
+    met: bool | None
+
+    @property
+    def verdict(self) -> str:
+        if self.met is None:
+            return "not measured"
+        return "met" if self.met else "MISSED"
+
+
+def median_of(samples: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], float]) -> float:
+    return float(statistics.median(key(s) for s in samples))
+
+
+def _median_cpu(group: list[dict[str, Any]], role: str) -> float:
+    return float(statistics.median(s["cpu_us_per_request"][role] for s in group))
+
+
+def by_config(samples: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for sample in samples:
+        grouped.setdefault(sample["config"], []).append(sample)
+    return grouped
+
+
+def same_round_ratio(samples: list[dict[str, Any]], config: str, baseline: str) -> float | None:
+    """Median over rounds of rps(config) / rps(baseline) in that round."""
+    rounds: dict[int, dict[str, float]] = {}
+    for sample in samples:
+        rounds.setdefault(sample["round"], {})[sample["config"]] = sample["rps"]
+    ratios = [r[config] / r[baseline] for r in rounds.values() if config in r and r.get(baseline)]
+    return round(statistics.median(ratios), 3) if ratios else None
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """Per configuration: medians, CPU and RSS per process, ratio to baseline."""
+    samples = results["samples"]
+    summary = {}
+    for name, group in by_config(samples).items():
+        roles = group[0]["cpu_us_per_request"].keys()
+        baseline = BASELINES.get(name)
+        summary[name] = {
+            "rps": round(median_of(group, lambda s: s["rps"])),
+            "p50_ms": round(median_of(group, lambda s: s["p50_ms"]), 2),
+            "p99_ms": round(median_of(group, lambda s: s["p99_ms"]), 2),
+            "errors": sum(s["errors"] for s in group),
+            "cpu_us": {r: round(_median_cpu(group, r), 1) for r in roles},
+            "rss_mb": {r: max(s["rss_mb"][r] for s in group) for r in roles},
+            "baseline": baseline,
+            "ratio": same_round_ratio(samples, name, baseline) if baseline else None,
+        }
+    return summary
+
+
+def _added_cpu(summary: dict[str, Any], on: str, off: str, role: str) -> float | None:
+    if on in summary and off in summary:
+        return round(float(summary[on]["cpu_us"][role]) - float(summary[off]["cpu_us"][role]), 1)
+    return None
+
+
+def targets(summary: dict[str, Any], startup: dict[str, dict[str, float]]) -> list[Target]:
+    """The performance targets, each with its measured value and verdict."""
+
+    def at_most(name: str, limit: float, value: float | None, unit: str = "") -> Target:
+        met = None if value is None else value <= limit
+        return Target(name, f"<= {limit:g}{unit}", value, met)
+
+    def at_least(name: str, limit: float, value: float | None) -> Target:
+        met = None if value is None else value >= limit
+        return Target(name, f">= {limit:g}x", value, met)
+
+    def ratio(config: str) -> float | None:
+        value = summary.get(config, {}).get("ratio")
+        return None if value is None else float(value)
+
+    found = [
+        at_least("pair-sampled / bare-pair (throughput)", 0.5, ratio("pair-sampled")),
+        at_least("pair-default / pair-off (throughput)", 0.85, ratio("pair-default")),
+    ]
+    added = {
+        "backend alone": _added_cpu(summary, "backend-sampled", "backend-off", "front"),
+        "frontend in pair": _added_cpu(summary, "pair-sampled", "pair-off", "front"),
+        "backend in pair": _added_cpu(summary, "pair-sampled", "pair-off", "back"),
+    }
+    for where, value in added.items():
+        found.append(at_most(f"logging + tracing CPU per request, {where}", 130, value, " µs"))
+    for config in ("backend-sampled", "pair-sampled"):
+        figures = summary.get(config)
+        spread = round(figures["p99_ms"] / figures["p50_ms"], 2) if figures else None
+        found.append(at_most(f"p99 / p50, {config}", 3, spread, "x"))
+    rss = [
+        value
+        for name, figures in summary.items()
+        if name.startswith(PROJECT_SERVICES)
+        for value in figures["rss_mb"].values()
+    ]
+    found.append(at_most("RSS per service after the run", 90, max(rss) if rss else None, " MB"))
+    for module, figures in startup.items():
+        found.append(at_most(f"start-up to ready, {module}", 1.0, figures.get("ready_s"), " s"))
+    return found
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def markdown(results: dict[str, Any], header: dict[str, str]) -> str:
+    """The report as Markdown: the run, the table, the targets, start-up and stop."""
+    summary = summarize(results)
+    descriptions = {c["name"]: c["description"] for c in results["configs"]}
+    lines = [f"- {key}: {value}" for key, value in header.items()]
+    lines += [
+        "",
+        "| configuration | requests/s | p50 ms | p99 ms | CPU µs/request | RSS MB | ratio "
+        "| errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, figures in summary.items():
+        cpu = ", ".join(f"{role} {value}" for role, value in figures["cpu_us"].items())
+        rss = ", ".join(f"{role} {value}" for role, value in figures["rss_mb"].items())
+        ratio = f"{figures['ratio']} x {figures['baseline']}" if figures["ratio"] else ""
+        lines.append(
+            f"| {name}: {descriptions[name]} | {figures['rps']} | {figures['p50_ms']} "
+            f"| {figures['p99_ms']} | {cpu} | {rss} | {ratio} | {figures['errors']} |"
+        )
+    lines += ["", "| target | limit | measured | verdict |", "|---|---|---|---|"]
+    for target in targets(summary, results["startup"]):
+        lines.append(
+            f"| {target.name} | {target.limit} | {_cell(target.value)} | {target.verdict} |"
+        )
+    lines += [
+        "",
+        "| service | start-up to ready (median) | SIGTERM to exit (median, no drain delay) |",
+    ]
+    lines += ["|---|---|---|"]
+    for module, figures in results["startup"].items():
+        lines.append(f"| {module} | {figures['ready_s']} s | {figures['sigterm_to_exit_s']} s |")
+    return "\n".join(lines) + "\n"
