@@ -9,8 +9,6 @@ Run one with ``PORT=... python -m sbcntrctl.bench.apps NAME``: uvicorn with the
 same loop and HTTP parser as the services, no access log.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from collections.abc import AsyncIterator

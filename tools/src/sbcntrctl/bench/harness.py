@@ -195,6 +195,12 @@ def measure(
     result = wrk.run(wrk_bin, running.url, seconds=seconds, connections=connections, cpu=CLIENT_CPU)
     after = {role: procs.cpu_seconds(p.pid) for role, p in running.processes.items()}
     requests = max(result.requests, 1)
+    if (result.errors + result.non_2xx) > requests * 0.001:
+        msg = (
+            f"{running.config.name}: {result.errors} socket errors and {result.non_2xx} "
+            f"non-2xx answers in {result.requests} requests: the configuration is broken"
+        )
+        raise RuntimeError(msg)
     return Sample(
         config=running.config.name,
         round=round_number,

@@ -1,0 +1,183 @@
+"""The benchmark harness: wrk report parsing, ratio arithmetic, targets and the report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sbcntrctl.bench import report, wrk
+from sbcntrctl.bench.cli import BEGIN, END, write
+
+WRK_REPORT = """\
+Running 4s test @ http://127.0.0.1:40000/v1/helloworld
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     3.52ms    1.10ms  25.01ms   90.12%
+    Req/Sec     9.20k   412.55     9.81k    80.00%
+  Latency Distribution
+     50%    3.14ms
+     75%    3.61ms
+     90%    4.27ms
+     99%    8.33ms
+  36812 requests in 4.00s, 5.02MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:   9201.77
+Transfer/sec:      1.25MB
+"""
+
+
+def test_wrk_report_is_parsed() -> None:
+    result = wrk.parse(WRK_REPORT)
+    assert result.requests == 36812
+    assert result.seconds == 4.0
+    assert result.rps == 9201.77
+    assert (result.p50_ms, result.p99_ms) == (3.14, 8.33)
+    assert result.errors == 3
+    assert result.non_2xx == 5
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "ms"), [("812.00", "us", 0.812), ("1.5", "ms", 1.5), ("2.00", "s", 2000.0)]
+)
+def test_wrk_units(value: str, unit: str, ms: float) -> None:
+    assert wrk.to_ms(value, unit) == pytest.approx(ms)
+
+
+def test_wrk_report_without_latency_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a wrk --latency report"):
+        wrk.parse(WRK_REPORT.replace("99%", "98%"))
+
+
+def sample(
+    config: str, round_: int, rps: float, cpu: dict[str, float], **kw: Any
+) -> dict[str, Any]:
+    return {
+        "config": config,
+        "round": round_,
+        "rps": rps,
+        "p50_ms": kw.get("p50", 2.0),
+        "p99_ms": kw.get("p99", 5.0),
+        "requests": int(rps * 4),
+        "errors": 0,
+        "cpu_us_per_request": cpu,
+        "rss_mb": kw.get("rss", dict.fromkeys(cpu, 60.0)),
+    }
+
+
+def test_ratios_are_taken_within_each_round() -> None:
+    # Round 1 ran on a slow machine; same-round ratios stay 0.5 and 0.6.
+    samples = [
+        sample("bare-pair", 0, 2000, {"front": 300, "back": 150}),
+        sample("pair-sampled", 0, 1000, {"front": 500, "back": 260}),
+        sample("bare-pair", 1, 1000, {"front": 300, "back": 150}),
+        sample("pair-sampled", 1, 600, {"front": 500, "back": 260}),
+    ]
+    assert report.same_round_ratio(samples, "pair-sampled", "bare-pair") == pytest.approx(0.55)
+    assert report.same_round_ratio(samples, "pair-sampled", "nothing") is None
+
+
+def full_results() -> dict[str, Any]:
+    cpu_pair_off = {"front": 400.0, "back": 200.0}
+    cpu_pair_on = {"front": 560.0, "back": 300.0}
+    samples = []
+    for r in range(3):
+        samples += [
+            sample("raw-asgi", r, 30000, {"front": 30}),
+            sample("fastapi", r, 9000, {"front": 100}),
+            sample("backend-off", r, 7000, {"front": 130}),
+            sample("backend-default", r, 6500, {"front": 140}),
+            sample("backend-sampled", r, 5000, {"front": 250}, p50=2.0, p99=7.0),
+            sample("bare-pair", r, 2000, {"front": 300, "back": 150}),
+            sample("pair-off", r, 1500, cpu_pair_off),
+            sample("pair-default", r, 1350, cpu_pair_off),
+            sample("pair-sampled", r, 1100, cpu_pair_on, rss={"front": 95.0, "back": 80.0}),
+        ]
+    return {
+        "configs": [{"name": s["config"], "description": s["config"]} for s in samples[:9]],
+        "samples": samples,
+        "startup": {"backend": {"ready_s": 0.8, "sigterm_to_exit_s": 0.2}},
+    }
+
+
+def test_targets_report_each_value_and_verdict() -> None:
+    results = full_results()
+    found = {t.name: t for t in report.targets(report.summarize(results), results["startup"])}
+    assert found["pair-sampled / bare-pair (throughput)"].value == 0.55
+    assert found["pair-sampled / bare-pair (throughput)"].met is True
+    assert found["pair-default / pair-off (throughput)"].value == 0.9
+    backend_cpu = found["logging + tracing CPU per request, backend alone"]
+    assert (backend_cpu.value, backend_cpu.met) == (120.0, True)
+    frontend_cpu = found["logging + tracing CPU per request, frontend in pair"]
+    assert (frontend_cpu.value, frontend_cpu.met) == (160.0, False)
+    assert frontend_cpu.verdict == "MISSED"
+    spread = found["p99 / p50, backend-sampled"]
+    assert (spread.value, spread.met) == (3.5, False)
+    rss = found["RSS per service after the run"]
+    assert (rss.value, rss.met) == (95.0, False)
+    assert found["start-up to ready, backend"].met is True
+
+
+def test_quick_run_marks_what_it_did_not_measure() -> None:
+    results = full_results()
+    results["samples"] = [s for s in results["samples"] if s["config"].startswith("backend")]
+    found = {t.name: t for t in report.targets(report.summarize(results), {})}
+    assert found["pair-sampled / bare-pair (throughput)"].verdict == "not measured"
+
+
+def test_markdown_table_has_a_row_per_configuration_and_target() -> None:
+    results = full_results()
+    text = report.markdown(results, {"date": "today", "machine": "m", "command": "c"})
+    names = {c["name"] for c in results["configs"]}
+    rows = [line.split("|")[1].strip().split(":")[0] for line in text.splitlines()]
+    assert sorted(r for r in rows if r in names) == sorted(names)
+    assert "| pair-sampled: pair-sampled | 1100 |" in text
+    assert "0.55 x bare-pair" in text
+    assert (
+        "| logging + tracing CPU per request, frontend in pair | <= 130 µs | 160.0 | MISSED |"
+        in text
+    )
+
+
+def test_write_replaces_only_the_bench_section(tmp_path: Path) -> None:
+    output = tmp_path / "performance.md"
+    output.write_text(f"# Performance\n\nanalysis above\n\n{BEGIN}\nold\n{END}\n\nanalysis below\n")
+    write(output, "new table\n", {"samples": []})
+    text = output.read_text()
+    assert "old" not in text
+    assert "new table" in text
+    assert text.startswith("# Performance\n\nanalysis above")
+    assert text.endswith("analysis below\n")
+    assert json.loads(output.with_suffix(".json").read_text()) == {"samples": []}
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
+def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
+    import sys  # noqa: PLC0415
+
+    from sbcntrctl.bench.cli import main as bench_main  # noqa: PLC0415
+
+    output = tmp_path / "perf.md"
+    argv, sys.argv = sys.argv, ["sbcntrctl bench", "--quick", "--output", str(output)]
+    try:
+        with pytest.raises(SystemExit) as done:
+            bench_main()
+    finally:
+        sys.argv = argv
+    assert done.value.code == 0
+    text = output.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| backend-")]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert float(cells[1]) > 0  # requests/s
+        assert float(cells[2]) > 0  # p50
+        assert cells[4].startswith("front ")
+    assert "x backend-off" in text
+    data = json.loads(output.with_suffix(".json").read_text())
+    assert {s["config"] for s in data["samples"]} == {"backend-off", "backend-sampled"}
+    assert data["startup"]["backend"]["ready_s"] > 0
