@@ -11,6 +11,7 @@ Needs only Python 3.11+ on the machine: uv, pinned below, is installed into
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,12 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 UV_VERSION = "0.13.9"
+# checkov pins old versions of boto3 and others: it gets a virtual environment
+# of its own, or pip backtracks through hundreds of releases.
+CHECKOV_VENV = ROOT / ".venv-checkov"
+CHECKOV_VERSION = "3.3.30"
+# Commands the tests run, and the Debian packages that bring them.
+TEST_COMMANDS = {"docker-compose": "docker-compose", "wrk": "wrk", "taskset": "util-linux"}
 STARTUP_TIMEOUT_SECONDS = 30
 
 LINT_AND_TYPES = [
@@ -66,8 +73,35 @@ def in_venv(command: list[str]) -> list[str]:
     return [str(BIN / command[0]), *command[1:]]
 
 
+def ensure_test_tools() -> None:
+    """The compose validator, wrk, taskset and checkov, which are not Python dependencies."""
+    missing = sorted({pkg for cmd, pkg in TEST_COMMANDS.items() if shutil.which(cmd) is None})
+    if missing:
+        if not shutil.which("apt-get") or os.geteuid() != 0:
+            sys.exit(f"the tests need these packages: {' '.join(missing)}; please install them")
+        run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL)
+        run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+            stdout=subprocess.DEVNULL,
+        )
+    checkov = CHECKOV_VENV / "bin" / "checkov"
+    if not checkov.exists():
+        run([sys.executable, "-m", "venv", str(CHECKOV_VENV)])
+        run(
+            [
+                str(CHECKOV_VENV / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"checkov=={CHECKOV_VERSION}",
+            ]
+        )
+
+
 def test(pytest_args: list[str]) -> None:
     ensure_environment()
+    ensure_test_tools()
     for command in LINT_AND_TYPES:
         run(in_venv(command))
     run([str(PYTHON), "-m", "pytest", *pytest_args])
