@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import StartService
 from tests.firelens.classic import Section, parse, variables
 from tests.firelens.routing import Router, python_time_format
 from tests.servicekit.test_logs import start_sample
-from tests.support import ROOT, sqlite_url
+from tests.support import ROOT, sqlite_url, start_service
 
 CONF = ROOT / "firelens" / "conf"
 IMAGE_DIR = "/fluent-bit/etc/sbcntr"
@@ -277,9 +275,7 @@ def destinations(router: Router, service: str, line: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def captured(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """Log lines of the real services: success, 404, 502/500, warnings, health checks, a traceback."""
-    from tests.support import start_service  # noqa: PLC0415
-
+    """Real log lines: success, 404, 502 and 500, warnings, health checks, a traceback."""
     tmp = tmp_path_factory.mktemp("firelens")
     debug = {"LOG_LEVEL": "DEBUG", "AWS_XRAY_SDK_ENABLED": "false"}
     backend = start_service(
@@ -410,13 +406,15 @@ def test_the_switch_sends_everything_to_cloudwatch() -> None:
 
 @pytest.mark.skipif(shutil.which("fluent-bit") is None, reason="no fluent-bit executable on PATH")
 def test_fluent_bit_accepts_the_configuration(tmp_path: Path) -> None:
-    env = {**router_env()}
+    """``fluent-bit --dry-run`` on the files, with the image paths pointed at a copy."""
+    for path in CONF.iterdir():
+        text = path.read_text().replace(IMAGE_DIR, str(tmp_path))
+        (tmp_path / path.name).write_text(text)
     result = subprocess.run(
-        ["fluent-bit", "--dry-run", "-c", str(CONF / "sbcntr.conf")],
-        env={**env, "PATH": "/usr/bin:/bin"},
+        ["fluent-bit", "--dry-run", "-c", str(tmp_path / "local.conf")],
+        env={**router_env(), "PATH": "/usr/local/bin:/usr/bin:/bin"},
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    del sys, tmp_path
