@@ -1,0 +1,296 @@
+"""Checks of rendered task, service and scaling definitions, before AWS sees them.
+
+First the ECS API model that botocore ships (types, required and unknown
+keys), then the rules the model, and moto, do not enforce, each reported with
+the field it concerns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+# Fields that describe-task-definition returns and register does not take.
+DESCRIBE_ONLY = (
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+)
+DEPENDS_ON_CONDITIONS = {"START", "COMPLETE", "SUCCESS", "HEALTHY"}
+PROTOCOLS = {"tcp", "udp"}
+MAX_STOP_TIMEOUT = 120
+# Fargate task sizes: cpu units -> allowed memory (MiB).
+FARGATE_SIZES: dict[int, set[int]] = {
+    256: {512, 1024, 2048},
+    512: set(range(1024, 4097, 1024)),
+    1024: set(range(2048, 8193, 1024)),
+    2048: set(range(4096, 16385, 1024)),
+    4096: set(range(8192, 30721, 1024)),
+    8192: set(range(16384, 61441, 4096)),
+    16384: set(range(32768, 122881, 8192)),
+}
+_SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|ACCESS_KEY(?!_ID))", re.I)
+_SECRET_VALUE = re.compile(r"(AKIA[0-9A-Z]{16}|://[^/\s:@]+:[^/\s@]+@|-----BEGIN)")
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def _model_problems(operation: str, params: dict[str, Any]) -> list[Problem]:
+    model = botocore.session.get_session().get_service_model("ecs")
+    shape = model.operation_model(operation).input_shape
+    report = ParamValidator().validate(params, shape)
+    if not report.has_errors():
+        return []
+    lines = report.generate_report().splitlines()
+    return [
+        Problem(operation, line.strip())
+        for line in lines
+        if line.strip() and not line.startswith("Parameter validation failed")
+    ]
+
+
+def task_definition(td: dict[str, Any]) -> list[Problem]:
+    """Every problem of a rendered task definition; empty when it is fit to register."""
+    params = {k: v for k, v in td.items() if k not in DESCRIBE_ONLY}
+    problems = _model_problems("RegisterTaskDefinition", params)
+    if problems:
+        return problems  # the rules below assume the model's shape
+    unnamed = [
+        i
+        for i, c in enumerate(td["containerDefinitions"])
+        if not c.get("name") or not c.get("image")
+    ]
+    if unnamed:
+        return [
+            Problem(f"containerDefinitions[{i}].name/image", "both are required") for i in unnamed
+        ]
+    containers = {c["name"]: c for c in td["containerDefinitions"]}
+    problems += _fargate(td)
+    routers = [c for c in containers.values() if "firelensConfiguration" in c]
+    problems += _routers(routers)
+    for name, c in containers.items():
+        where = f"containerDefinitions[{name}]"
+        problems += _container(where, c, containers, is_router=c in routers)
+    return problems
+
+
+def _fargate(td: dict[str, Any]) -> list[Problem]:
+    found = []
+    if td.get("requiresCompatibilities") != ["FARGATE"]:
+        found.append(Problem("requiresCompatibilities", 'must be ["FARGATE"]'))
+    if td.get("networkMode") != "awsvpc":
+        found.append(Problem("networkMode", "Fargate requires awsvpc"))
+    try:
+        cpu, memory = int(td.get("cpu", "")), int(td.get("memory", ""))
+    except ValueError:
+        return [*found, Problem("cpu/memory", "both must be set as numbers")]
+    if memory not in FARGATE_SIZES.get(cpu, set()):
+        found.append(
+            Problem("cpu/memory", f"{cpu} CPU units with {memory} MiB is not a Fargate size")
+        )
+    platform = td.get("runtimePlatform", {})
+    if platform.get("cpuArchitecture") not in ("X86_64", "ARM64"):
+        found.append(Problem("runtimePlatform.cpuArchitecture", "must be X86_64 or ARM64"))
+    if not td.get("executionRoleArn") or not td.get("taskRoleArn"):
+        found.append(Problem("executionRoleArn/taskRoleArn", "both roles are required"))
+    elif td["executionRoleArn"] == td["taskRoleArn"]:
+        found.append(Problem("taskRoleArn", "use a role separate from the execution role"))
+    return found
+
+
+def _routers(routers: list[dict[str, Any]]) -> list[Problem]:
+    if len(routers) != 1:
+        return [Problem("firelensConfiguration", f"exactly one log router, found {len(routers)}")]
+    router = routers[0]
+    where = f"containerDefinitions[{router['name']}]"
+    found = []
+    options = router["firelensConfiguration"].get("options", {})
+    if router["firelensConfiguration"].get("type") != "fluentbit":
+        found.append(Problem(f"{where}.firelensConfiguration.type", "must be fluentbit"))
+    if options.get("config-file-type") != "file":
+        found.append(
+            Problem(f"{where}.firelensConfiguration.options", "Fargate needs config-file-type file")
+        )
+    if options.get("config-file-value") == "/fluent-bit/etc/fluent-bit.conf":
+        found.append(Problem(f"{where}.firelensConfiguration.options", "FireLens writes that file"))
+    if router.get("user") != "0":
+        found.append(Problem(f"{where}.user", "the FireLens router must run as user 0"))
+    if "memory" in router:
+        found.append(
+            Problem(f"{where}.memory", "no hard limit on the router: use memoryReservation")
+        )
+    if not router.get("essential", True):
+        found.append(Problem(f"{where}.essential", "the log router must be essential"))
+    return found
+
+
+def _container(
+    where: str, c: dict[str, Any], containers: dict[str, Any], *, is_router: bool
+) -> list[Problem]:
+    found = []
+    image = c.get("image", "")
+    tag = image.rsplit("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
+    if "@sha256:" not in image and (not tag or tag == "latest"):
+        found.append(
+            Problem(f"{where}.image", "pin a tag (the git commit) or a digest, never latest")
+        )
+    timeout = c.get("stopTimeout")
+    if timeout is not None and not 2 <= timeout <= MAX_STOP_TIMEOUT:
+        found.append(Problem(f"{where}.stopTimeout", f"{timeout} is outside 2..{MAX_STOP_TIMEOUT}"))
+    for dep in c.get("dependsOn", []):
+        if dep.get("condition") not in DEPENDS_ON_CONDITIONS:
+            found.append(
+                Problem(
+                    f"{where}.dependsOn.condition",
+                    f"{dep.get('condition')!r} is not one of {sorted(DEPENDS_ON_CONDITIONS)}",
+                )
+            )
+        target = containers.get(dep.get("containerName"))
+        if target is None:
+            found.append(
+                Problem(
+                    f"{where}.dependsOn.containerName", f"no container {dep.get('containerName')!r}"
+                )
+            )
+        elif dep.get("condition") == "HEALTHY" and "healthCheck" not in target:
+            found.append(
+                Problem(f"{where}.dependsOn", f"{target['name']} has no healthCheck for HEALTHY")
+            )
+    for mapping in c.get("portMappings", []):
+        if mapping.get("protocol", "tcp") not in PROTOCOLS:
+            found.append(
+                Problem(
+                    f"{where}.portMappings.protocol",
+                    f"{mapping.get('protocol')!r} is not tcp or udp",
+                )
+            )
+    for variable in c.get("environment", []):
+        name, value = variable.get("name", ""), str(variable.get("value", ""))
+        if _SECRET_NAME.search(name) or _SECRET_VALUE.search(value):
+            found.append(
+                Problem(
+                    f"{where}.environment.{name}", "looks like a secret: use secrets with valueFrom"
+                )
+            )
+    for secret in c.get("secrets", []):
+        if not str(secret.get("valueFrom", "")).startswith(
+            ("arn:aws:secretsmanager:", "arn:aws:ssm:")
+        ):
+            found.append(
+                Problem(
+                    f"{where}.secrets.{secret.get('name')}",
+                    "valueFrom must be a Secrets Manager or SSM parameter ARN",
+                )
+            )
+    if (
+        c.get("essential", True)
+        and not is_router
+        and c.get("logConfiguration", {}).get("logDriver") == "awsfirelens"
+    ):
+        found += _app_container(where, c)
+    return found
+
+
+def _app_container(where: str, c: dict[str, Any]) -> list[Problem]:
+    found = []
+    user = str(c.get("user", ""))
+    if not user or user.split(":")[0] in ("0", "root"):
+        found.append(Problem(f"{where}.user", "app containers run as a non-root user"))
+    if c.get("readonlyRootFilesystem") is not True:
+        found.append(Problem(f"{where}.readonlyRootFilesystem", "must be true"))
+    writable = {m.get("containerPath") for m in c.get("mountPoints", []) if not m.get("readOnly")}
+    if "/tmp" not in writable:  # noqa: S108 - the container's /tmp mount, not a temp file
+        found.append(
+            Problem(
+                f"{where}.mountPoints", "a writable /tmp volume is needed with a read-only root"
+            )
+        )
+    if not c.get("linuxParameters", {}).get("initProcessEnabled"):
+        found.append(
+            Problem(
+                f"{where}.linuxParameters.initProcessEnabled", "must be true (signals, zombies)"
+            )
+        )
+    if "log-driver-buffer-limit" not in c["logConfiguration"].get("options", {}):
+        found.append(Problem(f"{where}.logConfiguration.options", "set log-driver-buffer-limit"))
+    if "healthCheck" not in c:
+        found.append(Problem(f"{where}.healthCheck", "app containers need a health check"))
+    names = {d.get("containerName") for d in c.get("dependsOn", [])}
+    if not {"log-router", "xray-daemon"} <= names:
+        found.append(Problem(f"{where}.dependsOn", "must depend on log-router and xray-daemon"))
+    env = {v["name"]: v["value"] for v in c.get("environment", [])}
+    try:
+        budget = float(env.get("SHUTDOWN_DRAIN_SECONDS", 3)) + float(
+            env.get("SHUTDOWN_GRACE_SECONDS", 20)
+        )
+    except ValueError:
+        budget = 0
+    if c.get("stopTimeout", 30) < budget + 5:
+        found.append(
+            Problem(f"{where}.stopTimeout", f"must exceed drain + grace ({budget:g} s) by 5 s")
+        )
+    return found
+
+
+def service_definition(sd: dict[str, Any]) -> list[Problem]:
+    params = {"cluster": "c", "serviceName": "s", "taskDefinition": "t", **sd}
+    problems = _model_problems("CreateService", params)
+    network = sd.get("networkConfiguration", {}).get("awsvpcConfiguration", {})
+    if network.get("assignPublicIp") != "DISABLED":
+        problems.append(
+            Problem("networkConfiguration.assignPublicIp", "tasks stay in private subnets")
+        )
+    breaker = sd.get("deploymentConfiguration", {}).get("deploymentCircuitBreaker", {})
+    if not (breaker.get("enable") and breaker.get("rollback")):
+        problems.append(
+            Problem("deploymentConfiguration.deploymentCircuitBreaker", "enable it with rollback")
+        )
+    return problems
+
+
+def scaling(config: dict[str, Any]) -> list[Problem]:
+    problems = []
+    target = config.get("scalableTarget", {})
+    try:
+        low, high = int(target.get("MinCapacity")), int(target.get("MaxCapacity"))
+        if not 0 <= low <= high:
+            problems.append(Problem("scalableTarget", f"MinCapacity {low} > MaxCapacity {high}"))
+    except (TypeError, ValueError):
+        problems.append(Problem("scalableTarget", "MinCapacity and MaxCapacity must be numbers"))
+    for policy in config.get("policies", []):
+        spec = policy.get("TargetTrackingScalingPolicyConfiguration", {})
+        metric = spec.get("PredefinedMetricSpecification", {})
+        name = policy.get("PolicyName", "?")
+        if metric.get("PredefinedMetricType") == "ALBRequestCountPerTarget" and not metric.get(
+            "ResourceLabel"
+        ):
+            problems.append(
+                Problem(
+                    f"policies[{name}].ResourceLabel",
+                    "ALBRequestCountPerTarget needs the ALB and target group label",
+                )
+            )
+        if spec.get("ScaleOutCooldown", 0) > spec.get("ScaleInCooldown", 0):
+            problems.append(
+                Problem(
+                    f"policies[{name}]",
+                    "scale out faster than in: ScaleOutCooldown <= ScaleInCooldown",
+                )
+            )
+    return problems
