@@ -135,6 +135,8 @@ def test_access_logs_one_line_per_request_with_the_trace_id(
     front = check_schema(traced.frontend)
     back = check_schema(traced.backend)
     front_access = [r for r in front if r["logger"] == "servicekit.access"]
+    # One line per request: the client library's own per-request line is silenced.
+    assert [r for r in front if r["logger"] == "httpx"] == []
     counts = Counter(line["request_id"] for line in front_access)
     assert {f"obs-{n}" for n in range(24)} <= counts.keys()
     assert all(counts[f"obs-{n}"] == 1 for n in range(24))

@@ -162,9 +162,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         named.propagate = True
     # The access log middleware writes the one access line per request.
     logging.getLogger("uvicorn.access").disabled = True
-    # The X-Ray SDK logs each missing daemon or context at warning; keep its
-    # errors, drop its chatter.
-    logging.getLogger("aws_xray_sdk").setLevel(max(numeric_level, logging.WARNING))
+    # Per-request chatter of libraries: the access lines already tell it.
+    # httpx logs every client request at INFO; the X-Ray SDK each emitted
+    # segment at DEBUG. Keep their warnings and errors.
+    for noisy in ("aws_xray_sdk", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(numeric_level, logging.WARNING))
 
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught

@@ -7,6 +7,7 @@ import sys
 
 from sbcntrctl.bench import cli as bench_cli
 from sbcntrctl.deploy import cli as deploy_cli
+from sbcntrctl.loadtest import cli as loadtest_cli
 
 
 def main() -> None:
@@ -18,6 +19,12 @@ def main() -> None:
     deploy = commands.add_parser("deploy", help="render, verify, diff, deploy, rollback on ECS")
     deploy_cli.add_arguments(deploy)
     deploy.set_defaults(handler=deploy_cli.run)
+    audit = commands.add_parser("audit", help="STEP3: check a load run's logs and traces")
+    loadtest_cli.add_audit_arguments(audit)
+    audit.set_defaults(handler=loadtest_cli.run_audit)
+    sizing = commands.add_parser("capacity", help="STEP2/4/5: size tasks from a step run")
+    loadtest_cli.add_capacity_arguments(sizing)
+    sizing.set_defaults(handler=loadtest_cli.run_capacity)
     args = parser.parse_args()
     sys.exit(args.handler(args))
 
