@@ -95,7 +95,7 @@ def sent_requests(stats: Path) -> int:
         for row in csv.DictReader(handle):
             if row.get("Name") == "Aggregated":
                 return int(row["Request Count"])
-    msg = f"{stats_csv}: no Aggregated row"
+    msg = f"{stats}: no Aggregated row"
     raise ValueError(msg)
 
 
@@ -117,13 +117,13 @@ def expected_level(record: dict[str, Any]) -> str:
 
 def audit(
     run_id: str,
-    stats_csv: Path,
+    stats: Path,
     frontend_log: Path,
     backend_log: Path,
     segments: Path | None = None,
     allowed_errors: str | None = None,
 ) -> Report:
-    report = Report(sent=sent_requests(stats_csv))
+    report = Report(sent=sent_requests(stats))
     front = read_log(frontend_log, report, "frontend")
     back = read_log(backend_log, report, "backend")
     prefix = f"{run_id}-"
