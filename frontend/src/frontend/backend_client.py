@@ -90,6 +90,7 @@ class BackendClient:
 
     def __init__(self, http: httpx.AsyncClient, settings: FrontendSettings) -> None:
         self._http = http
+        self._urls: dict[str, httpx.URL] = {}
         self._budget = settings.backend_timeout_seconds
         self._retries = settings.backend_get_retries
         self._backoff = settings.backend_retry_backoff_seconds
@@ -177,7 +178,7 @@ class BackendClient:
                 await asyncio.sleep(random.uniform(0, self._backoff * 2**attempt))  # noqa: S311
             try:
                 response = await self._http.request(
-                    method, path, params=params, json=json, headers=headers
+                    method, self._url(path), params=params, json=json, headers=headers
                 )
             except httpx.HTTPError as exc:
                 status, cause = _classify(exc)
@@ -191,6 +192,15 @@ class BackendClient:
                 continue
             return self._decode(response)
         raise failure
+
+    def _url(self, path: str) -> httpx.URL:
+        """The absolute URL of ``path``, parsed once per path (parsing costs per call)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._http.base_url.join(path)
+            if len(self._urls) < 1024:  # paths with ids are many; keep the cache bounded
+                self._urls[path] = url
+        return url
 
     @staticmethod
     def _decode(response: httpx.Response) -> dict[str, Any]:

@@ -13,7 +13,8 @@ in maintenance) can replace it in one place.
   fault and error, returns the trace header, and ends the segment after the
   response body is sent.
 * :func:`instrument_transport` wraps an ``httpx`` transport so each call is a
-  ``remote`` subsegment that propagates the trace header.
+  ``remote`` subsegment that propagates the trace header (unsampled calls only
+  propagate the header).
 * :func:`instrument_sqlalchemy` records each SQL statement as a subsegment.
 """
 
@@ -204,15 +205,38 @@ class TracingMiddleware:
             trace_id_var.reset(trace_token)
 
 
-def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-    """Wrap an httpx transport so each request is a subsegment carrying the trace header.
+class TracedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport whose calls are ``remote`` subsegments carrying the trace header.
 
-    Uses the SDK's own instrumented transport, without replacing
-    ``httpx.AsyncClient`` process-wide.
+    Sampled requests go through the SDK's own instrumented transport. An
+    unsampled request only passes its trace id on (``Sampled=0``): no
+    subsegment would be sent, so none is built.
     """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+        self._instrumented = AsyncInstrumentedTransport(transport)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        context = xray_recorder.context
+        if isinstance(context, ContextVarContext) and context.has_entity():
+            entity = context.get_trace_entity()
+            if not entity.sampled:
+                request.headers["X-Amzn-Trace-Id"] = f"Root={entity.trace_id};Sampled=0"
+                return await self._transport.handle_async_request(request)
+        response: httpx.Response = await self._instrumented.handle_async_request(request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+    """Wrap an httpx transport for tracing (when tracing is on), without replacing
+    ``httpx.AsyncClient`` process-wide."""
     if not global_sdk_config.sdk_enabled():
         return transport
-    return AsyncInstrumentedTransport(transport)  # type: ignore[no-any-return]
+    return TracedTransport(transport)
 
 
 def instrument_sqlalchemy(engine: AsyncEngine) -> None:

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, help="seconds per wrk run (default 4; quick 2)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
+        "--only", help="comma-separated configurations to run (for development; no targets then)"
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=ROOT / "docs" / "performance.md",
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         seconds=args.seconds or (2 if quick else 4),
         connections=args.connections,
         startup_runs=1 if quick else 5,
+        only=tuple(args.only.split(",")) if args.only else (),
     )
     results = harness.run(options)
     command = "sbcntrctl bench" + (" --quick" if quick else "")

@@ -260,6 +260,7 @@ class RunOptions:
     seconds: float
     connections: int
     startup_runs: int
+    only: tuple[str, ...] = ()
 
 
 def run(options: RunOptions) -> dict[str, Any]:
@@ -270,6 +271,8 @@ def run(options: RunOptions) -> dict[str, Any]:
         workdir = Path(tmp)
         log = workdir / "processes.log"
         configs = configurations(sample_all_rules_file(options.root, workdir), options.quick)
+        if options.only:
+            configs = [c for c in configs if c.name in options.only]
         running = [start(config, workdir, log) for config in configs]
         samples: list[Sample] = []
         try:
