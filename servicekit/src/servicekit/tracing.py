@@ -33,7 +33,6 @@ from aws_xray_sdk.core.models import http
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.traceid import TraceId
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
-from aws_xray_sdk.ext.httpx.patch import AsyncInstrumentedTransport
 from aws_xray_sdk.ext.util import (
     calculate_sampling_decision,
     construct_xray_header,
@@ -208,23 +207,41 @@ class TracingMiddleware:
 class TracedTransport(httpx.AsyncBaseTransport):
     """An httpx transport whose calls are ``remote`` subsegments carrying the trace header.
 
-    Sampled requests go through the SDK's own instrumented transport. An
-    unsampled request only passes its trace id on (``Sampled=0``): no
-    subsegment would be sent, so none is built.
+    What the SDK's ``AsyncInstrumentedTransport`` records (name = host,
+    method, URL without credentials or query, status, fault/error, the
+    exception), written for the hot path. An unsampled request only passes
+    its trace id on (``Sampled=0``): no subsegment would be sent, so none is
+    built.
     """
 
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self._transport = transport
-        self._instrumented = AsyncInstrumentedTransport(transport)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         context = xray_recorder.context
-        if isinstance(context, ContextVarContext) and context.has_entity():
-            entity = context.get_trace_entity()
-            if not entity.sampled:
-                request.headers["X-Amzn-Trace-Id"] = f"Root={entity.trace_id};Sampled=0"
-                return await self._transport.handle_async_request(request)
-        response: httpx.Response = await self._instrumented.handle_async_request(request)
+        if not (isinstance(context, ContextVarContext) and context.has_entity()):
+            return await self._transport.handle_async_request(request)
+        entity = context.get_trace_entity()
+        if not entity.sampled:
+            request.headers["X-Amzn-Trace-Id"] = f"Root={entity.trace_id};Sampled=0"
+            return await self._transport.handle_async_request(request)
+        url = request.url
+        subsegment = xray_recorder.begin_subsegment(url.host, "remote")
+        try:
+            subsegment.put_http_meta(http.METHOD, request.method)
+            port = f":{url.port}" if url.port else ""
+            subsegment.put_http_meta(http.URL, f"{url.scheme}://{url.host}{port}{url.path}")
+            request.headers["X-Amzn-Trace-Id"] = (
+                f"Root={subsegment.trace_id};Parent={subsegment.id};Sampled=1"
+            )
+            response = await self._transport.handle_async_request(request)
+            subsegment.put_http_meta(http.STATUS, response.status_code)
+            subsegment.apply_status_code(response.status_code)
+        except Exception as exc:
+            subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
+            raise
+        finally:
+            xray_recorder.end_subsegment()
         return response
 
     async def aclose(self) -> None:
