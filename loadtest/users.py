@@ -108,6 +108,10 @@ class SbcntrUser(HttpUser):
             {"User-Agent": f"sbcntr-loadtest/{self.run_id}", "X-Load-Test-Run": self.run_id}
         )
 
+    def wait_time(self) -> float:
+        """Think time that holds this user at ``--user-rps`` requests per second."""
+        return float(constant_throughput(self.environment.parsed_options.user_rps)(self))
+
     def _headers(self) -> dict[str, str]:
         return {"X-Request-Id": f"{self.run_id}-{uuid.uuid4().hex[:16]}"}
 
@@ -130,9 +134,6 @@ class PageUser(SbcntrUser):
     """A person on the frontend's pages."""
 
     weight = 3
-
-    def wait_time(self) -> float:
-        return float(constant_throughput(self.environment.parsed_options.user_rps)(self))
 
     item_ids: list[int]
     unread_ids: list[int]
@@ -186,9 +187,6 @@ class ApiUser(SbcntrUser):
     """A program using the API through the frontend."""
 
     weight = 1
-
-    def wait_time(self) -> float:
-        return float(constant_throughput(self.environment.parsed_options.user_rps)(self))
 
     @task(3)
     def hello(self) -> None:
