@@ -101,3 +101,26 @@ def test_health_checks_are_not_sampled(client: tuple[TestClient, SegmentCollecto
     test_client.get("/healthz")
     test_client.get("/readyz")
     assert collector.wait_for(1, timeout=0.5) == []
+
+
+def test_unsampled_requests_send_nothing_and_recorder_calls_still_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rules = tmp_path / "none.json"
+    rules.write_text(
+        json.dumps({"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 0.0}})
+    )
+    with SegmentCollector() as collector:
+        settings = TracedSettings(xray_daemon_address=collector.address, xray_sampling_rules=rules)
+        with TestClient(traced_app(settings)) as test_client:
+            assert test_client.get("/fan-out").status_code == 200
+            assert test_client.get("/sync").status_code == 200
+            response = test_client.get(
+                "/fan-out",
+                headers={"X-Amzn-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?"},
+            )
+        assert collector.wait_for(1, timeout=0.5) == []
+    assert (
+        response.headers["x-amzn-trace-id"] == "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0"
+    )
+    assert not [r for r in caplog.records if "cannot find the current segment" in r.getMessage()]

@@ -21,8 +21,11 @@ in maintenance) can replace it in one place.
 from __future__ import annotations
 
 import os
+import random
+import time
 import traceback
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -31,13 +34,9 @@ from aws_xray_sdk.core import xray_recorder
 from aws_xray_sdk.core.context import Context
 from aws_xray_sdk.core.models import http
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
-from aws_xray_sdk.core.models.traceid import TraceId
+from aws_xray_sdk.core.models.trace_header import TraceHeader
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
-from aws_xray_sdk.ext.util import (
-    calculate_sampling_decision,
-    construct_xray_header,
-    prepare_response_header,
-)
+from aws_xray_sdk.ext.util import calculate_sampling_decision, prepare_response_header
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,6 +48,24 @@ if TYPE_CHECKING:
     from servicekit.settings import ServiceSettings
 
 TRACE_HEADER = b"x-amzn-trace-id"
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsampled:
+    """The segment of an unsampled request, until something asks for it.
+
+    Nothing of an unsampled request is sent, so no SDK object is built for it
+    unless code calls the recorder (then a ``DummySegment`` is made on demand).
+    """
+
+    name: str
+    trace_id: str
+
+
+def _new_trace_id() -> str:
+    # X-Ray's format: version, epoch seconds (8 hex), 96 random bits (24 hex).
+    # Trace ids need to be unique, not unpredictable: no system call per request.
+    return f"1-{int(time.time()):08x}-{random.getrandbits(96):024x}"
 
 
 class ContextVarContext(Context):  # type: ignore[misc]
@@ -96,7 +113,13 @@ class ContextVarContext(Context):  # type: ignore[misc]
             if not global_sdk_config.sdk_enabled():
                 return DummySegment()
             return self.handle_context_missing()
-        return entities[-1]
+        top = entities[-1]
+        if isinstance(top, _Unsampled):
+            dummy = DummySegment(top.name)
+            dummy.trace_id = top.trace_id
+            self._entities.set((dummy,))
+            return dummy
+        return top
 
     def set_trace_entity(self, trace_entity: Any) -> None:
         self._entities.set((trace_entity,))
@@ -107,6 +130,28 @@ class ContextVarContext(Context):  # type: ignore[misc]
     def has_entity(self) -> bool:
         """True inside a traced request, without the context-missing handling."""
         return bool(self._entities.get())
+
+    def sampled(self) -> bool:
+        """True inside a sampled request: there is something to record."""
+        entities = self._entities.get()
+        return bool(entities) and not isinstance(entities[-1], _Unsampled) and entities[-1].sampled
+
+    def unsampled_trace_id(self) -> str | None:
+        """The trace id of the current request if it is not sampled, else None."""
+        entities = self._entities.get()
+        if not entities:
+            return None
+        top = entities[-1]
+        if isinstance(top, _Unsampled) or not top.sampled:
+            return str(top.trace_id)
+        return None
+
+    def begin_unsampled(self, name: str, trace_id: str) -> Token[tuple[Any, ...]]:
+        """Mark the current request unsampled; reset with the token when it ends."""
+        return self._entities.set((_Unsampled(name, trace_id),))
+
+    def end_unsampled(self, token: Token[tuple[Any, ...]]) -> None:
+        self._entities.reset(token)
 
 
 def configure_tracing(settings: ServiceSettings) -> bool:
@@ -136,9 +181,9 @@ def _on_ecs() -> bool:
     return "ECS_CONTAINER_METADATA_URI_V4" in os.environ
 
 
-def _in_traced_request() -> bool:
+def _in_sampled_request() -> bool:
     context = xray_recorder.context
-    return isinstance(context, ContextVarContext) and context.has_entity()
+    return isinstance(context, ContextVarContext) and context.sampled()
 
 
 class TracingMiddleware:
@@ -149,32 +194,70 @@ class TracingMiddleware:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not global_sdk_config.sdk_enabled():
+        context = xray_recorder.context
+        if (
+            scope["type"] != "http"
+            or not global_sdk_config.sdk_enabled()
+            or not isinstance(context, ContextVarContext)  # configure_tracing not run
+        ):
             await self.app(scope, receive, send)
             return
 
-        headers = Headers(scope=scope)
-        incoming = construct_xray_header(headers)
-        host = headers.get("host", "")
-        path: str = scope["path"]
-        method: str = scope["method"]
+        trace_header, host = "", ""
+        for name, value in scope["headers"]:
+            if name == TRACE_HEADER:
+                trace_header = value.decode("latin-1")
+            elif name == b"host":
+                host = value.decode("latin-1")
+        incoming = TraceHeader.from_header_str(trace_header) if trace_header else TraceHeader()
         decision = calculate_sampling_decision(
             incoming,
             xray_recorder,
-            {"host": host, "method": method, "path": path, "service": self.service},
+            {
+                "host": host,
+                "method": scope["method"],
+                "path": scope["path"],
+                "service": self.service,
+            },
         )
+        if decision:
+            await self._sampled(scope, receive, send, incoming, decision, host)
+        else:
+            await self._unsampled(scope, receive, send, incoming, context)
+
+    async def _unsampled(
+        self, scope: Scope, receive: Receive, send: Send, incoming: Any, context: ContextVarContext
+    ) -> None:
+        # Unsampled requests keep a real trace id so that logs and the
+        # propagated header still name the trace; nothing is recorded.
+        trace_id = incoming.root or _new_trace_id()
+        value = f"Root={trace_id};Sampled=0" if incoming.sampled == "?" else f"Root={trace_id}"
+        response_header = (TRACE_HEADER, value.encode("latin-1"))
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), response_header]
+            await send(message)
+
+        entity_token = context.begin_unsampled(self.service, trace_id)
+        trace_token = trace_id_var.set(trace_id)
+        try:
+            await self.app(scope, receive, send_with_header)
+        finally:
+            trace_id_var.reset(trace_token)
+            context.end_unsampled(entity_token)
+
+    async def _sampled(
+        self, scope: Scope, receive: Receive, send: Send, incoming: Any, decision: Any, host: str
+    ) -> None:
         segment = xray_recorder.begin_segment(
             name=self.service, traceid=incoming.root, parent_id=incoming.parent, sampling=decision
         )
-        if isinstance(segment, DummySegment):
-            # Unsampled requests keep a real trace id so that logs and the
-            # propagated header still name the trace.
-            segment.trace_id = incoming.root or TraceId().to_id()
         trace_token = trace_id_var.set(segment.trace_id)
-        segment.put_http_meta(http.METHOD, method)
-        segment.put_http_meta(
-            http.URL, f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{path}"
-        )
+        headers = Headers(scope=scope)
+        segment.put_http_meta(http.METHOD, scope["method"])
+        url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
+        segment.put_http_meta(http.URL, url)
         segment.put_http_meta(http.USER_AGENT, headers.get("user-agent"))
         forwarded = headers.get("x-forwarded-for")
         if forwarded:
@@ -219,11 +302,13 @@ class TracedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         context = xray_recorder.context
-        if not (isinstance(context, ContextVarContext) and context.has_entity()):
+        if not isinstance(context, ContextVarContext):
             return await self._transport.handle_async_request(request)
-        entity = context.get_trace_entity()
-        if not entity.sampled:
-            request.headers["X-Amzn-Trace-Id"] = f"Root={entity.trace_id};Sampled=0"
+        unsampled = context.unsampled_trace_id()
+        if unsampled is not None:
+            request.headers["X-Amzn-Trace-Id"] = f"Root={unsampled};Sampled=0"
+            return await self._transport.handle_async_request(request)
+        if not context.has_entity():
             return await self._transport.handle_async_request(request)
         url = request.url
         subsegment = xray_recorder.begin_subsegment(url.host, "remote")
@@ -273,7 +358,7 @@ def instrument_sqlalchemy(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "before_cursor_execute")
     def _begin(*args: Any) -> None:
-        if not _in_traced_request():
+        if not _in_sampled_request():
             return
         subsegment = xray_recorder.begin_subsegment(name, namespace="remote")
         if subsegment is not None:
@@ -281,12 +366,12 @@ def instrument_sqlalchemy(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "after_cursor_execute")
     def _end(*_: Any) -> None:
-        if _in_traced_request():
+        if _in_sampled_request():
             xray_recorder.end_subsegment()
 
     @event.listens_for(sync_engine, "handle_error")
     def _error(context: Any) -> None:
-        if not _in_traced_request():
+        if not _in_sampled_request():
             return
         entity = xray_recorder.current_subsegment()
         if entity is not None:
