@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import orjson
 from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import xray_recorder
 from aws_xray_sdk.core.context import Context
+from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
 from aws_xray_sdk.core.models import http
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.trace_header import TraceHeader
@@ -40,7 +42,7 @@ from aws_xray_sdk.ext.util import calculate_sampling_decision, prepare_response_
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.logs import trace_id_var
+from servicekit.logs import get_logger, trace_id_var
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
     from servicekit.settings import ServiceSettings
 
 TRACE_HEADER = b"x-amzn-trace-id"
+
+log = get_logger("servicekit.tracing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +158,20 @@ class ContextVarContext(Context):  # type: ignore[misc]
         self._entities.reset(token)
 
 
+class OrjsonUDPEmitter(UDPEmitter):  # type: ignore[misc]
+    """The SDK's UDP emitter, serializing segment documents with orjson (3x faster)."""
+
+    _HEADER = b'{"format":"json","version":1}\n'
+
+    def send_entity(self, entity: Any) -> None:
+        try:
+            self._socket.sendto(
+                self._HEADER + orjson.dumps(entity.to_dict(), default=str), (self._ip, self._port)
+            )
+        except Exception:
+            log.exception("Failed to send entity to the X-Ray daemon")
+
+
 def configure_tracing(settings: ServiceSettings) -> bool:
     """Configure the SDK's recorder from the settings; return whether tracing is on.
 
@@ -167,6 +185,7 @@ def configure_tracing(settings: ServiceSettings) -> bool:
         "context": ContextVarContext(settings.xray_context_missing),
         "context_missing": settings.xray_context_missing,
         "daemon_address": settings.xray_daemon_address,
+        "emitter": OrjsonUDPEmitter(settings.xray_daemon_address),
         "sampling": True,
         "sampling_rules": str(settings.xray_sampling_rules),
         "plugins": ("ECSPlugin",) if _on_ecs() else (),
