@@ -282,3 +282,79 @@ def sample_all_rules() -> dict[str, Any]:
     rules = json.loads((ROOT / "servicekit/src/servicekit/sampling-rules.json").read_text())
     rules["default"] = {"fixed_target": 0, "rate": 1.0}
     return dict(rules)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL server on a loopback port (the Debian server binaries).
+
+    Runs as the ``postgres`` system user when started by root (PostgreSQL
+    refuses to run as root); trust authentication for the role ``app``.
+    """
+
+    def __init__(self) -> None:
+        import glob  # noqa: PLC0415 - test helper only
+        import pwd  # noqa: PLC0415
+        import shutil  # noqa: PLC0415
+        import tempfile  # noqa: PLC0415
+
+        found = shutil.which("initdb") or next(
+            iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None
+        )
+        if found is None:
+            msg = "no PostgreSQL server binaries (initdb)"
+            raise FileNotFoundError(msg)
+        self.bin = Path(found).resolve().parent
+        self.root = Path(tempfile.mkdtemp(prefix="sbcntr-pg-"))
+        self.root.chmod(0o755)
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.root, owner.pw_uid, owner.pw_gid)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.databases = 0
+
+    def start(self) -> PostgresServer:
+        subprocess.run(
+            [*self.as_user, str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
+             "-U", "app", "--no-sync"],
+            check=True, capture_output=True,
+        )
+        log = (self.root / "server.log").open("wb")
+        self.process = subprocess.Popen(
+            [*self.as_user, str(self.bin / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
+             "-p", str(self.port), "-k", str(self.root), "-c", "fsync=off"],
+            stdout=log, stderr=log,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.psql("SELECT 1").returncode == 0:
+                return self
+            time.sleep(0.1)
+        msg = f"PostgreSQL did not start: {(self.root / 'server.log').read_text()[-2000:]}"
+        raise RuntimeError(msg)
+
+    def psql(self, sql: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "app", "-d", "postgres",
+             "-v", "ON_ERROR_STOP=1", "-c", sql],
+            capture_output=True, check=False,
+        )
+
+    def new_database(self) -> str:
+        """A fresh, empty database; its ``postgresql://`` URL."""
+        self.databases += 1
+        name = f"sbcntr_{self.databases}"
+        result = self.psql(f"CREATE DATABASE {name}")
+        assert result.returncode == 0, result.stderr
+        return f"postgresql://app@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            self.process.wait(timeout=30)
+        import shutil  # noqa: PLC0415
+
+        shutil.rmtree(self.root, ignore_errors=True)

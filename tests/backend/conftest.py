@@ -9,18 +9,38 @@ from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.settings import BackendSettings
-from tests.support import sqlite_url
+from tests.support import PostgresServer, sqlite_url
 
 MakeClient = Callable[..., TestClient]
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session; each test gets its own database."""
+    try:
+        server = PostgresServer().start()
+    except FileNotFoundError as exc:
+        pytest.skip(f"PostgreSQL tests need the server binaries: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The backend's database, once as the embedded default and once as PostgreSQL."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "backend.sqlite3")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
 @pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[MakeClient]:
-    """A TestClient on a backend with its own SQLite file; extra settings by keyword."""
+def make_client(database_url: str) -> Iterator[MakeClient]:
+    """A TestClient on a backend with its own fresh database; extra settings by keyword."""
     clients: list[TestClient] = []
 
     def _make(**settings: Any) -> TestClient:
-        settings.setdefault("database_url", sqlite_url(tmp_path / "backend.sqlite3"))
+        settings.setdefault("database_url", database_url)
         settings.setdefault("tracing_enabled", False)
         client = TestClient(create_app(BackendSettings(**settings)))
         client.__enter__()
