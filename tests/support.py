@@ -292,13 +292,12 @@ class PostgresServer:
     """
 
     def __init__(self) -> None:
-        import glob  # noqa: PLC0415 - test helper only
-        import pwd  # noqa: PLC0415
+        import pwd  # noqa: PLC0415 - test helper only
         import shutil  # noqa: PLC0415
         import tempfile  # noqa: PLC0415
 
         found = shutil.which("initdb") or next(
-            iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None
+            iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None
         )
         if found is None:
             msg = "no PostgreSQL server binaries (initdb)"
@@ -318,15 +317,38 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         subprocess.run(
-            [*self.as_user, str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
-             "-U", "app", "--no-sync"],
-            check=True, capture_output=True,
+            [
+                *self.as_user,
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "app",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
         )
         log = (self.root / "server.log").open("wb")
         self.process = subprocess.Popen(
-            [*self.as_user, str(self.bin / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
-             "-p", str(self.port), "-k", str(self.root), "-c", "fsync=off"],
-            stdout=log, stderr=log,
+            [
+                *self.as_user,
+                str(self.bin / "postgres"),
+                "-D",
+                str(self.data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.root),
+                "-c",
+                "fsync=off",
+            ],
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -338,9 +360,23 @@ class PostgresServer:
 
     def psql(self, sql: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "app", "-d", "postgres",
-             "-v", "ON_ERROR_STOP=1", "-c", sql],
-            capture_output=True, check=False,
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "app",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            capture_output=True,
+            check=False,
         )
 
     def new_database(self) -> str:
@@ -353,7 +389,21 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            subprocess.run(
+                [
+                    *self.as_user,
+                    str(self.bin / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
             self.process.wait(timeout=30)
         import shutil  # noqa: PLC0415
 
