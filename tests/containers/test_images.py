@@ -286,3 +286,74 @@ def test_images_build_and_the_stack_serves_the_frontend() -> None:
         assert "Hello world" in response.text
     finally:
         subprocess.run([*base, "down", "-v"], check=False, cwd=ROOT, timeout=300)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_runs_with_only_its_own_dependencies(
+    service: str, sandbox: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The image's dependency set: the service's locked dependencies and servicekit only.
+
+    Installed the way the Dockerfile installs it (``uv sync --no-dev
+    --package``), so an import the other service's dependencies satisfy in the
+    development environment fails here.
+    """
+    _, data = sandbox
+    venv = tmp_path / "venv"
+    uv = Path(sys.executable).parent / "uv"
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON": sys.executable}
+    subprocess.run(
+        [
+            str(uv),
+            "sync",
+            "--frozen",
+            "--no-dev",
+            "--package",
+            f"sbcntr-{service}",
+            "--no-editable",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=600,
+    )
+    python = venv / "bin" / "python"
+    installed = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u; print(u.find_spec('locust'), "
+            "u.find_spec('pytest'), u.find_spec('sbcntrctl'), "
+            f"u.find_spec({'frontend' if service == 'backend' else 'backend'!r}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert installed.stdout.strip() == "None None None None"
+    run_env = run_as_image(service, data)
+    run_env["PATH"] = f"{venv / 'bin'}:{os.environ['PATH']}"
+    process = subprocess.Popen(
+        [str(python), "-m", service],
+        env=run_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{run_env['PORT']}/healthz"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert httpx.get(url).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr.decode()[-2000:]

@@ -20,15 +20,16 @@ in maintenance) can replace it in one place.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
 import traceback
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import xray_recorder
@@ -45,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from servicekit.logs import get_logger, trace_id_var
 
 if TYPE_CHECKING:
+    import httpx
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from servicekit.settings import ServiceSettings
@@ -306,58 +308,66 @@ class TracingMiddleware:
             trace_id_var.reset(trace_token)
 
 
-class TracedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport whose calls are ``remote`` subsegments carrying the trace header.
-
-    What the SDK's ``AsyncInstrumentedTransport`` records (name = host,
-    method, URL without credentials or query, status, fault/error, the
-    exception), written for the hot path. An unsampled request only passes
-    its trace id on (``Sampled=0``): no subsegment would be sent, so none is
-    built.
-    """
-
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self._transport = transport
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        context = xray_recorder.context
-        if not isinstance(context, ContextVarContext):
-            return await self._transport.handle_async_request(request)
-        unsampled = context.unsampled_trace_id()
-        if unsampled is not None:
-            request.headers["X-Amzn-Trace-Id"] = f"Root={unsampled};Sampled=0"
-            return await self._transport.handle_async_request(request)
-        if not context.has_entity():
-            return await self._transport.handle_async_request(request)
-        url = request.url
-        subsegment = xray_recorder.begin_subsegment(url.host, "remote")
-        try:
-            subsegment.put_http_meta(http.METHOD, request.method)
-            port = f":{url.port}" if url.port else ""
-            subsegment.put_http_meta(http.URL, f"{url.scheme}://{url.host}{port}{url.path}")
-            request.headers["X-Amzn-Trace-Id"] = (
-                f"Root={subsegment.trace_id};Parent={subsegment.id};Sampled=1"
-            )
-            response = await self._transport.handle_async_request(request)
-            subsegment.put_http_meta(http.STATUS, response.status_code)
-            subsegment.apply_status_code(response.status_code)
-        except Exception as exc:
-            subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
-            raise
-        finally:
-            xray_recorder.end_subsegment()
-        return response
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
-
-
 def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
     """Wrap an httpx transport for tracing (when tracing is on), without replacing
     ``httpx.AsyncClient`` process-wide."""
     if not global_sdk_config.sdk_enabled():
         return transport
-    return TracedTransport(transport)
+    return _traced_transport_class()(transport)
+
+
+@functools.cache
+def _traced_transport_class() -> Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]:
+    # httpx is imported here, not at the top: only services that call out over
+    # HTTP have it (the backend image does not).
+    import httpx  # noqa: PLC0415
+
+    class TracedTransport(httpx.AsyncBaseTransport):
+        """An httpx transport whose calls are ``remote`` subsegments carrying the trace header.
+
+        What the SDK's ``AsyncInstrumentedTransport`` records (name = host,
+        method, URL without credentials or query, status, fault/error, the
+        exception), written for the hot path. An unsampled request only passes
+        its trace id on (``Sampled=0``): no subsegment would be sent, so none is
+        built.
+        """
+
+        def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+            self._transport = transport
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            context = xray_recorder.context
+            if not isinstance(context, ContextVarContext):
+                return await self._transport.handle_async_request(request)
+            unsampled = context.unsampled_trace_id()
+            if unsampled is not None:
+                request.headers["X-Amzn-Trace-Id"] = f"Root={unsampled};Sampled=0"
+                return await self._transport.handle_async_request(request)
+            if not context.has_entity():
+                return await self._transport.handle_async_request(request)
+            url = request.url
+            subsegment = xray_recorder.begin_subsegment(url.host, "remote")
+            try:
+                subsegment.put_http_meta(http.METHOD, request.method)
+                port = f":{url.port}" if url.port else ""
+                subsegment.put_http_meta(http.URL, f"{url.scheme}://{url.host}{port}{url.path}")
+                request.headers["X-Amzn-Trace-Id"] = (
+                    f"Root={subsegment.trace_id};Parent={subsegment.id};Sampled=1"
+                )
+                response = await self._transport.handle_async_request(request)
+                subsegment.put_http_meta(http.STATUS, response.status_code)
+                subsegment.apply_status_code(response.status_code)
+            except Exception as exc:
+                subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
+                raise
+            finally:
+                xray_recorder.end_subsegment()
+            return response
+
+        async def aclose(self) -> None:
+            await self._transport.aclose()
+
+    return TracedTransport
 
 
 def instrument_sqlalchemy(engine: AsyncEngine) -> None:
