@@ -108,13 +108,17 @@ def test(pytest_args: list[str]) -> None:
 
 
 def up() -> None:
-    """Start backend and frontend; stop both on Ctrl+C or when either exits."""
+    """Start backend and frontend; stop both on Ctrl+C, SIGTERM, or when either exits."""
     ensure_environment()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Each service takes its default port (backend 8081, frontend 8080).
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "SERVICE_NAME")}
     env["PYTHONUNBUFFERED"] = "1"
+    # Own sessions: Ctrl+C reaches only this script, which then sends each
+    # service one SIGTERM (a second signal would cut their drain short).
     services = {
-        name: subprocess.Popen([str(PYTHON), "-m", name], cwd=ROOT, env=env)
+        name: subprocess.Popen([str(PYTHON), "-m", name], cwd=ROOT, env=env, start_new_session=True)
         for name in ("backend", "frontend")
     }
     ports = {"backend": "8081", "frontend": "8080"}
