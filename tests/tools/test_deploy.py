@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -414,3 +416,33 @@ def test_deploy_diff_rollback_and_scaling_on_moto(
     assert {p["PolicyName"] for p in policies} == {
         f"sbcntr-{s}-{k}" for s in SERVICES for k in ("cpu", "requests")
     }
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ENV}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "sbcntrctl"), "deploy", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_cli_render_names_missing_variables_and_verify_reports_problems(tmp_path: Path) -> None:
+    missing = run_cli("render", "backend", env={"AWS_ACCOUNT_ID": "123456789012"})
+    assert missing.returncode == 2
+    assert "IMAGE_TAG" in missing.stderr
+    assert "render failed" in missing.stderr
+    ok = run_cli("verify", "frontend", env=ENV)
+    assert ok.returncode == 0, ok.stderr
+    assert "frontend: verified" in ok.stdout
+    broken = tmp_path / "taskdefs"
+    shutil.copytree(TASKDEFS, broken)
+    td = broken / "frontend" / "task-def.json"
+    td.write_text(
+        td.read_text().replace('"readonlyRootFilesystem": true', '"readonlyRootFilesystem": false')
+    )
+    bad = run_cli("verify", "frontend", "--dir", str(broken), env=ENV)
+    assert bad.returncode == 1
+    assert "readonlyRootFilesystem: must be true" in bad.stderr
