@@ -2,7 +2,8 @@
 
 Everything both services need once: settings (:mod:`servicekit.settings`),
 JSON logging (:mod:`servicekit.logs`), the access log middleware
-(:mod:`servicekit.accesslog`), X-Ray tracing (:mod:`servicekit.tracing`),
+(:mod:`servicekit.accesslog`), what a request says about its client
+(:mod:`servicekit.asgi`), X-Ray tracing (:mod:`servicekit.tracing`),
 liveness, readiness and drain (:mod:`servicekit.health`), the application
 conventions (:mod:`servicekit.app`) and the uvicorn runner
 (:mod:`servicekit.runner`).

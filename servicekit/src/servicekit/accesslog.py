@@ -13,43 +13,17 @@ requests cut short by shutdown ``error``; 4xx ``warning``; the rest ``info``.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.asgi import REQUEST_ID_HEADER, client_facts
 from servicekit.health import HEALTH_PATHS, Lifecycle
 from servicekit.logs import get_logger, request_id_var
 
-REQUEST_ID_HEADER = b"x-request-id"
-_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-_USER_AGENT_MAX = 256
-
 access_log = get_logger("servicekit.access")
-
-
-def _request_facts(scope: Scope) -> tuple[str | None, str, str]:
-    """Incoming request id (if valid), user agent and client IP from the ASGI scope."""
-    request_id: str | None = None
-    user_agent = ""
-    forwarded_for = b""
-    for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER:
-            if _VALID_REQUEST_ID.match(value):
-                request_id = value.decode("ascii")
-        elif name == b"user-agent":
-            user_agent = value[:_USER_AGENT_MAX].decode("latin-1")
-        elif name == b"x-forwarded-for":
-            forwarded_for = value
-    if forwarded_for:
-        # Behind the ALB the left-most address is the client's.
-        client_ip = forwarded_for.split(b",", 1)[0].strip().decode("latin-1")
-    else:
-        client = scope.get("client")
-        client_ip = client[0] if client else ""
-    return request_id, user_agent, client_ip
 
 
 class AccessLogMiddleware:
@@ -65,7 +39,7 @@ class AccessLogMiddleware:
             return
 
         start = time.perf_counter()
-        incoming_id, user_agent, client_ip = _request_facts(scope)
+        incoming_id, user_agent, client_ip, _ = client_facts(scope)
         request_id = incoming_id or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         status = 500

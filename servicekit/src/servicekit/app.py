@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -50,12 +50,7 @@ def create_service_app(
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         tracing = configure_tracing(settings)
-        if lifespan is None:
-            _freeze_startup_objects()
-            log.info("started", tracing=tracing, environment=settings.environment)
-            yield
-            return
-        async with lifespan(app):
+        async with lifespan(app) if lifespan is not None else nullcontext():
             _freeze_startup_objects()
             log.info("started", tracing=tracing, environment=settings.environment)
             yield

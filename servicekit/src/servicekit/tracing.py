@@ -40,9 +40,9 @@ from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.trace_header import TraceHeader
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 from aws_xray_sdk.ext.util import calculate_sampling_decision, prepare_response_header
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from servicekit.asgi import client_facts
 from servicekit.logs import get_logger, trace_id_var
 
 if TYPE_CHECKING:
@@ -275,17 +275,16 @@ class TracingMiddleware:
             name=self.service, traceid=incoming.root, parent_id=incoming.parent, sampling=decision
         )
         trace_token = trace_id_var.set(segment.trace_id)
-        headers = Headers(scope=scope)
+        client = client_facts(scope)
         segment.put_http_meta(http.METHOD, scope["method"])
         url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
         segment.put_http_meta(http.URL, url)
-        segment.put_http_meta(http.USER_AGENT, headers.get("user-agent"))
-        forwarded = headers.get("x-forwarded-for")
-        if forwarded:
-            segment.put_http_meta(http.CLIENT_IP, forwarded.split(",", 1)[0].strip())
+        if client.user_agent:
+            segment.put_http_meta(http.USER_AGENT, client.user_agent)
+        if client.client_ip:
+            segment.put_http_meta(http.CLIENT_IP, client.client_ip)
+        if client.forwarded:
             segment.put_http_meta(http.X_FORWARDED_FOR, True)
-        elif scope.get("client"):
-            segment.put_http_meta(http.CLIENT_IP, scope["client"][0])
         response_header = (TRACE_HEADER, prepare_response_header(incoming, segment).encode())
 
         async def send_traced(message: Message) -> None:
