@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -37,19 +38,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def make_client(database_url: str) -> Iterator[MakeClient]:
     """A TestClient on a backend with its own fresh database; extra settings by keyword."""
-    clients: list[TestClient] = []
+    with ExitStack() as started:
 
-    def _make(**settings: Any) -> TestClient:
-        settings.setdefault("database_url", database_url)
-        settings.setdefault("tracing_enabled", False)
-        client = TestClient(create_app(BackendSettings(**settings)))
-        client.__enter__()
-        clients.append(client)
-        return client
+        def _make(**settings: Any) -> TestClient:
+            settings.setdefault("database_url", database_url)
+            settings.setdefault("tracing_enabled", False)
+            return started.enter_context(TestClient(create_app(BackendSettings(**settings))))
 
-    yield _make
-    for client in clients:
-        client.__exit__(None, None, None)
+        yield _make
 
 
 @pytest.fixture

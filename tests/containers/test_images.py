@@ -169,6 +169,18 @@ def test_compose_mirrors_the_task_rules() -> None:
     assert "backend-data:/data" in services["backend"]["volumes"]
 
 
+def wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200; fail at once if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
 def run_as_image(service: str, data_dir: Path) -> dict[str, str]:
     """The environment the container would have: Dockerfile ENV, then compose's."""
     env = final_env(ROOT / f"Dockerfile.{service}")
@@ -234,14 +246,7 @@ def test_service_runs_as_its_dockerfile_says(service: str, sandbox: tuple[Path, 
     )
     try:
         url = f"http://127.0.0.1:{env['PORT']}/healthz"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.communicate()
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(process, url, timeout=20)
         assert httpx.get(url).json() == {"status": "ok"}
         healthcheck = exec_form(last(dockerfile, "HEALTHCHECK").split(" CMD ", 1)[1])
         probe = subprocess.run(
@@ -344,14 +349,7 @@ def test_each_service_runs_with_only_its_own_dependencies(
     )
     try:
         url = f"http://127.0.0.1:{run_env['PORT']}/healthz"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.communicate()
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(process, url, timeout=30)
         assert httpx.get(url).status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)

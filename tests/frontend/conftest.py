@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +30,14 @@ def backend(tmp_path: Path) -> Iterator[Service]:
 @pytest.fixture
 def make_frontend() -> Iterator[MakeFrontend]:
     """A TestClient on the frontend app; settings by keyword (``backend_url`` at least)."""
-    clients: list[TestClient] = []
+    with ExitStack() as started:
 
-    def _make(**settings: Any) -> TestClient:
-        settings.setdefault("tracing_enabled", False)
-        client = TestClient(create_app(FrontendSettings(**settings)), follow_redirects=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        def _make(**settings: Any) -> TestClient:
+            settings.setdefault("tracing_enabled", False)
+            app = create_app(FrontendSettings(**settings))
+            return started.enter_context(TestClient(app, follow_redirects=False))
 
-    yield _make
-    for client in clients:
-        client.__exit__(None, None, None)
+        yield _make
 
 
 @pytest.fixture
