@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from frontend.backend_client import BackendClient, BackendUnavailable, create_http_client
+from frontend.backend_client import BackendClient, BackendUnavailable, create_transport
 from frontend.settings import FrontendSettings
 from tests.frontend.conftest import MakeFrontend
 from tests.support import ScriptedBackend, free_port, sqlite_url, start_service
@@ -63,8 +63,8 @@ def test_backend_500_is_502_page(make_frontend: MakeFrontend, tmp_path: Path) ->
 def call_hello(url: str, retries: int) -> str:
     async def _call() -> str:
         settings = FrontendSettings(backend_url=url, backend_get_retries=retries)
-        async with create_http_client(settings) as http:
-            return await BackendClient(http, settings).hello()
+        async with create_transport(settings) as transport:
+            return await BackendClient(transport, settings).hello()
 
     return asyncio.run(_call())
 

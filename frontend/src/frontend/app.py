@@ -13,7 +13,7 @@ from frontend.backend_client import (
     BackendClient,
     BackendRejected,
     BackendUnavailable,
-    create_http_client,
+    create_transport,
 )
 from frontend.settings import FrontendSettings
 from servicekit.app import create_service_app, error_body
@@ -33,12 +33,12 @@ def create_app(settings: FrontendSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        http = create_http_client(settings)
-        app.state.backend = BackendClient(http, settings)
+        transport = create_transport(settings)
+        app.state.backend = BackendClient(transport, settings)
         try:
             yield
         finally:
-            await http.aclose()
+            await transport.aclose()
             log.info("backend client closed")
 
     app = create_service_app(settings, title="sbcntr frontend", lifespan=lifespan)

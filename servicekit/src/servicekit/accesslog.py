@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.asgi import REQUEST_ID_HEADER, client_facts
+from servicekit.asgi import REQUEST_ID_HEADER, client_facts, new_request_id
 from servicekit.health import HEALTH_PATHS, Lifecycle
 from servicekit.logs import get_logger, request_id_var
 
@@ -40,7 +39,7 @@ class AccessLogMiddleware:
 
         start = time.perf_counter()
         incoming_id, user_agent, client_ip, _ = client_facts(scope)
-        request_id = incoming_id or uuid.uuid4().hex
+        request_id = incoming_id or new_request_id()
         token = request_id_var.set(request_id)
         status = 500
         request_id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))

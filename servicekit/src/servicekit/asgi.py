@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from typing import NamedTuple
 
@@ -17,6 +18,15 @@ class ClientFacts(NamedTuple):
     user_agent: str  # at most 256 characters
     client_ip: str  # the left-most X-Forwarded-For address, else the peer's
     forwarded: bool  # whether client_ip came from X-Forwarded-For
+
+
+def new_request_id() -> str:
+    """A new request id: 32 hex digits.
+
+    Request ids need to be unique, not unpredictable: no system call per
+    request (``uuid.uuid4`` reads ``os.urandom`` each time).
+    """
+    return f"{random.getrandbits(128):032x}"
 
 
 def client_facts(scope: Scope) -> ClientFacts:

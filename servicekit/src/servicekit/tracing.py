@@ -21,6 +21,7 @@ in maintenance) can replace it in one place.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import random
 import time
@@ -39,6 +40,7 @@ from aws_xray_sdk.core.models import http
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.trace_header import TraceHeader
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
+from aws_xray_sdk.core.sampling.sampler import DefaultSampler
 from aws_xray_sdk.ext.util import calculate_sampling_decision, prepare_response_header
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,6 +56,20 @@ if TYPE_CHECKING:
 TRACE_HEADER = b"x-amzn-trace-id"
 
 log = get_logger("servicekit.tracing")
+
+
+def _drop_import_time_sampler() -> None:
+    # Importing the SDK creates its recorder with a centralized sampler, which
+    # builds a botocore X-Ray client at once (about 16 MB resident). Sampling
+    # is local unless XRAY_CENTRALIZED_SAMPLING is on (configure_tracing then
+    # makes a centralized sampler again), so the client is dropped here, at
+    # import, while the memory can still be reused by what the service loads
+    # next; freed after start-up, it would stay with the process.
+    xray_recorder.configure(sampler=LocalSampler())
+    gc.collect()
+
+
+_drop_import_time_sampler()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +208,7 @@ def configure_tracing(settings: ServiceSettings) -> bool:
         "sampling_rules": str(settings.xray_sampling_rules),
         "plugins": ("ECSPlugin",) if _on_ecs() else (),
     }
-    if not settings.xray_centralized_sampling:
-        options["sampler"] = LocalSampler()
+    options["sampler"] = DefaultSampler() if settings.xray_centralized_sampling else LocalSampler()
     xray_recorder.configure(**options)
     return True
 
@@ -305,6 +320,18 @@ class TracingMiddleware:
         finally:
             xray_recorder.end_segment()
             trace_id_var.reset(trace_token)
+            _release_sent(segment)
+
+
+def _release_sent(segment: Any) -> None:
+    """Break the SDK's segment <-> subsegment reference cycle once the segment is sent.
+
+    Nothing reads a sent segment's subsegments; without this they wait for the
+    cyclic garbage collector. A segment still waiting for a subsegment to end
+    (one left open by a background task) is left alone: it is sent later.
+    """
+    if segment.subsegments and not segment.in_progress and segment.ready_to_send():
+        segment.subsegments = []
 
 
 def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
