@@ -1,0 +1,100 @@
+"""Serving a request leaves no reference cycles for the garbage collector.
+
+The services raise the young-generation threshold of the collector
+(``servicekit.app``) because a request's objects are freed by reference
+counting alone. These tests keep it that way for the objects of a backend
+call (httpx's response and stream, aiohttp's response) and of its trace (the
+SDK's segment and subsegments), on pages and API routes.
+
+The frontend runs on a real uvicorn server in a thread of the test process
+(the collector is per process) and is called with the standard library's
+client; Starlette's TestClient is not used, as its template debug extension
+itself ties each page's request into a cycle.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from frontend.app import create_app
+from frontend.settings import FrontendSettings
+from tests.support import SegmentCollector, Service, free_port, sample_all_rules
+
+WATCHED_MODULES = (
+    "httpx.",
+    "httpx_aiohttp",
+    "aiohttp.",
+    "aws_xray_sdk.",
+    "frontend.",
+    "servicekit.",
+)
+PATHS = ["/api/helloworld", "/api/items", "/", "/items", "/notifications"]
+
+
+def serve_in_thread(settings: FrontendSettings) -> Iterator[str]:
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.02)
+            assert thread.is_alive(), "the frontend failed to start"
+        yield f"http://127.0.0.1:{settings.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(params=[True, False], ids=["traced", "untraced"])
+def frontend_url(request: Any, backend: Service, tmp_path: Path) -> Iterator[str]:
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(sample_all_rules()))
+    with SegmentCollector() as collector:
+        settings = FrontendSettings(
+            port=free_port(),
+            backend_url=backend.url,
+            tracing_enabled=request.param,
+            xray_daemon_address=collector.address,
+            xray_sampling_rules=rules,
+            log_level="WARNING",
+        )
+        yield from serve_in_thread(settings)
+
+
+def get_all(base_url: str) -> None:
+    for path in PATHS:
+        with urllib.request.urlopen(base_url + path, timeout=5) as response:
+            assert response.status == 200, path
+
+
+def test_requests_leave_no_cycles(frontend_url: str) -> None:
+    get_all(frontend_url)  # warm up: pools and caches filled once
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(5):
+            get_all(frontend_url)
+        gc.collect()
+        cyclic = Counter(
+            f"{type(obj).__module__}.{type(obj).__qualname__}"
+            for obj in gc.garbage
+            if type(obj).__module__.startswith(WATCHED_MODULES)
+        )
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert cyclic == {}
