@@ -124,3 +124,21 @@ def test_unsampled_requests_send_nothing_and_recorder_calls_still_work(
         response.headers["x-amzn-trace-id"] == "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=0"
     )
     assert not [r for r in caplog.records if "cannot find the current segment" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("incoming", "answered"),
+    [
+        ("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?", ";Sampled=1"),
+        ("Root=1-5759e988-bd862e3fe1be46a994272793", ""),
+    ],
+)
+def test_sampled_response_header_tells_the_decision_only_when_asked(
+    client: tuple[TestClient, SegmentCollector], incoming: str, answered: str
+) -> None:
+    test_client, collector = client
+    response = test_client.get("/fan-out", headers={"X-Amzn-Trace-Id": incoming})
+    assert response.headers["x-amzn-trace-id"] == (
+        "Root=1-5759e988-bd862e3fe1be46a994272793" + answered
+    )
+    assert collector.wait_for(1)[0]["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"

@@ -41,7 +41,7 @@ from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.models.trace_header import TraceHeader
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 from aws_xray_sdk.core.sampling.sampler import DefaultSampler
-from aws_xray_sdk.ext.util import calculate_sampling_decision, prepare_response_header
+from aws_xray_sdk.ext.util import calculate_sampling_decision
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import client_facts
@@ -222,6 +222,14 @@ def _in_sampled_request() -> bool:
     return isinstance(context, ContextVarContext) and context.sampled()
 
 
+def _response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool) -> bytes:
+    # What the SDK's prepare_response_header returns: the root, and the
+    # decision only when the caller asked for it (Sampled=?).
+    if incoming.sampled == "?":
+        return f"Root={trace_id};Sampled={int(sampled)}".encode("latin-1")
+    return f"Root={trace_id}".encode("latin-1")
+
+
 class TracingMiddleware:
     """Opens one X-Ray segment per HTTP request and closes it after the body is sent."""
 
@@ -267,8 +275,7 @@ class TracingMiddleware:
         # Unsampled requests keep a real trace id so that logs and the
         # propagated header still name the trace; nothing is recorded.
         trace_id = incoming.root or _new_trace_id()
-        value = f"Root={trace_id};Sampled=0" if incoming.sampled == "?" else f"Root={trace_id}"
-        response_header = (TRACE_HEADER, value.encode("latin-1"))
+        response_header = (TRACE_HEADER, _response_header(incoming, trace_id, sampled=False))
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -300,7 +307,7 @@ class TracingMiddleware:
             segment.put_http_meta(http.CLIENT_IP, client.client_ip)
         if client.forwarded:
             segment.put_http_meta(http.X_FORWARDED_FOR, True)
-        response_header = (TRACE_HEADER, prepare_response_header(incoming, segment).encode())
+        response_header = (TRACE_HEADER, _response_header(incoming, segment.trace_id, sampled=True))
 
         async def send_traced(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -158,11 +158,16 @@ def _process_env(spec: ProcessSpec, port: int, backend_port: int | None) -> dict
     return env
 
 
-def start(config: Config, workdir: Path, log: Path) -> Running:
-    """Start a configuration's processes on the server core, backend first."""
+def start(config: Config, workdir: Path) -> Running:
+    """Start a configuration's processes on the server core, backend first.
+
+    Each process writes its own log file, as each container has its own
+    output stream: processes appending to one file contend for it.
+    """
     started: dict[str, procs.Process] = {}
     backend_port = None
     for spec in sorted(config.processes, key=lambda s: s.role != "back"):
+        log = workdir / f"{config.name}-{spec.role}.log"
         port = _free_port()
         env = _process_env(spec, port, backend_port if spec.role == "front" else None)
         if spec.role == "back" and "DATABASE_URL" not in env:
@@ -216,7 +221,7 @@ def measure(
     )
 
 
-def startup_and_stop(module: str, runs: int, workdir: Path, log: Path) -> dict[str, float]:
+def startup_and_stop(module: str, runs: int, workdir: Path) -> dict[str, float]:
     """Median seconds from spawn to ready, and from SIGTERM to exit (no drain delay)."""
     ready, stop = [], []
     for n in range(runs):
@@ -225,6 +230,7 @@ def startup_and_stop(module: str, runs: int, workdir: Path, log: Path) -> dict[s
         env = _process_env(spec, port, None)
         env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/startup-{module}-{n}.sqlite3"
         began = time.perf_counter()
+        log = workdir / f"startup-{module}.log"
         process = procs.spawn(module, list(spec.command), port, env, workdir, SERVER_CPU, log)
         ready.append(procs.wait_ready(process, began))
         stop.append(process.stop())
@@ -269,11 +275,10 @@ def run(options: RunOptions) -> dict[str, Any]:
     compile_sources(options.root)
     with tempfile.TemporaryDirectory(prefix="sbcntr-bench-") as tmp:
         workdir = Path(tmp)
-        log = workdir / "processes.log"
         configs = configurations(sample_all_rules_file(options.root, workdir), options.quick)
         if options.only:
             configs = [c for c in configs if c.name in options.only]
-        running = [start(config, workdir, log) for config in configs]
+        running = [start(config, workdir) for config in configs]
         samples: list[Sample] = []
         try:
             for number in range(options.rounds):
@@ -291,7 +296,7 @@ def run(options: RunOptions) -> dict[str, Any]:
                 for role, p in item.processes.items()
             }
         startup = {
-            module: startup_and_stop(module, options.startup_runs, workdir, log)
+            module: startup_and_stop(module, options.startup_runs, workdir)
             for module in ("backend", "frontend")
         }
     return {
