@@ -16,7 +16,8 @@ exponential backoff, within the same time budget; writes are never retried.
 Calls go to the transport (``handle_async_request``, httpx's API for
 connection pools) rather than through an ``httpx.AsyncClient``: the client's
 cookie jar, auth and redirect layers, unused here, cost about 90 µs of CPU per
-call, more than half of what the call itself costs (docs/performance.md).
+call, 40% of the call (docs/performance.md), and its response objects form a
+reference cycle that only the garbage collector frees.
 """
 
 from __future__ import annotations
