@@ -14,6 +14,14 @@ def test_helloworld_through_the_frontend(frontend: TestClient) -> None:
     assert frontend.get("/api/helloworld").json() == {"data": "Hello world"}
 
 
+@pytest.mark.parametrize("path", ["/items", "/notifications", "/notifications/count"])
+def test_answers_are_the_backends_bytes(frontend: TestClient, backend: Service, path: str) -> None:
+    relayed = frontend.get(f"/api{path}")
+    direct = httpx.get(f"{backend.url}/v1{path}")
+    assert (relayed.status_code, relayed.content) == (direct.status_code, direct.content)
+    assert relayed.headers["content-type"] == "application/json"
+
+
 def test_items_create_list_and_favourite(frontend: TestClient, backend: Service) -> None:
     created = frontend.post("/api/items", json={"title": "via api"})
     assert created.status_code == 201

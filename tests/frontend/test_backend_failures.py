@@ -107,3 +107,12 @@ def test_non_json_answer_is_502(make_frontend: MakeFrontend) -> None:
     with ScriptedBackend([(200, b"<html>proxy error</html>")]) as backend:
         client = make_frontend(backend_url=backend.url)
         assert client.get("/").status_code == 502
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b"[1, 2]", b'"text"'])
+def test_api_relays_only_json_objects(make_frontend: MakeFrontend, body: bytes) -> None:
+    with ScriptedBackend([(200, body)]) as backend:
+        client = make_frontend(backend_url=backend.url)
+        response = client.get("/api/helloworld")
+    assert response.status_code == 502
+    assert response.json()["error"] == "backend_unavailable"

