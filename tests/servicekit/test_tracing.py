@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from pydantic import Field
 
 from servicekit.app import create_service_app
 from servicekit.settings import ServiceSettings
+from servicekit.tracing import configure_tracing
 from tests.support import SegmentCollector, sample_all_rules
 
 
@@ -142,3 +145,31 @@ def test_sampled_response_header_tells_the_decision_only_when_asked(
         "Root=1-5759e988-bd862e3fe1be46a994272793" + answered
     )
     assert collector.wait_for(1)[0]["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+
+
+def test_importing_tracing_leaves_no_botocore_client_behind() -> None:
+    # In a fresh interpreter: the SDK's import-time centralized sampler (and
+    # its botocore X-Ray client) is gone once servicekit.tracing is imported.
+    probe = """
+import gc
+import servicekit.tracing
+from aws_xray_sdk.core import xray_recorder
+from botocore.client import BaseClient
+clients = [o for o in gc.get_objects() if isinstance(o, BaseClient)]
+print(type(xray_recorder.sampler).__name__, len(clients))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["LocalSampler", "0"]
+
+
+@pytest.mark.parametrize(
+    ("centralized", "sampler"), [(True, "DefaultSampler"), (False, "LocalSampler")]
+)
+def test_centralized_sampling_is_a_switch(centralized: bool, sampler: str) -> None:
+    try:
+        configure_tracing(TracedSettings(xray_centralized_sampling=centralized))
+        assert type(xray_recorder.sampler).__name__ == sampler
+    finally:
+        configure_tracing(TracedSettings())
