@@ -1,10 +1,10 @@
 """The frontend's client for the backend API.
 
 One httpx transport per process (a connection pool), made by
-:func:`create_transport`, the only place its kind, pool and timeouts are
-chosen, and used by :class:`BackendClient`, which knows the API's routes and
-turns every failure into a :class:`BackendUnavailable` that says what the page
-should answer:
+:func:`create_transport`, the only place its kind and pool are chosen, and
+used by :class:`BackendClient`, which knows the API's routes, sets each call's
+timeouts and turns every failure into a :class:`BackendUnavailable` that says
+what the page should answer:
 
 * the backend refused the connection or answered 503 -> 503;
 * no answer within the time budget -> 504;
@@ -106,7 +106,7 @@ def favorite_query(favorite: bool | None) -> dict[str, str]:
 
 
 class BackendClient:
-    """The backend API, as the pages use it."""
+    """The backend API, as the pages (parsed answers) and ``/api`` (relayed answers) use it."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport, settings: FrontendSettings) -> None:
         self._transport = transport
