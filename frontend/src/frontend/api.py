@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request, Response
 
-from frontend.backend_client import BackendClient, Relayed, favorite_query
+from frontend.backend_client import BackendAnswer, BackendClient, favorite_query
 
 MAX_ID = 2_147_483_647
 
@@ -29,48 +29,48 @@ def _backend(request: Request) -> BackendClient:
     return client
 
 
-def _response(answer: Relayed) -> Response:
-    return Response(answer.body, status_code=answer.status, media_type="application/json")
+def _relayed(answer: BackendAnswer) -> Response:
+    return Response(answer.raw, status_code=answer.status, media_type="application/json")
 
 
 @router.get("/helloworld")
 async def helloworld(request: Request) -> Response:
-    return _response(await _backend(request).relay("GET", "/v1/helloworld"))
+    return _relayed(await _backend(request).exchange("GET", "/v1/helloworld"))
 
 
 @router.get("/items")
 async def items(request: Request, favorite: bool | None = None) -> Response:
     query = favorite_query(favorite)
-    return _response(await _backend(request).relay("GET", "/v1/items", params=query))
+    return _relayed(await _backend(request).exchange("GET", "/v1/items", params=query))
 
 
 @router.post("/items", status_code=201)
 async def create_item(request: Request, body: JsonObject) -> Response:
-    return _response(await _backend(request).relay("POST", "/v1/items", json=body))
+    return _relayed(await _backend(request).exchange("POST", "/v1/items", json=body))
 
 
 @router.put("/items/{item_id}/favorite")
 async def set_favorite(request: Request, item_id: IdPath, body: JsonObject) -> Response:
     path = f"/v1/items/{item_id}/favorite"
-    return _response(await _backend(request).relay("PUT", path, json=body))
+    return _relayed(await _backend(request).exchange("PUT", path, json=body))
 
 
 @router.get("/notifications")
 async def notifications(request: Request) -> Response:
-    return _response(await _backend(request).relay("GET", "/v1/notifications"))
+    return _relayed(await _backend(request).exchange("GET", "/v1/notifications"))
 
 
 @router.get("/notifications/count")
 async def unread_count(request: Request) -> Response:
-    return _response(await _backend(request).relay("GET", "/v1/notifications/count"))
+    return _relayed(await _backend(request).exchange("GET", "/v1/notifications/count"))
 
 
 @router.put("/notifications/read")
 async def mark_all_read(request: Request) -> Response:
-    return _response(await _backend(request).relay("PUT", "/v1/notifications/read"))
+    return _relayed(await _backend(request).exchange("PUT", "/v1/notifications/read"))
 
 
 @router.put("/notifications/{notification_id}/read")
 async def mark_read(request: Request, notification_id: IdPath) -> Response:
     path = f"/v1/notifications/{notification_id}/read"
-    return _response(await _backend(request).relay("PUT", path))
+    return _relayed(await _backend(request).exchange("PUT", path))

@@ -60,17 +60,12 @@ class BackendRejected(Exception):  # noqa: N818
         self.body = body
 
 
-class _Answer(NamedTuple):
+class BackendAnswer(NamedTuple):
+    """A successful answer of the backend: its status, its body as sent, and parsed."""
+
     status: int
-    raw: bytes
+    raw: bytes  # a JSON object, as the backend sent it (what ``/api`` relays)
     body: dict[str, Any]
-
-
-class Relayed(NamedTuple):
-    """A backend answer passed on as it came: its status and its JSON object body."""
-
-    status: int
-    body: bytes
 
 
 def create_transport(settings: FrontendSettings) -> httpx.AsyncBaseTransport:
@@ -150,23 +145,6 @@ class BackendClient:
         body = await self._call("PUT", "/v1/notifications/read")
         return int(body["updated"])
 
-    async def relay(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json: Any = None,
-    ) -> Relayed:
-        """One API call whose answer is passed on unchanged (the ``/api`` routes).
-
-        Failures are the same as for the other methods; the body is checked
-        to be a JSON object, not parsed into Python objects and serialized
-        again.
-        """
-        answer = await self._exchange(method, path, params=params, json=json)
-        return Relayed(answer.status, answer.raw)
-
     async def _call(
         self,
         method: str,
@@ -176,17 +154,21 @@ class BackendClient:
         json: Any = None,
     ) -> dict[str, Any]:
         """One API call; its JSON object body."""
-        return (await self._exchange(method, path, params=params, json=json)).body
+        return (await self.exchange(method, path, params=params, json=json)).body
 
-    async def _exchange(
+    async def exchange(
         self,
         method: str,
         path: str,
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
-    ) -> _Answer:
-        """One API call within the time budget; GETs retried, others tried once."""
+    ) -> BackendAnswer:
+        """One API call within the time budget; GETs retried, others tried once.
+
+        The answer's body is checked to be a JSON object; ``/api`` passes
+        ``raw`` on unchanged rather than serializing the parsed body again.
+        """
         attempts = 1 + (self._retries if method == "GET" else 0)
         headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
         request_id = request_id_var.get()
@@ -216,7 +198,7 @@ class BackendClient:
         params: Mapping[str, str] | None,
         json: Any,
         headers: Mapping[str, str],
-    ) -> _Answer:
+    ) -> BackendAnswer:
         for attempt in range(attempts):
             if attempt:
                 # Full jitter: spread the retries of many pages over the window.
@@ -263,7 +245,7 @@ class BackendClient:
         return url
 
     @staticmethod
-    def _decode(response: httpx.Response) -> _Answer:
+    def _decode(response: httpx.Response) -> BackendAnswer:
         raw = response.content
         try:
             body = orjson.loads(raw)
@@ -277,4 +259,4 @@ class BackendClient:
             raise BackendUnavailable(502, f"backend answered {response.status_code}")
         if response.status_code >= 400:
             raise BackendRejected(response.status_code, body)
-        return _Answer(response.status_code, raw, body)
+        return BackendAnswer(response.status_code, raw, body)
