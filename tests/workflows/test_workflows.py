@@ -74,7 +74,9 @@ def oidc_outside_aws_jobs(workflow: dict[str, Any]) -> list[str]:
 
 def expressions_in_scripts(workflow: dict[str, Any]) -> list[str]:
     """No ${{ }} inside run: scripts; values reach the shell through env."""
-    return [f"{job}: {step['run']}" for job, step in steps(workflow) if "${{" in step.get("run", "")]
+    return [
+        f"{job}: {step['run']}" for job, step in steps(workflow) if "${{" in step.get("run", "")
+    ]
 
 
 def release_order_problems(workflow: dict[str, Any]) -> list[str]:
@@ -102,9 +104,9 @@ def image_tag_problems(workflow: dict[str, Any]) -> list[str]:
             if step["with"].get("push") is not False:
                 problems.append(f"{job}: the build step must not push (scan first)")
         run = step.get("run", "")
-        if "release spec" in run or "release push" in run:
-            if '--commit "$GITHUB_SHA"' not in run:
-                problems.append(f"{job}: {run} must tag with the commit SHA")
+        tags_an_image = "release spec" in run or "release push" in run
+        if tags_an_image and '--commit "$GITHUB_SHA"' not in run:
+            problems.append(f"{job}: {run} must tag with the commit SHA")
         if re.search(r":latest\b|:main\b|:stable\b", run + str(step.get("with", ""))):
             problems.append(f"{job}: a mutable tag")
     return problems
@@ -217,7 +219,7 @@ def test_actionlint_is_clean() -> None:
         text=True,
         check=False,
     )
-    assert "Rule \"shellcheck\" was disabled" not in done.stderr
+    assert 'Rule "shellcheck" was disabled' not in done.stderr
     assert done.returncode == 0, done.stdout
 
 
