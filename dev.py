@@ -30,7 +30,13 @@ UV_VERSION = "0.13.9"
 CHECKOV_VENV = ROOT / ".venv-checkov"
 CHECKOV_VERSION = "3.3.30"
 # Commands the tests run, and the Debian packages that bring them.
-TEST_COMMANDS = {"docker-compose": "docker-compose", "wrk": "wrk", "taskset": "util-linux"}
+TEST_COMMANDS = {
+    "docker-compose": "docker-compose",
+    "wrk": "wrk",
+    "taskset": "util-linux",
+    # actionlint checks the workflows' run: scripts with it.
+    "shellcheck": "shellcheck",
+}
 STARTUP_TIMEOUT_SECONDS = 30
 
 LINT_AND_TYPES = [

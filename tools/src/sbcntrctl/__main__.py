@@ -8,9 +8,11 @@ import sys
 from sbcntrctl.bench import cli as bench_cli
 from sbcntrctl.deploy import cli as deploy_cli
 from sbcntrctl.loadtest import cli as loadtest_cli
+from sbcntrctl.release import cli as release_cli
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: each subcommand with its handler."""
     parser = argparse.ArgumentParser(prog="sbcntrctl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="benchmark the services against baselines")
@@ -25,7 +27,14 @@ def main() -> None:
     sizing = commands.add_parser("capacity", help="STEP2/4/5: size tasks from a step run")
     loadtest_cli.add_capacity_arguments(sizing)
     sizing.set_defaults(handler=loadtest_cli.run_capacity)
-    args = parser.parse_args()
+    release = commands.add_parser("release", help="the release pipeline's steps")
+    release_cli.add_arguments(release)
+    release.set_defaults(handler=release_cli.run)
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     sys.exit(args.handler(args))
 
 

@@ -1,0 +1,1 @@
+"""``sbcntrctl release``: the steps of the release pipeline, one tested command each."""

@@ -1,0 +1,133 @@
+"""``sbcntrctl release``: what each job of the release workflow runs.
+
+spec IMAGE --commit SHA [--registry R]   the image's Dockerfile, context and ref
+                                         (key=value lines for $GITHUB_OUTPUT)
+dockle REF --out FILE                    Dockle's JSON report of a local image
+verdict IMAGE --trivy F --dockle F       the scan gate (accepted findings aside)
+push IMAGE --commit SHA --registry R --out FILE
+                                         push once, record the digest
+deploy ENV --commit SHA --digests F...   deploy backend then frontend, pinned by digest
+smoke ENV|URL                            pages and API answer 200, then a short load
+rollback ENV SERVICE                     back to the last revision that ran
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from sbcntrctl.release import images, registry, rollout, scan, smoke
+
+ACTIONS = ("spec", "dockle", "verdict", "push", "deploy", "smoke", "rollback")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    spec = actions.add_parser("spec", help="an image's build inputs and ref")
+    spec.add_argument("image", choices=images.IMAGES)
+    spec.add_argument("--commit", required=True)
+    spec.add_argument("--registry", default="")
+    dockle = actions.add_parser("dockle", help="run Dockle on a local image")
+    dockle.add_argument("ref")
+    dockle.add_argument("--out", type=Path, required=True)
+    verdict = actions.add_parser("verdict", help="the scan gate")
+    verdict.add_argument("image", choices=images.IMAGES)
+    verdict.add_argument("--trivy", type=Path, required=True)
+    verdict.add_argument("--dockle", type=Path, required=True)
+    verdict.add_argument("--accepted", type=Path, default=scan.ACCEPTED_FILE)
+    push = actions.add_parser("push", help="push once and record the digest")
+    push.add_argument("image", choices=images.IMAGES)
+    push.add_argument("--commit", required=True)
+    push.add_argument("--registry", required=True)
+    push.add_argument("--out", type=Path, required=True)
+    deploy = actions.add_parser("deploy", help="deploy the recorded digests")
+    deploy.add_argument("environment", choices=("dev", "stg", "prod"))
+    deploy.add_argument("--commit", required=True)
+    deploy.add_argument("--digests", type=Path, nargs="+", required=True)
+    deploy.add_argument("--wait", type=float, default=900)
+    smoke_ = actions.add_parser("smoke", help="pages, API and a short load")
+    smoke_.add_argument("target", help="an environment name or the frontend's base URL")
+    smoke_.add_argument("--seconds", type=int, default=30)
+    smoke_.add_argument("--rps", type=float, default=5)
+    rollback = actions.add_parser("rollback", help="back to the last revision that ran")
+    rollback.add_argument("environment", choices=("dev", "stg", "prod"))
+    rollback.add_argument("service", choices=("frontend", "backend"))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _ACTIONS[args.action](args)
+    except images.ReleaseError as exc:
+        print(f"release {args.action}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _spec(args: argparse.Namespace) -> int:
+    image = images.image(args.image)
+    print(f"dockerfile={image.dockerfile}")
+    print(f"context={image.context}")
+    print(f"repository={image.repository}")
+    print(f"ref={image.ref(args.commit, args.registry)}")
+    return 0
+
+
+def _dockle(args: argparse.Namespace) -> int:
+    scan.run_dockle(args.ref, args.out)
+    print(f"dockle report: {args.out}")
+    return 0
+
+
+def _verdict(args: argparse.Namespace) -> int:
+    result = scan.verdict(
+        args.image,
+        json.loads(args.trivy.read_text(encoding="utf-8")),
+        json.loads(args.dockle.read_text(encoding="utf-8")),
+        scan.load_accepted(args.accepted),
+    )
+    print(scan.render(args.image, result))
+    return 0 if result.ok else 1
+
+
+def _push(args: argparse.Namespace) -> int:
+    image = images.image(args.image)
+    image_digest, pushed = registry.push(image, args.commit, args.registry)
+    registry.write_record(args.out, image, args.commit, image_digest)
+    what = "pushed" if pushed else "already in ECR (immutable tag), not pushed again"
+    print(f"{image.ref(args.commit, args.registry)}: {what}; {image_digest}")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    digests = registry.read_records(args.digests, args.commit)
+    for line in rollout.deploy(args.environment, args.commit, digests, args.wait):
+        print(line)
+    return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    url = args.target if "://" in args.target else rollout.frontend_url(args.target)
+    for line in smoke.check_pages(url):
+        print(line)
+    with tempfile.TemporaryDirectory(prefix="smoke-") as report_dir:
+        status = smoke.run_load(url, args.seconds, args.rps, Path(report_dir))
+    print(f"smoke load against {url}: {'passed' if status == 0 else 'THRESHOLD MISSED'}")
+    return status
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    print(rollout.rollback(args.environment, args.service))
+    return 0
+
+
+_ACTIONS = {
+    "spec": _spec,
+    "dockle": _dockle,
+    "verdict": _verdict,
+    "push": _push,
+    "deploy": _deploy,
+    "smoke": _smoke,
+    "rollback": _rollback,
+}

@@ -1,0 +1,65 @@
+"""The three images a release builds, and how each is named.
+
+A release tags every image with the full commit SHA and nothing else: ECR
+repositories are IMMUTABLE, so a tag names one image for good, and the running
+task definition pins the digest that tag resolved to.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+class ReleaseError(Exception):
+    """A release step cannot go on; the message says which input is wrong and why."""
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    repository: str
+    dockerfile: str
+    context: str
+
+    def ref(self, commit: str, registry: str = "") -> str:
+        """``<registry>/<repository>:<commit>`` (no registry: the local name)."""
+        prefix = f"{registry.rstrip('/')}/" if registry else ""
+        return f"{prefix}{self.repository}:{commit_sha(commit)}"
+
+
+IMAGES: dict[str, Image] = {
+    image.name: image
+    for image in (
+        Image("backend", "sbcntr-backend", "Dockerfile.backend", "."),
+        Image("frontend", "sbcntr-frontend", "Dockerfile.frontend", "."),
+        Image("log-router", "sbcntr-log-router", "firelens/Dockerfile", "firelens"),
+    )
+}
+
+_SHA = re.compile(r"[0-9a-f]{40}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def commit_sha(value: str) -> str:
+    """``value`` if it is a full, lower-case git commit SHA; otherwise ReleaseError."""
+    if not _SHA.fullmatch(value):
+        msg = f"image tags are full commit SHAs (40 hex digits), not {value!r}"
+        raise ReleaseError(msg)
+    return value
+
+
+def digest(value: str) -> str:
+    """``value`` if it is an image digest ``sha256:<64 hex>``; otherwise ReleaseError."""
+    if not _DIGEST.fullmatch(value):
+        msg = f"not an image digest (sha256:<64 hex digits>): {value!r}"
+        raise ReleaseError(msg)
+    return value
+
+
+def image(name: str) -> Image:
+    try:
+        return IMAGES[name]
+    except KeyError:
+        msg = f"unknown image {name!r}; one of {', '.join(IMAGES)}"
+        raise ReleaseError(msg) from None
