@@ -12,6 +12,7 @@ BASELINES = {
     "fastapi": "raw-asgi",
     "backend-off": "fastapi",
     "backend-default": "backend-off",
+    "backend-no-metrics": "backend-off",
     "backend-sampled": "backend-off",
     "pair-off": "bare-pair",
     "pair-default": "pair-off",
