@@ -34,7 +34,7 @@ def create_app(settings: FrontendSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         transport = create_transport(settings)
-        app.state.backend = BackendClient(transport, settings)
+        app.state.backend = BackendClient(transport, settings, app.state.metrics)
         try:
             yield
         finally:

@@ -12,6 +12,9 @@ what the page should answer:
 
 Idempotent GETs are retried a bounded number of times with jittered
 exponential backoff, within the same time budget; writes are never retried.
+Each call, retries included, is one ``BackendCalls`` datum of the service's
+metrics (an error when the page answers 502/503/504), per operation
+(``PUT /v1/items/{id}/favorite``).
 
 Calls go to the transport (``handle_async_request``, httpx's API for
 connection pools) rather than through an ``httpx.AsyncClient``: the client's
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -34,12 +39,14 @@ from httpx_aiohttp import AiohttpTransport
 
 from frontend.settings import FrontendSettings
 from servicekit.logs import get_logger, request_id_var
+from servicekit.metrics import Metrics
 from servicekit.tracing import instrument_transport
 
 log = get_logger("frontend.backend_client")
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _USER_AGENT = "sbcntr-frontend"
+_ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
 
 
 class BackendUnavailable(Exception):  # noqa: N818 - names the condition, as pages see it
@@ -103,8 +110,15 @@ def favorite_query(favorite: bool | None) -> dict[str, str]:
 class BackendClient:
     """The backend API, as the pages (parsed answers) and ``/api`` (relayed answers) use it."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport, settings: FrontendSettings) -> None:
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        settings: FrontendSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._transport = transport
+        self._metrics = metrics
+        self._operations: dict[tuple[str, str], str] = {}
         self._base_url = httpx.URL(str(settings.backend_url))
         self._urls: dict[str, httpx.URL] = {}
         timeout = httpx.Timeout(
@@ -174,13 +188,21 @@ class BackendClient:
         request_id = request_id_var.get()
         if request_id is not None:
             headers["X-Request-Id"] = request_id
+        begun = time.perf_counter()
         try:
             async with asyncio.timeout(self._budget):
-                return await self._attempts(method, path, attempts, params, json, headers)
+                answer = await self._attempts(method, path, attempts, params, json, headers)
         except TimeoutError:
             failure = BackendUnavailable(504, f"backend did not answer within {self._budget:g}s")
         except BackendUnavailable as exc:
             failure = exc
+        except BackendRejected:
+            self._record(method, path, begun, ok=True)  # the backend answered: a 4xx is no fault
+            raise
+        else:
+            self._record(method, path, begun, ok=True)
+            return answer
+        self._record(method, path, begun, ok=False)
         log.warning(
             "backend call failed",
             backend_method=method,
@@ -189,6 +211,17 @@ class BackendClient:
             cause=failure.cause,
         )
         raise failure
+
+    def _record(self, method: str, path: str, begun: float, *, ok: bool) -> None:
+        if self._metrics is None:
+            return
+        operation = self._operations.get((method, path))
+        if operation is None:
+            # Ids become a placeholder, so an operation names a route, not a row.
+            operation = f"{method} {_ID_SEGMENT.sub('/{id}', path)}"
+            if len(self._operations) < 1024:
+                self._operations[(method, path)] = operation
+        self._metrics.record_call(operation, ok, (time.perf_counter() - begun) * 1000)
 
     async def _attempts(
         self,

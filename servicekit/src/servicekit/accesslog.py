@@ -3,8 +3,9 @@
 A pure ASGI middleware (no ``BaseHTTPMiddleware``: it costs several times the
 CPU and ends before a streamed body is sent). It takes the request id from an
 incoming ``X-Request-Id`` or makes one, returns it in the response, exposes it
-to every log line written while the request runs, and counts requests for the
-drain accounting in :class:`servicekit.health.Lifecycle`.
+to every log line written while the request runs, counts requests for the
+drain accounting in :class:`servicekit.health.Lifecycle`, and adds each
+request (but health checks) to the service's :class:`servicekit.metrics.Metrics`.
 
 Level by outcome: health checks ``debug``; 5xx, unhandled exceptions and
 requests cut short by shutdown ``error``; 4xx ``warning``; the rest ``info``.
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from servicekit.asgi import REQUEST_ID_HEADER, client_facts, new_request_id
 from servicekit.health import HEALTH_PATHS, Lifecycle
 from servicekit.logs import get_logger, request_id_var
+from servicekit.metrics import UNMATCHED_ROUTE, Metrics
 
 access_log = get_logger("servicekit.access")
 
@@ -28,9 +30,10 @@ access_log = get_logger("servicekit.access")
 class AccessLogMiddleware:
     """Writes the access line of each request and keeps the request accounting."""
 
-    def __init__(self, app: ASGIApp, lifecycle: Lifecycle) -> None:
+    def __init__(self, app: ASGIApp, lifecycle: Lifecycle, metrics: Metrics | None = None) -> None:
         self.app = app
         self.lifecycle = lifecycle
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,14 +64,19 @@ class AccessLogMiddleware:
         finally:
             cancelled = isinstance(error, asyncio.CancelledError)
             self.lifecycle.request_finished(cancelled=cancelled)
-            self._log(scope, status, start, user_agent, client_ip, error, cancelled)
+            duration_ms = (time.perf_counter() - start) * 1000
+            self._log(scope, status, duration_ms, user_agent, client_ip, error, cancelled)
+            if self.metrics is not None and scope["path"] not in HEALTH_PATHS:
+                route = scope.get("route")
+                template = getattr(route, "path", UNMATCHED_ROUTE)
+                self.metrics.record_request(scope["method"], template, status, duration_ms)
             request_id_var.reset(token)
 
     @staticmethod
     def _log(
         scope: Scope,
         status: int,
-        start: float,
+        duration_ms: float,
         user_agent: str,
         client_ip: str,
         error: BaseException | None,
@@ -79,7 +87,7 @@ class AccessLogMiddleware:
             "method": scope["method"],
             "path": path,
             "status": status,
-            "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+            "duration_ms": round(duration_ms, 3),
             "client_ip": client_ip,
             "user_agent": user_agent,
         }

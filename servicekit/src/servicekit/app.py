@@ -23,6 +23,7 @@ from starlette.middleware import Middleware
 from servicekit.accesslog import AccessLogMiddleware
 from servicekit.health import Lifecycle, health_router
 from servicekit.logs import get_logger
+from servicekit.metrics import Metrics
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import TracingMiddleware, configure_tracing
 
@@ -48,25 +49,40 @@ def create_service_app(
     :func:`servicekit.health.add_readiness_check`.
     """
     lifecycle = Lifecycle()
+    metrics = (
+        Metrics(
+            settings.service_name, settings.metrics_namespace, settings.metrics_interval_seconds
+        )
+        if settings.metrics_enabled
+        else None
+    )
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         tracing = configure_tracing(settings)
-        async with lifespan(app) if lifespan is not None else nullcontext():
-            _freeze_startup_objects()
-            log.info("started", tracing=tracing, environment=settings.environment)
-            yield
+        try:
+            async with lifespan(app) if lifespan is not None else nullcontext():
+                _freeze_startup_objects()
+                if metrics is not None:
+                    metrics.start()
+                log.info("started", tracing=tracing, environment=settings.environment)
+                yield
+        finally:
+            # After the drain and the in-flight requests: the last minute's figures.
+            if metrics is not None:
+                await metrics.stop()
 
     app = FastAPI(title=title, lifespan=app_lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
     app.state.lifecycle = lifecycle
+    app.state.metrics = metrics
     app.include_router(health_router())
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # add_middleware wraps the app: the last one added runs first.
     for item in reversed(middleware):
         app.add_middleware(item.cls, *item.args, **item.kwargs)
-    app.add_middleware(AccessLogMiddleware, lifecycle=lifecycle)
+    app.add_middleware(AccessLogMiddleware, lifecycle=lifecycle, metrics=metrics)
     if settings.tracing_enabled:
         app.add_middleware(TracingMiddleware, service=settings.service_name)
     return app

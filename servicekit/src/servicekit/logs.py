@@ -23,6 +23,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
+_service_name = "unknown"  # set by configure_logging
+
 # Records that duplicate what the access log line already carries.
 _REDUNDANT_UVICORN_MESSAGES = frozenset({"Exception in ASGI application"})
 
@@ -129,6 +131,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     ``level`` is a standard level name; records below it are dropped before
     they are rendered. Safe to call again (tests do); the last call wins.
     """
+    global _service_name  # one process, one service
+    _service_name = service
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     shared = _shared_processors(service)
 
@@ -187,3 +191,20 @@ def _log_uncaught(
 def get_logger(name: str) -> Any:
     """A structlog logger whose lines carry ``logger=name``."""
     return structlog.get_logger(name)
+
+
+def write_record(logger: str, event: str, level: str, fields: dict[str, Any]) -> None:
+    """Write one line with the fields every line has, whatever the configured level.
+
+    For records that must not be filtered out by ``LOG_LEVEL`` (the metrics
+    lines). The line still follows docs/log-schema.md.
+    """
+    line = {
+        **fields,
+        "event": event,
+        "logger": logger,
+        "level": level,
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "service": _service_name,
+    }
+    _write_line(orjson.dumps(line, default=str))

@@ -71,6 +71,19 @@ class ServiceSettings(BaseSettings):
         default=False, validation_alias="XRAY_CENTRALIZED_SAMPLING"
     )
 
+    # Application metrics (CloudWatch EMF lines on stdout, once a minute).
+    metrics_enabled: bool = Field(default=True, validation_alias="METRICS_ENABLED")
+    metrics_namespace: str = Field(
+        default="sbcntr/local",
+        validation_alias="METRICS_NAMESPACE",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_./#:-]+$",
+    )
+    metrics_interval_seconds: float = Field(
+        default=60, ge=1, le=3600, validation_alias="METRICS_INTERVAL_SECONDS"
+    )
+
     @model_validator(mode="after")
     def _check_shutdown_budget(self) -> ServiceSettings:
         if self.shutdown_drain_seconds + self.shutdown_grace_seconds > 115:

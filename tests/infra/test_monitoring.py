@@ -1,0 +1,184 @@
+"""infra/monitoring.yml: linted, and each alarm, the notifier and the dashboard wired right."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+
+from error_notifier import handler
+from tests.support import ROOT
+
+TEMPLATE = ROOT / "infra" / "monitoring.yml"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+ERROR_PATTERN = '{ ($.level = "error") || ($.level = "critical") }'
+
+
+def template() -> dict[str, Any]:
+    parsed, problems = decode(str(TEMPLATE))
+    assert not problems, problems
+    return json.loads(json.dumps(parsed))
+
+
+def of_type(t: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in t["Resources"].items() if r["Type"] == kind}
+
+
+def alarm_problems(t: dict[str, Any]) -> list[str]:
+    """Every alarm notifies the topic both ways; thresholds are documented parameters."""
+    problems = []
+    for name, alarm in of_type(t, "AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        for key in ("AlarmActions", "OKActions"):
+            if props.get(key) != [{"Ref": "AlertsTopic"}]:
+                problems.append(f"{name}: {key} must be the alerts topic")
+        threshold = props["Threshold"]
+        if isinstance(threshold, dict):
+            parameter = t["Parameters"][threshold["Ref"]]
+            if "Default" not in parameter or len(parameter.get("Description", "")) < 20:
+                problems.append(f"{name}: threshold parameter needs a default and its reason")
+        elif threshold != 0:
+            problems.append(f"{name}: a fixed threshold other than 0")
+        if props.get("TreatMissingData") != "notBreaching":
+            problems.append(f"{name}: a stopped environment (scale to zero) must not alarm")
+    return problems
+
+
+def notifier_problems(t: dict[str, Any]) -> list[str]:
+    """Error lines of both services reach the notifier; it may do only what it must."""
+    problems = []
+    filters = of_type(t, "AWS::Logs::SubscriptionFilter")
+    groups = {f["Properties"]["LogGroupName"]["Fn::Sub"] for f in filters.values()}
+    if groups != {"/sbcntr/${EnvName}/frontend", "/sbcntr/${EnvName}/backend"}:
+        problems.append(f"subscription filters on {sorted(groups)}")
+    for name, f in filters.items():
+        if f["Properties"]["FilterPattern"] != ERROR_PATTERN:
+            problems.append(f"{name}: pattern {f['Properties']['FilterPattern']}")
+    role = t["Resources"]["NotifierRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    allowed = {s["Sid"]: s for s in role["Statement"]}
+    if allowed["Publish"]["Resource"] != {"Ref": "AlertsTopic"}:
+        problems.append("the notifier publishes to its topic only")
+    if allowed["RateLimitState"]["Action"] != "dynamodb:UpdateItem":
+        problems.append("the notifier only updates its state item")
+    function = t["Resources"]["NotifierFunction"]["Properties"]
+    module, _, entry = function["Handler"].rpartition(".")
+    if module != "error_notifier.handler" or not callable(getattr(handler, entry, None)):
+        problems.append(f"handler {function['Handler']} is not the notifier's entry point")
+    variables = set(function["Environment"]["Variables"])
+    if variables != {"TOPIC_ARN", "STATE_TABLE", "WINDOW_SECONDS", "ENV_NAME"}:
+        problems.append(f"environment {sorted(variables)}")
+    return problems
+
+
+def dashboard(t: dict[str, Any]) -> dict[str, Any]:
+    body, names = t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    values = {"EnvName": "dev", "AWS::Region": "ap-northeast-1", **{k: "x" for k in names}}
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        return values.get(key, f"arn:aws:cloudwatch:r:1:alarm:{key}")
+
+    return dict(json.loads(re.sub(r"\$\{([^}]+)\}", fill, body)))
+
+
+def test_template_lints_clean() -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_checkov_passes_with_reasoned_skips() -> None:
+    assert CHECKOV.exists(), "dev.py test installs checkov into .venv-checkov"
+    done = subprocess.run(
+        [
+            *(str(CHECKOV), "-f", str(TEMPLATE), "--framework", "cloudformation"),
+            *("--skip-download", "--quiet", "--compact"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    skips = template()["Resources"]["NotifierFunction"]["Metadata"]["checkov"]["skip"]
+    assert all(len(skip["comment"]) > 40 for skip in skips)
+
+
+@pytest.mark.parametrize("rule", [alarm_problems, notifier_problems])
+def test_the_template_keeps_the_rule(rule: Any) -> None:
+    assert rule(template()) == []
+
+
+def test_the_alarms_cover_what_the_design_names() -> None:
+    alarms = of_type(template(), "AWS::CloudWatch::Alarm")
+    assert set(alarms) == {
+        "Public5xxRate",
+        "FrontendP99Latency",
+        *(
+            f"{s}{a}"
+            for s in ("Frontend", "Backend")
+            for a in (
+                "UnhealthyTargets",
+                "CpuHigh",
+                "MemoryHigh",
+                "TasksBelowDesired",
+                "ErrorLinesHigh",
+            )
+        ),
+    }
+    p99 = alarms["FrontendP99Latency"]["Properties"]
+    assert (p99["MetricName"], p99["ExtendedStatistic"]) == ("Latency", "p99")
+    assert p99["Namespace"] == {"Fn::Sub": "sbcntr/${EnvName}"}
+
+
+def test_the_dashboard_is_valid_json_and_shows_every_alarm() -> None:
+    t = template()
+    body = dashboard(t)
+    titles = [w["properties"].get("title") for w in body["widgets"]]
+    for wanted in (
+        "Requests/s per route",
+        "p50 and p99 per route (ms)",
+        "5xx",
+        "Backend calls: errors per operation",
+        "CPU per service (%)",
+        "Memory per service (%)",
+        "Tasks: running vs desired (scaling)",
+        "Alarms",
+    ):
+        assert wanted in titles
+    alarms = next(w for w in body["widgets"] if w["type"] == "alarm")["properties"]["alarms"]
+    assert len(alarms) == len(of_type(t, "AWS::CloudWatch::Alarm"))
+
+
+def test_the_error_pattern_selects_what_the_log_schema_calls_errors() -> None:
+    # The filter syntax (CloudWatch Logs User Guide, "Filter pattern syntax for
+    # JSON log events") compares $.level; the schema's levels are lower case.
+    schema = (ROOT / "docs" / "log-schema.md").read_text(encoding="utf-8")
+    assert "`debug`, `info`, `warning`, `error`, `critical` (lower case)" in schema
+    assert re.findall(r'\$\.level = "(\w+)"', ERROR_PATTERN) == ["error", "critical"]
+
+
+def test_the_rules_fail_on_broken_copies() -> None:
+    broken = copy.deepcopy(template())
+    broken["Resources"]["BackendCpuHigh"]["Properties"]["OKActions"] = []
+    assert alarm_problems(broken)
+    broken = copy.deepcopy(template())
+    broken["Resources"]["FrontendP99Latency"]["Properties"]["Threshold"] = 2000
+    assert alarm_problems(broken)
+    broken = copy.deepcopy(template())
+    del broken["Resources"]["BackendErrorsToNotifier"]
+    assert notifier_problems(broken)
+    broken = copy.deepcopy(template())
+    broken["Resources"]["NotifierFunction"]["Properties"]["Handler"] = "error_notifier.handler.x"
+    assert notifier_problems(broken)
