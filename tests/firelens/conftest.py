@@ -10,6 +10,7 @@ message, written by servicekit's logging), and a line that is not JSON.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from tests.servicekit.test_logs import start_sample
 from tests.support import base_env, sqlite_url, start_service
 
 HEALTH_PATHS = ("/healthz", "/readyz")
+DEFAULT_LEVELS = "^(warning|error|critical)$"
 # A crash before logging is configured: the only kind of line that is not JSON.
 NOT_JSON = "Traceback (most recent call last):  ModuleNotFoundError: No module named 'backend'"
 _BIG_LINE = """
@@ -57,15 +59,18 @@ class Line:
         """Health-check access lines are dropped; every other line goes to S3."""
         return (self.record or {}).get("path") not in HEALTH_PATHS
 
-    def to_cloudwatch(self, levels: tuple[str, ...] = ("warning", "error", "critical")) -> bool:
-        """firelens/README.md: warning and above, 5xx access lines, lines that are not JSON."""
+    def to_cloudwatch(self, levels: str = DEFAULT_LEVELS) -> bool:
+        """firelens/README.md: levels matching ``levels`` (CLOUDWATCH_LEVELS), 5xx access
+        lines whatever their level, and lines that are not JSON."""
         record = self.record
         if record is None:
             return True
         if not self.shipped:
             return False
         status = record.get("status")
-        return record["level"] in levels or (isinstance(status, int) and status >= 500)
+        return bool(re.search(levels, record["level"])) or (
+            isinstance(status, int) and status >= 500
+        )
 
     @property
     def kind(self) -> str:

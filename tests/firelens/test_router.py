@@ -140,8 +140,7 @@ def assert_routed(
             in_s3[key_of(fields)] += 1
     assert in_s3 == Counter(key_of(sent_fields(line)) for line in lines if line.shipped)
 
-    levels = tuple(re.findall(r"[a-z]+", env["CLOUDWATCH_LEVELS"]))
-    routed = [line for line in lines if line.to_cloudwatch(levels)]
+    routed = [line for line in lines if line.to_cloudwatch(env["CLOUDWATCH_LEVELS"])]
     for group in (*SERVICES, None):
         name = env["LOG_GROUP_NAME"] if group is None else f"{env['LOG_GROUP_PREFIX']}/{group}"
         wanted = [
@@ -258,20 +257,23 @@ def test_compose_path_delivers_to_both_emulated_destinations(
     assert_routed(emulator, app_lines, env, lambda c: f"task-{c}-firelens-local", {})
 
 
-def test_5xx_reaches_cloudwatch_whatever_its_level(
-    emulator: Emulator, app_lines: list[Line], tmp_path: Path
+@pytest.mark.parametrize("levels", ["^(critical)$", "."])
+def test_cloudwatch_levels_and_5xx_whatever_its_level(
+    levels: str, emulator: Emulator, app_lines: list[Line], tmp_path: Path
 ) -> None:
-    """With only critical lines copied, 5xx access lines still are (the status rule)."""
-    env = ecs_env(emulator, "status", CLOUDWATCH_LEVELS="^(critical)$")
+    """CLOUDWATCH_LEVELS picks the levels copied ("." is every level); 5xx access
+    lines are copied whatever their level (the status rule)."""
+    run = "critical" if levels.startswith("^") else "all"
+    env = ecs_env(emulator, run, CLOUDWATCH_LEVELS=levels)
     five = [line for line in app_lines if line.kind == "status 5xx"]
-    four = [line for line in app_lines if line.kind == "status 4xx"]
+    others = [line for line in app_lines if line.kind in ("status 2xx", "status 4xx", "warning")]
     assert five
-    assert four
+    assert others
     relevelled = []
     for line in five:
         record = {**(line.record or {}), "level": "info", "request_id": f"info-{len(relevelled)}"}
         relevelled.append(Line(line.container, json.dumps(record)))
-    lines = five + relevelled + four
+    lines = five + relevelled + others
     running = router.start(tmp_path, env)
     send(running, lines, lambda container: f"{container}-firelens-{router.TASK_ID}")
     wait_until(delivered(emulator, lines, env))
@@ -283,11 +285,16 @@ def test_5xx_reaches_cloudwatch_whatever_its_level(
         lambda container: f"task-{container}-firelens-{router.TASK_ID}",
         router.ECS_METADATA,
     )
-    cloudwatch = emulator.log_events("/sbcntr/status/frontend") | emulator.log_events(
-        "/sbcntr/status/backend"
-    )
-    statuses = [json.loads(e["message"])["status"] for es in cloudwatch.values() for e in es]
-    assert sorted(statuses) == sorted(2 * [(line.record or {})["status"] for line in five])
+    copies = [
+        json.loads(event["message"])
+        for service in SERVICES
+        for stream in emulator.log_events(f"/sbcntr/{run}/{service}").values()
+        for event in stream
+    ]
+    copied_5xx = sorted(c["status"] for c in copies if c.get("status", 0) >= 500)
+    assert copied_5xx == sorted(2 * [(line.record or {})["status"] for line in five])
+    if levels == ".":
+        assert len(copies) == len(lines)
 
 
 def test_sigterm_mid_stream_loses_no_accepted_record_in_s3(
