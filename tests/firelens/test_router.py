@@ -178,15 +178,33 @@ def delivered(aws: Emulator, lines: list[Line], env: dict[str, str]) -> Callable
 # --- the configuration as Fluent Bit reads it
 
 
+def task_definition_env(service: str) -> dict[str, str]:
+    """The router's environment on ECS: the image's defaults, then the rendered task definition."""
+    from sbcntrctl.deploy import ecs  # noqa: PLC0415 - operator tooling, only for this check
+    from tests.tools.test_deploy import ENV, TASKDEFS  # noqa: PLC0415
+
+    td = ecs.render(service, ENV, TASKDEFS).task_definition
+    (log_router,) = [c for c in td["containerDefinitions"] if "firelensConfiguration" in c]
+    task_env = {v["name"]: v["value"] for v in log_router["environment"]}
+    return {"PATH": "/usr/bin:/bin", **router.image_defaults(), **task_env}
+
+
 @pytest.mark.parametrize("path", ["ecs", "compose"])
 def test_fluent_bit_accepts_the_configuration(path: str, tmp_path: Path) -> None:
+    """``--dry-run``: ECS with each task definition's environment, compose with compose's."""
     conf, _ = router.copy_configuration(tmp_path)
-    main = (router.ecs_main_file if path == "ecs" else router.compose_main_file)(conf, 24224)
-    result = router.dry_run(main, base_env())
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "configuration test is successful" in result.stdout + result.stderr
-    # Every ${VAR} is set: an unset one would only be a warning.
-    assert "is used but not set" not in result.stdout + result.stderr
+    if path == "ecs":
+        main = router.ecs_main_file(conf, free_port())
+        envs = [task_definition_env(service) for service in SERVICES]
+    else:
+        main, envs = router.compose_main_file(conf, free_port()), [base_env()]
+    for env in envs:
+        result = router.dry_run(main, env)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        assert "configuration test is successful" in output
+        # Every ${VAR} is set: an unset one would only be a warning.
+        assert "is used but not set" not in output
 
 
 @pytest.mark.parametrize(
