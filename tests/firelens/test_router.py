@@ -241,6 +241,9 @@ def test_ecs_path_delivers_each_line_where_the_readme_says(
     env = ecs_env(emulator, "ecs")
     running = router.start(tmp_path, env, path="ecs")
     send(running, app_lines, lambda container: f"{container}-firelens-{router.TASK_ID}")
+    # Another container of the task: the routing must not catch it.
+    other = next(line for line in app_lines if line.kind == "status 5xx")
+    send(running, [Line("xray-daemon", other.raw)], lambda c: f"{c}-firelens-{router.TASK_ID}")
     # S3 uploads on its timer while the router runs; then a clean stop adds nothing.
     wait_until(delivered(emulator, app_lines, env))
     assert running.stop(timeout=40) == 0, running.log()
@@ -262,7 +265,9 @@ def test_compose_path_delivers_to_both_emulated_destinations(
         env[name] = value.replace("https://aws", "https://127.0.0.1").replace(
             ":4443", f":{emulator.tls_port}"
         )
-    assert env["CLOUDWATCH_PORT"] == "4443", "the emulator's HTTPS port in docker-compose.yml"
+    emulator_env = router.compose_env("aws")
+    assert env["CLOUDWATCH_PORT"] == emulator_env["MOTO_TLS_PORT"] == "4443"
+    assert base_env()["S3_ENDPOINT"] == "https://aws:4443"
     env["CLOUDWATCH_PORT"] = str(emulator.tls_port)
     env["S3_UPLOAD_TIMEOUT"] = "2s"
     groups = "/sbcntr/local/frontend,/sbcntr/local/backend,/sbcntr/local/unparsed"
