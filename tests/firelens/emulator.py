@@ -27,12 +27,13 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
 class Emulator:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tls_port: int = 0) -> None:
+        """Start the emulator; ``tls_port`` 0 takes a free port."""
         self.log_path = workdir / "aws-emulator.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, str(ROOT / "compose/aws_emulator.py")],
-                env=base_env(MOTO_HOST="127.0.0.1", MOTO_PORT="0", MOTO_TLS_PORT="0"),
+                env=base_env(MOTO_HOST="127.0.0.1", MOTO_PORT="0", MOTO_TLS_PORT=str(tls_port)),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

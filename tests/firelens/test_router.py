@@ -455,3 +455,50 @@ def test_an_endpoint_down_longer_than_the_retries(app_lines: list[Line], tmp_pat
     assert running.stop(timeout=40) == 0, running.log()
     left = [p for p in (running.state / "s3").rglob("*") if p.is_file()]
     assert left == [], "the router deletes the failed S3 buffer when it stops"
+
+
+def test_an_endpoint_back_within_the_retries_gets_everything(
+    app_lines: list[Line], tmp_path: Path
+) -> None:
+    """Both endpoints down when the first records are sent, up before the retries run out."""
+    port = free_port()
+    env = {
+        **base_env(),
+        "LOG_S3_PREFIX": "sbcntr/back",
+        "LOG_GROUP_PREFIX": "/sbcntr/back",
+        "LOG_GROUP_NAME": "/sbcntr/back/unparsed",
+        "S3_ENDPOINT": f"https://127.0.0.1:{port}",
+        "CLOUDWATCH_ENDPOINT": "127.0.0.1",
+        "CLOUDWATCH_PORT": str(port),
+        "S3_UPLOAD_TIMEOUT": "2s",
+        "ROUTER_RETRY_BASE_SECONDS": "1",
+        "ROUTER_RETRY_CAP_SECONDS": "2",
+    }
+    lines = [line for line in app_lines if line.kind in ("status 2xx", "status 4xx", "warning")]
+    running = router.start(tmp_path / "router", env)
+    send(running, lines, lambda container: f"{container}-firelens-{router.TASK_ID}")
+    running.wait_for_log(r"\[output:cloudwatch_logs[^]]*\] Failed to send events", 20)
+    running.wait_for_log(r"\[output:s3[^]]*\] PutObject request failed", 20)
+
+    (tmp_path / "aws").mkdir()
+    aws = Emulator(tmp_path / "aws", tls_port=port)
+    try:
+        groups = [f"/sbcntr/back/{group}" for group in (*SERVICES, "unparsed")]
+        aws.setup(BUCKET, groups)
+        wait_until(delivered(aws, lines, env))
+        copies = sum(line.to_cloudwatch(env["CLOUDWATCH_LEVELS"]) for line in lines)
+        wait_until(
+            lambda: (
+                sum(len(events) for g in groups for events in aws.log_events(g).values()) >= copies
+            )
+        )
+        assert running.stop(timeout=40) == 0, running.log()
+        assert_routed(
+            aws,
+            lines,
+            env,
+            lambda container: f"task-{container}-firelens-{router.TASK_ID}",
+            router.ECS_METADATA,
+        )
+    finally:
+        aws.stop()
