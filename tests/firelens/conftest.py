@@ -108,6 +108,7 @@ def app_lines(tmp_path_factory: pytest.TempPathFactory) -> list[Line]:
     """Every line the services wrote while driven through each kind of line, in order."""
     tmp = tmp_path_factory.mktemp("firelens-lines")
     debug = {"LOG_LEVEL": "DEBUG", "AWS_XRAY_SDK_ENABLED": "false"}
+    # Started side by side, then waited for.
     backend = start_service(
         "backend",
         tmp,
@@ -116,10 +117,13 @@ def app_lines(tmp_path_factory: pytest.TempPathFactory) -> list[Line]:
             "DATABASE_URL": sqlite_url(tmp / "f.sqlite3"),
             "FAULT_INJECTION_ENABLED": "true",
         },
+        wait=False,
     )
-    frontend = start_service("frontend", tmp, env={**debug, "BACKEND_URL": backend.url})
+    frontend = start_service("frontend", tmp, env={**debug, "BACKEND_URL": backend.url}, wait=False)
     # servicekit's sample service raises on /boom; it runs as the backend container.
     sample = start_sample(tmp, LOG_LEVEL="DEBUG", SERVICE_NAME="backend")
+    backend.wait_ready()
+    frontend.wait_ready()
     try:
         httpx.get(f"{frontend.url}/items")
         httpx.get(f"{frontend.url}/healthz")
