@@ -37,6 +37,18 @@ TEST_COMMANDS = {
     # actionlint checks the workflows' run: scripts with it.
     "shellcheck": "shellcheck",
 }
+# The real Fluent Bit the log router tests run, found as tests/firelens/router.py
+# finds it, and the Debian packages of the libraries it links.
+FLUENT_BIT_SHARED = ROOT.parent / "shared/tools/fluent-bit-4.2.2/bin/fluent-bit"
+FLUENT_BIT_PACKAGES = {
+    "libssl3",
+    "libyaml-0-2",
+    "libsqlite3-0",
+    "libc-ares2",
+    "libzstd1",
+    "libnghttp2-14",
+    "libsystemd0",
+}
 STARTUP_TIMEOUT_SECONDS = 30
 
 LINT_AND_TYPES = [
@@ -79,9 +91,30 @@ def in_venv(command: list[str]) -> list[str]:
     return [str(BIN / command[0]), *command[1:]]
 
 
+def fluent_bit() -> str | None:
+    """``$FLUENT_BIT``, else ``fluent-bit`` on PATH, else the shared build beside the clone."""
+    found = os.environ.get("FLUENT_BIT") or shutil.which("fluent-bit")
+    if found:
+        return found
+    return str(FLUENT_BIT_SHARED) if os.access(FLUENT_BIT_SHARED, os.X_OK) else None
+
+
+def _fluent_bit_libraries() -> set[str]:
+    """The packages to install when a Fluent Bit is there but its libraries are not."""
+    binary, ldd = fluent_bit(), shutil.which("ldd")
+    if binary is None or ldd is None:
+        return set()
+    linked = subprocess.run([ldd, binary], capture_output=True, text=True, check=False)
+    return FLUENT_BIT_PACKAGES if "not found" in linked.stdout else set()
+
+
 def ensure_test_tools() -> None:
-    """The compose validator, wrk, taskset and checkov, which are not Python dependencies."""
-    missing = sorted({pkg for cmd, pkg in TEST_COMMANDS.items() if shutil.which(cmd) is None})
+    """The compose validator, wrk, taskset, Fluent Bit's libraries and checkov, which are
+    not Python dependencies."""
+    missing = sorted(
+        {pkg for cmd, pkg in TEST_COMMANDS.items() if shutil.which(cmd) is None}
+        | _fluent_bit_libraries()
+    )
     if missing:
         if not shutil.which("apt-get") or os.geteuid() != 0:
             sys.exit(f"the tests need these packages: {' '.join(missing)}; please install them")

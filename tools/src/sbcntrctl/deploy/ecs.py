@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 
-from sbcntrctl.deploy import template, verify
+from sbcntrctl.deploy import firelens, template, verify
 
 DEFAULT_DIR = Path(__file__).resolve().parents[4] / "taskdefs"
 
@@ -63,6 +63,7 @@ def render(service: str, env: Mapping[str, str], directory: Path = DEFAULT_DIR) 
 def problems(rendered: Rendered) -> list[verify.Problem]:
     return [
         *verify.task_definition(rendered.task_definition),
+        *firelens.problems(rendered.task_definition),
         *verify.service_definition(rendered.service_definition),
         *verify.scaling(rendered.scaling),
     ]
