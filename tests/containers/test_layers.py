@@ -50,7 +50,8 @@ def test_a_code_change_rebuilds_only_the_project_layer(service: str) -> None:
     before = final_layers(path)
     for changed in (f"{service}/src/{service}/app.py", "servicekit/src/servicekit/runner.py"):
         after = final_layers(path, changed=[changed])
-        first_changed = next(i for i, (a, b) in enumerate(zip(before, after)) if a.key != b.key)
+        pairs = enumerate(zip(before, after, strict=True))
+        first_changed = next(i for i, (a, b) in pairs if a.key != b.key)
         rebuilt = after[first_changed]
         assert (rebuilt.instruction, rebuilt.arguments) == ("COPY", "--from=build /project/ /")
         kept = [(layer.instruction, layer.arguments) for layer in before[:first_changed]]
@@ -65,7 +66,7 @@ def test_a_lock_change_rebuilds_the_dependencies(service: str) -> None:
     path = ROOT / f"Dockerfile.{service}"
     before = final_layers(path)
     after = final_layers(path, changed=["uv.lock"])
-    changed = [b for a, b in zip(before, after) if a.key != b.key]
+    changed = [b for a, b in zip(before, after, strict=True) if a.key != b.key]
     assert ("COPY", "--from=deps /app/.venv /app/.venv") in [
         (layer.instruction, layer.arguments) for layer in changed
     ]
@@ -90,7 +91,7 @@ def test_model_sees_an_argument_declared_before_a_run(tmp_path: Path) -> None:
     )
     one = final_layers(early, {"GIT_COMMIT": "a"})
     other = final_layers(early, {"GIT_COMMIT": "b"})
-    assert [a.key != b.key for a, b in zip(one, other)] == [True, True]
+    assert [a.key != b.key for a, b in zip(one, other, strict=True)] == [True, True]
 
 
 def test_model_sees_an_argument_a_copy_names(tmp_path: Path) -> None:
@@ -126,5 +127,5 @@ def test_model_follows_changes_through_stages(tmp_path: Path) -> None:
     )
     before = final_layers(staged)
     after = final_layers(staged, changed=["src/main.c"])
-    assert [a.key != b.key for a, b in zip(before, after)] == [False, True]
+    assert [a.key != b.key for a, b in zip(before, after, strict=True)] == [False, True]
     assert final_layers(staged, changed=["docs/index.md"]) == before
