@@ -31,7 +31,6 @@ CHECKOV_VENV = ROOT / ".venv-checkov"
 CHECKOV_VERSION = "3.3.30"
 # Commands the tests run, and the Debian packages that bring them.
 TEST_COMMANDS = {
-    "docker-compose": "docker-compose",
     "wrk": "wrk",
     "taskset": "util-linux",
     # actionlint checks the workflows' run: scripts with it.
@@ -80,7 +79,7 @@ def in_venv(command: list[str]) -> list[str]:
 
 
 def ensure_test_tools() -> None:
-    """The compose validator, wrk, taskset and checkov, which are not Python dependencies."""
+    """wrk, taskset and checkov, which are not Python dependencies."""
     missing = sorted({pkg for cmd, pkg in TEST_COMMANDS.items() if shutil.which(cmd) is None})
     if missing:
         if not shutil.which("apt-get") or os.geteuid() != 0:
