@@ -6,13 +6,14 @@ container runs (read-only root, no bytecode written)::
     docker run --rm -i --read-only --tmpfs /tmp --network none --entrypoint python \\
         sbcntr-backend:local - backend < tools/src/sbcntrctl/bench/imagecpu.py
 
-For each run it starts ``python -m SERVICE``, takes the CPU time (user +
-system, from ``/proc/<pid>/stat``) the process has used when ``/readyz``
-first answers 200, runs the image's health check ``python -m
-servicekit.healthcheck`` against it a number of times (CPU from
-``getrusage(RUSAGE_CHILDREN)`` around them), then stops the service with
-SIGTERM. Prints one JSON line with the medians. docs/performance.md has the
-figures.
+Arguments: the service (``backend`` or ``frontend``), then optionally the
+number of runs (5) and of health checks per run (10). For each run it starts
+``python -m SERVICE``, takes the CPU time (user + system, from
+``/proc/<pid>/stat``) the process has used when ``/readyz`` first answers
+200, runs the image's health check ``python -m servicekit.healthcheck``
+against it (CPU from ``getrusage(RUSAGE_CHILDREN)`` around the checks), then
+stops the service with SIGTERM. Prints one JSON line with the medians;
+docs/performance.md has the figures.
 """
 
 import json
@@ -53,7 +54,7 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_run(service: str, port: int) -> tuple[float, float]:
+def one_run(service: str, port: int, checks: int) -> tuple[float, float]:
     """(start-up CPU seconds, mean CPU seconds of one health check)."""
     server = subprocess.Popen(
         [sys.executable, "-m", service], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -66,11 +67,11 @@ def one_run(service: str, port: int) -> tuple[float, float]:
             time.sleep(0.02)
         startup = cpu_seconds(server.pid)
         before = children_cpu()
-        for _ in range(CHECKS_PER_RUN):
+        for _ in range(checks):
             check = subprocess.run([sys.executable, "-m", "servicekit.healthcheck"], check=False)
             if check.returncode != 0:
                 raise SystemExit("the health check failed against a ready service")
-        check_cpu = (children_cpu() - before) / CHECKS_PER_RUN
+        check_cpu = (children_cpu() - before) / checks
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -79,14 +80,17 @@ def one_run(service: str, port: int) -> tuple[float, float]:
 
 def main() -> None:
     service = sys.argv[1] if len(sys.argv) > 1 else "backend"
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else RUNS
+    checks = int(sys.argv[3]) if len(sys.argv) > 3 else CHECKS_PER_RUN
     port = int(os.environ.get("PORT", "8080"))
-    results = [one_run(service, port) for _ in range(RUNS)]
+    results = [one_run(service, port, checks) for _ in range(runs)]
     print(
         json.dumps(
             {
                 "service": service,
                 "python": sys.version.split()[0],
-                "runs": RUNS,
+                "runs": runs,
+                "checks_per_run": checks,
                 "startup_cpu_seconds": round(statistics.median(r[0] for r in results), 3),
                 "healthcheck_cpu_seconds": round(statistics.median(r[1] for r in results), 4),
             }
