@@ -79,7 +79,7 @@ def in_venv(command: list[str]) -> list[str]:
 
 
 def ensure_test_tools() -> None:
-    """wrk, taskset and checkov, which are not Python dependencies."""
+    """wrk, taskset, shellcheck and checkov, which are not Python dependencies."""
     missing = sorted({pkg for cmd, pkg in TEST_COMMANDS.items() if shutil.which(cmd) is None})
     if missing:
         if not shutil.which("apt-get") or os.geteuid() != 0:
