@@ -260,13 +260,21 @@ def docker_engine() -> bool:
 def test_images_build_and_the_stack_serves_the_frontend() -> None:
     project = f"sbcntr-test-{os.getpid()}"
     base = ["docker", "compose", "-p", project, "-f", str(COMPOSE)]
+    # Free host ports through the file's variables: the usual ones may be taken.
+    ports = {
+        name: str(free_port())
+        for name in ("SBCNTR_FRONTEND_PORT", "SBCNTR_AWS_PORT", "SBCNTR_FLUENTD_PORT")
+    }
+    env = {**os.environ, **ports}
     try:
-        subprocess.run([*base, "up", "--build", "--wait", "-d"], check=True, cwd=ROOT, timeout=1200)
-        response = httpx.get("http://127.0.0.1:8080/", timeout=10)
+        subprocess.run(
+            [*base, "up", "--build", "--wait", "-d"], check=True, cwd=ROOT, env=env, timeout=1200
+        )
+        response = httpx.get(f"http://127.0.0.1:{ports['SBCNTR_FRONTEND_PORT']}/", timeout=10)
         assert response.status_code == 200
         assert "Hello world" in response.text
     finally:
-        subprocess.run([*base, "down", "-v"], check=False, cwd=ROOT, timeout=300)
+        subprocess.run([*base, "down", "-v"], check=False, cwd=ROOT, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("service", SERVICES)
