@@ -31,7 +31,6 @@ CHECKOV_VENV = ROOT / ".venv-checkov"
 CHECKOV_VERSION = "3.3.30"
 # Commands the tests run, and the Debian packages that bring them.
 TEST_COMMANDS = {
-    "docker-compose": "docker-compose",
     "wrk": "wrk",
     "taskset": "util-linux",
     # actionlint checks the workflows' run: scripts with it.
@@ -109,8 +108,8 @@ def _fluent_bit_libraries() -> set[str]:
 
 
 def ensure_test_tools() -> None:
-    """The compose validator, wrk, taskset, Fluent Bit's libraries and checkov, which are
-    not Python dependencies."""
+    """wrk, taskset, shellcheck, Fluent Bit's libraries and checkov, which are not Python
+    dependencies."""
     missing = sorted(
         {pkg for cmd, pkg in TEST_COMMANDS.items() if shutil.which(cmd) is None}
         | _fluent_bit_libraries()

@@ -74,30 +74,6 @@ def test_checkov_dockerfile_checks_pass() -> None:
     assert re.search(r"Passed checks: [1-9]", result.stdout), result.stdout[-3000:]
 
 
-def test_compose_file_validates(tmp_path: Path) -> None:
-    validator = shutil.which("docker-compose")
-    assert validator, "dev.py test installs Debian's docker-compose (the validator)"
-    ok = subprocess.run(
-        [validator, "-f", str(COMPOSE), "config", "-q"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    assert ok.returncode == 0, ok.stderr
-    broken = tmp_path / "docker-compose.yml"
-    broken.write_text(COMPOSE.read_text().replace("read_only: true", "read_onyl: true", 1))
-    bad = subprocess.run(
-        [validator, "-f", str(broken), "config", "-q"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    assert bad.returncode != 0
-    assert "read_onyl" in bad.stderr
-
-
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_base_images_are_pinned_exactly(path: Path) -> None:
     for stage in stages(path):
@@ -145,7 +121,7 @@ def test_dockerignore_keeps_tests_venv_and_secrets_out() -> None:
 
 def test_compose_mirrors_the_task_rules() -> None:
     services = compose()["services"]
-    assert services["frontend"]["ports"] == ["127.0.0.1:8080:8080"]
+    assert services["frontend"]["ports"] == ["127.0.0.1:${SBCNTR_FRONTEND_PORT:-8080}:8080"]
     assert "ports" not in services["backend"]
     networks = compose()["networks"]
     assert networks[services["backend"]["networks"][0]]["internal"] is True
@@ -284,13 +260,21 @@ def docker_engine() -> bool:
 def test_images_build_and_the_stack_serves_the_frontend() -> None:
     project = f"sbcntr-test-{os.getpid()}"
     base = ["docker", "compose", "-p", project, "-f", str(COMPOSE)]
+    # Free host ports through the file's variables: the usual ones may be taken.
+    ports = {
+        name: str(free_port())
+        for name in ("SBCNTR_FRONTEND_PORT", "SBCNTR_AWS_PORT", "SBCNTR_FLUENTD_PORT")
+    }
+    env = {**os.environ, **ports}
     try:
-        subprocess.run([*base, "up", "--build", "--wait", "-d"], check=True, cwd=ROOT, timeout=1200)
-        response = httpx.get("http://127.0.0.1:8080/", timeout=10)
+        subprocess.run(
+            [*base, "up", "--build", "--wait", "-d"], check=True, cwd=ROOT, env=env, timeout=1200
+        )
+        response = httpx.get(f"http://127.0.0.1:{ports['SBCNTR_FRONTEND_PORT']}/", timeout=10)
         assert response.status_code == 200
         assert "Hello world" in response.text
     finally:
-        subprocess.run([*base, "down", "-v"], check=False, cwd=ROOT, timeout=300)
+        subprocess.run([*base, "down", "-v"], check=False, cwd=ROOT, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("service", SERVICES)
