@@ -59,13 +59,18 @@ class Line:
         """Health-check access lines are dropped; every other line goes to S3."""
         return (self.record or {}).get("path") not in HEALTH_PATHS
 
+    @property
+    def is_metrics(self) -> bool:
+        """An EMF metrics line: copied to the metrics group, never to the level copies."""
+        return (self.record or {}).get("logger") == "servicekit.metrics"
+
     def to_cloudwatch(self, levels: str = DEFAULT_LEVELS) -> bool:
         """firelens/README.md: levels matching ``levels`` (CLOUDWATCH_LEVELS), 5xx access
-        lines whatever their level, and lines that are not JSON."""
+        lines whatever their level, and lines that are not JSON; never metrics lines."""
         record = self.record
         if record is None:
             return True
-        if not self.shipped:
+        if not self.shipped or self.is_metrics:
             return False
         status = record.get("status")
         return bool(re.search(levels, record["level"])) or (
@@ -81,6 +86,8 @@ class Line:
             return "over 16 KiB"
         if record.get("path") in HEALTH_PATHS:
             return "health"
+        if self.is_metrics:
+            return "metrics"
         if "exception" in record:
             return "traceback"
         if "status" in record:
@@ -146,5 +153,6 @@ def app_lines(tmp_path_factory: pytest.TempPathFactory) -> list[Line]:
     lines += [Line("backend", NOT_JSON), Line("backend", big_line())]
     kinds = {line.kind for line in lines}
     wanted = {"health", "traceback", "status 2xx", "status 4xx", "status 5xx", "info", "warning"}
+    wanted.add("metrics")  # written at shutdown, after the drain
     assert wanted | {"not json", "over 16 KiB"} <= kinds, kinds
     return lines

@@ -253,14 +253,20 @@ def test_the_routing_field_is_removed_from_records_and_copies() -> None:
     for tag in TAGS_OF_APPS:
         assert re.search(pattern, tag)
         assert re.search(pattern, f"cwl.{tag}")
+        assert re.search(pattern, f"emf.{tag}")
     for tag in TAGS_OF_OTHERS[:-1]:
         assert not re.search(pattern, tag), tag
 
 
 def test_cloudwatch_matches_only_the_copies() -> None:
-    (cloudwatch,) = [s for s in sections() if s.plugin == "cloudwatch_logs"]
-    pattern = cloudwatch.get("match_regex") or ""
-    for tag in TAGS_OF_APPS:
-        assert re.search(pattern, f"cwl.{tag}")
-        assert not re.search(pattern, tag)
-    assert not re.search(pattern, f"cwl.log-router-firelens-{TASK_ID}")
+    copies, metrics = [s for s in sections() if s.plugin == "cloudwatch_logs"]
+    for section, prefix, other in ((copies, "cwl", "emf"), (metrics, "emf", "cwl")):
+        pattern = section.get("match_regex") or ""
+        for tag in TAGS_OF_APPS:
+            assert re.search(pattern, f"{prefix}.{tag}")
+            assert not re.search(pattern, f"{other}.{tag}")
+            assert not re.search(pattern, tag)
+        assert not re.search(pattern, f"{prefix}.log-router-firelens-{TASK_ID}")
+    # CloudWatch extracts the metrics only from events sent with this format.
+    assert metrics.get("log_format") == "json/emf"
+    assert copies.get("log_format") is None

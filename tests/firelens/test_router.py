@@ -66,6 +66,7 @@ def ecs_env(aws: Emulator, run: str, **overrides: str) -> dict[str, str]:
         "LOG_S3_PREFIX": f"sbcntr/{run}",
         "LOG_GROUP_PREFIX": f"/sbcntr/{run}",
         "LOG_GROUP_NAME": f"/sbcntr/{run}/unparsed",
+        "METRICS_LOG_GROUP": f"/sbcntr/{run}/metrics",
         "S3_ENDPOINT": f"https://127.0.0.1:{aws.tls_port}",
         "CLOUDWATCH_ENDPOINT": "https://127.0.0.1",
         "CLOUDWATCH_PORT": str(aws.tls_port),
@@ -73,7 +74,7 @@ def ecs_env(aws: Emulator, run: str, **overrides: str) -> dict[str, str]:
         "S3_UPLOAD_TIMEOUT": "2s",
         **overrides,
     }
-    aws.setup(BUCKET, [f"/sbcntr/{run}/{group}" for group in (*SERVICES, "unparsed")])
+    aws.setup(BUCKET, [f"/sbcntr/{run}/{group}" for group in (*SERVICES, "unparsed", "metrics")])
     return env
 
 
@@ -163,6 +164,17 @@ def assert_routed(
                 in_group[key_of(fields)] += 1
         assert in_group == Counter(key_of(sent_fields(line)) for line in wanted), name
 
+    # Metrics lines: once each in the metrics group, sent as EMF, and nowhere else.
+    metrics = [line for line in lines if line.is_metrics]
+    in_metrics: Counter[str] = Counter()
+    for stream_name, events in aws.log_events(env["METRICS_LOG_GROUP"]).items():
+        for event in events:
+            record = json.loads(event["message"])
+            assert stream_name == stream(record["container_name"].lstrip("/"))
+            assert "_aws" in record
+            in_metrics[key_of(app_fields(record, metadata))] += 1
+    assert in_metrics == Counter(key_of(sent_fields(line)) for line in metrics)
+
 
 def delivered(aws: Emulator, lines: list[Line], env: dict[str, str]) -> Callable[[], bool]:
     """True once S3 holds as many records as lines were shipped (more fails later)."""
@@ -213,6 +225,7 @@ def test_fluent_bit_accepts_the_configuration(path: str, tmp_path: Path) -> None
         ("LOG_BUCKET", "'bucket' is a required parameter"),
         ("AWS_REGION", "'region' is a required field"),
         ("LOG_GROUP_NAME", "'log_group_name' is a required field"),
+        ("METRICS_LOG_GROUP", "'log_group_name' is a required field"),
         ("LOG_STREAM_PREFIX", "'log_stream_name' or 'log_stream_prefix' is required"),
         ("CLOUDWATCH_LEVELS", "property 'rule' expects 4 values"),
     ],
@@ -270,7 +283,9 @@ def test_compose_path_delivers_to_both_emulated_destinations(
     assert base_env()["S3_ENDPOINT"] == "https://aws:4443"
     env["CLOUDWATCH_PORT"] = str(emulator.tls_port)
     env["S3_UPLOAD_TIMEOUT"] = "2s"
-    groups = "/sbcntr/local/frontend,/sbcntr/local/backend,/sbcntr/local/unparsed"
+    groups = (
+        "/sbcntr/local/frontend,/sbcntr/local/backend,/sbcntr/local/unparsed,/sbcntr/local/metrics"
+    )
     assert router.compose_env("aws-setup")["LOG_GROUPS"] == groups
     emulator.setup(router.compose_env("aws-setup")["LOG_BUCKET"], groups.split(","))
     running = router.start(tmp_path, env, path="compose")
@@ -467,6 +482,7 @@ def test_an_endpoint_back_within_the_retries_gets_everything(
         "LOG_S3_PREFIX": "sbcntr/back",
         "LOG_GROUP_PREFIX": "/sbcntr/back",
         "LOG_GROUP_NAME": "/sbcntr/back/unparsed",
+        "METRICS_LOG_GROUP": "/sbcntr/back/metrics",
         "S3_ENDPOINT": f"https://127.0.0.1:{port}",
         "CLOUDWATCH_ENDPOINT": "127.0.0.1",
         "CLOUDWATCH_PORT": str(port),
@@ -483,7 +499,7 @@ def test_an_endpoint_back_within_the_retries_gets_everything(
     (tmp_path / "aws").mkdir()
     aws = Emulator(tmp_path / "aws", tls_port=port)
     try:
-        groups = [f"/sbcntr/back/{group}" for group in (*SERVICES, "unparsed")]
+        groups = [f"/sbcntr/back/{group}" for group in (*SERVICES, "unparsed", "metrics")]
         aws.setup(BUCKET, groups)
         wait_until(delivered(aws, lines, env))
         copies = sum(line.to_cloudwatch(env["CLOUDWATCH_LEVELS"]) for line in lines)
