@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sbcntrctl import xraycapture
 from sbcntrctl.bench import cli as bench_cli
 from sbcntrctl.deploy import cli as deploy_cli
 from sbcntrctl.loadtest import cli as loadtest_cli
@@ -27,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     sizing = commands.add_parser("capacity", help="STEP2/4/5: size tasks from a step run")
     loadtest_cli.add_capacity_arguments(sizing)
     sizing.set_defaults(handler=loadtest_cli.run_capacity)
+    capture = commands.add_parser(
+        "xray-capture", help="listen in the X-Ray daemon's place and write segments to a file"
+    )
+    xraycapture.add_arguments(capture)
+    capture.set_defaults(handler=xraycapture.run)
     release = commands.add_parser("release", help="the release pipeline's steps")
     release_cli.add_arguments(release)
     release.set_defaults(handler=release_cli.run)
