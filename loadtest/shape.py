@@ -8,15 +8,18 @@ import time
 
 from locust import LoadTestShape
 
-from sbcntrctl.loadtest.shapes import ShapeOptions, Tick, tick
+from sbcntrctl.loadtest.shapes import ShapeOptions, Tick, tick, total_seconds
 
 
 class SbcntrShape(LoadTestShape):
     started_at: float | None = None  # wall clock when the run started (phases count from it)
+    ends_at: float | None = None  # wall clock when its last phase ends: no request starts later
 
     def reset_time(self) -> None:
         super().reset_time()
         self.started_at = time.time()
+        options = ShapeOptions.from_options(self.runner.environment.parsed_options)
+        self.ends_at = self.started_at + total_seconds(options)
 
     def tick(self) -> Tick:
         options = ShapeOptions.from_options(self.runner.environment.parsed_options)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
-from locust import HttpUser, constant_throughput, events, task
+from locust import HttpUser, events, task
 from locust.env import Environment
 
 from sbcntrctl.loadtest import runinfo, shapes, steps
@@ -192,10 +192,23 @@ class SbcntrUser(HttpUser):
         self.client.headers.update(
             {"User-Agent": f"sbcntr-loadtest/{self.run_id}", "X-Load-Test-Run": self.run_id}
         )
+        self.next_start = time.time()  # the first request goes now
 
     def wait_time(self) -> float:
-        """Think time that holds this user at ``--user-rps`` requests per second."""
-        return float(constant_throughput(self.environment.parsed_options.user_rps)(self))
+        """Think time that starts this user's requests every ``1 / --user-rps`` seconds.
+
+        A user whose request took longer than the interval goes again at once,
+        without catching up on the requests it missed. No request starts after
+        the shape's end: Locust checks the shape once a second, so the run
+        would otherwise go on for up to a second more than it was set to.
+        """
+        self.next_start += 1 / self.environment.parsed_options.user_rps
+        now = time.time()
+        self.next_start = max(self.next_start, now)
+        ends_at = getattr(self.environment.shape_class, "ends_at", None)
+        if ends_at is not None and self.next_start >= ends_at:
+            return ends_at - now + 60  # waits there until the shape stops it
+        return self.next_start - now
 
     def actions(self) -> list[Action]:
         """(weight, action) of every action this user can do now."""
@@ -312,14 +325,16 @@ class ApiUser(SbcntrUser):
         self.call("POST", "/api/notifications", "/api/notifications [add]", 201, json=body)
 
 
-def _figures(environment: Environment) -> RunFigures:
+def _figures(environment: Environment, sending_seconds: float) -> RunFigures:
     total = environment.stats.total
     return RunFigures(
         requests=total.num_requests,
         failures=total.num_failures,
         p95_ms=float(total.get_response_time_percentile(0.95) or 0),
         p99_ms=float(total.get_response_time_percentile(0.99) or 0),
-        rps=float(total.total_rps),
+        # Locust's own total_rps divides by the time to the last request (one
+        # think time short of the run), which overstates the rate of short runs.
+        rps=total.num_requests / sending_seconds if sending_seconds > 0 else 0.0,
     )
 
 
@@ -338,26 +353,30 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
     limits = Thresholds(
         options.max_error_ratio, options.max_p95_ms, options.max_p99_ms, options.min_rps
     )
-    figures = _figures(environment)
+    now = time.time()
+    shape = environment.shape_class
+    started = getattr(shape, "started_at", None) or environment.stats.start_time
+    ends_at = getattr(shape, "ends_at", None) or now
+    sending = min(now, ends_at) - started  # requests start only in this window
+    figures = _figures(environment, sending)
     problems = missed(figures, limits)
     for problem in problems:
         print(f"THRESHOLD MISSED: {problem}")
     print(
         f"run {options.run_id}: {figures.requests} requests, {figures.failures} failed, "
-        f"p95 {figures.p95_ms:.0f} ms, p99 {figures.p99_ms:.0f} ms, {figures.rps:.2f} req/s: "
-        f"{'FAIL' if problems else 'PASS'}"
+        f"p95 {figures.p95_ms:.0f} ms, p99 {figures.p99_ms:.0f} ms, {figures.rps:.2f} req/s "
+        f"over {sending:.1f} s: {'FAIL' if problems else 'PASS'}"
     )
     if problems:
         environment.process_exit_code = 1
     folder = runinfo.report_dir(options.run_id, options.report_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    shape = environment.shape_class
-    started = getattr(shape, "started_at", None) or environment.stats.start_time
     summary = {
         "run_id": options.run_id,
         "shape": options.shape,
         "started_at": _iso(started),
-        "ended_at": _iso(time.time()),
+        "ended_at": _iso(now),
+        "seconds": round(sending, 3),
         **vars(figures),
         "missed": problems,
     }
