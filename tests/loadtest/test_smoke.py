@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,19 @@ def test_steady_run_delivers_its_rate_and_passes_the_audit(
         *("--log", str(combined)),
     )
     assert audit.returncode == 0, audit.stdout + audit.stderr
+    # the rows the run wrote are marked, and removed without touching the others
+    database = str(tmp_path / "stack.sqlite3")
+    counted = sbcntrctl("loadtest-rows", "--database", database, "--run-id", "smoke")
+    assert counted.returncode == 0, counted.stderr
+    items, notifications = (int(word) for word in counted.stdout.split() if word.isdigit())
+    assert items > 0
+    assert notifications > 0
+    deleted = sbcntrctl("loadtest-rows", "--database", database, "--delete")
+    assert deleted.stdout.startswith(f"{items} items, {notifications} notifications of load runs")
+    with sqlite3.connect(database) as connection:
+        left = connection.execute("SELECT count(*) FROM items").fetchone()[0]
+    assert left == 3  # the seed items
+    assert sbcntrctl("loadtest-rows", "--database", database).stdout.startswith("0 items, 0 not")
     # the combined file given as both logs is refused, not counted twice
     audit = sbcntrctl(
         *("audit", "--run-id", "smoke", "--stats", str(reports / "summary.json")),

@@ -9,6 +9,7 @@ from sbcntrctl import xraycapture
 from sbcntrctl.bench import cli as bench_cli
 from sbcntrctl.deploy import cli as deploy_cli
 from sbcntrctl.loadtest import cli as loadtest_cli
+from sbcntrctl.loadtest import rows as loadtest_rows
 from sbcntrctl.release import cli as release_cli
 
 
@@ -28,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     sizing = commands.add_parser("capacity", help="STEP2/4/5: size tasks from a step run")
     loadtest_cli.add_capacity_arguments(sizing)
     sizing.set_defaults(handler=loadtest_cli.run_capacity)
+    rows = commands.add_parser(
+        "loadtest-rows", help="count or delete the rows load runs wrote (SQLite)"
+    )
+    loadtest_rows.add_arguments(rows)
+    rows.set_defaults(handler=loadtest_rows.run)
     capture = commands.add_parser(
         "xray-capture", help="listen in the X-Ray daemon's place and write segments to a file"
     )
