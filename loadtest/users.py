@@ -192,7 +192,12 @@ class SbcntrUser(HttpUser):
         self.client.headers.update(
             {"User-Agent": f"sbcntr-loadtest/{self.run_id}", "X-Load-Test-Run": self.run_id}
         )
-        self.next_start = time.time()  # the first request goes now
+        # Users arrive all at once when a phase starts; each begins at a random
+        # point of its first think time, so requests start evenly spread at the
+        # phase's rate instead of in bursts of every user at the same instant.
+        interval = 1 / self.environment.parsed_options.user_rps
+        self.next_start = time.time() + random.uniform(0, interval)  # noqa: S311
+        gevent.sleep(self.next_start - time.time())
 
     def wait_time(self) -> float:
         """Think time that starts this user's requests every ``1 / --user-rps`` seconds.
@@ -217,6 +222,9 @@ class SbcntrUser(HttpUser):
     @task
     def next_action(self) -> None:
         """One request: an action picked by weight among those that can act now."""
+        ends_at = getattr(self.environment.shape_class, "ends_at", None)
+        if ends_at is not None and time.time() >= ends_at:
+            return  # the run is over; the shape stops this user within a second
         weights, actions = zip(*self.actions(), strict=True)
         random.choices(actions, weights)[0]()  # noqa: S311 - not for security
 

@@ -7,7 +7,9 @@ the audit also checks that every request formed a complete trace.
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -185,3 +187,44 @@ def test_audit_fails_when_a_line_is_lost(start: StartService, tmp_path: Path) ->
     )
     assert audit.returncode == 1
     assert "frontend: requests without an access line: 1" in audit.stdout
+
+
+def test_a_fault_drill_fails_its_thresholds_and_passes_the_audit_with_allowed_errors(
+    start: StartService, tmp_path: Path
+) -> None:
+    """Every API call of the backend fails: Locust reports each failure once (its
+    message does not repeat the request's name) and exits 1; the audit passes once
+    the drill's error lines are allowed, matched on the lines as written."""
+    faults = {"FAULT_INJECTION_ENABLED": "true", "FAULT_ERROR_RATE": "1"}
+    off = {"AWS_XRAY_SDK_ENABLED": "false"}
+    stack = start_stack(start, tmp_path, backend_env={**faults, **off}, frontend_env=off)
+    reports = tmp_path / "reports" / "drill"
+    result = subprocess.run(
+        [
+            *(str(BIN / "locust"), "-f", str(ROOT / "loadtest"), "--headless"),
+            *("--host", stack.frontend.url, "--run-id", "drill", "--shape-duration", "2"),
+            *("--report-dir", str(reports), "--csv", str(reports / "locust"), "--only-summary"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "THRESHOLD MISSED: error ratio" in result.stdout
+    with (reports / "locust_failures.csv").open() as handle:
+        failures = list(csv.DictReader(handle))
+    assert failures
+    for row in failures:
+        # Locust files failures under the request's method and name already
+        assert re.fullmatch(r"CatchResponseError\('status 5\d\d, expected \d{3}'\)", row["Error"])
+    stack.frontend.stop()
+    stack.backend.stop()
+    logs = ("--frontend-log", str(stack.frontend.stdout_path))
+    logs += ("--backend-log", str(stack.backend.stdout_path))
+    stats = ("--run-id", "drill", "--stats", str(reports / "summary.json"))
+    refused = sbcntrctl("audit", *stats, *logs)
+    assert refused.returncode == 1
+    assert "error lines not caused on purpose" in refused.stdout
+    allowed = sbcntrctl("audit", *stats, *logs, "--allow-errors", r'"status":5\d\d')
+    assert allowed.returncode == 0, allowed.stdout

@@ -24,8 +24,8 @@ def ticks(options: ShapeOptions, until: float, every: float = 1.0) -> list[Any]:
 
 def test_steady_holds_the_target_rate_then_stops() -> None:
     options = ShapeOptions(shape="steady", target_rps=10, user_rps=0.5, duration=5)
-    # 20 users added over one think time (2 s): requests start evenly spread at once.
-    assert ticks(options, 5) == [(20, 10.0)] * 5
+    # 20 users at once (they spread their first requests over one think time)
+    assert ticks(options, 5) == [(20, 20.0)] * 5
     assert tick(5, options) is None
 
 
@@ -51,7 +51,7 @@ def test_spike_bursts_and_returns() -> None:
     options = ShapeOptions(
         shape="spike", target_rps=10, user_rps=1, duration=90, spike_factor=5, spike_seconds=20
     )
-    assert tick(0, options) == (10, 10.0)
+    assert tick(0, options) == (10, 50.0)
     assert tick(35, options) == (50, 50.0)  # 35-55 s: the spike, all users at once
     assert tick(60, options) == (10, 50.0)  # back to the baseline at once
     assert tick(90, options) is None
@@ -449,3 +449,19 @@ def test_run_ids_must_fit_a_request_id_and_reports_go_to_a_folder_per_run() -> N
         runinfo.check_run_id("my run")
     assert runinfo.report_dir("steady-1", "") == Path("reports/steady-1")
     assert runinfo.report_dir("steady-1", "elsewhere") == Path("elsewhere")
+
+
+def test_segments_of_another_session_are_a_gap_and_junk_is_refused(tmp_path: Path) -> None:
+    front, back = page(rid(0), "1-00000000-000000000000000000000001")
+    other = {"name": "frontend", "trace_id": "1-00000000-00000000000000000000000f", "id": "f"}
+    segments = write(tmp_path / "segments.jsonl", [json.dumps(other)])
+    report = run_audit(tmp_path, 1, front, back, segments=segments)
+    assert report.gaps == {"traces: no segment of this run's requests in the segments file": 1}
+    with pytest.raises(audit.AuditInputError, match="not a segment document"):
+        run_audit(tmp_path, 1, front, back, segments=write(tmp_path / "x", ["[]"]))
+
+
+def test_the_verdict_says_whether_traces_were_checked(tmp_path: Path) -> None:
+    front, back = pages(1)
+    verdict = audit.render(run_audit(tmp_path, 1, front, back))
+    assert "traces not checked: no --segments" in verdict

@@ -12,10 +12,10 @@ peak, and every phase length is either given or scaled to ``duration``:
   rate again (the baseline); each ``step_seconds`` long, by default
   ``duration / (steps + 1)``.
 
-Users are sized from a request rate: each simulated user makes at most
-``user_rps`` requests per second (``constant_throughput``), so ``users =
-rps / user_rps``. :func:`tick` is what Locust's ``LoadTestShape.tick``
-returns: ``(users, spawn_rate)``, or None once the last phase is over.
+Users are sized from a request rate: each simulated user makes
+``user_rps`` requests per second, so ``users = rps / user_rps``. :func:`tick`
+is what Locust's ``LoadTestShape.tick`` returns: ``(users, spawn_rate)``, or
+None once the last phase is over.
 """
 
 from __future__ import annotations
@@ -66,7 +66,6 @@ class Phase:
     rps: float
     start: float
     end: float
-    sudden: bool = False  # users added or removed at once (the spike and its end), not ramped
 
     @property
     def seconds(self) -> float:
@@ -105,8 +104,8 @@ def phases(options: ShapeOptions) -> list[Phase]:
     peak = options.target_rps * options.spike_factor
     return [
         Phase(0, "baseline", options.target_rps, 0.0, before),
-        Phase(1, "spike", peak, before, before + spike, sudden=True),
-        Phase(2, "baseline", options.target_rps, before + spike, options.duration, sudden=True),
+        Phase(1, "spike", peak, before, before + spike),
+        Phase(2, "baseline", options.target_rps, before + spike, options.duration),
     ]
 
 
@@ -126,7 +125,7 @@ def _step_phases(options: ShapeOptions) -> list[Phase]:
         for i in range(options.steps)
     ]
     end = options.steps * hold
-    found.append(Phase(options.steps, "baseline", options.step_rps, end, end + hold, sudden=True))
+    found.append(Phase(options.steps, "baseline", options.step_rps, end, end + hold))
     return found
 
 
@@ -147,15 +146,10 @@ def users_for(rps: float, options: ShapeOptions) -> int:
 
 
 def tick(elapsed: float, options: ShapeOptions) -> Tick:
-    """Users of the phase at ``elapsed``. They are added over one think time
-    (``1 / user_rps``), so requests start evenly spread at the phase's rate from
-    the first seconds; sudden phases add or remove them at once."""
+    """Users of the phase at ``elapsed``, added or removed at once (the users
+    spread their own first requests over one think time: loadtest/users.py)."""
     phase = phase_at(elapsed, options)
     if phase is None:
         return None
-    users = users_for(phase.rps, options)
-    if phase.sudden:
-        most = max(users_for(p.rps, options) for p in phases(options))
-        return users, float(most)
-    added_rps = options.step_rps if options.shape == "step" else phase.rps
-    return users, max(1.0, added_rps)
+    most = max(users_for(p.rps, options) for p in phases(options))
+    return users_for(phase.rps, options), float(most)
