@@ -432,7 +432,7 @@ def test_sample_pids_take_several_pids_of_one_service() -> None:
     ("spec", "message"),
     [
         ("frontend", "'frontend' is not name=PID"),
-        ("frontend=", "'frontend=' is not name=PID"),
+        ("frontend=", "no PID for frontend"),
         ("frontend=12 backend=3", "is not name=PID"),
         ("", "no name=PID given"),
         ("frontend=999999999", "frontend=999999999: no such process"),
@@ -465,3 +465,16 @@ def test_the_verdict_says_whether_traces_were_checked(tmp_path: Path) -> None:
     front, back = pages(1)
     verdict = audit.render(run_audit(tmp_path, 1, front, back))
     assert "traces not checked: no --segments" in verdict
+
+
+def test_workers_figures_merge_into_the_masters() -> None:
+    """In a distributed run each worker sends its seconds; the master adds them up."""
+    master, worker = steps.SecondBins(), steps.SecondBins()
+    master.add(100.2, 10, failed=False)
+    worker.add(100.7, 250, failed=True)
+    worker.add(101.1, 12, failed=False)
+    master.merge(json.loads(json.dumps(worker.take())))  # as Locust's report carries it
+    assert worker.bins == {}
+    assert (master.bins[100].requests, master.bins[100].failures) == (2, 1)
+    assert master.bins[100].times == {10: 1, 250: 1}
+    assert master.bins[101].requests == 1

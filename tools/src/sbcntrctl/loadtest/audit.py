@@ -363,9 +363,11 @@ def render(report: Report) -> str:
         f"access lines for this run.",
     ]
     if report.ok:
-        checked = "lost, doubled, mislevelled"
-        checked += ", untraced" if report.traces_checked else " (traces not checked: no --segments)"
-        lines.append(f"STEP3 audit: no gap (nothing {checked}).")
+        if report.traces_checked:
+            checked = "nothing lost, doubled, mislevelled or untraced"
+        else:
+            checked = "nothing lost, doubled or mislevelled; traces not checked: no --segments"
+        lines.append(f"STEP3 audit: no gap ({checked}).")
     else:
         lines.append("STEP3 audit: GAPS")
         lines += [f"  {name}: {count}" for name, count in sorted(report.gaps.items())]

@@ -44,7 +44,10 @@ def parse_pids(spec: str) -> dict[str, list[int]]:
             continue
         name, sep, pids = part.partition("=")
         numbers = pids.replace("+", " ").split()
-        if not sep or not name.strip() or not numbers or not all(n.isdigit() for n in numbers):
+        if sep and name.strip() and not numbers:
+            msg = f"--sample-pids: no PID for {name.strip()} (is the service running?)"
+            raise ValueError(msg)
+        if not sep or not name.strip() or not all(n.isdigit() for n in numbers):
             msg = f"--sample-pids: {part.strip()!r} is not name=PID (several PIDs: name=PID+PID)"
             raise ValueError(msg)
         found.setdefault(name.strip(), []).extend(int(n) for n in numbers)
