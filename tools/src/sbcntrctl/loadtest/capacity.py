@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sbcntrctl.loadtest import steps
@@ -21,20 +21,10 @@ MIN_TASKS_FOR_AVAILABILITY = 2  # one per Availability Zone
 
 
 @dataclass(frozen=True)
-class Step:
-    name: str
-    target_rps: float
-    users: int
-    seconds: float
-    requests: int
-    failures: int
-    rps: float
-    p95_ms: float
-    cpu_seconds: dict[str, float]
+class Step(steps.StepRow):
+    """A phase of ``steps.csv`` with the CPU each service used in its measured part."""
 
-    @property
-    def error_ratio(self) -> float:
-        return self.failures / self.requests if self.requests else 0.0
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def cpu_per_request(self, service: str) -> float:
         return self.cpu_seconds[service] / self.requests if self.requests else 0.0
@@ -60,14 +50,7 @@ def read_steps(steps_csv: Path, cpu_csv: Path) -> list[Step]:
             )
     return [
         Step(
-            name=row.name,
-            target_rps=row.target_rps,
-            users=row.users,
-            seconds=row.seconds,
-            requests=row.requests,
-            failures=row.failures,
-            rps=row.rps,
-            p95_ms=row.p95_ms,
+            **vars(row),
             cpu_seconds={
                 name: _cpu_between(samples, row.measured_from, row.measured_to)
                 for name, samples in cpu.items()
