@@ -355,8 +355,8 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
     """Print the verdict and write the run's reports; a missed threshold makes locust exit 1."""
     if environment.parsed_options is None or environment.runner is None:
         return
-    if _is_worker(environment):
-        return
+    if _is_worker(environment) or not STARTED:
+        return  # a worker, or a web UI closed before any run: nothing to report
     options = environment.parsed_options
     limits = Thresholds(
         options.max_error_ratio, options.max_p95_ms, options.max_p99_ms, options.min_rps
@@ -396,6 +396,14 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
         rows = steps.summarize(SECONDS, phases, started, users)
         steps.write_csv(folder / "steps.csv", rows)
     print(f"reports: {folder}")
+
+
+STARTED: list[float] = []  # when each run of this process started
+
+
+@events.test_start.add_listener
+def note_start(**_: Any) -> None:
+    STARTED.append(time.time())
 
 
 @events.test_start.add_listener

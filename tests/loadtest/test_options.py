@@ -80,12 +80,15 @@ def snake(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z0-9])", r"\1_\2", name).lower()
 
 
-def test_the_web_ui_listens_where_told_with_the_host_and_readable_options() -> None:
+def test_the_web_ui_listens_where_told_with_the_host_and_readable_options(
+    tmp_path: Path,
+) -> None:
     port = free_port()
     process = subprocess.Popen(
         [LOCUST, "-f", str(ROOT / "loadtest"), "--web-host", "127.0.0.1", "--web-port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
     )
     try:
         deadline = time.monotonic() + 30
@@ -109,3 +112,4 @@ def test_the_web_ui_listens_where_told_with_the_host_and_readable_options() -> N
         assert option["help_text"], f"{name} has no label text"
         assert snake(camel(name)) == name, f"the web UI would send {name} back renamed"
     assert "max_p95_ms" not in options
+    assert not (tmp_path / "reports").exists()  # closed before any run: no empty report
