@@ -142,6 +142,7 @@ def _is_worker(environment: Environment) -> bool:
 
 # Requests per wall-clock second they started in (workers send theirs to the master).
 SECONDS = steps.SecondBins()
+OPTIONS: list[Any] = []  # the run's parsed options, once Locust has them
 
 
 @events.init.add_listener
@@ -160,6 +161,7 @@ def check_options(environment: Environment, **_: Any) -> None:
         sys.exit(2)
     if not environment.stop_timeout:
         environment.stop_timeout = DEFAULT_STOP_TIMEOUT
+    OPTIONS[:] = [options]
 
 
 @events.request.add_listener
@@ -169,6 +171,10 @@ def record_request(
     exception: BaseException | None = None,
     **_: Any,
 ) -> None:
+    if OPTIONS and OPTIONS[0].shape == "soak":
+        # hours at one rate: its one phase is Locust's totals, and a histogram
+        # per second would grow all along
+        return
     started = start_time if start_time is not None else time.time()
     SECONDS.add(started, response_time, bool(exception))
 
