@@ -478,3 +478,21 @@ def test_workers_figures_merge_into_the_masters() -> None:
     assert (master.bins[100].requests, master.bins[100].failures) == (2, 1)
     assert master.bins[100].times == {10: 1, 250: 1}
     assert master.bins[101].requests == 1
+
+
+def test_capacity_refuses_cpu_samples_of_another_run(tmp_path: Path) -> None:
+    steps_csv, cpu_csv, _ = step_run(tmp_path, [[50.0], [60.0], [50.0]])
+    header, *samples = cpu_csv.read_text().splitlines()
+    an_hour_later = [header]
+    for sample in samples:
+        at, name, used = sample.split(",")
+        an_hour_later.append(f"{float(at) + 3600},{name},{used}")
+    cpu_csv.write_text("\n".join(an_hour_later) + "\n")
+    result = subprocess.run(
+        [SBCNTRCTL, "capacity", "--steps", str(steps_csv), "--cpu", str(cpu_csv)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "the backend samples do not cover step 1" in result.stderr

@@ -41,37 +41,42 @@ HOW = (
 
 
 def read_steps(steps_csv: Path, cpu_csv: Path) -> list[Step]:
-    """The phases of ``steps.csv`` (written by the run), with CPU from ``cpu.csv``."""
+    """The phases of ``steps.csv`` (written by the run), with CPU from ``cpu.csv``;
+    raises ValueError when ``cpu.csv`` does not cover every step (another run's)."""
     cpu: dict[str, list[tuple[float, float]]] = {}
-    with cpu_csv.open() as handle:
-        for row in csv.DictReader(handle):
-            cpu.setdefault(row["name"], []).append(
-                (float(row["timestamp"]), float(row["cpu_seconds"]))
-            )
-    return [
-        Step(
-            **vars(row),
-            cpu_seconds={
-                name: _cpu_between(samples, row.measured_from, row.measured_to)
-                for name, samples in cpu.items()
-            },
-        )
-        for row in steps.read_csv(steps_csv)
-        if row.requests
-    ]
-
-
-def _cpu_between(samples: list[tuple[float, float]], start: float, end: float) -> float:
-    """CPU seconds used between ``start`` and ``end``, interpolated between samples."""
-    return _cpu_at(samples, end) - _cpu_at(samples, start)
+    try:
+        with cpu_csv.open() as handle:
+            for sample in csv.DictReader(handle):
+                cpu.setdefault(sample["name"], []).append(
+                    (float(sample["timestamp"]), float(sample["cpu_seconds"]))
+                )
+    except (KeyError, ValueError, TypeError):
+        msg = f"{cpu_csv}: not a cpu.csv written with --sample-pids"
+        raise ValueError(msg) from None
+    found = []
+    for row in steps.read_csv(steps_csv):
+        if not row.requests:
+            continue
+        for name, samples in cpu.items():
+            if not samples[0][0] <= row.measured_from or not row.measured_to <= samples[-1][0]:
+                msg = (
+                    f"{cpu_csv}: the {name} samples do not cover {row.name} of {steps_csv} "
+                    "(are they of the same run?)"
+                )
+                raise ValueError(msg)
+        cpu_seconds = {
+            name: _cpu_at(samples, row.measured_to) - _cpu_at(samples, row.measured_from)
+            for name, samples in cpu.items()
+        }
+        found.append(Step(**vars(row), cpu_seconds=cpu_seconds))
+    return found
 
 
 def _cpu_at(samples: list[tuple[float, float]], at: float) -> float:
-    before = [s for s in samples if s[0] <= at]
-    after = [s for s in samples if s[0] >= at]
-    if not before or not after:
-        return before[-1][1] if before else (after[0][1] if after else 0.0)
-    (t0, c0), (t1, c1) = before[-1], after[0]
+    """CPU seconds used by ``at``, interpolated between the samples around it."""
+    before = max((s for s in samples if s[0] <= at), key=lambda s: s[0])
+    after = min((s for s in samples if s[0] >= at), key=lambda s: s[0])
+    (t0, c0), (t1, c1) = before, after
     return c0 if t1 == t0 else c0 + (c1 - c0) * (at - t0) / (t1 - t0)
 
 

@@ -69,7 +69,11 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_capacity(args: argparse.Namespace) -> int:
-    steps = capacity.read_steps(args.steps, args.cpu)
+    try:
+        steps = capacity.read_steps(args.steps, args.cpu)
+    except (OSError, ValueError) as exc:
+        print(f"sbcntrctl capacity: refused: {exc}", file=sys.stderr)
+        return 2
     print(f"How: {capacity.HOW}.")
     for step in steps:
         cpu = ", ".join(f"{n} {step.utilization(n) * 100:.0f}%" for n in sorted(step.cpu_seconds))
