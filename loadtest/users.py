@@ -415,28 +415,39 @@ def note_start(**_: Any) -> None:
 @events.test_start.add_listener
 def sample_cpu(environment: Environment, **_: Any) -> None:
     """With --sample-pids, record the CPU time of local service processes every second
-    (several PIDs of one name added together)."""
+    and once more when the run stops (several PIDs of one name added together)."""
     options = environment.parsed_options
     if options is None or not options.sample_pids or _is_worker(environment):
         return
+    from sbcntrctl.bench.procs import cpu_seconds  # noqa: PLC0415
+
     pids = runinfo.parse_pids(options.sample_pids)
     folder = runinfo.report_dir(options.run_id, options.report_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    out = (folder / "cpu.csv").open("w")
+    out.write("timestamp,name,cpu_seconds\n")
+
+    def sample() -> None:
+        now = time.time()
+        for name, of_name in pids.items():
+            used = sum(cpu_seconds(pid) for pid in of_name)
+            out.write(f"{now:.3f},{name},{used:.3f}\n")
+        out.flush()
 
     def loop() -> None:
-        from sbcntrctl.bench.procs import cpu_seconds  # noqa: PLC0415
+        while True:
+            sample()
+            gevent.sleep(1)
 
-        with (folder / "cpu.csv").open("w") as out:
-            out.write("timestamp,name,cpu_seconds\n")
-            while True:
-                now = time.time()
-                for name, of_name in pids.items():
-                    used = sum(cpu_seconds(pid) for pid in of_name)
-                    out.write(f"{now:.3f},{name},{used:.3f}\n")
-                out.flush()
-                gevent.sleep(1)
+    sampler = gevent.spawn(loop)
 
-    gevent.spawn(loop)
+    def last_sample(**_: Any) -> None:
+        sampler.kill()
+        sample()  # after the last request: the final phase is covered to its end
+        out.close()
+        environment.events.test_stop.remove_listener(last_sample)
+
+    environment.events.test_stop.add_listener(last_sample)
 
 
 __all__ = ["ApiUser", "PageUser"]

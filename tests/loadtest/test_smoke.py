@@ -83,6 +83,8 @@ def test_steady_run_delivers_its_rate_and_passes_the_audit(
             SMOKE_SECONDS,
             *("--shape", "steady", "--target-rps", "10"),
             *("--max-p95-ms", "1000", "--max-p99-ms", "2000", "--min-rps", "9.8"),
+            "--sample-pids",
+            f"frontend={stack.frontend.process.pid},backend={stack.backend.process.pid}",
         )
         assert "PASS" in output
         stack.frontend.stop()
@@ -95,6 +97,12 @@ def test_steady_run_delivers_its_rate_and_passes_the_audit(
     assert 9.8 <= summary["rps"] <= 10.2  # the configured rate, +-2%
     (phase,) = (reports / "steps.csv").read_text().splitlines()[1:]
     assert phase.startswith("0,steady,10.0,20,")
+    # the CPU samples cover the run to its end (a last one when it stops)
+    sizing = sbcntrctl(
+        *("capacity", "--steps", str(reports / "steps.csv"), "--cpu", str(reports / "cpu.csv"))
+    )
+    assert sizing.returncode == 0, sizing.stdout + sizing.stderr
+    assert "steady:   20 users," in sizing.stdout
     front, back = stack.frontend.stdout_path, stack.backend.stdout_path
     audit = sbcntrctl(
         *("audit", "--run-id", "smoke", "--stats", str(reports / "summary.json")),
