@@ -1,24 +1,26 @@
 """The load shape of ``locust -f loadtest/``, chosen with ``--shape`` (or LOAD_SHAPE):
-``steady``, ``step``, ``spike`` or ``soak``. Each stops by itself."""
+``steady``, ``step``, ``spike`` or ``soak``. Each ends with a phase at its
+baseline rate and stops by itself (sbcntrctl.loadtest.shapes)."""
 
 from __future__ import annotations
 
+import time
+
 from locust import LoadTestShape
 
-from sbcntrctl.loadtest.shapes import ShapeOptions, Tick, tick
+from sbcntrctl.loadtest.shapes import ShapeOptions, Tick, tick, total_seconds
 
 
 class SbcntrShape(LoadTestShape):
+    started_at: float | None = None  # wall clock when the run started (phases count from it)
+    ends_at: float | None = None  # wall clock when its last phase ends: no request starts later
+
+    def reset_time(self) -> None:
+        super().reset_time()
+        self.started_at = time.time()
+        options = ShapeOptions.from_options(self.runner.environment.parsed_options)
+        self.ends_at = self.started_at + total_seconds(options)
+
     def tick(self) -> Tick:
-        options = self.runner.environment.parsed_options
-        shape = ShapeOptions(
-            shape=options.shape,
-            target_rps=options.target_rps,
-            user_rps=options.user_rps,
-            duration=options.shape_duration,
-            step_rps=options.step_rps,
-            step_seconds=options.step_seconds,
-            steps=options.steps,
-            spike_factor=options.spike_factor,
-        )
-        return tick(self.get_run_time(), shape)
+        options = ShapeOptions.from_options(self.runner.environment.parsed_options)
+        return tick(self.get_run_time(), options)

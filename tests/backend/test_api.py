@@ -231,3 +231,34 @@ def test_data_survives_a_restart(make_client: Any) -> None:
     second = make_client()
     assert second.get(f"/v1/items/{created['id']}").json()["title"] == "kept"
     assert [i["title"] for i in second.get("/v1/items").json()["data"]].count("Fargate") == 1
+
+
+def test_create_notification_is_unread_and_counted(client: TestClient) -> None:
+    before = client.get("/v1/notifications/count").json()["unread"]
+    response = client.post(
+        "/v1/notifications", json={"title": " Deploy ", "description": "v2 is out"}
+    )
+    assert response.status_code == 201
+    created = response.json()
+    assert (created["title"], created["category"], created["unread"]) == (
+        "Deploy",
+        "information",
+        True,
+    )
+    assert response.headers["location"] == f"/v1/notifications/{created['id']}"
+    assert client.get("/v1/notifications").json()["data"][0] == created
+    assert client.get("/v1/notifications/count").json()["unread"] == before + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({}, "title"), ({"title": "t", "category": ""}, "category"), ({"title": "t", "x": 1}, "x")],
+)
+def test_create_notification_rejects_bad_input(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
+    before = len(client.get("/v1/notifications").json()["data"])
+    response = client.post("/v1/notifications", json=body)
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["field"] == field
+    assert len(client.get("/v1/notifications").json()["data"]) == before

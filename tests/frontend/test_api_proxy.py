@@ -73,3 +73,11 @@ def test_backend_down_is_json_503(make_frontend: MakeFrontend) -> None:
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"] == "backend_unavailable"
+
+
+def test_notification_created_through_the_frontend(frontend: TestClient, backend: Service) -> None:
+    created = frontend.post("/api/notifications", json={"title": "via api", "category": "alert"})
+    assert created.status_code == 201
+    notification = created.json()
+    assert httpx.get(f"{backend.url}/v1/notifications").json()["data"][0] == notification
+    assert notification["unread"] is True

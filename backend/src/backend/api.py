@@ -17,6 +17,7 @@ from backend.schemas import (
     ItemList,
     ItemOut,
     MarkedRead,
+    NotificationCreate,
     NotificationList,
     NotificationOut,
     UnreadCount,
@@ -83,6 +84,20 @@ async def list_notifications(
         query = query.where(Notification.unread == unread)
     notifications = (await session.scalars(query)).all()
     return NotificationList(data=[NotificationOut.model_validate(n) for n in notifications])
+
+
+@router.post("/notifications", status_code=status.HTTP_201_CREATED, tags=["notifications"])
+async def create_notification(
+    body: NotificationCreate, session: SessionDep, response: Response
+) -> NotificationOut:
+    """Create an unread notification (what a job or another service posts for the users)."""
+    notification = Notification(
+        title=body.title, description=body.description, category=body.category, unread=True
+    )
+    async with session.begin():
+        session.add(notification)
+    response.headers["Location"] = f"{router.prefix}/notifications/{notification.id}"
+    return NotificationOut.model_validate(notification)
 
 
 @router.get("/notifications/count", tags=["notifications"])

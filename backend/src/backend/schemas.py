@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from backend.models import CONTENT_MAX, NAME_MAX, TITLE_MAX
+from backend.models import CATEGORY_MAX, CONTENT_MAX, NAME_MAX, TITLE_MAX
 
 # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database.
 _NO_NUL = r"^[^\x00]*$"
@@ -24,6 +24,12 @@ Name = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX, pattern=_NO_NUL)
 ]
 Content = Annotated[str, StringConstraints(max_length=CONTENT_MAX, pattern=_NO_NUL)]
+Category = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=CATEGORY_MAX, pattern=_NO_NUL
+    ),
+]
 
 MAX_ID = 2_147_483_647
 
@@ -45,6 +51,12 @@ class ItemCreate(_Input):
     title: Title
     name: Name = ""
     content: Content = ""
+
+
+class NotificationCreate(_Input):
+    title: Title
+    description: Content = ""
+    category: Category = "information"
 
 
 class FavoriteUpdate(_Input):

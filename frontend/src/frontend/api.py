@@ -60,6 +60,11 @@ async def notifications(request: Request) -> Response:
     return _relayed(await _backend(request).exchange("GET", "/v1/notifications"))
 
 
+@router.post("/notifications", status_code=201)
+async def create_notification(request: Request, body: JsonObject) -> Response:
+    return _relayed(await _backend(request).exchange("POST", "/v1/notifications", json=body))
+
+
 @router.get("/notifications/count")
 async def unread_count(request: Request) -> Response:
     return _relayed(await _backend(request).exchange("GET", "/v1/notifications/count"))

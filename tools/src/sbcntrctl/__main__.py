@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sbcntrctl import xraycapture
 from sbcntrctl.bench import cli as bench_cli
 from sbcntrctl.deploy import cli as deploy_cli
 from sbcntrctl.loadtest import cli as loadtest_cli
+from sbcntrctl.loadtest import rows as loadtest_rows
 from sbcntrctl.release import cli as release_cli
 
 
@@ -27,6 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     sizing = commands.add_parser("capacity", help="STEP2/4/5: size tasks from a step run")
     loadtest_cli.add_capacity_arguments(sizing)
     sizing.set_defaults(handler=loadtest_cli.run_capacity)
+    rows = commands.add_parser(
+        "loadtest-rows", help="count or delete the rows load runs wrote (SQLite)"
+    )
+    loadtest_rows.add_arguments(rows)
+    rows.set_defaults(handler=loadtest_rows.run)
+    capture = commands.add_parser(
+        "xray-capture", help="listen in the X-Ray daemon's place and write segments to a file"
+    )
+    xraycapture.add_arguments(capture)
+    capture.set_defaults(handler=xraycapture.run)
     release = commands.add_parser("release", help="the release pipeline's steps")
     release_cli.add_arguments(release)
     release.set_defaults(handler=release_cli.run)

@@ -1,30 +1,42 @@
 """The STEP3 audit: after a run, are the logs and traces complete and right?
 
-Reads the run's Locust statistics, the services' captured JSON logs and,
-where available, the captured X-Ray segment documents, and counts every gap:
+Reads the run's ``summary.json`` (written by ``locust -f loadtest/`` when the
+run ends), the services' captured JSON logs and, where available, the
+captured X-Ray segment documents, and counts every gap:
 
-* requests Locust sent without exactly one frontend access line (lost, doubled);
+* requests Locust recorded without exactly one frontend access line (lost,
+  doubled), and requests of the run the frontend logged that Locust did not
+  record (a surplus: the figures are not the logs' run);
 * backend calls a frontend request should have made without exactly one
   backend access line (lost, doubled, unexpected);
 * error lines the run did not cause on purpose;
 * access lines whose level does not match their status (docs/log-schema.md);
 * sampled requests whose frontend -> backend trace is incomplete;
-* lines that are not JSON.
+* lines that are not JSON;
+* lines of the run id outside the run's time (the same id used by two runs).
+
+It refuses (:class:`AuditInputError`) inputs that do not belong together: a
+``summary.json`` of another run id, a log given twice, a per-service log
+holding the other service's lines, logs without one of the services. A log
+holding both services (``docker compose logs``) is split by the ``service``
+field every line carries.
 """
 
 from __future__ import annotations
 
-import csv
+import datetime as dt
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ACCESS_LOGGER = "servicekit.access"
 HEALTH_PATHS = ("/healthz", "/readyz")
+SERVICES = ("frontend", "backend")
+# Difference allowed between the load generator's clock and the log timestamps.
+CLOCK_SLACK_SECONDS = 5.0
 
 # Frontend route -> the backend calls it makes when it succeeds ({1}: the id).
 ROUTES: list[tuple[str, re.Pattern[str], list[tuple[str, str]]]] = [
@@ -46,6 +58,7 @@ ROUTES: list[tuple[str, re.Pattern[str], list[tuple[str, str]]]] = [
         ("POST", r"^/api/items$", [("POST", "/v1/items")]),
         ("PUT", r"^/api/items/(\d+)/favorite$", [("PUT", "/v1/items/{1}/favorite")]),
         ("GET", r"^/api/notifications$", [("GET", "/v1/notifications")]),
+        ("POST", r"^/api/notifications$", [("POST", "/v1/notifications")]),
         ("GET", r"^/api/notifications/count$", [("GET", "/v1/notifications/count")]),
         ("PUT", r"^/api/notifications/read$", [("PUT", "/v1/notifications/read")]),
         ("PUT", r"^/api/notifications/(\d+)/read$", [("PUT", "/v1/notifications/{1}/read")]),
@@ -53,10 +66,15 @@ ROUTES: list[tuple[str, re.Pattern[str], list[tuple[str, str]]]] = [
 ]
 
 
+class AuditInputError(ValueError):
+    """The inputs do not belong together (another run's figures, a log given twice...)."""
+
+
 @dataclass
 class Report:
     sent: int = 0
     frontend_lines: int = 0
+    traces_checked: bool = False
     gaps: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -71,32 +89,97 @@ class Report:
         return not self.gaps
 
 
-def read_log(path: Path, report: Report, service: str) -> list[dict[str, Any]]:
-    records = []
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``locust -f loadtest/`` wrote in ``summary.json`` when the run ended."""
+
+    run_id: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    requests: int
+
+
+def read_summary(path: Path, run_id: str) -> RunSummary:
+    """The run's summary; refused unless it is the ``summary.json`` of ``run_id``."""
+    try:
+        data = json.loads(path.read_text())
+        summary = RunSummary(
+            run_id=str(data["run_id"]),
+            started_at=_aware(dt.datetime.fromisoformat(data["started_at"])),
+            ended_at=_aware(dt.datetime.fromisoformat(data["ended_at"])),
+            requests=int(data["requests"]),
+        )
+    except OSError as exc:
+        msg = f"{path}: cannot read it ({exc.strerror})"
+        raise AuditInputError(msg) from None
+    except (ValueError, KeyError, TypeError):
+        msg = (
+            f"{path}: not a summary.json written by locust -f loadtest/ "
+            "(run_id, started_at, ended_at, requests)"
+        )
+        raise AuditInputError(msg) from None
+    if summary.run_id != run_id:
+        msg = f"{path} is the summary of run {summary.run_id!r}, not of --run-id {run_id!r}"
+        raise AuditInputError(msg)
+    return summary
+
+
+@dataclass(frozen=True)
+class Line:
+    raw: str
+    record: dict[str, Any]
+
+
+def read_logs(
+    frontend_log: Path | None, backend_log: Path | None, combined: list[Path], report: Report
+) -> dict[str, list[Line]]:
+    """Each service's lines. A per-service log must hold only that service's lines; a
+    combined log (``--log``) is split by the ``service`` field every line carries."""
+    given: list[tuple[Path, str | None]] = [
+        (p, s) for p, s in ((frontend_log, "frontend"), (backend_log, "backend")) if p
+    ]
+    given += [(p, None) for p in combined]
+    seen: set[Path] = set()
+    for path, _ in given:
+        if path.resolve() in seen:
+            msg = (
+                f"{path} is given twice: a log that holds both services is given once, "
+                "with --log, and split by its service field"
+            )
+            raise AuditInputError(msg)
+        seen.add(path.resolve())
+    lines: dict[str, list[Line]] = {service: [] for service in SERVICES}
+    for path, expected in given:
+        source = expected or "log"
         try:
-            record = json.loads(raw)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict):
-            report.gap(f"{service}: lines that are not JSON", 1, f"line {number}: {raw[:120]}")
-            continue
-        records.append(record)
-    return records
-
-
-def sent_requests(stats: Path) -> int:
-    """Requests Locust recorded: ``summary.json`` (written when the run ends) or the
-    Aggregated row of ``<prefix>_stats.csv`` (written every few seconds, so it
-    can miss the last ones)."""
-    if stats.suffix == ".json":
-        return int(json.loads(stats.read_text())["requests"])
-    with stats.open() as handle:
-        for row in csv.DictReader(handle):
-            if row.get("Name") == "Aggregated":
-                return int(row["Request Count"])
-    msg = f"{stats}: no Aggregated row"
-    raise ValueError(msg)
+            text = path.read_text()
+        except OSError as exc:
+            msg = f"{path}: cannot read it ({exc.strerror})"
+            raise AuditInputError(msg) from None
+        for number, raw in enumerate(text.splitlines(), 1):
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                report.gap(f"{source}: lines that are not JSON", 1, f"{path}:{number}: {raw[:120]}")
+                continue
+            service = record.get("service")
+            if expected and service != expected:
+                msg = (
+                    f"{path}:{number} is a {service!r} line in the --{expected}-log: a log "
+                    "that holds both services is given once, with --log"
+                )
+                raise AuditInputError(msg)
+            if service not in lines:
+                report.gap(f"{source}: lines of no known service", 1, f"{path}:{number}")
+                continue
+            lines[service].append(Line(raw, record))
+    for service in SERVICES:
+        if not lines[service]:
+            msg = f"no {service} line in the logs given: the audit needs both services' logs"
+            raise AuditInputError(msg)
+    return lines
 
 
 def expected_calls(method: str, path: str) -> list[tuple[str, str]] | None:
@@ -115,35 +198,64 @@ def expected_level(record: dict[str, Any]) -> str:
     return "warning" if record["status"] >= 400 else "info"
 
 
+def _aware(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+
+def _timestamp(record: dict[str, Any]) -> dt.datetime | None:
+    try:
+        return _aware(dt.datetime.fromisoformat(str(record["timestamp"])))
+    except (KeyError, ValueError):
+        return None
+
+
 def audit(
     run_id: str,
-    stats: Path,
-    frontend_log: Path,
-    backend_log: Path,
+    summary_path: Path,
+    *,
+    frontend_log: Path | None = None,
+    backend_log: Path | None = None,
+    logs: list[Path] | None = None,
     segments: Path | None = None,
     allowed_errors: str | None = None,
 ) -> Report:
-    report = Report(sent=sent_requests(stats))
-    front = read_log(frontend_log, report, "frontend")
-    back = read_log(backend_log, report, "backend")
-    prefix = f"{run_id}-"
+    """Audit run ``run_id``; raises :class:`AuditInputError` when the inputs do not match."""
+    summary = read_summary(summary_path, run_id)
+    report = Report(sent=summary.requests)
+    lines = read_logs(frontend_log, backend_log, logs or [], report)
+    own_id = re.compile(rf"^{re.escape(run_id)}-[0-9a-f]{{16}}$")
+    earliest = summary.started_at - dt.timedelta(seconds=CLOCK_SLACK_SECONDS)
+    latest = summary.ended_at + dt.timedelta(seconds=CLOCK_SLACK_SECONDS)
 
-    def of_run(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [
-            r
-            for r in records
-            if r.get("logger") == ACCESS_LOGGER and str(r.get("request_id", "")).startswith(prefix)
-        ]
+    def of_run(service: str) -> list[dict[str, Any]]:
+        found = []
+        for line in lines[service]:
+            record = line.record
+            if record.get("logger") != ACCESS_LOGGER or not own_id.match(
+                str(record.get("request_id", ""))
+            ):
+                continue
+            at = _timestamp(record)
+            if at is None or not earliest <= at <= latest:
+                report.gap(
+                    f"{service}: lines of this run id outside the run's time",
+                    1,
+                    f"{record.get('timestamp')} {record.get('request_id')} (the run went from "
+                    f"{summary.started_at:%H:%M:%S} to {summary.ended_at:%H:%M:%S} UTC: "
+                    "was the run id used twice?)",
+                )
+                continue
+            found.append(record)
+        return found
 
-    front_access, back_access = of_run(front), of_run(back)
+    front_access, back_access = of_run("frontend"), of_run("backend")
     report.frontend_lines = len(front_access)
     per_request = Counter(r["request_id"] for r in front_access)
     report.gap("frontend: requests without an access line", max(0, report.sent - len(per_request)))
-    if len(per_request) > report.sent:
-        report.notes.append(
-            f"{len(per_request) - report.sent} frontend requests not in Locust's figures "
-            "(in flight when the run stopped, or figures written before the end)"
-        )
+    report.gap(
+        "frontend: requests of the run Locust did not record",
+        max(0, len(per_request) - report.sent),
+    )
     doubled = {rid: n for rid, n in per_request.items() if n > 1}
     report.gap(
         "frontend: requests with more than one access line",
@@ -152,10 +264,11 @@ def audit(
     )
     _check_backend_calls(front_access, back_access, report)
     allowed = re.compile(allowed_errors) if allowed_errors else None
-    for service, records in (("frontend", front), ("backend", back)):
-        for record in records:
+    for service in SERVICES:
+        for line in lines[service]:
+            record = line.record
             if record.get("level") in ("error", "critical") and not (
-                allowed and allowed.search(json.dumps(record))
+                allowed and allowed.search(line.raw)
             ):
                 report.gap(
                     f"{service}: error lines not caused on purpose",
@@ -172,6 +285,7 @@ def audit(
                 )
     if segments is not None:
         _check_traces(front_access, segments, report)
+        report.traces_checked = True
     return report
 
 
@@ -198,14 +312,37 @@ def _check_backend_calls(
         report.gap("backend: unexpected calls", sum(extra.values()) - doubled, example)
 
 
+def _read_segments(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        msg = f"{path}: cannot read it ({exc.strerror})"
+        raise AuditInputError(msg) from None
+    documents = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict) or "trace_id" not in document:
+            msg = f"{path}:{number}: not a segment document (sbcntrctl xray-capture writes them)"
+            raise AuditInputError(msg)
+        documents.append(document)
+    return documents
+
+
 def _check_traces(front: list[dict[str, Any]], path: Path, report: Report) -> None:
-    documents = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    documents = _read_segments(path)
     frontend = {d["trace_id"]: d for d in documents if d.get("name") == "frontend"}
     backend_parents = {
         (d["trace_id"], d.get("parent_id")) for d in documents if d.get("name") == "backend"
     }
     sampled = [r for r in front if r.get("trace_id") in frontend]
     report.notes.append(f"traces: {len(sampled)} of {len(front)} requests sampled")
+    if front and not sampled and any("trace_id" in r for r in front):
+        report.gap("traces: no segment of this run's requests in the segments file", 1)
     for record in sampled:
         segment = frontend[record["trace_id"]]
         calls = [s for s in segment.get("subsegments", []) if s.get("namespace") == "remote"]
@@ -226,7 +363,11 @@ def render(report: Report) -> str:
         f"access lines for this run.",
     ]
     if report.ok:
-        lines.append("STEP3 audit: no gap (nothing lost, doubled, mislevelled or untraced).")
+        if report.traces_checked:
+            checked = "nothing lost, doubled, mislevelled or untraced"
+        else:
+            checked = "nothing lost, doubled or mislevelled; traces not checked: no --segments"
+        lines.append(f"STEP3 audit: no gap ({checked}).")
     else:
         lines.append("STEP3 audit: GAPS")
         lines += [f"  {name}: {count}" for name, count in sorted(report.gaps.items())]

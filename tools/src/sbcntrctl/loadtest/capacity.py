@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from sbcntrctl.loadtest import steps
 
 # One Python process uses at most one core: Fargate sizes up to 1 vCPU.
 TASK_SIZES = [(256, 512), (512, 1024), (1024, 2048)]
@@ -19,18 +21,10 @@ MIN_TASKS_FOR_AVAILABILITY = 2  # one per Availability Zone
 
 
 @dataclass(frozen=True)
-class Step:
-    users: int
-    seconds: float
-    requests: int
-    failures: int
-    rps: float
-    p95_ms: float
-    cpu_seconds: dict[str, float]
+class Step(steps.StepRow):
+    """A phase of ``steps.csv`` with the CPU each service used in its measured part."""
 
-    @property
-    def error_ratio(self) -> float:
-        return self.failures / self.requests if self.requests else 0.0
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     def cpu_per_request(self, service: str) -> float:
         return self.cpu_seconds[service] / self.requests if self.requests else 0.0
@@ -39,56 +33,68 @@ class Step:
         return self.cpu_seconds[service] / self.seconds if self.seconds else 0.0
 
 
-def read_steps(history_csv: Path, cpu_csv: Path, warmup_fraction: float = 0.2) -> list[Step]:
-    """Plateaus of the Aggregated rows of ``_stats_history.csv``, with CPU from ``cpu.csv``."""
-    rows = []
-    with history_csv.open() as handle:
-        for row in csv.DictReader(handle):
-            if row["Name"] == "Aggregated" and row["User Count"]:
-                rows.append(row)
+HOW = (
+    "each step's rate, errors and percentiles come from the requests started in its last "
+    f"{1 - steps.WARMUP_FRACTION:.0%} (steps.csv, recorded by the run from Locust's request "
+    "events); CPU from cpu.csv over the same seconds"
+)
+
+
+def read_steps(steps_csv: Path, cpu_csv: Path) -> list[Step]:
+    """The phases of ``steps.csv`` (written by the run), with CPU from ``cpu.csv``;
+    raises ValueError when ``cpu.csv`` does not cover every step (another run's)."""
     cpu: dict[str, list[tuple[float, float]]] = {}
-    with cpu_csv.open() as handle:
-        for row in csv.DictReader(handle):
-            cpu.setdefault(row["name"], []).append(
-                (float(row["timestamp"]), float(row["cpu_seconds"]))
-            )
-    plateaus: dict[int, list[dict[str, str]]] = {}
-    for row in rows:
-        plateaus.setdefault(int(row["User Count"]), []).append(row)
-    steps = []
-    for users, group in sorted(plateaus.items()):
-        kept = group[int(len(group) * warmup_fraction) :]
-        if len(kept) < 2:
+    try:
+        with cpu_csv.open() as handle:
+            for sample in csv.DictReader(handle):
+                cpu.setdefault(sample["name"], []).append(
+                    (float(sample["timestamp"]), float(sample["cpu_seconds"]))
+                )
+    except (KeyError, ValueError, TypeError):
+        msg = f"{cpu_csv}: not a cpu.csv written with --sample-pids"
+        raise ValueError(msg) from None
+    found = []
+    for row in steps.read_csv(steps_csv):
+        if not row.requests:
             continue
-        start, end = float(kept[0]["Timestamp"]), float(kept[-1]["Timestamp"])
-        requests = int(kept[-1]["Total Request Count"]) - int(kept[0]["Total Request Count"])
-        failures = int(kept[-1]["Total Failure Count"]) - int(kept[0]["Total Failure Count"])
-        p95 = sorted(float(r["95%"]) for r in kept if r["95%"] not in ("N/A", ""))
-        steps.append(
-            Step(
-                users=users,
-                seconds=end - start,
-                requests=requests,
-                failures=failures,
-                rps=requests / (end - start) if end > start else 0.0,
-                p95_ms=p95[len(p95) // 2] if p95 else 0.0,
-                cpu_seconds={
-                    name: _cpu_between(samples, start, end) for name, samples in cpu.items()
-                },
-            )
-        )
-    return steps
+        for name, samples in cpu.items():
+            if not samples[0][0] <= row.measured_from or not row.measured_to <= samples[-1][0]:
+                msg = (
+                    f"{cpu_csv}: the {name} samples do not cover {row.name} of {steps_csv} "
+                    "(are they of the same run?)"
+                )
+                raise ValueError(msg)
+        cpu_seconds = {
+            name: _cpu_at(samples, row.measured_to) - _cpu_at(samples, row.measured_from)
+            for name, samples in cpu.items()
+        }
+        found.append(Step(**vars(row), cpu_seconds=cpu_seconds))
+    return found
 
 
-def _cpu_between(samples: list[tuple[float, float]], start: float, end: float) -> float:
-    inside = [value for at, value in samples if start <= at <= end]
-    return inside[-1] - inside[0] if len(inside) >= 2 else 0.0
+def _cpu_at(samples: list[tuple[float, float]], at: float) -> float:
+    """CPU seconds used by ``at``, interpolated between the samples around it."""
+    before = max((s for s in samples if s[0] <= at), key=lambda s: s[0])
+    after = min((s for s in samples if s[0] >= at), key=lambda s: s[0])
+    (t0, c0), (t1, c1) = before, after
+    return c0 if t1 == t0 else c0 + (c1 - c0) * (at - t0) / (t1 - t0)
 
 
-def sustained(steps: list[Step], max_p95_ms: float, max_error_ratio: float) -> Step | None:
+def within(step: Step, max_p95_ms: float, max_error_ratio: float) -> bool:
+    return step.p95_ms <= max_p95_ms and step.error_ratio <= max_error_ratio
+
+
+def sustained(steps_: list[Step], max_p95_ms: float, max_error_ratio: float) -> Step | None:
     """The highest step within the latency and error thresholds."""
-    good = [s for s in steps if s.p95_ms <= max_p95_ms and s.error_ratio <= max_error_ratio]
+    good = [s for s in steps_ if within(s, max_p95_ms, max_error_ratio)]
     return max(good, key=lambda s: s.rps) if good else None
+
+
+def unsaturated(steps_: list[Step], max_p95_ms: float, max_error_ratio: float) -> bool:
+    """True when even the highest step stayed within the thresholds: the knee was not
+    reached, so the sustained rate is only a lower bound."""
+    top = max(steps_, key=lambda s: s.target_rps, default=None)
+    return top is not None and within(top, max_p95_ms, max_error_ratio)
 
 
 @dataclass(frozen=True)

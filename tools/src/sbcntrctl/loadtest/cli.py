@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from sbcntrctl.loadtest import audit, capacity
+from sbcntrctl.loadtest import audit, capacity, runinfo
 
 
 def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,31 +14,49 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stats",
         type=Path,
-        required=True,
-        help="summary.json from --report-dir (exact), or Locust's <prefix>_stats.csv",
+        help="the run's summary.json (default reports/<run id>/summary.json)",
     )
-    parser.add_argument("--frontend-log", type=Path, required=True)
-    parser.add_argument("--backend-log", type=Path, required=True)
+    parser.add_argument("--frontend-log", type=Path, help="the frontend's own log")
+    parser.add_argument("--backend-log", type=Path, help="the backend's own log")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        action="append",
+        default=[],
+        help="a log holding both services, split by the service field (repeatable)",
+    )
     parser.add_argument("--segments", type=Path, help="captured X-Ray segments, one JSON per line")
-    parser.add_argument("--allow-errors", help="regex of error lines the run caused on purpose")
+    parser.add_argument(
+        "--allow-errors", help="regex matched against the raw error lines the run caused on purpose"
+    )
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    report = audit.audit(
-        args.run_id,
-        args.stats,
-        args.frontend_log,
-        args.backend_log,
-        args.segments,
-        args.allow_errors,
-    )
+    """Exit 0: no gap; 1: gaps; 2: the inputs do not belong together (nothing audited)."""
+    if not args.log and not (args.frontend_log and args.backend_log):
+        print("sbcntrctl audit: give --frontend-log and --backend-log, or --log", file=sys.stderr)
+        return 2
+    stats = args.stats or runinfo.report_dir(args.run_id, "") / "summary.json"
+    try:
+        report = audit.audit(
+            args.run_id,
+            stats,
+            frontend_log=args.frontend_log,
+            backend_log=args.backend_log,
+            logs=args.log,
+            segments=args.segments,
+            allowed_errors=args.allow_errors,
+        )
+    except audit.AuditInputError as exc:
+        print(f"sbcntrctl audit: refused: {exc}", file=sys.stderr)
+        return 2
     print(audit.render(report))
     return 0 if report.ok else 1
 
 
 def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--history", type=Path, required=True, help="Locust's <prefix>_stats_history.csv"
+        "--steps", type=Path, required=True, help="steps.csv written by the step run"
     )
     parser.add_argument(
         "--cpu", type=Path, required=True, help="cpu.csv written with --sample-pids"
@@ -50,18 +69,29 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_capacity(args: argparse.Namespace) -> int:
-    steps = capacity.read_steps(args.history, args.cpu)
+    try:
+        steps = capacity.read_steps(args.steps, args.cpu)
+    except (OSError, ValueError) as exc:
+        print(f"sbcntrctl capacity: refused: {exc}", file=sys.stderr)
+        return 2
+    print(f"How: {capacity.HOW}.")
     for step in steps:
         cpu = ", ".join(f"{n} {step.utilization(n) * 100:.0f}%" for n in sorted(step.cpu_seconds))
+        verdict = "ok" if capacity.within(step, args.max_p95_ms, args.max_error_ratio) else "MISSED"
         print(
-            f"{step.users:4d} users: {step.rps:7.1f} req/s, p95 {step.p95_ms:6.0f} ms, "
-            f"errors {step.error_ratio:.2%}, CPU {cpu}"
+            f"{step.name:>9}: {step.users:4d} users, {step.rps:7.1f} req/s, "
+            f"p95 {step.p95_ms:6.0f} ms, errors {step.error_ratio:.2%}, CPU {cpu}: {verdict}"
         )
     best = capacity.sustained(steps, args.max_p95_ms, args.max_error_ratio)
     if best is None:
         print("no step stayed within the thresholds: nothing to recommend")
         return 1
     print(f"\nsustained: {best.rps:.1f} req/s at {best.users} users (p95 {best.p95_ms:.0f} ms)")
+    if capacity.unsaturated(steps, args.max_p95_ms, args.max_error_ratio):
+        print(
+            "WARNING: the top step still met the thresholds: the limit was not reached, so "
+            "the sustained rate (and the sizes below) is a lower bound; run more or higher steps"
+        )
     for service in sorted(best.cpu_seconds):
         result = capacity.recommend(service, best, args.rps, args.peak_factor, args.cpu_target)
         print("\n".join(result.arithmetic))
