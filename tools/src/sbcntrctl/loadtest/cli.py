@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 
-from sbcntrctl.loadtest import audit, capacity, runinfo
+import boto3
+
+from sbcntrctl.loadtest import audit, capacity, cloudwatch, runinfo
 
 
 def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,11 +58,23 @@ def run_audit(args: argparse.Namespace) -> int:
 
 
 def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=Path, help="steps.csv written by the step run")
+    parser.add_argument("--cpu", type=Path, help="cpu.csv written with --sample-pids")
     parser.add_argument(
-        "--steps", type=Path, required=True, help="steps.csv written by the step run"
+        "--cloudwatch",
+        metavar="ENV",
+        choices=("dev", "stg", "prod"),
+        help="STEP4 on a deployed environment: read the window --start..--end from CloudWatch",
+    )
+    parser.add_argument("--start", type=_utc, help="window start, ISO 8601 (UTC if no zone)")
+    parser.add_argument("--end", type=_utc, help="window end, ISO 8601 (UTC if no zone)")
+    parser.add_argument(
+        "--load-balancer",
+        help="the public ALB's full name (app/<name>/<id>); default: the edge stack's export",
     )
     parser.add_argument(
-        "--cpu", type=Path, required=True, help="cpu.csv written with --sample-pids"
+        "--target-group",
+        help="the frontend target group's full name; default: the edge stack's export",
     )
     parser.add_argument("--rps", type=float, default=10.0, help="business requirement (req/s)")
     parser.add_argument("--peak-factor", type=float, default=3.0)
@@ -68,7 +83,17 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-error-ratio", type=float, default=0.01)
 
 
+def _utc(value: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 def run_capacity(args: argparse.Namespace) -> int:
+    if args.cloudwatch:
+        return _run_cloudwatch_capacity(args)
+    if args.steps is None or args.cpu is None:
+        print("sbcntrctl capacity: give --steps and --cpu, or --cloudwatch ENV", file=sys.stderr)
+        return 2
     try:
         steps = capacity.read_steps(args.steps, args.cpu)
     except (OSError, ValueError) as exc:
@@ -100,3 +125,51 @@ def run_capacity(args: argparse.Namespace) -> int:
         "against one task on Fargate (loadtest/README.md)."
     )
     return 0
+
+
+def _run_cloudwatch_capacity(args: argparse.Namespace) -> int:
+    """STEP4 from CloudWatch, then the STEP5 recommendation as for a local run."""
+    if args.start is None or args.end is None or args.end <= args.start:
+        print("sbcntrctl capacity: --cloudwatch needs --start before --end", file=sys.stderr)
+        return 2
+    names = {
+        "cloudwatch": "cloudwatch",
+        "ecs": "ecs",
+        "application-autoscaling": "application-autoscaling",
+        "logs": "logs",
+        "cloudformation": "cloudformation",
+    }
+    clients = {key: boto3.client(name) for key, name in names.items()}
+    exports = {
+        e["Name"]: e["Value"]
+        for page in clients["cloudformation"].get_paginator("list_exports").paginate()
+        for e in page["Exports"]
+    }
+    load_balancer = args.load_balancer or exports.get(f"sbcntr-{args.cloudwatch}-PublicAlbFullName")
+    target_group = args.target_group or exports.get(
+        f"sbcntr-{args.cloudwatch}-FrontendTargetGroupFullName"
+    )
+    if not load_balancer or not target_group:
+        print(
+            "sbcntrctl capacity: no edge stack exports for this environment: give "
+            "--load-balancer and --target-group",
+            file=sys.stderr,
+        )
+        return 2
+    window = cloudwatch.read(
+        clients, args.cloudwatch, args.start, args.end, load_balancer, target_group
+    )
+    print(f"STEP4: {args.cloudwatch}, {args.start.isoformat()} to {args.end.isoformat()}")
+    print("| check | met | figure |\n|---|---|---|")
+    checks = cloudwatch.checklist(window, args.rps, args.max_p95_ms, args.max_error_ratio)
+    for check in checks:
+        met = {True: "met", False: "NOT MET", None: "no data"}[check.met]
+        print(f"| {check.what} | {met} | {check.figure} |")
+    for line in window.errors_while_scaling[:20]:
+        print(f"  error while scaling: {line}")
+    step = cloudwatch.as_step(window)
+    print("\nSTEP5:")
+    for service in cloudwatch.SERVICES:
+        result = capacity.recommend(service, step, args.rps, args.peak_factor, args.cpu_target)
+        print("\n".join(result.arithmetic))
+    return 0 if all(check.met is not False for check in checks) else 1
