@@ -394,3 +394,11 @@ def test_render_iam_prints_both_policies_and_names_what_is_missing() -> None:
     assert missing.returncode == 2
     assert "SECRETS_KMS_KEY_ARN" in missing.stderr
     assert run_cli("render-iam", "frontend", env=env).returncode == 0
+
+
+def test_compose_runs_the_xray_daemon_version_the_tasks_pull() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    local = next(s["image"] for s in compose.values() if "xray-daemon" in s.get("image", ""))
+    for service in SERVICES:
+        xray = container(ecs.render(service, ENV, TASKDEFS).task_definition, "xray-daemon")
+        assert verify.image_parts(xray["image"])[1] == verify.image_parts(local)[1]
