@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from parliament import analyze_policy_string
 
 from sbcntrctl.deploy import ecs, iam, template, verify
 from tests.support import ROOT
@@ -402,3 +403,24 @@ def test_compose_runs_the_xray_daemon_version_the_tasks_pull() -> None:
     for service in SERVICES:
         xray = container(ecs.render(service, ENV, TASKDEFS).task_definition, "xray-daemon")
         assert verify.image_parts(xray["image"])[1] == verify.image_parts(local)[1]
+
+
+# parliament's action data predates resource-level permissions for this
+# action; the Service Authorization Reference lists BatchImportUpstreamImage
+# with resource type repository* (list_amazonelasticcontainerregistry.html).
+OUTDATED_LINT = {("RESOURCE_MISMATCH", "ecr:BatchImportUpstreamImage")}
+
+
+def lint(policy: dict[str, Any]) -> list[tuple[str, str]]:
+    findings = analyze_policy_string(json.dumps(policy)).findings
+    found = [(f.issue, str(f.detail)) for f in findings]
+    return [(i, d) for i, d in found if not any(i == o and a in d for o, a in OUTDATED_LINT)]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_role_policies_pass_an_iam_linter(service: str) -> None:
+    for role, policy in iam.render(service, ENV, TASKDEFS).items():
+        assert lint(policy) == [], role
+    task = iam.render(service, ENV, TASKDEFS)[f"sbcntr-dev-{service}-task"]
+    task["Statement"][0]["Action"] = ["logs:PutLogEvent"]  # the linter does catch a typo
+    assert [issue for issue, _ in lint(task)] == ["UNKNOWN_ACTION"]
