@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from sbcntrctl.deploy import ecs
@@ -38,26 +39,38 @@ BACKEND = "sbcntr-backend"
 TASK_DEFINITIONS = "arn:aws:ecs:ap-northeast-1:123456789012:task-definition"
 
 
-def _account(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, running: int
-) -> Iterator[dict[str, str]]:
-    with moto_server(tmp_path, MOTO_ECS_SERVICE_RUNNING=str(running)) as url:
-        for name, value in aws_env(url).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        yield prerequisites(dict(ENV))
+@pytest.fixture(scope="module")
+def steady_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server on which deployments of up to 4 tasks reach steady state."""
+    with moto_server(tmp_path_factory.mktemp("moto"), MOTO_ECS_SERVICE_RUNNING="4") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def stuck_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server on which deployments never reach steady state."""
+    with moto_server(tmp_path_factory.mktemp("moto"), MOTO_ECS_SERVICE_RUNNING="0") as url:
+        yield url
+
+
+def _account(url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    httpx.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+    for name, value in aws_env(url).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return prerequisites(dict(ENV))
 
 
 @pytest.fixture
-def steady(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """An account whose deployments (of up to 4 tasks) reach steady state."""
-    yield from _account(tmp_path, monkeypatch, running=4)
+def steady(steady_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A fresh account whose deployments (of up to 4 tasks) reach steady state."""
+    return _account(steady_server, monkeypatch)
 
 
 @pytest.fixture
-def stuck(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """An account whose deployments never reach steady state."""
-    yield from _account(tmp_path, monkeypatch, running=0)
+def stuck(stuck_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A fresh account whose deployments never reach steady state."""
+    return _account(stuck_server, monkeypatch)
 
 
 def cli_env(env: dict[str, str]) -> dict[str, str]:

@@ -90,7 +90,7 @@ def explain(operation: str, params: dict[str, Any], error: Exception) -> AwsErro
     if isinstance(error, ClientError):
         info = error.response.get("Error", {})
         code = str(info.get("Code", "Error"))
-        message = " ".join(str(info.get("Message", "")).split())
+        message = _shorten(" ".join(str(info.get("Message", "")).split()))
         return AwsError(operation, resource, f"{code}: {message}", FIXES.get(code, DEFAULT_FIX))
     if isinstance(error, EndpointConnectionError):
         return AwsError(
@@ -108,7 +108,12 @@ def explain(operation: str, params: dict[str, Any], error: Exception) -> AwsErro
         )
     if isinstance(error, NoRegionError):
         return AwsError(operation, resource, "no region", "set AWS_REGION")
-    return AwsError(operation, resource, " ".join(str(error).split()), DEFAULT_FIX)
+    return AwsError(operation, resource, _shorten(" ".join(str(error).split())), DEFAULT_FIX)
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    """At most ``limit`` characters (an emulator's error page can be long)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Client:

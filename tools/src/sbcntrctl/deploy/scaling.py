@@ -26,6 +26,7 @@ class Plan:
     resource_id: str
     register: tuple[int, int] | None  # (min, max) to register; None keeps the current ones
     current: tuple[int, int] | None  # the target's (min, max) now; None when there is none
+    wanted: tuple[int, int]  # scaling.json's (min, max)
     policies: list[dict[str, Any]] = field(default_factory=list)
     scheduled_actions: list[dict[str, Any]] = field(default_factory=list)
     delete_policies: list[str] = field(default_factory=list)
@@ -37,11 +38,11 @@ class Plan:
         if self.register is not None:
             low, high = self.register
             out.append(f"register scalable target {self.resource_id}: min {low}, max {high}")
-        elif self.current is not None:
+        elif self.current is not None and self.current != self.wanted:
             low, high = self.current
             out.append(
                 f"keep scalable target {self.resource_id}: min {low}, max {high} "
-                "(current values; --apply-capacity sets those of scaling.json)"
+                f"(current values; --apply-capacity sets scaling.json's {self.wanted})"
             )
         out += [f"put scaling policy {p['PolicyName']}" for p in self.policies]
         out += [f"put scheduled action {a['ScheduledActionName']}" for a in self.scheduled_actions]
@@ -82,6 +83,7 @@ def plan(
         resource,
         register,
         current,
+        wanted,
         policies,
         actions,
         sorted(p["PolicyName"] for p in existing_policies if p["PolicyName"] not in keep_policies),
