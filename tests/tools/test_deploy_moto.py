@@ -395,6 +395,17 @@ def test_verify_checks_the_account_moto_does_not_enforce(stuck: dict[str, str]) 
     assert "sbcntr-backend:notpushed is not in ECR" in result.stderr
     assert "sbcntr-log-router:notpushed is not in ECR" in result.stderr
     assert "backend: 3 problems" in result.stdout
+
+    # Roles, log groups and secrets RegisterTaskDefinition does not look up.
+    boto3.client("iam").delete_role(RoleName="sbcntr-dev-backend-execution")
+    boto3.client("logs").delete_log_group(logGroupName="/sbcntr/dev/xray-daemon")
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=stuck["DB_SECRET_ARN"], ForceDeleteWithoutRecovery=True
+    )
+    result = run_cli("verify", "backend", env=cli_env(stuck))
+    assert "executionRoleArn: role sbcntr-dev-backend-execution does not exist" in result.stderr
+    assert "log group /sbcntr/dev/xray-daemon does not exist" in result.stderr
+    assert f"secret {stuck['DB_SECRET_ARN']} does not exist" in result.stderr
     refused = run_cli("deploy", "backend", env=cli_env(spot))
     assert refused.returncode == 1
     assert revisions() == []  # nothing registered

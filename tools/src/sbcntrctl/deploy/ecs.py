@@ -100,11 +100,13 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
 
 
 def account_problems(rendered: Rendered) -> list[verify.Problem]:
-    """What the account lacks for this deploy: cluster, capacity provider, images."""
+    """What the account lacks for this deploy: cluster, capacity provider, images,
+    roles, log groups, secrets."""
     strategy = rendered.service_definition.get("capacityProviderStrategy", [])
     return [
         *preflight.cluster(rendered.cluster, strategy),
         *preflight.images(rendered.task_definition),
+        *preflight.references(rendered.task_definition),
     ]
 
 

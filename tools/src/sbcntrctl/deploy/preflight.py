@@ -11,6 +11,9 @@ refuse later, or accept and then fail to run (moto enforces none of these).
   verify`` checks; an image under a pull-through cache prefix needs the cache
   rule (the repository appears on the first pull). A missing image is only
   found by ECS when tasks fail to start (CannotPullContainerError).
+- The roles, the ``awslogs`` log groups and the secrets the task definition
+  names exist: RegisterTaskDefinition accepts them missing, and the tasks
+  then fail to start (ResourceInitializationError).
 """
 
 from __future__ import annotations
@@ -96,3 +99,44 @@ def _pull_through(ecr: Client, account: str, repository: str, where: str) -> lis
             f"{prefix} --upstream-registry-url public.ecr.aws)",
         )
     ]
+
+
+def references(td: dict[str, Any]) -> list[Problem]:
+    """The roles, awslogs log groups and Secrets Manager secrets of ``td`` exist."""
+    problems = []
+    iam, logs, secrets = Client("iam"), Client("logs"), Client("secretsmanager")
+    for key in ("executionRoleArn", "taskRoleArn"):
+        role = str(td.get(key, "")).rsplit("/", 1)[-1]
+        if role and not _exists(iam, "get_role", "NoSuchEntity", RoleName=role):
+            problems.append(Problem(key, f"role {role} does not exist: create it (see iam/)"))
+    for container in td.get("containerDefinitions", []):
+        where = f"containerDefinitions[{container.get('name')}]"
+        options = container.get("logConfiguration", {}).get("options", {})
+        group = options.get("awslogs-group")
+        if group and options.get("awslogs-create-group") != "true":
+            found = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+            if not any(g["logGroupName"] == group for g in found):
+                problems.append(
+                    Problem(f"{where}.logConfiguration", f"log group {group} does not exist")
+                )
+        for secret in container.get("secrets", []):
+            value = str(secret.get("valueFrom", ""))
+            if not value.startswith("arn:aws:secretsmanager:"):
+                continue
+            arn = ":".join(value.split(":")[:7])
+            if not _exists(secrets, "describe_secret", "ResourceNotFoundException", SecretId=arn):
+                problems.append(
+                    Problem(f"{where}.secrets.{secret.get('name')}", f"secret {arn} does not exist")
+                )
+    return problems
+
+
+def _exists(client: Client, method: str, missing_code: str, **params: Any) -> bool:
+    """Whether ``client.method(**params)`` finds its resource (``missing_code`` when not)."""
+    try:
+        getattr(client, method)(**params)
+    except AwsError as exc:
+        if error_code(exc) == missing_code:
+            return False
+        raise
+    return True
