@@ -180,14 +180,3 @@ def render_json(path: Path, env: Mapping[str, str]) -> Any:
         at = f"line {exc.lineno} column {exc.colno}"
         msg = f"{path}: rendered JSON is invalid at {at} ({exc.msg}){blame}"
         raise TemplateError(msg) from exc
-
-
-def variables(path: Path) -> dict[str, str | None]:
-    """Variables a template reads: name -> default (None for ``must_env``)."""
-    found: dict[str, str | None] = {}
-    text = path.read_text()
-    for match in _ACTION.finditer(text):
-        line = text.count("\n", 0, match.start()) + 1
-        function, arguments, _ = _parse(match.group(1), path, line)
-        found[arguments[0]] = None if function == "must_env" else arguments[-1]
-    return found
