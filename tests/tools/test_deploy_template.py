@@ -119,3 +119,10 @@ def test_cli_reports_a_template_problem_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     router = json.loads(done.stdout)["containerDefinitions"][1]
     assert {"name": "CLOUDWATCH_LEVELS", "value": r"^\w+$"} in router["environment"]
+
+
+def test_a_missing_template_folder_is_one_line(tmp_path: Path) -> None:
+    missing = run_cli("render", "backend", "--dir", str(tmp_path / "nowhere"), env=ENV)
+    assert missing.returncode == 2
+    assert len(missing.stderr.strip().splitlines()) == 1
+    assert "cannot read the template (No such file or directory): check --dir" in missing.stderr

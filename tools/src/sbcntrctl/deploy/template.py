@@ -170,7 +170,12 @@ def render_text(text: str, env: Mapping[str, str], source: Path) -> str:
 
 def render_json(path: Path, env: Mapping[str, str]) -> Any:
     """Render ``path`` and parse it as JSON; a parse error names the variable at fault."""
-    rendered, substitutions = _render(path.read_text(), env, path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        msg = f"{path}: cannot read the template ({exc.strerror}): check --dir"
+        raise TemplateError(msg) from exc
+    rendered, substitutions = _render(text, env, path)
     try:
         return json.loads(rendered)
     except json.JSONDecodeError as exc:
