@@ -321,6 +321,11 @@ def test_scaling_drops_what_scaling_json_no_longer_holds_after_a_dry_run(
 
     deploy(off)
     assert scheduled_actions() == []
+    assert ecs.diff(ecs.render("backend", off, TASKDEFS)) == ""  # nothing left to change
+    on = {**steady, "SCALE_TO_ZERO_OUTSIDE_HOURS": "true"}
+    assert ecs.diff(ecs.render("backend", on, TASKDEFS)).splitlines() == [
+        f"scaling: put scheduled action {name}" for name in schedule
+    ]
 
     trimmed = tmp_path / "taskdefs"
     shutil.copytree(TASKDEFS, trimmed)

@@ -1,8 +1,8 @@
 """Application Auto Scaling for a service, reconciled with ``scaling.json``.
 
 ``scaling.json`` is the whole truth for the service's scalable target: what it
-holds is put, and a policy or scheduled action it no longer holds (or that a
-switch turned off) is removed. :func:`plan` lists the changes without making
+holds is put (when the account differs), and a policy or scheduled action it no
+longer holds (or that a switch turned off) is removed. :func:`plan` lists the changes without making
 them; :func:`apply` makes them. The target's current minimum and maximum are
 kept (a scheduled action or an operator may have set them) unless the caller
 asks to apply the file's values; a new target starts with the file's values.
@@ -79,13 +79,15 @@ def plan(
     existing_actions = client.describe_scheduled_actions(**where)["ScheduledActions"]
     keep_policies = {p["PolicyName"] for p in policies}
     keep_actions = {a["ScheduledActionName"] for a in actions}
+    by_policy = {p["PolicyName"]: p for p in existing_policies}
+    by_action = {a["ScheduledActionName"]: a for a in existing_actions}
     return Plan(
         resource,
         register,
         current,
         wanted,
-        policies,
-        actions,
+        [p for p in policies if not _holds(by_policy.get(p["PolicyName"]), p)],
+        [a for a in actions if not _holds(by_action.get(a["ScheduledActionName"]), a)],
         sorted(p["PolicyName"] for p in existing_policies if p["PolicyName"] not in keep_policies),
         sorted(
             a["ScheduledActionName"]
@@ -93,6 +95,25 @@ def plan(
             if a["ScheduledActionName"] not in keep_actions
         ),
     )
+
+
+def _holds(existing: Any, wanted: Any) -> bool:
+    """Whether ``existing`` (as AWS describes it) has every value of ``wanted``."""
+    if isinstance(wanted, dict):
+        return isinstance(existing, dict) and all(
+            _holds(existing.get(k), v) for k, v in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(existing, list)
+            and len(existing) == len(wanted)
+            and all(_holds(e, w) for e, w in zip(existing, wanted, strict=True))
+        )
+    if isinstance(wanted, bool) or isinstance(existing, bool):
+        return existing is wanted
+    if isinstance(wanted, int | float) and isinstance(existing, int | float):
+        return float(existing) == float(wanted)
+    return bool(existing == wanted)
 
 
 def apply(change: Plan) -> None:
