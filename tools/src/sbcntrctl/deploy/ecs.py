@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from sbcntrctl.deploy import firelens, preflight, scaling, template, verify
-from sbcntrctl.deploy.aws import Client, DeployError
-
-__all__ = ["DeployError", "DeploymentFailedError", "DeploymentTimeoutError"]
+from sbcntrctl.deploy.aws import Client
+from sbcntrctl.deploy.aws import DeployError as DeployError  # callers catch ecs.DeployError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[4] / "taskdefs"
 STEADY_TAG = "sbcntr:steady-state"
