@@ -16,6 +16,7 @@ from pathlib import Path
 
 import boto3
 import httpx
+import pytest
 
 from tests.support import ROOT, free_port
 
@@ -47,7 +48,7 @@ XRAY_TAG = "3.3.15"
 
 
 @contextmanager
-def moto_server(log_dir: Path, **env: str) -> Iterator[str]:
+def running_moto_server(log_dir: Path, **env: str) -> Iterator[str]:
     """A moto server on a free loopback port; ``env`` reaches the server process.
 
     ``MOTO_ECS_SERVICE_RUNNING`` is how many tasks moto says a new service
@@ -77,6 +78,13 @@ def moto_server(log_dir: Path, **env: str) -> Iterator[str]:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def moto_server(tmp_path: Path) -> Iterator[str]:
+    """The URL of a moto server of this test alone."""
+    with running_moto_server(tmp_path) as url:
+        yield url
 
 
 def aws_env(url: str) -> dict[str, str]:

@@ -17,7 +17,9 @@ from parliament import analyze_policy_string
 
 from sbcntrctl.deploy import ecs, iam, template, verify
 from tests.support import ROOT
-from tests.tools.deploy_support import ENV, SERVICES, TASKDEFS, run_cli
+from tests.tools.deploy_support import ENV, SERVICES, TASKDEFS, moto_server, run_cli
+
+__all__ = ["moto_server"]  # the fixture, for the test modules that import it from here
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -29,10 +29,10 @@ from tests.tools.deploy_support import (
     ENV,
     TASKDEFS,
     aws_env,
-    moto_server,
     prerequisites,
     push_image,
     run_cli,
+    running_moto_server,
 )
 
 BACKEND = "sbcntr-backend"
@@ -42,14 +42,14 @@ TASK_DEFINITIONS = "arn:aws:ecs:ap-northeast-1:123456789012:task-definition"
 @pytest.fixture(scope="module")
 def steady_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto server on which deployments of up to 4 tasks reach steady state."""
-    with moto_server(tmp_path_factory.mktemp("moto"), MOTO_ECS_SERVICE_RUNNING="4") as url:
+    with running_moto_server(tmp_path_factory.mktemp("moto"), MOTO_ECS_SERVICE_RUNNING="4") as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def stuck_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto server on which deployments never reach steady state."""
-    with moto_server(tmp_path_factory.mktemp("moto"), MOTO_ECS_SERVICE_RUNNING="0") as url:
+    with running_moto_server(tmp_path_factory.mktemp("moto"), MOTO_ECS_SERVICE_RUNNING="0") as url:
         yield url
 
 
