@@ -1,4 +1,9 @@
-"""``sbcntrctl deploy``: render, verify, diff, deploy and roll back a service."""
+"""``sbcntrctl deploy``: render, verify, diff, deploy and roll back a service.
+
+Exit codes: 0 done; 1 a problem was found or an AWS call failed (one line
+says which); 2 a variable or a template is wrong; 3 the deployment failed
+(ECS rolled it back); 4 the deployment did not reach steady state in time.
+"""
 
 from __future__ import annotations
 
@@ -8,44 +13,95 @@ import os
 import sys
 from pathlib import Path
 
-from sbcntrctl.deploy import ecs, template
+from sbcntrctl.deploy import ecs, iam, template
 
-ACTIONS = ("render", "verify", "diff", "deploy", "rollback")
+ACTIONS = ("render", "verify", "diff", "deploy", "rollback", "render-iam")
+EXIT_PROBLEM, EXIT_INPUT, EXIT_FAILED, EXIT_TIMED_OUT = 1, 2, 3, 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS)
     parser.add_argument("service", choices=("frontend", "backend"))
     parser.add_argument("--dir", type=Path, default=ecs.DEFAULT_DIR, help="the taskdefs folder")
-    parser.add_argument("--wait", type=float, default=600, help="seconds to wait for stability")
+    parser.add_argument("--wait", type=float, default=600, help="seconds to wait for steady state")
+    parser.add_argument(
+        "--cluster", help="rollback: the cluster (default: ECS_CLUSTER); nothing else is needed"
+    )
+    parser.add_argument(
+        "--desired-count",
+        type=int,
+        help="deploy: set the service's desiredCount (default: keep the running one)",
+    )
+    parser.add_argument(
+        "--apply-capacity",
+        action="store_true",
+        help="deploy: set the scalable target's min/max from scaling.json (default: keep them)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="deploy: print what would change, change nothing"
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="verify: skip the checks against the account"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        rendered = ecs.render(args.service, os.environ, args.dir)
-    except template.MissingVariables as exc:
-        print(f"render failed: {exc}", file=sys.stderr)
-        return 2
+        return _run(args)
+    except template.TemplateError as exc:
+        print(f"{args.action} failed: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except ecs.DeploymentFailedError as exc:
+        print(f"{args.action} failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ecs.DeploymentTimeoutError as exc:
+        print(f"{args.action} timed out: {exc}", file=sys.stderr)
+        return EXIT_TIMED_OUT
+    except ecs.DeployError as exc:
+        print(f"{args.action} failed: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.action == "rollback":
+        cluster = args.cluster or os.environ.get("ECS_CLUSTER")
+        if not cluster:
+            print("rollback failed: set --cluster or ECS_CLUSTER", file=sys.stderr)
+            return EXIT_INPUT
+        return _report(ecs.rollback(cluster, args.service, args.wait))
+    if args.action == "render-iam":
+        print(json.dumps(iam.render(args.service, os.environ, args.dir), indent=2))
+        return 0
+    rendered = ecs.render(args.service, os.environ, args.dir)
     if args.action == "render":
         print(json.dumps(rendered.task_definition, indent=2))
         return 0
     problems = ecs.problems(rendered)
+    if args.action == "verify" and not problems and not args.offline:
+        problems = ecs.account_problems(rendered)
     if args.action == "verify" or problems:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
-        print(f"{args.service}: {'verified' if not problems else f'{len(problems)} problems'}")
-        return 1 if problems else 0
-    try:
-        if args.action == "diff":
-            print(ecs.diff(rendered) or "no difference")
-            return 0
-        result = (
-            ecs.deploy(rendered, args.wait)
-            if args.action == "deploy"
-            else ecs.rollback(rendered, args.wait)
+        count = len(problems)
+        verdict = "verified" if not count else f"{count} problem{'s' if count > 1 else ''}"
+        print(f"{args.service}: {verdict}")
+        return EXIT_PROBLEM if problems else 0
+    if args.action == "diff" or args.dry_run:
+        print(ecs.diff(rendered, apply_capacity=args.apply_capacity) or "no difference")
+        return 0
+    return _report(
+        ecs.deploy(
+            rendered,
+            args.wait,
+            desired_count=args.desired_count,
+            apply_capacity=args.apply_capacity,
         )
-    except ecs.DeployError as exc:
-        print(f"{args.action} failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"{rendered.service_name}: revision {result.revision}, image {result.image}")
+    )
+
+
+def _report(result: ecs.Result) -> int:
+    for note in result.notes:
+        print(f"  {note}", file=sys.stderr)
+    name = result.task_definition_arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+    print(f"{name}: revision {result.revision}, image {result.image}")
     return 0

@@ -1,7 +1,13 @@
-"""The deploy operations against ECS and Application Auto Scaling (boto3).
+"""The deploy operations against ECS (boto3), with what the operator relies on:
 
-Credentials, region and endpoint come from the standard AWS environment
-(``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL`` for an emulator).
+- a revision becomes a rollback target only once a deployment of it reached
+  steady state: it is then tagged ``sbcntr:steady-state`` (the time). The
+  deploy that waits tags it; a deploy or rollback that finds the service
+  steady on an untagged revision (deployed with ``--wait 0``) tags it then.
+- a deploy keeps the running ``desiredCount`` (target tracking or a schedule
+  set it) unless the caller passes one;
+- a deployment that fails (the circuit breaker rolled it back) is reported
+  with the verdict and the stopped tasks' reasons, apart from a timeout.
 """
 
 from __future__ import annotations
@@ -10,19 +16,37 @@ import difflib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from sbcntrctl.deploy import firelens, template, verify
+from sbcntrctl.deploy import firelens, preflight, scaling, template, verify
+from sbcntrctl.deploy.aws import Client
+from sbcntrctl.deploy.aws import DeployError as DeployError  # callers catch ecs.DeployError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[4] / "taskdefs"
+STEADY_TAG = "sbcntr:steady-state"
+# CreateService keys UpdateService also takes (desiredCount apart: see deploy).
+UPDATABLE = (
+    "capacityProviderStrategy",
+    "deploymentConfiguration",
+    "networkConfiguration",
+    "platformVersion",
+    "healthCheckGracePeriodSeconds",
+    "enableExecuteCommand",
+    "loadBalancers",
+    "propagateTags",
+    "enableECSManagedTags",
+)
 
 
-class DeployError(Exception):
-    """A deploy step failed; the message says which and why."""
+class DeploymentFailedError(DeployError):
+    """ECS gave up on the deployment (the circuit breaker rolled it back)."""
+
+
+class DeploymentTimeoutError(DeployError):
+    """The deployment did not reach steady state in the time allowed."""
 
 
 @dataclass
@@ -35,7 +59,11 @@ class Rendered:
 
     @property
     def service_name(self) -> str:
-        return f"sbcntr-{self.service}"
+        return service_name(self.service)
+
+
+def service_name(service: str) -> str:
+    return f"sbcntr-{service}"
 
 
 def render(service: str, env: Mapping[str, str], directory: Path = DEFAULT_DIR) -> Rendered:
@@ -61,6 +89,7 @@ def render(service: str, env: Mapping[str, str], directory: Path = DEFAULT_DIR) 
 
 
 def problems(rendered: Rendered) -> list[verify.Problem]:
+    """What the definitions break, checked offline (no AWS call)."""
     return [
         *verify.task_definition(rendered.task_definition),
         *firelens.problems(rendered.task_definition),
@@ -69,16 +98,29 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
     ]
 
 
-def _ecs() -> Any:
-    return boto3.client("ecs")
+def account_problems(rendered: Rendered) -> list[verify.Problem]:
+    """What the account lacks for this deploy: cluster, capacity provider, images,
+    roles, log groups, secrets."""
+    strategy = rendered.service_definition.get("capacityProviderStrategy", [])
+    return [
+        *preflight.cluster(rendered.cluster, strategy),
+        *preflight.images(rendered.task_definition),
+        *preflight.references(rendered.task_definition),
+    ]
+
+
+def describe_service(cluster: str, name: str) -> dict[str, Any] | None:
+    """The ACTIVE service ``name`` of ``cluster``, None when there is none."""
+    found = Client("ecs").describe_services(cluster=cluster, services=[name])["services"]
+    active = [s for s in found if s.get("status") == "ACTIVE"]
+    return dict(active[0]) if active else None
 
 
 def _current_task_definition(rendered: Rendered) -> dict[str, Any] | None:
-    services = _ecs().describe_services(cluster=rendered.cluster, services=[rendered.service_name])
-    active = [s for s in services["services"] if s["status"] == "ACTIVE"]
-    if not active:
+    service = describe_service(rendered.cluster, rendered.service_name)
+    if service is None:
         return None
-    described = _ecs().describe_task_definition(taskDefinition=active[0]["taskDefinition"])
+    described = Client("ecs").describe_task_definition(taskDefinition=service["taskDefinition"])
     return dict(described["taskDefinition"])
 
 
@@ -103,13 +145,17 @@ def _without_empty(value: Any) -> Any:
     return value
 
 
-def diff(rendered: Rendered) -> str:
-    """Unified diff from the registered task definition of the service to the rendered one."""
+def diff(rendered: Rendered, *, apply_capacity: bool = False) -> str:
+    """The task definition diff (registered -> rendered), then the scaling plan."""
     current = _current_task_definition(rendered)
     before = json.dumps(_comparable(current or {}), indent=2, sort_keys=True).splitlines()
     after = json.dumps(_comparable(rendered.task_definition), indent=2, sort_keys=True).splitlines()
     label = current["taskDefinitionArn"] if current else "(no service yet)"
-    return "\n".join(difflib.unified_diff(before, after, label, "rendered", lineterm=""))
+    lines = list(difflib.unified_diff(before, after, label, "rendered", lineterm=""))
+    change = scaling.plan(
+        rendered.scaling, rendered.cluster, rendered.service_name, apply_capacity=apply_capacity
+    )
+    return "\n".join([*lines, *(f"scaling: {line}" for line in change.lines())])
 
 
 @dataclass
@@ -117,131 +163,222 @@ class Result:
     task_definition_arn: str
     revision: int
     image: str
+    notes: list[str] = field(default_factory=list)
 
 
-def deploy(rendered: Rendered, wait_seconds: float = 600) -> Result:
-    """Register, create or update the service, wait until stable, apply the scaling."""
-    found = problems(rendered)
+def deploy(
+    rendered: Rendered,
+    wait_seconds: float = 600,
+    *,
+    desired_count: int | None = None,
+    apply_capacity: bool = False,
+) -> Result:
+    """Check, register, create or update the service, wait until steady, reconcile scaling.
+
+    An existing service keeps its desiredCount unless ``desired_count`` is
+    given; a new one starts with ``desired_count`` or the service definition's.
+    """
+    found = problems(rendered) or account_problems(rendered)
     if found:
-        raise DeployError("verify failed:\n" + "\n".join(f"  {p}" for p in found))
-    registered = _ecs().register_task_definition(**rendered.task_definition)["taskDefinition"]
+        raise DeployError(f"{len(found)} {_problems(len(found))}: " + "; ".join(map(str, found)))
+    existing = describe_service(rendered.cluster, rendered.service_name)
+    if existing is not None:
+        record_if_steady(existing)
+    ecs = Client("ecs")
+    registered = ecs.register_task_definition(**rendered.task_definition)["taskDefinition"]
     arn = registered["taskDefinitionArn"]
-    _update_or_create(rendered, arn)
-    _wait_stable(rendered, arn, wait_seconds)
-    _apply_scaling(rendered)
-    app = next(c for c in registered["containerDefinitions"] if c["name"] == rendered.service)
-    return Result(arn, registered["revision"], app["image"])
-
-
-def _update_or_create(rendered: Rendered, arn: str) -> None:
     sd = rendered.service_definition
-    if _current_task_definition(rendered) is None:
-        _ecs().create_service(
-            cluster=rendered.cluster, serviceName=rendered.service_name, taskDefinition=arn, **sd
+    if existing is None:
+        count = sd.get("desiredCount", 1) if desired_count is None else desired_count
+        ecs.create_service(
+            cluster=rendered.cluster,
+            serviceName=rendered.service_name,
+            taskDefinition=arn,
+            **{**sd, "desiredCount": count},
         )
-        return
-    updatable = {
-        k: sd[k]
-        for k in (
-            "desiredCount",
-            "capacityProviderStrategy",
-            "deploymentConfiguration",
-            "networkConfiguration",
-            "platformVersion",
-            "healthCheckGracePeriodSeconds",
-            "enableExecuteCommand",
-            "loadBalancers",
-            "propagateTags",
-            "enableECSManagedTags",
+    else:
+        keep = {} if desired_count is None else {"desiredCount": desired_count}
+        ecs.update_service(
+            cluster=rendered.cluster,
+            service=rendered.service_name,
+            taskDefinition=arn,
+            **{k: sd[k] for k in UPDATABLE if k in sd},
+            **keep,
         )
-        if k in sd
-    }
-    _ecs().update_service(
-        cluster=rendered.cluster, service=rendered.service_name, taskDefinition=arn, **updatable
+    wait(rendered.cluster, rendered.service_name, arn, wait_seconds, after="scaling not applied")
+    change = scaling.plan(
+        rendered.scaling, rendered.cluster, rendered.service_name, apply_capacity=apply_capacity
+    )
+    scaling.apply(change)
+    app = next(c for c in registered["containerDefinitions"] if c["name"] == rendered.service)
+    return Result(
+        arn, registered["revision"], app["image"], [f"scaling: {x}" for x in change.lines()]
     )
 
 
-def _wait_stable(rendered: Rendered, arn: str, wait_seconds: float) -> None:
-    """Wait until ``arn`` is the only deployment and it completed; 0 seconds: do not wait."""
+def _problems(count: int) -> str:
+    return "problem" if count == 1 else "problems"
+
+
+def steady(service: Mapping[str, Any]) -> bool:
+    """One deployment, PRIMARY, rolled out (COMPLETED) with every task running."""
+    deployments = service.get("deployments", [])
+    if len(deployments) != 1:
+        return False
+    only = deployments[0]
+    return bool(
+        only.get("status") == "PRIMARY"
+        and only.get("rolloutState", "COMPLETED") == "COMPLETED"
+        and only.get("runningCount", 0) >= only.get("desiredCount", 0)
+    )
+
+
+def record_if_steady(service: Mapping[str, Any]) -> None:
+    """Tag the service's revision as a rollback target when it runs in steady state."""
+    if steady(service):
+        mark_steady(service["taskDefinition"])
+
+
+def mark_steady(arn: str) -> None:
+    ecs = Client("ecs")
+    tags = ecs.list_tags_for_resource(resourceArn=arn)["tags"]
+    if not any(t["key"] == STEADY_TAG for t in tags):
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ecs.tag_resource(resourceArn=arn, tags=[{"key": STEADY_TAG, "value": now}])
+
+
+def wait(cluster: str, name: str, arn: str, wait_seconds: float, *, after: str = "") -> None:
+    """Wait until ``name`` runs ``arn`` in steady state, then tag ``arn``; 0 s: do not wait.
+
+    Raises DeploymentFailedError when ECS gave the deployment up (circuit breaker)
+    and DeploymentTimeoutError when ``wait_seconds`` ran out; ``after`` is added
+    to either message (what was not done because of it).
+    """
     if wait_seconds <= 0:
         return
+    suffix = f"; {after}" if after else ""
     deadline = time.monotonic() + wait_seconds
     while True:
-        service = _ecs().describe_services(
-            cluster=rendered.cluster, services=[rendered.service_name]
-        )["services"][0]
-        primary = [d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"]
-        if primary and primary[0].get("rolloutState") == "FAILED":
-            msg = f"deployment of {arn} failed: {primary[0].get('rolloutStateReason', '')}"
-            raise DeployError(msg)
-        settled = len(service.get("deployments", [])) == 1
-        if (
-            service["taskDefinition"] == arn
-            and settled
-            and (not primary or primary[0].get("rolloutState", "COMPLETED") == "COMPLETED")
-        ):
+        service = describe_service(cluster, name)
+        if service is None:
+            msg = f"{cluster}/{name} disappeared during the deployment{suffix}"
+            raise DeploymentFailedError(msg)
+        why = verdict(service, arn)
+        if why:
+            reasons = stopped_reasons(cluster, arn)
+            stopped = f"; stopped tasks: {'; '.join(reasons)}" if reasons else ""
+            msg = f"{name}: deployment of {_short(arn)} failed: {why}{stopped}{suffix}"
+            raise DeploymentFailedError(msg)
+        if service["taskDefinition"] == arn and steady(service):
+            mark_steady(arn)
             return
         if time.monotonic() > deadline:
-            msg = f"{rendered.service_name} not stable on {arn} after {wait_seconds:g} s"
-            raise DeployError(msg)
+            reasons = stopped_reasons(cluster, arn)
+            stopped = f"; stopped tasks: {'; '.join(reasons)}" if reasons else ""
+            msg = (
+                f"{name}: {_short(arn)} not steady after {wait_seconds:g} s "
+                f"(the deployment may still complete: check with aws ecs describe-services)"
+                f"{stopped}{suffix}"
+            )
+            raise DeploymentTimeoutError(msg)
         time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
 
 
-def _apply_scaling(rendered: Rendered) -> None:
-    scaling = boto3.client("application-autoscaling")
-    resource = f"service/{rendered.cluster}/{rendered.service_name}"
-    target = rendered.scaling["scalableTarget"]
-    common = {
-        "ServiceNamespace": "ecs",
-        "ResourceId": resource,
-        "ScalableDimension": "ecs:service:DesiredCount",
-    }
-    scaling.register_scalable_target(
-        **common, MinCapacity=int(target["MinCapacity"]), MaxCapacity=int(target["MaxCapacity"])
-    )
-    for policy in rendered.scaling["policies"]:
-        config = dict(policy["TargetTrackingScalingPolicyConfiguration"])
-        config["TargetValue"] = float(config["TargetValue"])
-        scaling.put_scaling_policy(
-            **common,
-            PolicyName=policy["PolicyName"],
-            PolicyType=policy["PolicyType"],
-            TargetTrackingScalingPolicyConfiguration=config,
+def verdict(service: Mapping[str, Any], arn: str) -> str:
+    """Why ECS gave up deploying ``arn`` ('' while it has not)."""
+    for deployment in service.get("deployments", []):
+        if deployment.get("taskDefinition") == arn and deployment.get("rolloutState") == "FAILED":
+            reason = deployment.get("rolloutStateReason") or "rollout FAILED"
+            back = service["taskDefinition"]
+            rolled = f" (rolled back to {_short(back)})" if back != arn else ""
+            return f"{reason}{rolled}"
+    if service["taskDefinition"] != arn:
+        return (
+            f"the service went back to {_short(service['taskDefinition'])} "
+            "(the deployment circuit breaker rolled it back, or another deploy replaced it)"
         )
-    if str(rendered.scaling.get("scheduledActionsEnabled", "false")).lower() == "true":
-        for action in rendered.scaling["scheduledActions"]:
-            capacity = {k: int(v) for k, v in action["ScalableTargetAction"].items()}
-            scaling.put_scheduled_action(
-                **{k: v for k, v in common.items()},
-                ScheduledActionName=action["ScheduledActionName"],
-                Schedule=action["Schedule"],
-                Timezone=action.get("Timezone", "UTC"),
-                ScalableTargetAction=capacity,
-            )
+    return ""
 
 
-def rollback(rendered: Rendered, wait_seconds: float = 600) -> Result:
-    """Point the service back at the revision before the one it runs now."""
-    current = _current_task_definition(rendered)
-    if current is None:
-        msg = f"{rendered.service_name} does not exist"
+def stopped_reasons(cluster: str, arn: str, limit: int = 3) -> list[str]:
+    """Distinct stoppedReason of the stopped tasks of ``arn`` (with their containers' reasons)."""
+    ecs = Client("ecs")
+    family = arn.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+    task_arns = ecs.list_tasks(cluster=cluster, family=family, desiredStatus="STOPPED")["taskArns"]
+    if not task_arns:
+        return []
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=task_arns[:100])["tasks"]
+    counted: dict[str, int] = {}
+    for task in tasks:
+        if task.get("taskDefinitionArn") != arn:
+            continue
+        containers = [
+            f"{c['name']}: {c['reason']}" for c in task.get("containers", []) if c.get("reason")
+        ]
+        reason = task.get("stoppedReason") or "stopped"
+        text = " ".join(f"{reason} ({', '.join(containers)})".split()) if containers else reason
+        counted[text] = counted.get(text, 0) + 1
+    ordered = sorted(counted.items(), key=lambda item: -item[1])[:limit]
+    return [f"{text} (x{n})" if n > 1 else text for text, n in ordered]
+
+
+def _short(arn: str) -> str:
+    """``family:revision`` of a task definition ARN."""
+    return arn.rsplit("/", 1)[-1]
+
+
+def rollback(cluster: str, service: str, wait_seconds: float = 600) -> Result:
+    """Point the service at the latest earlier revision that reached steady state.
+
+    Needs only the cluster and the service: no template, no deploy variable.
+    Revisions that never ran (registered by a deploy that failed) are skipped
+    and listed in the result's notes. The desiredCount is kept.
+    """
+    name = service_name(service)
+    ecs = Client("ecs")
+    running = describe_service(cluster, name)
+    if running is None:
+        msg = f"{cluster}/{name} does not exist: nothing to roll back"
         raise DeployError(msg)
-    arns = _ecs().list_task_definitions(
-        familyPrefix=current["family"], sort="DESC", status="ACTIVE"
-    )["taskDefinitionArns"]
-    older = sorted(
-        (a for a in arns if int(a.rsplit(":", 1)[1]) < current["revision"]),
-        key=lambda arn: int(arn.rsplit(":", 1)[1]),
-        reverse=True,
-    )
-    if not older:
-        msg = f"{current['taskDefinitionArn']} has no earlier revision"
+    record_if_steady(running)
+    current = running["taskDefinition"]
+    family, revision = _short(current).rsplit(":", 1)
+    notes = []
+    target = None
+    for arn in _earlier_revisions(family, int(revision)):
+        tags = ecs.list_tags_for_resource(resourceArn=arn)["tags"]
+        if any(t["key"] == STEADY_TAG for t in tags):
+            target = arn
+            break
+        notes.append(f"skipped {_short(arn)}: it never reached steady state")
+    if target is None:
+        msg = (
+            f"{name} runs {_short(current)}: no earlier revision of {family} reached steady "
+            "state, so there is nothing safe to roll back to"
+        )
         raise DeployError(msg)
-    previous = older[0]
-    _ecs().update_service(
-        cluster=rendered.cluster, service=rendered.service_name, taskDefinition=previous
-    )
-    _wait_stable(rendered, previous, wait_seconds)
-    td = _ecs().describe_task_definition(taskDefinition=previous)["taskDefinition"]
-    app = next(c for c in td["containerDefinitions"] if c["name"] == rendered.service)
-    return Result(previous, td["revision"], app["image"])
+    ecs.update_service(cluster=cluster, service=name, taskDefinition=target)
+    wait(cluster, name, target, wait_seconds)
+    td = ecs.describe_task_definition(taskDefinition=target)["taskDefinition"]
+    app = next(c for c in td["containerDefinitions"] if c["name"] == service)
+    return Result(target, td["revision"], app["image"], notes)
+
+
+def _earlier_revisions(family: str, below: int) -> list[str]:
+    """ACTIVE revisions of ``family`` lower than ``below``, newest first."""
+    ecs = Client("ecs")
+    arns: list[str] = []
+    token: dict[str, str] = {}
+    while True:
+        page = ecs.list_task_definitions(familyPrefix=family, status="ACTIVE", sort="DESC", **token)
+        arns += page["taskDefinitionArns"]
+        if not page.get("nextToken"):
+            break
+        token = {"nextToken": page["nextToken"]}
+    revisions = [
+        (int(rev), arn)
+        for arn in arns
+        for fam, rev in [_short(arn).rsplit(":", 1)]
+        if fam == family and int(rev) < below
+    ]
+    return [arn for _, arn in sorted(revisions, reverse=True)]

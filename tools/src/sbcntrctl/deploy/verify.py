@@ -28,6 +28,13 @@ DESCRIBE_ONLY = (
 DEPENDS_ON_CONDITIONS = {"START", "COMPLETE", "SUCCESS", "HEALTHY"}
 PROTOCOLS = {"tcp", "udp"}
 MAX_STOP_TIMEOUT = 120
+# log-driver-buffer-limit counts log lines (AWS: default 1048576, below
+# 536870912); the buffer takes up to lines x line size of the task's memory.
+# Docker splits a line at 16 KiB, so that is the size of the largest entry; the
+# buffer may take at most 1/16 of the task's memory at that size.
+MAX_LOG_LINE_BYTES = 16 * 1024
+LOG_BUFFER_LIMIT_BELOW = 536870912
+LOG_BUFFER_SHARE = 16
 # Fargate task sizes: cpu units -> allowed memory (MiB).
 FARGATE_SIZES: dict[int, set[int]] = {
     256: {512, 1024, 2048},
@@ -38,6 +45,19 @@ FARGATE_SIZES: dict[int, set[int]] = {
     8192: set(range(16384, 61441, 4096)),
     16384: set(range(32768, 122881, 8192)),
 }
+# The image reference grammar of the distribution project (reference.go), which
+# ECR and Docker enforce: lowercase repository path components, a tag of at most
+# 128 word characters, dots and dashes not starting with either, or a digest.
+_REPOSITORY = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Application Auto Scaling, PredefinedMetricSpecification.ResourceLabel:
+# app/<load-balancer-name>/<load-balancer-id>/targetgroup/<target-group-name>/<target-group-id>
+RESOURCE_LABEL = re.compile(
+    r"^app/[A-Za-z0-9-]{1,32}/[0-9a-f]+/targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
+)
 _SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|ACCESS_KEY(?!_ID))", re.I)
 _SECRET_VALUE = re.compile(r"(AKIA[0-9A-Z]{16}|://[^/\s:@]+:[^/\s@]+@|-----BEGIN)")
 
@@ -51,15 +71,17 @@ class Problem:
         return f"{self.field}: {self.message}"
 
 
-def _model_problems(operation: str, params: dict[str, Any]) -> list[Problem]:
-    model = botocore.session.get_session().get_service_model("ecs")
+def _model_problems(
+    operation: str, params: dict[str, Any], service: str = "ecs", where: str = ""
+) -> list[Problem]:
+    model = botocore.session.get_session().get_service_model(service)
     shape = model.operation_model(operation).input_shape
     report = ParamValidator().validate(params, shape)
     if not report.has_errors():
         return []
     lines = report.generate_report().splitlines()
     return [
-        Problem(operation, line.strip())
+        Problem(where or operation, line.strip())
         for line in lines
         if line.strip() and not line.startswith("Parameter validation failed")
     ]
@@ -86,8 +108,17 @@ def task_definition(td: dict[str, Any]) -> list[Problem]:
     problems += _routers(routers)
     for name, c in containers.items():
         where = f"containerDefinitions[{name}]"
-        problems += _container(where, c, containers, is_router=c in routers)
+        problems += _container(
+            where, c, containers, is_router=c in routers, task_memory=_memory(td)
+        )
     return problems
+
+
+def _memory(td: dict[str, Any]) -> int:
+    try:
+        return int(td.get("memory", 0))
+    except ValueError:
+        return 0
 
 
 def _fargate(td: dict[str, Any]) -> list[Problem]:
@@ -141,15 +172,15 @@ def _routers(routers: list[dict[str, Any]]) -> list[Problem]:
 
 
 def _container(
-    where: str, c: dict[str, Any], containers: dict[str, Any], *, is_router: bool
+    where: str,
+    c: dict[str, Any],
+    containers: dict[str, Any],
+    *,
+    is_router: bool,
+    task_memory: int,
 ) -> list[Problem]:
     found = []
-    image = c.get("image", "")
-    tag = image.rsplit("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
-    if "@sha256:" not in image and (not tag or tag == "latest"):
-        found.append(
-            Problem(f"{where}.image", "pin a tag (the git commit) or a digest, never latest")
-        )
+    found += _image(f"{where}.image", c.get("image", ""))
     timeout = c.get("stopTimeout")
     if timeout is not None and not 2 <= timeout <= MAX_STOP_TIMEOUT:
         found.append(Problem(f"{where}.stopTimeout", f"{timeout} is outside 2..{MAX_STOP_TIMEOUT}"))
@@ -204,7 +235,62 @@ def _container(
         and c.get("logConfiguration", {}).get("logDriver") == "awsfirelens"
     ):
         found += _app_container(where, c)
+        found += _log_buffer(where, c["logConfiguration"].get("options", {}), task_memory)
     return found
+
+
+def _log_buffer(where: str, options: dict[str, Any], task_memory: int) -> list[Problem]:
+    value = options.get("log-driver-buffer-limit")
+    if value is None:
+        return [Problem(f"{where}.logConfiguration.options", "set log-driver-buffer-limit")]
+    field = f"{where}.logConfiguration.options.log-driver-buffer-limit"
+    try:
+        lines = int(value)
+    except ValueError:
+        return [Problem(field, f"{value!r} is not a number of lines")]
+    if not 0 <= lines < LOG_BUFFER_LIMIT_BELOW:
+        return [Problem(field, f"{lines} lines is outside 0..{LOG_BUFFER_LIMIT_BELOW - 1}")]
+    budget = task_memory * 1024 * 1024 // LOG_BUFFER_SHARE
+    if lines * MAX_LOG_LINE_BYTES > budget:
+        return [
+            Problem(
+                field,
+                f"{lines} lines of up to 16 KiB need {lines * MAX_LOG_LINE_BYTES // 2**20} MiB, "
+                f"more than 1/{LOG_BUFFER_SHARE} of the task's {task_memory} MiB: "
+                f"at most {budget // MAX_LOG_LINE_BYTES} lines",
+            )
+        ]
+    return []
+
+
+def image_parts(image: str) -> tuple[str, str, str]:
+    """``(registry/repository, tag, digest)`` of an image reference ('' when absent)."""
+    name, _, digest = image.partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :], digest
+    return name, "", digest
+
+
+def _image(where: str, image: str) -> list[Problem]:
+    name, tag, digest = image_parts(image)
+    repository = name.split("/", 1)[1] if "." in name.split("/", 1)[0] else name
+    if not _REPOSITORY.match(repository):
+        return [Problem(where, f"{repository!r} is not a valid repository name (lowercase)")]
+    if digest:
+        if not _DIGEST.match(digest):
+            return [Problem(where, f"{digest!r} is not a sha256 digest")]
+        return []
+    if not tag or tag == "latest":
+        return [Problem(where, "pin a tag (the git commit) or a digest, never latest")]
+    if not _TAG.match(tag):
+        return [
+            Problem(
+                where, f"tag {tag!r} is not valid: 1-128 of A-Z a-z 0-9 _ . -, not starting . -"
+            )
+        ]
+    return []
 
 
 def _app_container(where: str, c: dict[str, Any]) -> list[Problem]:
@@ -227,8 +313,6 @@ def _app_container(where: str, c: dict[str, Any]) -> list[Problem]:
                 f"{where}.linuxParameters.initProcessEnabled", "must be true (signals, zombies)"
             )
         )
-    if "log-driver-buffer-limit" not in c["logConfiguration"].get("options", {}):
-        found.append(Problem(f"{where}.logConfiguration.options", "set log-driver-buffer-limit"))
     if "healthCheck" not in c:
         found.append(Problem(f"{where}.healthCheck", "app containers need a health check"))
     names = {d.get("containerName") for d in c.get("dependsOn", [])}
@@ -265,32 +349,69 @@ def service_definition(sd: dict[str, Any]) -> list[Problem]:
 
 
 def scaling(config: dict[str, Any]) -> list[Problem]:
-    problems = []
+    """scaling.json: valid Application Auto Scaling input, and the rules AWS applies later."""
+    where = {"ServiceNamespace": "ecs", "ResourceId": "service/c/s"}
+    dimension = {**where, "ScalableDimension": "ecs:service:DesiredCount"}
     target = config.get("scalableTarget", {})
-    try:
-        low, high = int(target.get("MinCapacity")), int(target.get("MaxCapacity"))
-        if not 0 <= low <= high:
-            problems.append(Problem("scalableTarget", f"MinCapacity {low} > MaxCapacity {high}"))
-    except (TypeError, ValueError):
-        problems.append(Problem("scalableTarget", "MinCapacity and MaxCapacity must be numbers"))
+    problems = _model_problems(
+        "RegisterScalableTarget",
+        {**dimension, **target},
+        "application-autoscaling",
+        "scalableTarget",
+    )
+    low, high = target.get("MinCapacity", 0), target.get("MaxCapacity", 0)
+    if not problems and not 0 <= low <= high:
+        problems.append(Problem("scalableTarget", f"MinCapacity {low} > MaxCapacity {high}"))
+    if not isinstance(config.get("scheduledActionsEnabled", False), bool):
+        problems.append(
+            Problem("scheduledActionsEnabled", "must be true or false (a JSON boolean)")
+        )
+    for action in config.get("scheduledActions", []):
+        name = action.get("ScheduledActionName", "?")
+        problems += _model_problems(
+            "PutScheduledAction",
+            {**dimension, **action},
+            "application-autoscaling",
+            f"scheduledActions[{name}]",
+        )
     for policy in config.get("policies", []):
-        spec = policy.get("TargetTrackingScalingPolicyConfiguration", {})
-        metric = spec.get("PredefinedMetricSpecification", {})
         name = policy.get("PolicyName", "?")
-        if metric.get("PredefinedMetricType") == "ALBRequestCountPerTarget" and not metric.get(
-            "ResourceLabel"
-        ):
+        found = _model_problems(
+            "PutScalingPolicy",
+            {**dimension, **policy},
+            "application-autoscaling",
+            f"policies[{name}]",
+        )
+        problems += found or _policy(name, policy)
+    return problems
+
+
+def _policy(name: str, policy: dict[str, Any]) -> list[Problem]:
+    problems = []
+    spec = policy.get("TargetTrackingScalingPolicyConfiguration", {})
+    metric = spec.get("PredefinedMetricSpecification", {})
+    label = metric.get("ResourceLabel")
+    if metric.get("PredefinedMetricType") == "ALBRequestCountPerTarget":
+        if not label:
             problems.append(
                 Problem(
                     f"policies[{name}].ResourceLabel",
                     "ALBRequestCountPerTarget needs the ALB and target group label",
                 )
             )
-        if spec.get("ScaleOutCooldown", 0) > spec.get("ScaleInCooldown", 0):
+        elif not RESOURCE_LABEL.match(label):
             problems.append(
                 Problem(
-                    f"policies[{name}]",
-                    "scale out faster than in: ScaleOutCooldown <= ScaleInCooldown",
+                    f"policies[{name}].ResourceLabel",
+                    f"{label!r} is not app/<alb-name>/<alb-id>/targetgroup/<tg-name>/<tg-id> "
+                    "(the ends of the ALB and target group ARNs, not an ARN)",
                 )
             )
+    if spec.get("ScaleOutCooldown", 0) > spec.get("ScaleInCooldown", 0):
+        problems.append(
+            Problem(
+                f"policies[{name}]",
+                "scale out faster than in: ScaleOutCooldown <= ScaleInCooldown",
+            )
+        )
     return problems

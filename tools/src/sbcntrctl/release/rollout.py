@@ -50,10 +50,17 @@ def frontend_url(environment: str) -> str:
 
 
 def rollback(environment: str, service: str) -> str:
-    rendered = ecs.render(service, deployment_env(environment))
+    """Point ``service`` back at its last revision that reached steady state.
+
+    Needs only ``ECS_CLUSTER`` (and credentials): no template is rendered.
+    """
+    cluster = deployment_env(environment).get("ECS_CLUSTER", "")
+    if not cluster:
+        msg = f"no ECS_CLUSTER for {environment}: set the environment's cluster"
+        raise ReleaseError(msg)
     try:
-        result = ecs.rollback(rendered)
+        result = ecs.rollback(cluster, service)
     except ecs.DeployError as exc:
         msg = f"rollback of {service} in {environment} failed: {exc}"
         raise ReleaseError(msg) from exc
-    return f"{environment} {rendered.service_name}: back on revision {result.revision}"
+    return f"{environment} {ecs.service_name(service)}: back on revision {result.revision}"

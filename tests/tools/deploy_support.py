@@ -1,0 +1,196 @@
+"""What the deploy tests share: the variables of a deploy, a moto server and
+the account a deploy expects (network, roles, secret, log groups, bucket,
+cluster with its capacity providers, images in ECR)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from tests.support import ROOT, free_port
+
+TASKDEFS = ROOT / "taskdefs"
+TARGET_GROUPS = "arn:aws:elasticloadbalancing:ap-northeast-1:123456789012:targetgroup"
+ENV = {
+    "AWS_ACCOUNT_ID": "123456789012",
+    "AWS_REGION": "ap-northeast-1",
+    "ECS_CLUSTER": "sbcntr-dev",
+    "IMAGE_TAG": "0a1b2c3",
+    "LOG_BUCKET": "sbcntr-logs-123456789012",
+    "DATABASE_URL": "postgresql://app@sbcntr-db.cluster-x.ap-northeast-1.rds.amazonaws.com:5432/sbcntr",
+    "DB_SECRET_ARN": "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:sbcntr-db-AbCdEf",
+    "SECRETS_KMS_KEY_ARN": "arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab-34cd",
+    "BACKEND_URL": "http://internal-sbcntr-backend-123.ap-northeast-1.elb.amazonaws.com",
+    "PRIVATE_SUBNET_1": "subnet-0aaa",
+    "PRIVATE_SUBNET_2": "subnet-0bbb",
+    "FRONTEND_SECURITY_GROUP": "sg-0front",
+    "BACKEND_SECURITY_GROUP": "sg-0back",
+    "FRONTEND_TARGET_GROUP_ARN": f"{TARGET_GROUPS}/front/1",
+    "BACKEND_TARGET_GROUP_ARN": f"{TARGET_GROUPS}/back/2",
+    "FRONTEND_ALB_RESOURCE_LABEL": "app/sbcntr-public/1/targetgroup/front/1",
+    "BACKEND_ALB_RESOURCE_LABEL": "app/sbcntr-internal/2/targetgroup/back/2",
+}
+SERVICES = ("frontend", "backend")
+IMAGES = ("sbcntr-frontend", "sbcntr-backend", "sbcntr-log-router")
+XRAY_MIRROR = "ecr-public/xray/aws-xray-daemon"
+XRAY_TAG = "3.3.15"
+
+
+@contextmanager
+def running_moto_server(log_dir: Path, **env: str) -> Iterator[str]:
+    """A moto server on a free loopback port; ``env`` reaches the server process.
+
+    ``MOTO_ECS_SERVICE_RUNNING`` is how many tasks moto says a new service
+    runs: at least its desiredCount and every deployment reads COMPLETED
+    (steady), below it every deployment stays IN_PROGRESS.
+    """
+    port = free_port()
+    binary = Path(sys.executable).parent / "moto_server"
+    log = (log_dir / f"moto-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, **env},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/moto-api/", timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def moto_server(tmp_path: Path) -> Iterator[str]:
+    """The URL of a moto server of this test alone."""
+    with running_moto_server(tmp_path) as url:
+        yield url
+
+
+def aws_env(url: str) -> dict[str, str]:
+    """The environment that points boto3 at the moto server ``url``."""
+    return {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "ap-northeast-1",
+        "AWS_REGION": "ap-northeast-1",
+    }
+
+
+def push_image(repository: str, tag: str) -> None:
+    """Create ``repository`` if needed and put an image manifest tagged ``tag``."""
+    ecr = boto3.client("ecr")
+    with suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=repository)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 7023,
+            "digest": "sha256:" + tag.encode().hex().ljust(64, "0")[:64],
+        },
+        "layers": [],
+    }
+    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+
+
+def prerequisites(env: dict[str, str], *, capacity_providers: bool = True) -> dict[str, str]:
+    """What exists before a deploy; returns ``env`` with the ids moto gave."""
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    # Interface endpoints' private DNS needs DNS hostnames in the VPC.
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnets = [
+        ec2.create_subnet(
+            VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"ap-northeast-1{z}"
+        )["Subnet"]["SubnetId"]
+        for n, z in ((1, "a"), (2, "c"))
+    ]
+    groups = {
+        name: ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+        for name in ("front", "back")
+    }
+    iam = boto3.client("iam")
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+    for service in SERVICES:
+        for kind in ("execution", "task"):
+            iam.create_role(RoleName=f"sbcntr-dev-{service}-{kind}", AssumeRolePolicyDocument=trust)
+    secret = boto3.client("secretsmanager").create_secret(
+        Name="sbcntr-db", SecretString='{"password":"pw"}'
+    )["ARN"]
+    logs = boto3.client("logs")
+    for group in ("frontend", "backend", "unparsed", "log-router", "xray-daemon"):
+        logs.create_log_group(logGroupName=f"/sbcntr/dev/{group}")
+    boto3.client("s3").create_bucket(
+        Bucket=env["LOG_BUCKET"], CreateBucketConfiguration={"LocationConstraint": "ap-northeast-1"}
+    )
+    ecs = boto3.client("ecs")
+    ecs.create_cluster(clusterName=env["ECS_CLUSTER"])
+    if capacity_providers:
+        ecs.put_cluster_capacity_providers(
+            cluster=env["ECS_CLUSTER"],
+            capacityProviders=["FARGATE", "FARGATE_SPOT"],
+            defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
+        )
+    for repository in IMAGES:
+        push_image(repository, env["IMAGE_TAG"])
+    # The pull-through cache creates this repository on the first pull.
+    push_image(XRAY_MIRROR, XRAY_TAG)
+    return {
+        **env,
+        "PRIVATE_SUBNET_1": subnets[0],
+        "PRIVATE_SUBNET_2": subnets[1],
+        "FRONTEND_SECURITY_GROUP": groups["front"],
+        "BACKEND_SECURITY_GROUP": groups["back"],
+        "DB_SECRET_ARN": secret,
+    }
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``sbcntrctl deploy ARGS`` with exactly ``env`` on top of a scrubbed environment."""
+    scrubbed = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ENV and not k.startswith("AWS_") and k != "ECS_CLUSTER"
+    }
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "sbcntrctl"), "deploy", *args],
+        env={**scrubbed, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
