@@ -399,7 +399,8 @@ def test_sigterm_mid_stream_loses_no_accepted_record_in_s3(
     copied = Counter(json.loads(e["message"])["request_id"] for es in events.values() for e in es)
     warned = [rid for rid in accepted if rid.endswith(("-0", "-10"))]
     assert set(copied) <= set(warned)
-    assert max(copied.values()) == 1
+    # None twice; on a busy machine all of them can be among the lost ones.
+    assert all(count == 1 for count in copied.values())
     delivered_copies = [rid in copied for rid in warned]
     # Copies go missing only at the end: delivered ones first, then lost ones.
     assert delivered_copies == sorted(delivered_copies, reverse=True)
