@@ -38,6 +38,7 @@ class TaskIdentity(NamedTuple):
 
     task: str  # the ECS task id (the ARN's last part), else "<host name>:<pid>"
     zone: str | None  # the Availability Zone, when the metadata endpoint gives it
+    on_ecs: bool = False  # read from the task metadata endpoint (never from a header)
 
     def header_value(self) -> str:
         """The ``X-Served-By`` value: ``task=<id>`` and ``; az=<zone>`` when known."""
@@ -76,7 +77,9 @@ def read_task_metadata(uri: str) -> TaskIdentity:
         log.warning("task metadata unavailable", endpoint=uri, cause=repr(exc))
         return _local_identity()
     zone = task.get("AvailabilityZone")
-    return TaskIdentity(task=arn.rsplit("/", 1)[-1], zone=str(zone) if zone else None)
+    return TaskIdentity(
+        task=arn.rsplit("/", 1)[-1], zone=str(zone) if zone else None, on_ecs=True
+    )
 
 
 @functools.cache
