@@ -77,9 +77,7 @@ def read_task_metadata(uri: str) -> TaskIdentity:
         log.warning("task metadata unavailable", endpoint=uri, cause=repr(exc))
         return _local_identity()
     zone = task.get("AvailabilityZone")
-    return TaskIdentity(
-        task=arn.rsplit("/", 1)[-1], zone=str(zone) if zone else None, on_ecs=True
-    )
+    return TaskIdentity(task=arn.rsplit("/", 1)[-1], zone=str(zone) if zone else None, on_ecs=True)
 
 
 @functools.cache
