@@ -41,6 +41,9 @@ TEST_COMMANDS = {
     "taskset": "util-linux",
     # actionlint checks the workflows' run: scripts with it.
     "shellcheck": "shellcheck",
+    # The page tests drive Debian's Chromium headless through its driver.
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
 }
 # The real Fluent Bit the log router tests run, found as tests/firelens/router.py
 # finds it, and the Debian packages of the libraries it links.
@@ -114,8 +117,8 @@ def _fluent_bit_libraries() -> set[str]:
 
 
 def ensure_test_tools() -> None:
-    """wrk, taskset, shellcheck, Fluent Bit's libraries and checkov, which are not Python
-    dependencies."""
+    """wrk, taskset, shellcheck, Chromium, Fluent Bit's libraries and checkov, which are not
+    Python dependencies."""
     missing = sorted(
         {pkg for cmd, pkg in TEST_COMMANDS.items() if shutil.which(cmd) is None}
         | _fluent_bit_libraries()
