@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import importlib.util
 import json
 import os
 import re
@@ -13,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
@@ -206,3 +209,50 @@ def test_a_backend_that_cannot_start_is_reported(
     assert run.wait() == 1
     run.wait_for(r"backend exited with status 2 \(invalid configuration")
     assert "frontend ready" not in run.output
+
+
+def _load_dev() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dev_script", ROOT / "dev.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readiness_is_only_taken_from_the_process_it_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An earlier instance answering /readyz on the port is not mistaken for the new one."""
+    dev = _load_dev()
+    monkeypatch.setattr(dev, "STARTUP_TIMEOUT_SECONDS", 2)
+    served_by = ["task=somehost:1"]
+
+    class Readyz(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("X-Served-By", served_by[0])
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Readyz)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        service = dev.Supervised(
+            "backend", server.server_address[1], {}, dev.Console(raw=True), None
+        )
+        service.process = ours
+        with pytest.raises(dev.StartupError, match="was not ready"):
+            service.wait_ready()
+        served_by[0] = f"task=somehost:{ours.pid}"
+        service.wait_ready()  # now the answer names the process it started
+    finally:
+        ours.kill()
+        ours.wait()
+        server.shutdown()
+        server.server_close()
