@@ -255,7 +255,7 @@ class Console:
             fields = " ".join(
                 f"{key}={value}"
                 for key, value in record.items()
-                if key not in self._HIDDEN and value is not None
+                if key not in self._HIDDEN and value is not None and not _bulky(key, value)
             )
             marker = (
                 "" if level in ("info", "debug") else self._paint(self._LEVELS.get(level), level)
@@ -265,6 +265,12 @@ class Console:
         if exception:
             body += "\n" + str(exception).rstrip()
         return f"{head} {body}"
+
+
+def _bulky(key: str, value: object) -> bool:
+    # What a console line leaves out: the metrics lines' EMF directive and
+    # latency distributions (the counts and the route stay).
+    return key.startswith("_") or isinstance(value, dict | list)
 
 
 def _local_time(timestamp: str) -> str:
