@@ -2,6 +2,7 @@
 """Set up the environment and run the project locally: the README's two commands.
 
     python3 dev.py up     install (locked) into .venv, start backend and frontend
+                          (dev.py up --help: ports, --json, --log-dir DIR, --drain)
     python3 dev.py test   install (locked) into .venv, run lint, types and tests
 
 Needs only Python 3.11+ on the machine: uv, pinned below, is installed into
