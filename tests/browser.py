@@ -54,6 +54,16 @@ class Browser:
     def open(self, url: str) -> None:
         self.driver.get(url)
 
+    def follow(self, element: Any, timeout: float = 20) -> None:
+        """Click ``element`` and wait until the page it leads to has replaced this one."""
+        from selenium.webdriver.common.by import By  # noqa: PLC0415
+        from selenium.webdriver.support import expected_conditions  # noqa: PLC0415
+        from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
+
+        page = self.driver.find_element(By.TAG_NAME, "html")
+        element.click()
+        WebDriverWait(self.driver, timeout).until(expected_conditions.staleness_of(page))
+
     def desktop(self) -> None:
         self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         self.driver.set_window_size(*DESKTOP)
