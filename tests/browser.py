@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +54,34 @@ class Browser:
     def open(self, url: str) -> None:
         self.driver.get(url)
 
-    def follow(self, element: Any, timeout: float = 20) -> None:
-        """Click ``element`` and wait until the page it leads to has replaced this one."""
+    def follow(self, find: Callable[[], Any], timeout: float = 20) -> None:
+        """Click the element ``find()`` returns; wait until the page it leads to is loaded.
+
+        The element is looked up again if the page changed under it before the
+        click was dispatched (Chromium then refuses the click, so nothing was
+        sent twice).
+        """
+        from selenium.common.exceptions import (  # noqa: PLC0415
+            StaleElementReferenceException,
+            WebDriverException,
+        )
         from selenium.webdriver.common.by import By  # noqa: PLC0415
         from selenium.webdriver.support import expected_conditions  # noqa: PLC0415
         from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
 
-        page = self.driver.find_element(By.TAG_NAME, "html")
-        element.click()
-        WebDriverWait(self.driver, timeout).until(expected_conditions.staleness_of(page))
+        for attempt in range(3):
+            page = self.driver.find_element(By.TAG_NAME, "html")
+            try:
+                find().click()
+                break
+            except StaleElementReferenceException:
+                pass
+            except WebDriverException as exc:
+                if "does not belong to the document" not in str(exc.msg) or attempt == 2:
+                    raise
+        wait = WebDriverWait(self.driver, timeout)
+        wait.until(expected_conditions.staleness_of(page))
+        wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
 
     def desktop(self) -> None:
         self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})

@@ -78,7 +78,7 @@ def add_item(browser: Browser, title: str, name: str = "", content: str = "") ->
         element.clear()
         if value:
             element.send_keys(value)
-    browser.follow(one(browser, "#add-item button[type=submit]"))
+    browser.follow(lambda: one(browser, "#add-item button[type=submit]"))
 
 
 def test_pages_in_a_browser(browser: Browser, traced_stack: Stack) -> None:
@@ -120,13 +120,12 @@ def test_pages_in_a_browser(browser: Browser, traced_stack: Stack) -> None:
 
     # Favourite from a filtered view: the filter stays, and is shown.
     browser.open(base + "/items?favorite=false")
-    first = one(browser, "article.item")
-    first_title = first.find_element(By.CSS_SELECTOR, "h3").text
-    browser.follow(first.find_element(By.CSS_SELECTOR, "button"))
+    first_title = one(browser, "article.item h3").text
+    browser.follow(lambda: one(browser, "article.item button"))
     assert "favorite=false" in browser.driver.current_url
     assert one(browser, 'nav.filters [aria-current="page"]').text == "Others"
     assert first_title not in texts(browser, "article.item h3")
-    browser.follow(one(browser, 'nav.filters a[href="/items?favorite=true"]'))
+    browser.follow(lambda: one(browser, 'nav.filters a[href="/items?favorite=true"]'))
     assert texts(browser, "article.item h3") == [f"★ {first_title}"]
     assert_fits(browser, "04-items-favourites-desktop")
 
@@ -137,7 +136,7 @@ def test_pages_in_a_browser(browser: Browser, traced_stack: Stack) -> None:
     browser.open(base + "/items")
     assert "Page 1 of 2" in one(browser, "nav.pager").text
     assert one(browser, "#list-summary").text == f"All items: showing 1{DASH}20 of 29"
-    browser.follow(one(browser, 'nav.pager a[rel="next"]'))
+    browser.follow(lambda: one(browser, 'nav.pager a[rel="next"]'))
     assert browser.driver.current_url.endswith("/items?page=2")
     assert one(browser, "#list-summary").text == f"All items: showing 21{DASH}29 of 29"
     assert len(texts(browser, "article.item")) == 9
@@ -145,7 +144,7 @@ def test_pages_in_a_browser(browser: Browser, traced_stack: Stack) -> None:
 
     # Notifications: "Mark all read" only while something is unread.
     browser.open(base + "/notifications")
-    browser.follow(one(browser, 'form[action="/notifications/read"] button'))
+    browser.follow(lambda: one(browser, 'form[action="/notifications/read"] button'))
     assert "(0 unread)" in one(browser, "h1").text
     assert browser.driver.find_elements(By.CSS_SELECTOR, 'form[action="/notifications/read"]') == []
     assert_footer(browser, stack)
