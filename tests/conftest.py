@@ -10,6 +10,9 @@ import pytest
 
 from tests.support import Service, start_service
 
+# The headless-browser fixture (``browser``), for any test that looks at pages.
+pytest_plugins = ["tests.browser"]
+
 StartService = Callable[..., Service]
 
 

@@ -262,3 +262,51 @@ def test_create_notification_rejects_bad_input(
     assert response.status_code == 422
     assert response.json()["fields"][0]["field"] == field
     assert len(client.get("/v1/notifications").json()["data"]) == before
+
+
+def test_list_items_pages_with_offset_and_total(client: TestClient) -> None:
+    for number in range(7):
+        client.post("/v1/items", json={"title": f"paged {number}"})
+    client.put("/v1/items/1/favorite", json={"favorite": True})
+    everything = client.get("/v1/items", params={"limit": 500}).json()
+    assert everything["total"] == 10  # 3 seeded + 7
+    assert everything["offset"] == 0
+    ids = [item["id"] for item in everything["data"]]
+
+    pages = [
+        client.get("/v1/items", params={"limit": 4, "offset": offset}).json()
+        for offset in (0, 4, 8)
+    ]
+    assert [page["total"] for page in pages] == [10, 10, 10]
+    assert [[item["id"] for item in page["data"]] for page in pages] == [
+        ids[0:4],
+        ids[4:8],
+        ids[8:10],
+    ]
+    beyond = client.get("/v1/items", params={"offset": 50}).json()
+    assert beyond == {"total": 10, "limit": 100, "offset": 50, "data": []}
+
+    favourites = client.get("/v1/items", params={"favorite": "true", "limit": 1}).json()
+    assert favourites["total"] == 1
+    assert [item["id"] for item in favourites["data"]] == [1]
+    others = client.get("/v1/items", params={"favorite": "false"}).json()
+    assert others["total"] == 9
+
+
+@pytest.mark.parametrize("query", [{"offset": "-1"}, {"offset": "x"}, {"limit": "0"}])
+def test_list_paging_rejects_bad_values(client: TestClient, query: dict[str, str]) -> None:
+    for path in ("/v1/items", "/v1/notifications"):
+        response = client.get(path, params=query)
+        assert response.status_code == 422
+        assert response.json()["fields"][0]["field"] == next(iter(query))
+
+
+def test_notifications_page_with_offset_and_total(client: TestClient) -> None:
+    first = client.get("/v1/notifications", params={"limit": 1}).json()
+    second = client.get("/v1/notifications", params={"limit": 1, "offset": 1}).json()
+    assert first["total"] == second["total"] == 2
+    assert first["data"][0]["id"] > second["data"][0]["id"]  # newest first
+    client.put(f"/v1/notifications/{first['data'][0]['id']}/read")
+    unread = client.get("/v1/notifications", params={"unread": "true"}).json()
+    assert unread["total"] == 1
+    assert [n["id"] for n in unread["data"]] == [second["data"][0]["id"]]

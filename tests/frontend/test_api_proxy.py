@@ -34,6 +34,16 @@ def test_items_create_list_and_favourite(frontend: TestClient, backend: Service)
     assert [i["id"] for i in favourites] == [item["id"]]
 
 
+@pytest.mark.parametrize("path", ["/items", "/notifications"])
+def test_paging_is_passed_on(frontend: TestClient, backend: Service, path: str) -> None:
+    page = frontend.get(f"/api{path}", params={"limit": 1, "offset": 1})
+    assert page.content == httpx.get(f"{backend.url}/v1{path}?limit=1&offset=1").content
+    assert (page.json()["limit"], page.json()["offset"], len(page.json()["data"])) == (1, 1, 1)
+    refused = frontend.get(f"/api{path}", params={"offset": "-1"})
+    assert refused.status_code == 422
+    assert refused.json()["fields"][0]["field"] == "offset"
+
+
 @pytest.mark.parametrize(
     ("body", "field"), [({}, "title"), ({"title": 1}, "title"), ({"title": "x" * 101}, "title")]
 )

@@ -13,7 +13,9 @@ from tests.support import Service
 
 def titles(html: str) -> list[str]:
     """Item titles, in page order."""
-    return re.findall(r'<article class="card item".*?<h3>(?:★ )?([^<]+)</h3>', html, re.DOTALL)
+    return re.findall(
+        r'<article class="card item[^"]*".*?<h3[^>]*>(?:★ )?([^<]+)</h3>', html, re.DOTALL
+    )
 
 
 def test_healthz_and_readyz(frontend: TestClient) -> None:
@@ -26,7 +28,9 @@ def test_home_shows_backend_message_and_unread_count(frontend: TestClient) -> No
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "<h1>Hello world</h1>" in response.text
-    assert '<span class="badge" title="unread">2</span>' in response.text
+    badge = re.search(r'<span class="badge">(.*?)</span></a>', response.text)
+    assert badge is not None
+    assert re.sub(r"<[^>]+>", "", badge.group(1)) == ", 2 unread"  # as a screen reader says it
 
 
 def test_items_page_lists_backend_items(frontend: TestClient, backend: Service) -> None:
@@ -39,28 +43,47 @@ def test_items_page_lists_backend_items(frontend: TestClient, backend: Service) 
 def test_add_item_redirects_and_shows_it(frontend: TestClient) -> None:
     response = frontend.post("/items", data={"title": "Cloud <Map>", "name": "me", "content": "c"})
     assert response.status_code == 303
-    assert re.fullmatch(r"/items#item-\d+", response.headers["location"])
-    page = frontend.get("/items").text
+    found = re.fullmatch(r"/items\?added=(\d+)#item-(\d+)", response.headers["location"])
+    assert found is not None
+    assert found.group(1) == found.group(2)
+    page = frontend.get(response.headers["location"]).text
     assert titles(page)[0] == "Cloud &lt;Map&gt;"  # escaped, not injected
+    # Feedback that it worked, and the new item marked.
+    assert '<p class="notice" role="status">Added “Cloud &lt;Map&gt;”.</p>' in page
+    assert f'<article class="card item added" id="item-{found.group(1)}">' in page
 
 
 @pytest.mark.parametrize(
-    ("form", "message"),
+    ("form", "field", "message"),
     [
-        ({"title": ""}, "title"),
-        ({"title": "x" * 101}, "title"),
-        ({"title": "ok", "name": "n" * 51}, "name"),
+        ({"title": ""}, "title", "Enter a title."),
+        ({"title": "   "}, "title", "Enter a title."),
+        ({"title": "x" * 101}, "title", "Use at most 100 characters."),
+        ({"title": "ok", "name": "n" * 51}, "name", "Use at most 50 characters."),
+        ({"title": "nul \x00 byte"}, "title", "Remove the invisible control character"),
     ],
 )
-def test_add_item_with_bad_input_shows_form_error(
-    frontend: TestClient, form: dict[str, str], message: str
+def test_add_item_with_bad_input_shows_the_message_beside_the_field(
+    frontend: TestClient, form: dict[str, str], field: str, message: str
 ) -> None:
     before = titles(frontend.get("/items").text)
     response = frontend.post("/items", data=form)
     assert response.status_code == 422
-    error = re.search(r'<p class="error" role="alert">([^<]+)</p>', response.text)
+    page = response.text
+    assert '<p class="error" role="alert">The item was not added: please correct the field' in page
+    error = re.search(rf'<p class="field-error" id="{field}-error">([^<]+)</p>', page)
     assert error is not None
-    assert error.group(1).startswith(f"{message}:")
+    assert error.group(1).startswith(message)
+    assert "String should" not in page  # not pydantic's wording
+    assert "^[^" not in page  # nor its pattern
+    marked = re.search(rf'<(?:input|textarea) id="{field}"[^>]*>', page)
+    assert marked is not None
+    assert 'aria-invalid="true"' in marked.group(0)
+    assert f'aria-describedby="{field}-hint {field}-error"' in marked.group(0)
+    assert page.count('aria-invalid="true"') == 1
+    # What was typed is kept (escaped).
+    if field == "name":
+        assert f'value="{form["name"]}"' in page
     assert titles(frontend.get("/items").text) == before
 
 
@@ -71,7 +94,7 @@ def test_favourite_and_unfavourite_from_the_page(frontend: TestClient, backend: 
     assert httpx.get(f"{backend.url}/v1/items/{item['id']}").json()["favorite"] is True
     favourites = frontend.get("/items", params={"favorite": "true"}).text
     assert titles(favourites) == [item["title"]]
-    assert f"<h3>★ {item['title']}</h3>" in favourites
+    assert f'<h3 id="item-{item["id"]}-title">★ {item["title"]}</h3>' in favourites
     frontend.post(f"/items/{item['id']}/favorite", data={"favorite": "false"})
     assert httpx.get(f"{backend.url}/v1/items/{item['id']}").json()["favorite"] is False
 
@@ -96,9 +119,12 @@ def test_notifications_page_and_mark_read(frontend: TestClient, backend: Service
 
 
 def test_mark_all_read(frontend: TestClient, backend: Service) -> None:
+    assert "Mark all read</button>" in frontend.get("/notifications").text
     assert frontend.post("/notifications/read").status_code == 303
     assert httpx.get(f"{backend.url}/v1/notifications/count").json() == {"unread": 0}
-    assert "(0 unread)" in frontend.get("/notifications").text
+    page = frontend.get("/notifications").text
+    assert "(0 unread)" in page
+    assert "Mark all read" not in page  # nothing left to mark
 
 
 def test_mark_read_unknown_notification_is_404(frontend: TestClient) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 
 from backend.database import SessionDep
 from backend.models import Item, Notification
@@ -26,7 +26,8 @@ from backend.schemas import (
 router = APIRouter(prefix="/v1")
 
 IdPath = Annotated[int, Path(gt=0, le=MAX_ID)]
-Limit = Annotated[int, Query(ge=1, le=500)]
+Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="how many to skip (newest first)")]
 
 
 @router.get("/helloworld", tags=["hello"])
@@ -36,14 +37,22 @@ async def helloworld() -> HelloWorld:
 
 @router.get("/items", tags=["items"])
 async def list_items(
-    session: SessionDep, favorite: bool | None = None, limit: Limit = 100
+    session: SessionDep, favorite: bool | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> ItemList:
-    """Newest first; ``favorite`` filters on the flag when given."""
-    query = select(Item).order_by(Item.id.desc()).limit(limit)
-    if favorite is not None:
-        query = query.where(Item.favorite == favorite)
+    """Newest first, one page: ``limit`` items after ``offset``; ``total`` counts them all.
+
+    ``favorite`` filters on the flag when given (the total too).
+    """
+    condition = true() if favorite is None else Item.favorite == favorite
+    query = select(Item).where(condition).order_by(Item.id.desc()).limit(limit).offset(offset)
+    total = select(func.count()).select_from(Item).where(condition)
     items = (await session.scalars(query)).all()
-    return ItemList(data=[ItemOut.model_validate(item) for item in items])
+    return ItemList(
+        data=[ItemOut.model_validate(item) for item in items],
+        total=await session.scalar(total) or 0,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.post("/items", status_code=status.HTTP_201_CREATED, tags=["items"])
@@ -76,14 +85,28 @@ async def set_favorite(item_id: IdPath, body: FavoriteUpdate, session: SessionDe
 
 @router.get("/notifications", tags=["notifications"])
 async def list_notifications(
-    session: SessionDep, unread: bool | None = None, limit: Limit = 100
+    session: SessionDep, unread: bool | None = None, limit: Limit = 100, offset: Offset = 0
 ) -> NotificationList:
-    """Newest first; ``unread`` filters on the flag when given."""
-    query = select(Notification).order_by(Notification.id.desc()).limit(limit)
-    if unread is not None:
-        query = query.where(Notification.unread == unread)
+    """Newest first, one page: ``limit`` after ``offset``; ``total`` counts them all.
+
+    ``unread`` filters on the flag when given (the total too).
+    """
+    condition = true() if unread is None else Notification.unread == unread
+    query = (
+        select(Notification)
+        .where(condition)
+        .order_by(Notification.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    total = select(func.count()).select_from(Notification).where(condition)
     notifications = (await session.scalars(query)).all()
-    return NotificationList(data=[NotificationOut.model_validate(n) for n in notifications])
+    return NotificationList(
+        data=[NotificationOut.model_validate(n) for n in notifications],
+        total=await session.scalar(total) or 0,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.post("/notifications", status_code=status.HTTP_201_CREATED, tags=["notifications"])

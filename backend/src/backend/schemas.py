@@ -85,11 +85,19 @@ class NotificationOut(BaseModel):
     created_at: UtcDatetime
 
 
-class ItemList(BaseModel):
+class Page(BaseModel):
+    """One page of a list: ``total`` is the count of the whole (filtered) list."""
+
+    total: int
+    limit: int
+    offset: int
+
+
+class ItemList(Page):
     data: list[ItemOut]
 
 
-class NotificationList(BaseModel):
+class NotificationList(Page):
     data: list[NotificationOut]
 
 

@@ -38,9 +38,19 @@ async def helloworld(request: Request) -> Response:
     return _relayed(await _backend(request).exchange("GET", "/v1/helloworld"))
 
 
+def _paging(limit: str | None, offset: str | None) -> dict[str, str]:
+    # Passed on as given: the backend checks them, and its 422 is relayed.
+    return {k: v for k, v in (("limit", limit), ("offset", offset)) if v is not None}
+
+
 @router.get("/items")
-async def items(request: Request, favorite: bool | None = None) -> Response:
-    query = favorite_query(favorite)
+async def items(
+    request: Request,
+    favorite: bool | None = None,
+    limit: str | None = None,
+    offset: str | None = None,
+) -> Response:
+    query = {**favorite_query(favorite), **_paging(limit, offset)}
     return _relayed(await _backend(request).exchange("GET", "/v1/items", params=query))
 
 
@@ -56,8 +66,11 @@ async def set_favorite(request: Request, item_id: IdPath, body: JsonObject) -> R
 
 
 @router.get("/notifications")
-async def notifications(request: Request) -> Response:
-    return _relayed(await _backend(request).exchange("GET", "/v1/notifications"))
+async def notifications(
+    request: Request, limit: str | None = None, offset: str | None = None
+) -> Response:
+    query = _paging(limit, offset)
+    return _relayed(await _backend(request).exchange("GET", "/v1/notifications", params=query))
 
 
 @router.post("/notifications", status_code=201)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from frontend import api, pages
 from frontend.backend_client import (
@@ -17,9 +19,11 @@ from frontend.backend_client import (
 )
 from frontend.settings import FrontendSettings
 from servicekit.app import create_service_app, error_body
-from servicekit.logs import get_logger, request_id_var
+from servicekit.logs import get_logger
 
 log = get_logger("frontend.app")
+
+STATIC = Path(__file__).with_name("static")
 
 _UNAVAILABLE_TITLES = {
     502: "The backend failed to answer properly",
@@ -44,6 +48,9 @@ def create_app(settings: FrontendSettings) -> FastAPI:
     app = create_service_app(settings, title="sbcntr frontend", lifespan=lifespan)
     app.include_router(pages.router)
     app.include_router(api.router)
+    # Styles, scripts and icons are files (no inline <style> or <script>).
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     app.add_exception_handler(BackendUnavailable, _backend_unavailable)
     app.add_exception_handler(BackendRejected, _backend_rejected)
     return app
@@ -53,11 +60,22 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(api.router.prefix + "/")
 
 
+async def _favicon() -> FileResponse:
+    return FileResponse(STATIC / "favicon.ico", media_type="image/vnd.microsoft.icon")
+
+
+def _section(path: str) -> str:
+    """The page a form on ``path`` belongs to: where to go back after a failed write."""
+    return "/notifications" if path.startswith("/notifications") else "/items"
+
+
 async def _backend_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendUnavailable)
     if _wants_json(request):
         body = error_body("backend_unavailable", _UNAVAILABLE_TITLES.get(exc.status, "failed"))
         return JSONResponse(body, status_code=exc.status)
+    if request.method != "GET":
+        return pages.write_failed(request, exc, back_url=_section(request.url.path))
     return _error_page(
         request,
         exc.status,
@@ -75,7 +93,11 @@ async def _backend_rejected(request: Request, exc: Exception) -> Response:
 
 
 def _error_page(request: Request, status: int, title: str, message: str) -> Response:
-    retry_url = request.url.path if request.method == "GET" else "/"
+    if request.method == "GET":
+        query = f"?{request.url.query}" if request.url.query else ""
+        retry_url, back_url = request.url.path + query, None
+    else:
+        retry_url, back_url = None, _section(request.url.path)
     return pages.render(
         request,
         "error.html",
@@ -83,7 +105,7 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
         status=status,
         title=title,
         message=message,
-        request_id=request_id_var.get(),
         retry_url=retry_url,
+        back_url=back_url,
         unread=None,
     )

@@ -16,6 +16,10 @@ Each call, retries included, is one ``BackendCalls`` datum of the service's
 metrics (an error when the page answers 502/503/504), per operation
 (``PUT /v1/items/{id}/favorite``).
 
+Each answer's ``X-Served-By`` header (which backend task answered, see
+:mod:`servicekit.identity`) is collected for the page being served, once
+:func:`track_backend_tasks` has been called in its request.
+
 Calls go to the transport (``handle_async_request``, httpx's API for
 connection pools) rather than through an ``httpx.AsyncClient``: the client's
 cookie jar, auth and redirect layers, unused here, cost about 90 µs of CPU per
@@ -30,6 +34,7 @@ import random
 import re
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -38,6 +43,7 @@ import orjson
 from httpx_aiohttp import AiohttpTransport
 
 from frontend.settings import FrontendSettings
+from servicekit.identity import SERVED_BY_HEADER, TaskIdentity
 from servicekit.logs import get_logger, request_id_var
 from servicekit.metrics import Metrics
 from servicekit.tracing import instrument_transport
@@ -47,6 +53,31 @@ log = get_logger("frontend.backend_client")
 _RETRY_STATUSES = frozenset({502, 503, 504})
 _USER_AGENT = "sbcntr-frontend"
 _ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
+
+# The backend tasks that answered the current request's calls. A list, set
+# once per request: the tasks of concurrent calls (asyncio.gather) get copies
+# of the context, and so share this one list.
+_backend_tasks: ContextVar[list[TaskIdentity] | None] = ContextVar("backend_tasks", default=None)
+
+
+def track_backend_tasks() -> None:
+    """Start collecting which backend tasks answer the current request's calls."""
+    _backend_tasks.set([])
+
+
+def backend_tasks() -> list[TaskIdentity]:
+    """The backend tasks that answered the current request's calls so far, in order."""
+    return list(_backend_tasks.get() or ())
+
+
+def _note_backend_task(response: httpx.Response) -> None:
+    seen = _backend_tasks.get()
+    value = response.headers.get(SERVED_BY_HEADER)
+    if seen is None or value is None:
+        return
+    identity = TaskIdentity.from_header(value)
+    if identity is not None and identity not in seen:
+        seen.append(identity)
 
 
 class BackendUnavailable(Exception):  # noqa: N818 - names the condition, as pages see it
@@ -133,9 +164,12 @@ class BackendClient:
         body = await self._call("GET", "/v1/helloworld")
         return str(body["data"])
 
-    async def items(self, favorite: bool | None = None) -> list[dict[str, Any]]:
-        body = await self._call("GET", "/v1/items", params=favorite_query(favorite))
-        return list(body["data"])
+    async def items(
+        self, favorite: bool | None = None, *, limit: int = 100, offset: int = 0
+    ) -> dict[str, Any]:
+        """One page of items: ``{"data", "total", "limit", "offset"}``."""
+        params = {**favorite_query(favorite), "limit": str(limit), "offset": str(offset)}
+        return await self._call("GET", "/v1/items", params=params)
 
     async def create_item(self, title: str, name: str, content: str) -> dict[str, Any]:
         body = {"title": title, "name": name, "content": content}
@@ -144,9 +178,10 @@ class BackendClient:
     async def set_favorite(self, item_id: int, favorite: bool) -> dict[str, Any]:
         return await self._call("PUT", f"/v1/items/{item_id}/favorite", json={"favorite": favorite})
 
-    async def notifications(self) -> list[dict[str, Any]]:
-        body = await self._call("GET", "/v1/notifications")
-        return list(body["data"])
+    async def notifications(self, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """One page of notifications: ``{"data", "total", "limit", "offset"}``."""
+        params = {"limit": str(limit), "offset": str(offset)}
+        return await self._call("GET", "/v1/notifications", params=params)
 
     async def unread_count(self) -> int:
         body = await self._call("GET", "/v1/notifications/count")
@@ -250,6 +285,7 @@ class BackendClient:
                 status, cause = _classify(exc)
                 failure = BackendUnavailable(status, cause)
                 continue
+            _note_backend_task(response)
             if response.status_code in _RETRY_STATUSES:
                 failure = BackendUnavailable(
                     503 if response.status_code == 503 else 502,

@@ -29,6 +29,11 @@ class FrontendSettings(ServiceSettings):
     # "aiohttp": the httpx API on aiohttp's connection pool (several times less
     # CPU per call than httpx's own pool under concurrency); "httpx": stock.
     backend_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    # The region ECS sets in every task: page footers link each request's
+    # trace to the X-Ray console in it (only when running on ECS).
+    aws_region: str | None = Field(
+        default=None, validation_alias="AWS_REGION", pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$"
+    )
 
     @model_validator(mode="after")
     def _check_timeouts(self) -> FrontendSettings:

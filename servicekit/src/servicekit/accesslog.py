@@ -6,6 +6,8 @@ incoming ``X-Request-Id`` or makes one, returns it in the response, exposes it
 to every log line written while the request runs, counts requests for the
 drain accounting in :class:`servicekit.health.Lifecycle`, and adds each
 request (but health checks) to the service's :class:`servicekit.metrics.Metrics`.
+Every response also says which task served it (``X-Served-By``, see
+:mod:`servicekit.identity`).
 
 Level by outcome: health checks ``debug``; 5xx, unhandled exceptions and
 requests cut short by shutdown ``error``; 4xx ``warning``; the rest ``info``.
@@ -21,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import REQUEST_ID_HEADER, client_facts, new_request_id
 from servicekit.health import HEALTH_PATHS, Lifecycle
+from servicekit.identity import SERVED_BY_HEADER, task_identity
 from servicekit.logs import get_logger, request_id_var
 from servicekit.metrics import UNMATCHED_ROUTE, Metrics
 
@@ -34,6 +37,7 @@ class AccessLogMiddleware:
         self.app = app
         self.lifecycle = lifecycle
         self.metrics = metrics
+        self.served_by = (SERVED_BY_HEADER.encode(), task_identity().header_value().encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +55,11 @@ class AccessLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), request_id_header]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    request_id_header,
+                    self.served_by,
+                ]
             await send(message)
 
         self.lifecycle.request_started()

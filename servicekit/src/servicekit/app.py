@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 
 from servicekit.accesslog import AccessLogMiddleware
 from servicekit.health import Lifecycle, health_router
+from servicekit.identity import task_identity
 from servicekit.logs import get_logger
 from servicekit.metrics import Metrics
 from servicekit.settings import ServiceSettings
@@ -56,6 +57,7 @@ def create_service_app(
         if settings.metrics_enabled
         else None
     )
+    identity = task_identity()  # read before serving: the metadata endpoint is asked once
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,7 +67,13 @@ def create_service_app(
                 _freeze_startup_objects()
                 if metrics is not None:
                     metrics.start()
-                log.info("started", tracing=tracing, environment=settings.environment)
+                log.info(
+                    "started",
+                    tracing=tracing,
+                    environment=settings.environment,
+                    task=identity.task,
+                    zone=identity.zone,
+                )
                 yield
         finally:
             # After the drain and the in-flight requests: the last minute's figures.
@@ -76,6 +84,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
+    app.state.identity = identity
     app.include_router(health_router())
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
