@@ -37,13 +37,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def make_client(database_url: str) -> Iterator[MakeClient]:
-    """A TestClient on a backend with its own fresh database; extra settings by keyword."""
+    """A TestClient on a backend with its own fresh database; extra settings by keyword.
+
+    ``client_host`` is the peer address the app sees (TestClient's is not an IP).
+    """
     with ExitStack() as started:
 
-        def _make(**settings: Any) -> TestClient:
+        def _make(*, client_host: str = "testclient", **settings: Any) -> TestClient:
             settings.setdefault("database_url", database_url)
             settings.setdefault("tracing_enabled", False)
-            return started.enter_context(TestClient(create_app(BackendSettings(**settings))))
+            app = create_app(BackendSettings(**settings))
+            return started.enter_context(TestClient(app, client=(client_host, 50000)))
 
         yield _make
 

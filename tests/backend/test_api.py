@@ -169,7 +169,11 @@ def test_get_item_with_unknown_or_invalid_id(client: TestClient, path: str, stat
     assert response.status_code == status
     body = response.json()
     if status == 404:
-        assert body == {"error": "not_found", "message": "item 999 not found"}
+        assert body == {
+            "error": "not_found",
+            "message": "item 999 not found",
+            "request_id": response.headers["x-request-id"],
+        }
     else:
         assert body["fields"][0]["field"] == "item_id"
 

@@ -57,6 +57,10 @@ def create_app(settings: SampleSettings) -> FastAPI:
         await asyncio.sleep(seconds)
         return {"slept": seconds}
 
+    @app.post("/echo")
+    async def echo(body: dict[str, object]) -> dict[str, int]:
+        return {"keys": len(body)}
+
     @app.get("/missing-status")
     async def teapot() -> dict[str, str]:
         from fastapi import HTTPException  # noqa: PLC0415

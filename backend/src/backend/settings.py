@@ -62,6 +62,12 @@ class BackendSettings(ServiceSettings):
         if configured and not self.fault_injection_enabled:
             msg = "FAULT_* variables are set but FAULT_INJECTION_ENABLED is not true"
             raise ValueError(msg)
+        if self.fault_injection_enabled and not self.is_development:
+            msg = (
+                "FAULT_INJECTION_ENABLED is refused outside development and test "
+                f"(ENVIRONMENT={self.environment})"
+            )
+            raise ValueError(msg)
         return self
 
     def database_url_object(self) -> URL:

@@ -16,7 +16,9 @@ from frontend.backend_client import (
     create_transport,
 )
 from frontend.settings import FrontendSettings
-from servicekit.app import create_service_app, error_body
+from servicekit.app import create_service_app
+from servicekit.errors import error_body
+from servicekit.health import HEALTH_PATHS
 from servicekit.logs import get_logger, request_id_var
 
 log = get_logger("frontend.app")
@@ -26,6 +28,16 @@ _UNAVAILABLE_TITLES = {
     503: "The backend is unavailable",
     504: "The backend did not answer in time",
 }
+_ERROR_TITLES = {
+    404: "Not found",
+    405: "Not allowed",
+    408: "Request timed out",
+    413: "Request too large",
+    422: "The request was refused",
+    500: "Something went wrong",
+}
+# Served as JSON whoever asks: the API, health checks and the API docs.
+_JSON_PATHS = (*HEALTH_PATHS, "/openapi.json")
 
 
 def create_app(settings: FrontendSettings) -> FastAPI:
@@ -41,7 +53,9 @@ def create_app(settings: FrontendSettings) -> FastAPI:
             await transport.aclose()
             log.info("backend client closed")
 
-    app = create_service_app(settings, title="sbcntr frontend", lifespan=lifespan)
+    app = create_service_app(
+        settings, title="sbcntr frontend", lifespan=lifespan, html_errors=_html_error
+    )
     app.include_router(pages.router)
     app.include_router(api.router)
     app.add_exception_handler(BackendUnavailable, _backend_unavailable)
@@ -50,7 +64,16 @@ def create_app(settings: FrontendSettings) -> FastAPI:
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(api.router.prefix + "/")
+    """Whether an error is answered as JSON: ``/api``, health and docs; pages get HTML."""
+    path = request.url.path
+    return path.startswith((api.router.prefix + "/", "/docs")) or path in _JSON_PATHS
+
+
+def _html_error(request: Request, status: int, message: str) -> Response | None:
+    """The site's error page for an error outside ``/api`` (``None``: answer JSON)."""
+    if _wants_json(request):
+        return None
+    return _error_page(request, status, _ERROR_TITLES.get(status, "Error"), message)
 
 
 async def _backend_unavailable(request: Request, exc: Exception) -> Response:

@@ -86,7 +86,8 @@ def _shared_processors(service: str) -> list[Processor]:
 
 class _DropRedundant(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() not in _REDUNDANT_UVICORN_MESSAGES
+        # uvicorn ends some of its messages with a newline.
+        return record.getMessage().strip() not in _REDUNDANT_UVICORN_MESSAGES
 
 
 class _StdoutHandler(logging.Handler):

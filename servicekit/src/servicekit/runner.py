@@ -30,6 +30,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from servicekit.edge import EdgeLimits, limited_protocol
 from servicekit.health import Lifecycle
 from servicekit.logs import configure_logging, get_logger
 from servicekit.settings import ServiceSettings
@@ -37,10 +38,6 @@ from servicekit.settings import ServiceSettings
 S = TypeVar("S", bound=ServiceSettings)
 
 log = get_logger("servicekit.runner")
-
-# Longer than the ALB's 60 s idle timeout, so the load balancer, not the
-# server, closes idle keep-alive connections (no race on a reused socket).
-KEEP_ALIVE_SECONDS = 75
 
 
 class DrainingServer(uvicorn.Server):
@@ -81,15 +78,28 @@ class DrainingServer(uvicorn.Server):
 
 
 def build_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
-    """The uvicorn configuration of a service (logging is ours, not uvicorn's)."""
+    """The uvicorn configuration of a service (logging is ours, not uvicorn's).
+
+    HTTP/1.1 through :class:`servicekit.edge.LimitedHttpProtocol` with the
+    settings' limits; no WebSocket support (neither service has such a route).
+    """
+    limits = EdgeLimits(
+        max_body_bytes=settings.max_request_body_bytes,
+        max_header_bytes=settings.max_request_header_bytes,
+        max_headers=settings.max_request_headers,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+    )
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
+        http=limited_protocol(limits),
+        ws="none",
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
         lifespan="on",
     )
