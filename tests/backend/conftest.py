@@ -39,15 +39,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def make_client(database_url: str) -> Iterator[MakeClient]:
     """A TestClient on a backend with its own fresh database; extra settings by keyword.
 
-    ``client_host`` is the peer address the app sees (TestClient's is not an IP).
+    ``client_host`` is the peer address the app sees (TestClient's is not an
+    IP); ``raise_server_exceptions=False`` shows what a client of an unhandled
+    exception receives.
     """
     with ExitStack() as started:
 
-        def _make(*, client_host: str = "testclient", **settings: Any) -> TestClient:
+        def _make(
+            *,
+            client_host: str = "testclient",
+            raise_server_exceptions: bool = True,
+            **settings: Any,
+        ) -> TestClient:
             settings.setdefault("database_url", database_url)
             settings.setdefault("tracing_enabled", False)
             app = create_app(BackendSettings(**settings))
-            return started.enter_context(TestClient(app, client=(client_host, 50000)))
+            client = TestClient(
+                app,
+                client=(client_host, 50000),
+                raise_server_exceptions=raise_server_exceptions,
+            )
+            return started.enter_context(client)
 
         yield _make
 

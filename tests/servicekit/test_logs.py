@@ -39,6 +39,13 @@ def test_every_line_is_json_including_uvicorn_and_warnings(sample: Service) -> N
 def test_unhandled_exception_is_one_error_access_line_with_its_traceback(sample: Service) -> None:
     response = httpx.get(f"{sample.url}/boom", headers={"X-Request-Id": "boom-1"})
     assert response.status_code == 500
+    # The error contract's body, and the connection's end announced.
+    assert response.json() == {
+        "error": "internal_error",
+        "message": "internal error",
+        "request_id": "boom-1",
+    }
+    assert response.headers["connection"] == "close"
     assert sample.stop() == 0
     raw = sample.stdout_path.read_text()
     lines = sample.log_lines()

@@ -65,7 +65,7 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     fields = [
         {
-            "field": ".".join(str(part) for part in err["loc"][1:]) or str(err["loc"][0]),
+            "field": _field_name(err),
             "location": str(err["loc"][0]),
             "message": err["msg"],
             "type": err["type"],
@@ -78,6 +78,12 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     if page is not None:
         return page
     return JSONResponse(error_body("validation_error", message, fields=fields), status_code=422)
+
+
+def _field_name(err: Any) -> str:
+    if err["type"] == "json_invalid":
+        return "body"  # its location is a character position, not a field
+    return ".".join(str(part) for part in err["loc"][1:]) or str(err["loc"][0])
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -108,15 +114,18 @@ async def http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this request's path (``OPTIONS`` included)."""
-    methods = {"OPTIONS"}
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        route_methods = getattr(route, "methods", None)
-        if match != Match.NONE and route_methods:
-            methods |= set(route_methods)
-    return sorted(methods)
+    routes = request.app.router.routes
+    allowed = ["OPTIONS"]
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return sorted(allowed)
 
 
 class ErrorBoundaryMiddleware:
