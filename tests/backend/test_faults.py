@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from backend.settings import BackendSettings
 from tests.backend.conftest import MakeClient
+from tests.support import base_env, free_port, sqlite_url
 
 LOOPBACK = "127.0.0.1"
 
@@ -111,3 +116,27 @@ def test_admin_endpoint_rejects_bad_input(make_client: MakeClient, body: dict[st
     client = make_client(client_host=LOOPBACK, fault_injection_enabled=True)
     assert client.put("/admin/faults", json=body).status_code == 422
     assert client.get("/admin/faults").json()["error_rate"] == 0.0
+
+
+def test_backend_with_fault_injection_in_production_exits_2_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    env = base_env(
+        PORT=str(free_port()),
+        ENVIRONMENT="production",
+        FAULT_INJECTION_ENABLED="true",
+        DATABASE_URL=sqlite_url(tmp_path / "f.sqlite3"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "backend"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    (line,) = [json.loads(raw) for raw in result.stdout.splitlines()]
+    assert line["event"] == "invalid configuration"
+    assert line["errors"][0]["variable"] == "FAULT_INJECTION_ENABLED"

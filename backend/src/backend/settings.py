@@ -25,6 +25,11 @@ class BackendSettings(ServiceSettings):
 
     service_name: str = "backend"
     port: int = Field(default=8081, ge=0, le=65535)
+    # Reached only through the frontend, whose sampling decision it follows
+    # so that a sampled trace is whole.
+    xray_trust_incoming_sampling: bool = Field(
+        default=True, validation_alias="XRAY_TRUST_INCOMING_SAMPLING"
+    )
 
     database_url: str = DEFAULT_DATABASE_URL
     database_password: SecretStr | None = None

@@ -89,9 +89,19 @@ def create_service_app(
         app.add_middleware(item.cls, *item.args, **item.kwargs)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(ErrorBoundaryMiddleware)
-    app.add_middleware(AccessLogMiddleware, lifecycle=lifecycle, metrics=metrics)
+    app.add_middleware(
+        AccessLogMiddleware,
+        lifecycle=lifecycle,
+        metrics=metrics,
+        trusted_proxies=settings.trusted_proxies,
+    )
     if settings.tracing_enabled:
-        app.add_middleware(TracingMiddleware, service=settings.service_name)
+        app.add_middleware(
+            TracingMiddleware,
+            service=settings.service_name,
+            trust_sampling=settings.xray_trust_incoming_sampling,
+            trusted_proxies=settings.trusted_proxies,
+        )
     return app
 
 

@@ -19,16 +19,17 @@ itself: containers start it in exec form (or with an init that forwards it).
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 
 from servicekit.edge import EdgeLimits, limited_protocol
 from servicekit.health import Lifecycle
@@ -114,7 +115,7 @@ def serve(load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) ->
         log.critical(
             "invalid configuration",
             errors=[
-                {"variable": ".".join(str(p) for p in err["loc"]).upper(), "message": err["msg"]}
+                {"variable": _variable_of(err, load_settings), "message": err["msg"]}
                 for err in exc.errors()
             ],
         )
@@ -125,6 +126,30 @@ def serve(load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) ->
     server = DrainingServer(build_config(app, settings), lifecycle, settings.shutdown_drain_seconds)
     server.run()
     return _report_shutdown(server, lifecycle)
+
+
+def _variable_of(error: Any, load_settings: Callable[[], ServiceSettings]) -> str:
+    """The environment variable an error is about.
+
+    A check across fields has no location: it is the first variable its
+    message names.
+    """
+    if error["loc"]:
+        return ".".join(str(part) for part in error["loc"]).upper()
+    fields = getattr(load_settings, "model_fields", {})
+    names: set[str] = set()
+    for name, field in fields.items():
+        names.add(name.upper())
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names.update(choice.upper() for choice in choices if isinstance(choice, str))
+    message = str(error["msg"])
+    found = [
+        (match.start(), name)
+        for name in names
+        if (match := re.search(rf"\b{re.escape(name)}\b", message)) is not None
+    ]
+    return min(found)[1] if found else ""
 
 
 def _report_shutdown(server: DrainingServer, lifecycle: Lifecycle) -> int:
