@@ -57,11 +57,20 @@ def test_api_body_is_passed_on_byte_for_byte(make_frontend: MakeFrontend) -> Non
     created = b'{"id":1,"title":"t","name":"","content":"","favorite":false,"created_at":"x"}'
     with ScriptedBackend([(201, created)]) as backend:
         client = make_frontend(backend_url=backend.url)
-        response = client.post("/api/items", content=raw)
+        response = client.post(
+            "/api/items", content=raw, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 201
         ((_, _, headers),) = backend.requests
     assert backend.bodies == [raw]
     assert {k.lower(): v for k, v in headers.items()}["content-type"] == "application/json"
+
+
+def test_api_writes_must_be_declared_json(frontend: TestClient) -> None:
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": content_type} if content_type else {}
+        response = frontend.post("/api/items", content=b'{"title": "x"}', headers=headers)
+        assert_json_error(response, 415, "unsupported_media_type")
 
 
 def test_unknown_page_and_bad_query_are_the_sites_error_page(frontend: TestClient) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from frontend.backend_client import BackendAnswer, BackendClient, favorite_query
@@ -60,6 +60,19 @@ def _backend(request: Request) -> BackendClient:
     return client
 
 
+async def _json_body(request: Request) -> bytes:
+    """The request body, as sent, when it is declared JSON (else 415).
+
+    Requiring ``application/json`` also keeps browsers' cross-site "simple"
+    requests (forms, ``text/plain``) out: a page elsewhere cannot send one
+    without a CORS preflight, which this service does not grant.
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HTTPException(415, "the body must be application/json")
+    return await request.body()
+
+
 def _relayed(answer: BackendAnswer) -> Response:
     return Response(answer.raw, status_code=answer.status, media_type="application/json")
 
@@ -77,14 +90,14 @@ async def items(request: Request, favorite: bool | None = None) -> Response:
 
 @router.post("/items", status_code=201, openapi_extra=_documented_body(ItemCreate))
 async def create_item(request: Request) -> Response:
-    body = await request.body()
+    body = await _json_body(request)
     return _relayed(await _backend(request).exchange("POST", "/v1/items", content=body))
 
 
 @router.put("/items/{item_id}/favorite", openapi_extra=_documented_body(FavoriteUpdate))
 async def set_favorite(request: Request, item_id: IdPath) -> Response:
     path = f"/v1/items/{item_id}/favorite"
-    body = await request.body()
+    body = await _json_body(request)
     return _relayed(await _backend(request).exchange("PUT", path, content=body))
 
 

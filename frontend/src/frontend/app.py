@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from frontend import api, pages
 from frontend.backend_client import (
@@ -22,6 +24,8 @@ from servicekit.health import HEALTH_PATHS
 from servicekit.logs import get_logger, request_id_var
 
 log = get_logger("frontend.app")
+
+STATIC_DIR = Path(__file__).with_name("static")
 
 _UNAVAILABLE_TITLES = {
     502: "The backend failed to answer properly",
@@ -56,6 +60,7 @@ def create_app(settings: FrontendSettings) -> FastAPI:
     app = create_service_app(
         settings, title="sbcntr frontend", lifespan=lifespan, html_errors=_html_error
     )
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
     app.add_exception_handler(BackendUnavailable, _backend_unavailable)

@@ -24,7 +24,9 @@ T = TypeVar("T")
 MAX_ID = 2_147_483_647
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
-router = APIRouter()
+# How the OpenAPI schema shows an HTML answer; a page's bad input is the error page.
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+router = APIRouter(responses={422: {"description": "The error page", "content": _HTML}})
 
 
 def _backend(request: Request) -> BackendClient:
@@ -64,7 +66,12 @@ async def items_page(
     return render(request, "items.html", items=items, unread=unread, form={}, form_error=None)
 
 
-@router.post("/items", response_class=HTMLResponse)
+@router.post(
+    "/items",
+    response_class=RedirectResponse,
+    status_code=303,
+    responses={422: {"description": "The form again, with the error", "content": _HTML}},
+)
 async def add_item(
     request: Request,
     backend: BackendDep,
@@ -90,7 +97,7 @@ async def add_item(
     return RedirectResponse(f"/items#item-{item['id']}", status_code=303)
 
 
-@router.post("/items/{item_id}/favorite")
+@router.post("/items/{item_id}/favorite", response_class=RedirectResponse, status_code=303)
 async def favorite_item(
     item_id: IdPath,
     backend: BackendDep,
@@ -106,13 +113,15 @@ async def notifications_page(request: Request, backend: BackendDep) -> HTMLRespo
     return render(request, "notifications.html", notifications=notifications, unread=unread)
 
 
-@router.post("/notifications/read")
+@router.post("/notifications/read", response_class=RedirectResponse, status_code=303)
 async def read_all(backend: BackendDep) -> RedirectResponse:
     await backend.mark_all_read()
     return RedirectResponse("/notifications", status_code=303)
 
 
-@router.post("/notifications/{notification_id}/read")
+@router.post(
+    "/notifications/{notification_id}/read", response_class=RedirectResponse, status_code=303
+)
 async def read_one(notification_id: IdPath, backend: BackendDep) -> RedirectResponse:
     await backend.mark_read(notification_id)
     return RedirectResponse(f"/notifications#notification-{notification_id}", status_code=303)

@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 
 from servicekit.accesslog import AccessLogMiddleware
+from servicekit.browser import BrowserSecurityMiddleware
+from servicekit.docs import add_api_docs
 from servicekit.edge import BodyLimitMiddleware
 from servicekit.errors import ErrorBoundaryMiddleware, HtmlErrors, http_error, validation_error
 from servicekit.health import Lifecycle, health_router
@@ -76,7 +78,15 @@ def create_service_app(
             if metrics is not None:
                 await metrics.stop()
 
-    app = FastAPI(title=title, lifespan=app_lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title=title,
+        lifespan=app_lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    if settings.docs_enabled:
+        add_api_docs(app, title)
     app.state.settings = settings
     app.state.lifecycle = lifecycle
     app.state.metrics = metrics
@@ -89,6 +99,7 @@ def create_service_app(
         app.add_middleware(item.cls, *item.args, **item.kwargs)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(ErrorBoundaryMiddleware)
+    app.add_middleware(BrowserSecurityMiddleware)
     app.add_middleware(
         AccessLogMiddleware,
         lifecycle=lifecycle,
