@@ -22,7 +22,10 @@ def test_healthz_answers_ok(client: TestClient) -> None:
 def test_readyz_answers_ok_when_database_answers(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "database_writes": "ok"},
+    }
 
 
 def test_readyz_answers_503_with_reason_when_database_does_not(client: TestClient) -> None:
