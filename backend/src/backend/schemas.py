@@ -15,10 +15,15 @@ from backend.models import CATEGORY_MAX, CONTENT_MAX, NAME_MAX, TITLE_MAX
 
 # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database.
 _NO_NUL = r"^[^\x00]*$"
+# A title is not only whitespace (it is stripped); said as a pattern, so that
+# the OpenAPI schema describes exactly the titles that are accepted.
+_VISIBLE_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 Title = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX, pattern=_NO_NUL),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=TITLE_MAX, pattern=_VISIBLE_NO_NUL
+    ),
 ]
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX, pattern=_NO_NUL)

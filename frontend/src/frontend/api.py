@@ -20,21 +20,24 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from frontend.backend_client import BackendAnswer, BackendClient, favorite_query
+from servicekit.errors import error_responses
 
 MAX_ID = 2_147_483_647
 
-router = APIRouter(prefix="/api", tags=["api"])
+# Any call may find the backend unreachable (503), slow (504) or failing (502).
+router = APIRouter(prefix="/api", tags=["api"], responses=error_responses(502, 503, 504))
 IdPath = Annotated[int, Path(gt=0, le=MAX_ID)]
 
 
 class ItemCreate(BaseModel):
-    """The body of ``POST /api/items`` (the backend validates it)."""
+    """The body of ``POST /api/items`` (the backend validates it): no NUL anywhere,
+    and a title that is not only whitespace."""
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=100)
-    name: str = Field(default="", max_length=50)
-    content: str = Field(default="", max_length=1000)
+    title: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
+    name: str = Field(default="", max_length=50, pattern=r"^[^\x00]*$")
+    content: str = Field(default="", max_length=1000, pattern=r"^[^\x00]*$")
 
 
 class FavoriteUpdate(BaseModel):
@@ -51,7 +54,7 @@ def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
+        },
     }
 
 
@@ -88,13 +91,22 @@ async def items(request: Request, favorite: bool | None = None) -> Response:
     return _relayed(await _backend(request).exchange("GET", "/v1/items", params=query))
 
 
-@router.post("/items", status_code=201, openapi_extra=_documented_body(ItemCreate))
+@router.post(
+    "/items",
+    status_code=201,
+    openapi_extra=_documented_body(ItemCreate),
+    responses=error_responses(415, 422),
+)
 async def create_item(request: Request) -> Response:
     body = await _json_body(request)
     return _relayed(await _backend(request).exchange("POST", "/v1/items", content=body))
 
 
-@router.put("/items/{item_id}/favorite", openapi_extra=_documented_body(FavoriteUpdate))
+@router.put(
+    "/items/{item_id}/favorite",
+    openapi_extra=_documented_body(FavoriteUpdate),
+    responses=error_responses(404, 415, 422),
+)
 async def set_favorite(request: Request, item_id: IdPath) -> Response:
     path = f"/v1/items/{item_id}/favorite"
     body = await _json_body(request)
@@ -121,7 +133,7 @@ async def mark_all_read(request: Request) -> Response:
     return _relayed(await _backend(request).exchange("PUT", "/v1/notifications/read"))
 
 
-@router.put("/notifications/{notification_id}/read")
+@router.put("/notifications/{notification_id}/read", responses=error_responses(404))
 async def mark_read(request: Request, notification_id: IdPath) -> Response:
     path = f"/v1/notifications/{notification_id}/read"
     return _relayed(await _backend(request).exchange("PUT", path))

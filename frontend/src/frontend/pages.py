@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
 
 from frontend.backend_client import BackendClient, BackendRejected
 
@@ -26,7 +27,17 @@ MAX_ID = 2_147_483_647
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 # How the OpenAPI schema shows an HTML answer; a page's bad input is the error page.
 _HTML = {"text/html": {"schema": {"type": "string"}}}
-router = APIRouter(responses={422: {"description": "The error page", "content": _HTML}})
+router = APIRouter(
+    responses={
+        422: {"description": "The error page", "content": _HTML},
+        502: {"description": "The error page: the backend failed", "content": _HTML},
+        503: {"description": "The error page: the backend is unavailable", "content": _HTML},
+        504: {"description": "The error page: the backend did not answer", "content": _HTML},
+    }
+)
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "The error page: no such item", "content": _HTML}
+}
 
 
 def _backend(request: Request) -> BackendClient:
@@ -66,20 +77,37 @@ async def items_page(
     return render(request, "items.html", items=items, unread=unread, form={}, form_error=None)
 
 
+class ItemForm(BaseModel):
+    """What the add form accepts, for the OpenAPI schema: the backend's rules.
+
+    The route reads the form itself rather than through FastAPI, so that
+    input outside these rules is shown again in the form with the backend's
+    message instead of an error page.
+    """
+
+    title: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
+    name: str = Field(default="", max_length=50, pattern=r"^[^\x00]*$")
+    content: str = Field(default="", max_length=1000, pattern=r"^[^\x00]*$")
+
+
 @router.post(
     "/items",
     response_class=RedirectResponse,
     status_code=303,
     responses={422: {"description": "The form again, with the error", "content": _HTML}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": ItemForm.model_json_schema()}
+            },
+        }
+    },
 )
-async def add_item(
-    request: Request,
-    backend: BackendDep,
-    title: Annotated[str, Form(max_length=10_000)] = "",
-    name: Annotated[str, Form(max_length=10_000)] = "",
-    content: Annotated[str, Form(max_length=100_000)] = "",
-) -> Response:
+async def add_item(request: Request, backend: BackendDep) -> Response:
     """Create an item; on bad input show the form again with the backend's message."""
+    submitted = await request.form()
+    title, name, content = (_text(submitted.get(field)) for field in ("title", "name", "content"))
     try:
         item = await backend.create_item(title, name, content)
     except BackendRejected as exc:
@@ -97,7 +125,12 @@ async def add_item(
     return RedirectResponse(f"/items#item-{item['id']}", status_code=303)
 
 
-@router.post("/items/{item_id}/favorite", response_class=RedirectResponse, status_code=303)
+@router.post(
+    "/items/{item_id}/favorite",
+    response_class=RedirectResponse,
+    status_code=303,
+    responses=_NOT_FOUND,
+)
 async def favorite_item(
     item_id: IdPath,
     backend: BackendDep,
@@ -120,11 +153,19 @@ async def read_all(backend: BackendDep) -> RedirectResponse:
 
 
 @router.post(
-    "/notifications/{notification_id}/read", response_class=RedirectResponse, status_code=303
+    "/notifications/{notification_id}/read",
+    response_class=RedirectResponse,
+    status_code=303,
+    responses=_NOT_FOUND,
 )
 async def read_one(notification_id: IdPath, backend: BackendDep) -> RedirectResponse:
     await backend.mark_read(notification_id)
     return RedirectResponse(f"/notifications#notification-{notification_id}", status_code=303)
+
+
+def _text(value: object) -> str:
+    """A submitted form field as text ("" when absent or a file)."""
+    return value if isinstance(value, str) else ""
 
 
 def _describe(exc: BackendRejected) -> str:

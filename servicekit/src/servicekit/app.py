@@ -24,7 +24,13 @@ from servicekit.accesslog import AccessLogMiddleware
 from servicekit.browser import BrowserSecurityMiddleware
 from servicekit.docs import add_api_docs
 from servicekit.edge import BodyLimitMiddleware
-from servicekit.errors import ErrorBoundaryMiddleware, HtmlErrors, http_error, validation_error
+from servicekit.errors import (
+    ErrorBoundaryMiddleware,
+    HtmlErrors,
+    document_error_bodies,
+    http_error,
+    validation_error,
+)
 from servicekit.health import Lifecycle, health_router
 from servicekit.logs import get_logger
 from servicekit.metrics import Metrics
@@ -85,6 +91,7 @@ def create_service_app(
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
+    document_error_bodies(app)
     if settings.docs_enabled:
         add_api_docs(app, title)
     app.state.settings = settings

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,6 +50,63 @@ _ERROR_CODES = {
 # What FastAPI raises when a request body cannot be read as JSON text (invalid
 # UTF-8, for one); it is bad input like any other, so a 422.
 _BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
+class ErrorBody(BaseModel):
+    """The JSON body of every error (for the OpenAPI schema)."""
+
+    error: str
+    message: str
+    request_id: str | None
+
+
+class FieldError(BaseModel):
+    field: str
+    location: str
+    message: str
+    type: str
+
+
+class ValidationErrorBody(ErrorBody):
+    """A 422: the error body, and what is wrong with each field."""
+
+    fields: list[FieldError]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting these error statuses with the error body."""
+    return {
+        status: {
+            "model": ValidationErrorBody if status == 422 else ErrorBody,
+            "description": _ERROR_CODES.get(status, "error").replace("_", " "),
+        }
+        for status in statuses
+    }
+
+
+def document_error_bodies(app: FastAPI) -> None:
+    """Make the OpenAPI schema's automatic 422s show the validation error body sent.
+
+    FastAPI documents every 422 with its own ``HTTPValidationError`` (a
+    ``detail`` list); this service answers :class:`ValidationErrorBody`.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            if "HTTPValidationError" in components:
+                body = ValidationErrorBody.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+                components.update(body.pop("$defs", {}))
+                components.pop("ValidationError", None)
+                components["HTTPValidationError"] = body
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def error_body(error: str, message: str, **extra: Any) -> dict[str, Any]:
