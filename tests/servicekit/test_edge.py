@@ -224,3 +224,24 @@ def read_response_keep_alive(sock: socket.socket) -> tuple[int, dict[str, str], 
     while len(body) < int(headers.get("content-length", "0")):
         body += sock.recv(65536)
     return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        {"max_request_body_bytes": 10},
+        {"max_request_header_bytes": 100},
+        {"max_request_headers": 0},
+        {"http_header_timeout_seconds": 0},
+        {"http_body_timeout_seconds": -1},
+        {"http_keep_alive_seconds": 0},
+        {"trusted_proxies": -1},
+    ],
+)
+def test_limits_refuse_values_that_disable_them(variable: dict[str, object]) -> None:
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from tests.servicekit.sample_service import SampleSettings  # noqa: PLC0415
+
+    with pytest.raises(ValidationError):
+        SampleSettings(**variable)  # type: ignore[arg-type]

@@ -96,6 +96,10 @@ class _LingeringTransport:
         self._transport = transport
         self._protocol = protocol
         self.closing = False
+        # Bound once: these run for every request, __getattr__ would cost each time.
+        self.write = transport.write
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
