@@ -164,12 +164,17 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             else:
                 self._refuse(400, "bad_request", "malformed HTTP request")
             return
-        if self._reading_headers and self._header_bytes > self.limits.max_header_bytes:
-            self._refuse(
-                431,
-                "headers_too_large",
-                f"request headers exceed {self.limits.max_header_bytes} bytes",
-            )
+        if self._reading_headers:
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._refuse(
+                    431,
+                    "headers_too_large",
+                    f"request headers exceed {self.limits.max_header_bytes} bytes",
+                )
+        elif self._in_message and self._deadline is None:
+            # The headers are in, the body is not (yet): it has its own time.
+            # (A request without a body is complete by now: no timer for it.)
+            self._arm(self.limits.body_timeout, self._body_timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -203,7 +208,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 # Refused before a byte of the body is read.
                 message = f"request body exceeds {self.limits.max_body_bytes} bytes"
                 raise _Refused(413, "payload_too_large", message)
-        self._arm(self.limits.body_timeout, self._body_timed_out)
+        self._disarm()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
