@@ -139,3 +139,16 @@ def test_a_cross_origin_auto_submitted_form_is_refused(browser: Any, site: Stack
     access = site.frontend.access_lines()
     refused = [line for line in access if line["method"] == "POST" and line["path"] == "/items"]
     assert [line["status"] for line in refused] == [403]
+
+
+def test_the_api_docs_render_offline_under_the_csp(browser: Any, site: Stack) -> None:
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
+    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
+
+    for service, title in ((site.backend, "sbcntr backend"), (site.frontend, "sbcntr frontend")):
+        browser.get(f"{service.url}/docs")
+        WebDriverWait(browser, 20).until(
+            lambda d, title=title: title in d.find_element(By.TAG_NAME, "body").text
+        )
+        assert browser.find_elements(By.CSS_SELECTOR, ".opblock")
+    assert [entry["message"] for entry in browser.get_log("browser")] == []

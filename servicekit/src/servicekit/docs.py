@@ -25,6 +25,7 @@ _PAGE = """<!doctype html>
 <meta charset="utf-8">
 <title>{title} - API</title>
 <link rel="stylesheet" href="{docs}/assets/swagger-ui.css">
+<link rel="icon" href="{docs}/assets/favicon-32x32.png">
 </head>
 <body>
 <div id="swagger-ui" data-openapi-url="{openapi}"></div>
