@@ -66,6 +66,7 @@ def csp_violations(driver: Any) -> list[str]:
 
 def test_pages_work_under_the_csp_without_violations(browser: Any, site: Stack) -> None:
     from selenium.webdriver.common.by import By  # noqa: PLC0415
+    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
     url = site.frontend.url
     for path in ("/", "/items", "/notifications", "/no-such-page"):
@@ -76,10 +77,13 @@ def test_pages_work_under_the_csp_without_violations(browser: Any, site: Stack) 
     browser.get(url + "/items")
     browser.find_element(By.ID, "title").send_keys("from the browser")
     browser.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
-    assert "from the browser" in browser.page_source
+    # The click returns before the post/redirect/get completes: wait for the page.
+    WebDriverWait(browser, 15).until(lambda d: "from the browser" in d.page_source)
     browser.get(url + "/notifications")
     browser.find_element(By.CSS_SELECTOR, "form[action='/notifications/read'] button").click()
-    assert httpx.get(f"{site.backend.url}/v1/notifications/count").json() == {"unread": 0}
+    WebDriverWait(browser, 15).until(
+        lambda _: httpx.get(f"{site.backend.url}/v1/notifications/count").json() == {"unread": 0}
+    )
     assert csp_violations(browser) == []
     # The policy is in force: an inline script injected into the page does not run.
     browser.execute_script(
