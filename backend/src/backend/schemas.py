@@ -15,8 +15,8 @@ from backend.models import CATEGORY_MAX, CONTENT_MAX, NAME_MAX, TITLE_MAX
 
 # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database.
 _NO_NUL = r"^[^\x00]*$"
-# A title is not only whitespace (it is stripped); said as a pattern, so that
-# the OpenAPI schema describes exactly the titles that are accepted.
+# A title or category is not only whitespace (it is stripped); said as a
+# pattern, so that the OpenAPI schema describes exactly what is accepted.
 _VISIBLE_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 Title = Annotated[
@@ -32,7 +32,7 @@ Content = Annotated[str, StringConstraints(max_length=CONTENT_MAX, pattern=_NO_N
 Category = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=CATEGORY_MAX, pattern=_NO_NUL
+        strip_whitespace=True, min_length=1, max_length=CATEGORY_MAX, pattern=_VISIBLE_NO_NUL
     ),
 ]
 

@@ -27,6 +27,8 @@ MAX_ID = 2_147_483_647
 # Any call may find the backend unreachable (503), slow (504) or failing (502).
 router = APIRouter(prefix="/api", tags=["api"], responses=error_responses(502, 503, 504))
 IdPath = Annotated[int, Path(gt=0, le=MAX_ID)]
+_NO_NUL = r"^[^\x00]*$"
+_VISIBLE_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 
 class ItemCreate(BaseModel):
@@ -35,9 +37,22 @@ class ItemCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
-    name: str = Field(default="", max_length=50, pattern=r"^[^\x00]*$")
-    content: str = Field(default="", max_length=1000, pattern=r"^[^\x00]*$")
+    title: str = Field(min_length=1, max_length=100, pattern=_VISIBLE_NO_NUL)
+    name: str = Field(default="", max_length=50, pattern=_NO_NUL)
+    content: str = Field(default="", max_length=1000, pattern=_NO_NUL)
+
+
+class NotificationCreate(BaseModel):
+    """The body of ``POST /api/notifications``: no NUL anywhere, and a title and
+    category that are not only whitespace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=100, pattern=_VISIBLE_NO_NUL)
+    description: str = Field(default="", max_length=1000, pattern=_NO_NUL)
+    category: str = Field(
+        default="information", min_length=1, max_length=30, pattern=_VISIBLE_NO_NUL
+    )
 
 
 class FavoriteUpdate(BaseModel):
@@ -118,9 +133,15 @@ async def notifications(request: Request) -> Response:
     return _relayed(await _backend(request).exchange("GET", "/v1/notifications"))
 
 
-@router.post("/notifications", status_code=201)
-async def create_notification(request: Request, body: JsonObject) -> Response:
-    return _relayed(await _backend(request).exchange("POST", "/v1/notifications", json=body))
+@router.post(
+    "/notifications",
+    status_code=201,
+    openapi_extra=_documented_body(NotificationCreate),
+    responses=error_responses(415, 422),
+)
+async def create_notification(request: Request) -> Response:
+    body = await _json_body(request)
+    return _relayed(await _backend(request).exchange("POST", "/v1/notifications", content=body))
 
 
 @router.get("/notifications/count")
