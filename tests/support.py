@@ -173,7 +173,8 @@ class ScriptedBackend:
 
     ``responses`` is consumed one per request: ``(status, body)`` or ``"hang"``
     (accept, read the request, never answer). After the script runs out, the
-    last entry repeats. Every request's method and path is recorded.
+    last entry repeats. Every request's method, path and headers are recorded
+    in ``requests``, and its body in ``bodies``.
     """
 
     def __init__(self, responses: list[tuple[int, bytes] | str]) -> None:
@@ -182,6 +183,7 @@ class ScriptedBackend:
 
         self.responses = list(responses)
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[bytes] = []
         self._release = threading.Event()
         scripted = self
 
@@ -190,8 +192,7 @@ class ScriptedBackend:
 
             def _answer(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
+                scripted.bodies.append(self.rfile.read(length) if length else b"")
                 scripted.requests.append((self.command, self.path, dict(self.headers)))
                 step = (
                     scripted.responses.pop(0)

@@ -37,13 +37,29 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def make_client(database_url: str) -> Iterator[MakeClient]:
-    """A TestClient on a backend with its own fresh database; extra settings by keyword."""
+    """A TestClient on a backend with its own fresh database; extra settings by keyword.
+
+    ``client_host`` is the peer address the app sees (TestClient's is not an
+    IP); ``raise_server_exceptions=False`` shows what a client of an unhandled
+    exception receives.
+    """
     with ExitStack() as started:
 
-        def _make(**settings: Any) -> TestClient:
+        def _make(
+            *,
+            client_host: str = "testclient",
+            raise_server_exceptions: bool = True,
+            **settings: Any,
+        ) -> TestClient:
             settings.setdefault("database_url", database_url)
             settings.setdefault("tracing_enabled", False)
-            return started.enter_context(TestClient(create_app(BackendSettings(**settings))))
+            app = create_app(BackendSettings(**settings))
+            client = TestClient(
+                app,
+                client=(client_host, 50000),
+                raise_server_exceptions=raise_server_exceptions,
+            )
+            return started.enter_context(client)
 
         yield _make
 

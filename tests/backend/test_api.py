@@ -22,7 +22,10 @@ def test_healthz_answers_ok(client: TestClient) -> None:
 def test_readyz_answers_ok_when_database_answers(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "database_writes": "ok"},
+    }
 
 
 def test_readyz_answers_503_with_reason_when_database_does_not(client: TestClient) -> None:
@@ -169,7 +172,11 @@ def test_get_item_with_unknown_or_invalid_id(client: TestClient, path: str, stat
     assert response.status_code == status
     body = response.json()
     if status == 404:
-        assert body == {"error": "not_found", "message": "item 999 not found"}
+        assert body == {
+            "error": "not_found",
+            "message": "item 999 not found",
+            "request_id": response.headers["x-request-id"],
+        }
     else:
         assert body["fields"][0]["field"] == "item_id"
 
@@ -310,3 +317,11 @@ def test_notifications_page_with_offset_and_total(client: TestClient) -> None:
     unread = client.get("/v1/notifications", params={"unread": "true"}).json()
     assert unread["total"] == 1
     assert [n["id"] for n in unread["data"]] == [second["data"][0]["id"]]
+
+
+def test_the_documented_maximum_applies_to_the_text_as_sent(client: TestClient) -> None:
+    """Stripping comes after the length check: the schema's maxLength is the truth."""
+    response = client.post("/v1/items", json={"title": "    " + "a" * 100})
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["field"] == "title"
+    assert client.post("/v1/items", json={"title": " " + "a" * 99}).status_code == 201

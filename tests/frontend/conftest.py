@@ -29,13 +29,19 @@ def backend(tmp_path: Path) -> Iterator[Service]:
 
 @pytest.fixture
 def make_frontend() -> Iterator[MakeFrontend]:
-    """A TestClient on the frontend app; settings by keyword (``backend_url`` at least)."""
+    """A TestClient on the frontend app; settings by keyword (``backend_url`` at least).
+
+    ``raise_server_exceptions=False`` shows what a client of an unhandled error receives.
+    """
     with ExitStack() as started:
 
-        def _make(**settings: Any) -> TestClient:
+        def _make(*, raise_server_exceptions: bool = True, **settings: Any) -> TestClient:
             settings.setdefault("tracing_enabled", False)
             app = create_app(FrontendSettings(**settings))
-            return started.enter_context(TestClient(app, follow_redirects=False))
+            client = TestClient(
+                app, follow_redirects=False, raise_server_exceptions=raise_server_exceptions
+            )
+            return started.enter_context(client)
 
         yield _make
 

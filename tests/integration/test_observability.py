@@ -174,21 +174,53 @@ def test_incoming_trace_header_is_honoured(traced: Stack, collector: SegmentColl
 
 
 def test_unsampled_requests_send_nothing_but_keep_their_trace_id(
-    traced: Stack, collector: SegmentCollector
+    start: StartService, tmp_path: Path, collector: SegmentCollector
 ) -> None:
+    # The frontend's rules sample nothing; the backend follows its Sampled=0.
+    rules = tmp_path / "sample-none.json"
+    rules.write_text(
+        json.dumps({"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 0.0}})
+    )
+    env = {"AWS_XRAY_DAEMON_ADDRESS": collector.address, "XRAY_SAMPLING_RULES": str(rules)}
+    stack = start_stack(start, tmp_path, backend_env=env, frontend_env=env)
     root = "1-5759e988-00000000000000000000abcd"
     response = httpx.get(
-        f"{traced.frontend.url}/items",
-        headers={"X-Amzn-Trace-Id": f"Root={root};Sampled=0", "X-Request-Id": "unsampled-1"},
+        f"{stack.frontend.url}/items",
+        headers={"X-Amzn-Trace-Id": f"Root={root}", "X-Request-Id": "unsampled-1"},
     )
     assert response.status_code == 200
     assert collector.wait_for(1, timeout=1) == []
-    traced.frontend.stop()
-    traced.backend.stop()
-    for service in (traced.frontend, traced.backend):
+    stack.frontend.stop()
+    stack.backend.stop()
+    for service in (stack.frontend, stack.backend):
         lines = [r for r in service.access_lines() if r["request_id"] == "unsampled-1"]
         assert lines
         assert {r["trace_id"] for r in lines} == {root}
+
+
+def test_a_client_cannot_force_or_forge_tracing(
+    start: StartService, tmp_path: Path, collector: SegmentCollector
+) -> None:
+    """Sampled=1 from the internet does not sample; a forged root is replaced."""
+    rules = tmp_path / "sample-none.json"
+    rules.write_text(
+        json.dumps({"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 0.0}})
+    )
+    env = {"AWS_XRAY_DAEMON_ADDRESS": collector.address, "XRAY_SAMPLING_RULES": str(rules)}
+    stack = start_stack(start, tmp_path, backend_env=env, frontend_env=env)
+    forced = "Root=1-5759e988-00000000000000000000abcd;Sampled=1"
+    for _ in range(10):
+        assert httpx.get(f"{stack.frontend.url}/", headers={"X-Amzn-Trace-Id": forced}).is_success
+    forged = httpx.get(
+        f"{stack.frontend.url}/", headers={"X-Amzn-Trace-Id": "Root=evil<script>;Sampled=1"}
+    )
+    assert collector.wait_for(1, timeout=1) == []
+    stack.frontend.stop()
+    stack.backend.stop()
+    root = forged.headers["x-amzn-trace-id"].removeprefix("Root=")
+    assert re.fullmatch(r"1-[0-9a-f]{8}-[0-9a-f]{24}", root)
+    for service in (stack.frontend, stack.backend):
+        assert "evil" not in service.stdout_path.read_text()
 
 
 def test_server_errors_are_faults_in_the_trace(

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from pydantic import Field, SecretStr
@@ -28,8 +31,16 @@ class SampleSettings(ServiceSettings):
     api_key: SecretStr = SecretStr("sample-secret-value")
 
 
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    if os.environ.get("SAMPLE_FAIL_AT_START"):
+        msg = "sample start-up failure"
+        raise RuntimeError(msg)
+    yield
+
+
 def create_app(settings: SampleSettings) -> FastAPI:
-    app = create_service_app(settings, title="sample")
+    app = create_service_app(settings, title="sample", lifespan=lifespan)
 
     @app.get("/ok")
     async def ok() -> dict[str, str]:
@@ -56,6 +67,10 @@ def create_app(settings: SampleSettings) -> FastAPI:
     async def sleep(seconds: float = 1.0) -> dict[str, float]:
         await asyncio.sleep(seconds)
         return {"slept": seconds}
+
+    @app.post("/echo")
+    async def echo(body: dict[str, object]) -> dict[str, int]:
+        return {"keys": len(body)}
 
     @app.get("/missing-status")
     async def teapot() -> dict[str, str]:

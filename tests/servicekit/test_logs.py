@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.support import ROOT, Service, base_env, free_port
-
-SAMPLE = Path(__file__).with_name("sample_service.py")
-
-
-def start_sample(tmp_path: Path, **env: str) -> Service:
-    port = free_port()
-    full_env = base_env(PORT=str(port), AWS_XRAY_SDK_ENABLED="false", **env)
-    full_env["PYTHONPATH"] = str(ROOT)
-    out, err = tmp_path / f"sample-{port}.stdout", tmp_path / f"sample-{port}.stderr"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, str(SAMPLE)], env=full_env, stdout=stdout, stderr=stderr, cwd=tmp_path
-        )
-    service = Service("sample", port, full_env, out, err, process)
-    service.wait_ready()
-    return service
-
-
-@pytest.fixture
-def sample(tmp_path: Path) -> Iterator[Service]:
-    service = start_sample(tmp_path)
-    yield service
-    if service.process.poll() is None:
-        service.stop(signal.SIGKILL)
+from tests.servicekit.conftest import SAMPLE, start_sample
+from tests.support import ROOT, Service, base_env
 
 
 def by_event(lines: list[dict[str, object]], event: str) -> list[dict[str, object]]:
@@ -64,11 +42,21 @@ def test_every_line_is_json_including_uvicorn_and_warnings(sample: Service) -> N
 def test_unhandled_exception_is_one_error_access_line_with_its_traceback(sample: Service) -> None:
     response = httpx.get(f"{sample.url}/boom", headers={"X-Request-Id": "boom-1"})
     assert response.status_code == 500
+    # The error contract's body, and the connection's end announced.
+    assert response.json() == {
+        "error": "internal_error",
+        "message": "internal error",
+        "request_id": "boom-1",
+    }
+    assert response.headers["connection"] == "close"
     assert sample.stop() == 0
     raw = sample.stdout_path.read_text()
     lines = sample.log_lines()
     related = [line for line in lines if line.get("request_id") == "boom-1"]
     assert len(related) == 1
+    # uvicorn's own "Exception in ASGI application\n" (which ends in a
+    # newline, and carries no request id) is not written as a second line.
+    assert [line for line in lines if line["level"] in ("error", "critical")] == related
     (access,) = related
     assert access["logger"] == "servicekit.access"
     assert access["level"] == "error"
@@ -161,3 +149,56 @@ def test_shutdown_line_reports_the_drain(sample: Service) -> None:
     (line,) = by_event(sample.log_lines(), "shutdown complete")
     assert line["signal"] == "SIGTERM"
     assert line["cut_short"] == 0
+
+
+def test_a_failed_start_up_puts_its_traceback_in_exception(tmp_path: Path) -> None:
+    env = base_env(PORT="0", PYTHONPATH=str(ROOT), SAMPLE_FAIL_AT_START="1")
+    env["AWS_XRAY_SDK_ENABLED"] = "false"
+    result = subprocess.run(
+        [sys.executable, str(SAMPLE)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode != 0
+    lines = [json.loads(raw) for raw in result.stdout.splitlines()]
+    (failed,) = [line for line in lines if "exception" in line]
+    assert failed["event"] == "lifespan failed"
+    assert "RuntimeError: sample start-up failure" in failed["exception"]
+    assert not any(str(line["event"]).startswith("Traceback") for line in lines)
+
+
+def test_a_second_signal_is_one_warning_without_a_traceback(tmp_path: Path) -> None:
+    sample = start_sample(tmp_path, SHUTDOWN_DRAIN_SECONDS="5")
+    with httpx.Client(timeout=30) as client:
+
+        def slow_request() -> None:
+            with contextlib.suppress(httpx.HTTPError):
+                client.get(f"{sample.url}/sleep?seconds=20")
+
+        slow = threading.Thread(target=slow_request)
+        slow.start()
+        time.sleep(0.5)
+        sample.send(signal.SIGTERM)
+        time.sleep(0.5)
+        sample.send(signal.SIGTERM)
+        sample.wait(timeout=15)
+        slow.join(timeout=15)
+    lines = sample.log_lines()
+    assert [line for line in lines if "exception" in line] == []
+    (forced,) = by_event(lines, "shutdown forced")
+    assert forced["level"] == "warning"
+    assert forced["forced_by"] == "SIGTERM"
+    assert by_event(lines, "lifespan cancelled")[0]["level"] == "warning"
+    # The one error: the request the forced stop cut short.
+    (error,) = [line for line in lines if line["level"] in ("error", "critical")]
+    assert (error["path"], error["cancelled"]) == ("/sleep", True)
+
+
+def test_a_cross_field_error_names_its_variable(tmp_path: Path) -> None:
+    env = base_env(
+        PORT="0", PYTHONPATH=str(ROOT), SHUTDOWN_DRAIN_SECONDS="60", SHUTDOWN_GRACE_SECONDS="100"
+    )
+    result = subprocess.run(
+        [sys.executable, str(SAMPLE)], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    (line,) = [json.loads(raw) for raw in result.stdout.splitlines()]
+    assert line["errors"][0]["variable"] == "SHUTDOWN_DRAIN_SECONDS"

@@ -22,8 +22,10 @@ from backend.schemas import (
     NotificationOut,
     UnreadCount,
 )
+from servicekit.errors import error_responses
 
 router = APIRouter(prefix="/v1")
+NOT_FOUND = error_responses(404)
 
 IdPath = Annotated[int, Path(gt=0, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
@@ -64,7 +66,7 @@ async def create_item(body: ItemCreate, session: SessionDep, response: Response)
     return ItemOut.model_validate(item)
 
 
-@router.get("/items/{item_id}", tags=["items"])
+@router.get("/items/{item_id}", tags=["items"], responses=NOT_FOUND)
 async def get_item(item_id: IdPath, session: SessionDep) -> ItemOut:
     item = await session.get(Item, item_id)
     if item is None:
@@ -72,7 +74,7 @@ async def get_item(item_id: IdPath, session: SessionDep) -> ItemOut:
     return ItemOut.model_validate(item)
 
 
-@router.put("/items/{item_id}/favorite", tags=["items"])
+@router.put("/items/{item_id}/favorite", tags=["items"], responses=NOT_FOUND)
 async def set_favorite(item_id: IdPath, body: FavoriteUpdate, session: SessionDep) -> ItemOut:
     """Mark (``{"favorite": true}``) or unmark (``false``) an item; idempotent."""
     async with session.begin():
@@ -139,7 +141,7 @@ async def mark_all_read(session: SessionDep) -> MarkedRead:
     return MarkedRead(updated=result.rowcount)  # type: ignore[attr-defined]
 
 
-@router.put("/notifications/{notification_id}/read", tags=["notifications"])
+@router.put("/notifications/{notification_id}/read", tags=["notifications"], responses=NOT_FOUND)
 async def mark_read(notification_id: IdPath, session: SessionDep) -> NotificationOut:
     """Mark one notification as read; idempotent."""
     async with session.begin():

@@ -14,6 +14,7 @@ from backend import api
 from backend.database import create_engine, create_schema, ping
 from backend.faults import FaultInjectionMiddleware, Faults, faults_router, readiness_fault
 from backend.settings import BackendSettings
+from backend.writability import database_writable
 from servicekit.app import create_service_app
 from servicekit.health import add_readiness_check
 from servicekit.logs import get_logger
@@ -58,6 +59,7 @@ def create_app(settings: BackendSettings) -> FastAPI:
         await ping(app.state.engine)
 
     add_readiness_check(app, "database", database_ready)
+    add_readiness_check(app, "database_writes", lambda: database_writable(app.state.engine))
     if settings.fault_injection_enabled:
         app.include_router(faults_router(faults))
         add_readiness_check(app, "fault_injection", partial(readiness_fault, faults))

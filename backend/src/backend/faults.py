@@ -1,22 +1,28 @@
 """Fault injection for drills: added latency, a share of 500s, failing readiness.
 
-Exists only when ``FAULT_INJECTION_ENABLED=true``: otherwise neither the
+Exists only when ``FAULT_INJECTION_ENABLED=true``, which the settings refuse
+outside ``ENVIRONMENT=development`` or ``test``: otherwise neither the
 middleware nor the ``/admin/faults`` routes are installed, and the settings
-refuse any ``FAULT_*`` value. Faults apply to the API (``/v1``), never to the
-health routes, and are per process: each task of a service is set on its own.
+refuse any ``FAULT_*`` value. ``/admin/faults`` answers only clients on the
+loopback interface (a shell in the container or on the developer's machine;
+ECS Exec in a task), never another host, whatever headers it sends. Faults
+apply to the API (``/v1``), never to the health routes, and are per process:
+each task of a service is set on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
 from dataclasses import dataclass
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from servicekit.errors import error_body
 from servicekit.logs import get_logger
 
 API_PREFIX = "/v1/"
@@ -49,9 +55,6 @@ class FaultsOut(BaseModel):
     readiness_fail: bool
 
 
-_INJECTED_ERROR = orjson.dumps({"error": "injected_fault", "message": "fault injection: error"})
-
-
 class FaultInjectionMiddleware:
     """Delays API requests and fails a share of them with 500, as :class:`Faults` says."""
 
@@ -73,14 +76,15 @@ class FaultInjectionMiddleware:
                     "headers": [(b"content-type", b"application/json")],
                 }
             )
-            await send({"type": "http.response.body", "body": _INJECTED_ERROR})
+            body = orjson.dumps(error_body("injected_fault", "fault injection: error"))
+            await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)
 
 
 def faults_router(faults: Faults) -> APIRouter:
     """``GET``/``PUT /admin/faults``: read and change the faults of this process."""
-    router = APIRouter(prefix="/admin", tags=["admin"])
+    router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(_from_loopback)])
 
     @router.get("/faults")
     async def read_faults() -> FaultsOut:
@@ -98,6 +102,17 @@ def faults_router(faults: Faults) -> APIRouter:
         return FaultsOut(**vars(faults))
 
     return router
+
+
+def _from_loopback(request: Request) -> None:
+    """Refuse (403) a client that is not on this host's loopback interface."""
+    peer = request.client.host if request.client else ""
+    try:
+        local = ipaddress.ip_address(peer).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        raise HTTPException(403, "the admin routes answer loopback clients only")
 
 
 async def readiness_fault(faults: Faults) -> None:

@@ -9,26 +9,61 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 from backend.models import CATEGORY_MAX, CONTENT_MAX, NAME_MAX, TITLE_MAX
 
 # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database.
 _NO_NUL = r"^[^\x00]*$"
+# A title or category is not only whitespace (it is stripped); said as a
+# pattern, so that the OpenAPI schema describes exactly what is accepted.
+_VISIBLE_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
+
+
+def _at_most(limit: int) -> BeforeValidator:
+    """The documented maximum on the text as sent: stripping comes after, so a value
+    with surrounding spaces is refused as the schema says rather than accepted."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and len(value) > limit:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": limit},
+            )
+        return value
+
+    return BeforeValidator(check)
+
 
 Title = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX, pattern=_NO_NUL),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=TITLE_MAX, pattern=_VISIBLE_NO_NUL
+    ),
+    _at_most(TITLE_MAX),  # listed last: runs first (pydantic applies metadata outward)
 ]
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=NAME_MAX, pattern=_NO_NUL)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=NAME_MAX, pattern=_NO_NUL),
+    _at_most(NAME_MAX),
 ]
 Content = Annotated[str, StringConstraints(max_length=CONTENT_MAX, pattern=_NO_NUL)]
 Category = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=CATEGORY_MAX, pattern=_NO_NUL
+        strip_whitespace=True, min_length=1, max_length=CATEGORY_MAX, pattern=_VISIBLE_NO_NUL
     ),
+    _at_most(CATEGORY_MAX),
 ]
 
 MAX_ID = 2_147_483_647

@@ -25,6 +25,11 @@ class BackendSettings(ServiceSettings):
 
     service_name: str = "backend"
     port: int = Field(default=8081, ge=0, le=65535)
+    # Reached only through the frontend, whose sampling decision it follows
+    # so that a sampled trace is whole.
+    xray_trust_incoming_sampling: bool = Field(
+        default=True, validation_alias="XRAY_TRUST_INCOMING_SAMPLING"
+    )
 
     database_url: str = DEFAULT_DATABASE_URL
     database_password: SecretStr | None = None
@@ -61,6 +66,12 @@ class BackendSettings(ServiceSettings):
         )
         if configured and not self.fault_injection_enabled:
             msg = "FAULT_* variables are set but FAULT_INJECTION_ENABLED is not true"
+            raise ValueError(msg)
+        if self.fault_injection_enabled and not self.is_development:
+            msg = (
+                "FAULT_INJECTION_ENABLED is refused outside development and test "
+                f"(ENVIRONMENT={self.environment})"
+            )
             raise ValueError(msg)
         return self
 

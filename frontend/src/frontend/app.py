@@ -18,18 +18,30 @@ from frontend.backend_client import (
     create_transport,
 )
 from frontend.settings import FrontendSettings
-from servicekit.app import create_service_app, error_body
+from servicekit.app import create_service_app
+from servicekit.errors import error_body
+from servicekit.health import HEALTH_PATHS
 from servicekit.logs import get_logger
 
 log = get_logger("frontend.app")
 
-STATIC = Path(__file__).with_name("static")
+STATIC_DIR = Path(__file__).with_name("static")
 
 _UNAVAILABLE_TITLES = {
     502: "The backend failed to answer properly",
     503: "The backend is unavailable",
     504: "The backend did not answer in time",
 }
+_ERROR_TITLES = {
+    404: "Not found",
+    405: "Not allowed",
+    408: "Request timed out",
+    413: "Request too large",
+    422: "The request was refused",
+    500: "Something went wrong",
+}
+# Served as JSON whoever asks: the API, health checks and the API docs.
+_JSON_PATHS = (*HEALTH_PATHS, "/openapi.json")
 
 
 def create_app(settings: FrontendSettings) -> FastAPI:
@@ -45,11 +57,13 @@ def create_app(settings: FrontendSettings) -> FastAPI:
             await transport.aclose()
             log.info("backend client closed")
 
-    app = create_service_app(settings, title="sbcntr frontend", lifespan=lifespan)
+    app = create_service_app(
+        settings, title="sbcntr frontend", lifespan=lifespan, html_errors=_html_error
+    )
+    # Styles, scripts and icons are files (no inline <style> or <script>: the CSP).
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
-    # Styles, scripts and icons are files (no inline <style> or <script>).
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     app.add_exception_handler(BackendUnavailable, _backend_unavailable)
     app.add_exception_handler(BackendRejected, _backend_rejected)
@@ -57,11 +71,20 @@ def create_app(settings: FrontendSettings) -> FastAPI:
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(api.router.prefix + "/")
+    """Whether an error is answered as JSON: ``/api``, health and docs; pages get HTML."""
+    path = request.url.path
+    return path.startswith((api.router.prefix + "/", "/docs")) or path in _JSON_PATHS
+
+
+def _html_error(request: Request, status: int, message: str) -> Response | None:
+    """The site's error page for an error outside ``/api`` (``None``: answer JSON)."""
+    if _wants_json(request):
+        return None
+    return _error_page(request, status, _ERROR_TITLES.get(status, "Error"), message)
 
 
 async def _favicon() -> FileResponse:
-    return FileResponse(STATIC / "favicon.ico", media_type="image/vnd.microsoft.icon")
+    return FileResponse(STATIC_DIR / "favicon.ico", media_type="image/vnd.microsoft.icon")
 
 
 def _section(path: str) -> str:

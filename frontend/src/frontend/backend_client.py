@@ -122,12 +122,20 @@ def create_transport(settings: FrontendSettings) -> httpx.AsyncBaseTransport:
 
 
 def _classify(exc: Exception) -> tuple[int, str]:
-    """The status a page answers for a transport failure, and a short cause."""
+    """The status a page answers for a transport failure, and a short cause.
+
+    The aiohttp transport reports every connection failure as an httpx
+    timeout, so its own exception (the cause) is read first: a refused
+    connection is 503, a timeout 504, and a connection reset or closed
+    without an answer (a reused connection the backend had closed) 502.
+    """
     cause = exc.__cause__ or exc
-    if isinstance(cause, aiohttp.ClientConnectorError) or isinstance(exc, httpx.ConnectError):
+    if isinstance(cause, aiohttp.ClientConnectorError) or (
+        cause is exc and isinstance(exc, httpx.ConnectError)
+    ):
         return 503, f"backend unreachable: {cause}"
-    if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError) or isinstance(
-        exc, httpx.TimeoutException
+    if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError) or (
+        cause is exc and isinstance(exc, httpx.TimeoutException)
     ):
         return 504, "backend timed out"
     return 502, f"backend connection failed: {type(cause).__name__}: {cause}"
@@ -212,21 +220,28 @@ class BackendClient:
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
+        content: bytes | None = None,
     ) -> BackendAnswer:
         """One API call within the time budget; GETs retried, others tried once.
 
-        The answer's body is checked to be a JSON object; ``/api`` passes
-        ``raw`` on unchanged rather than serializing the parsed body again.
+        The request body is ``json`` (serialized here) or ``content``, JSON
+        bytes passed on as they are (what ``/api`` received). The answer's
+        body is checked to be a JSON object; ``/api`` passes ``raw`` on
+        unchanged rather than serializing the parsed body again.
         """
         attempts = 1 + (self._retries if method == "GET" else 0)
         headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
         request_id = request_id_var.get()
         if request_id is not None:
             headers["X-Request-Id"] = request_id
         begun = time.perf_counter()
         try:
             async with asyncio.timeout(self._budget):
-                answer = await self._attempts(method, path, attempts, params, json, headers)
+                answer = await self._attempts(
+                    method, path, attempts, params, json, content, headers
+                )
         except TimeoutError:
             failure = BackendUnavailable(504, f"backend did not answer within {self._budget:g}s")
         except BackendUnavailable as exc:
@@ -265,6 +280,7 @@ class BackendClient:
         attempts: int,
         params: Mapping[str, str] | None,
         json: Any,
+        content: bytes | None,
         headers: Mapping[str, str],
     ) -> BackendAnswer:
         for attempt in range(attempts):
@@ -276,6 +292,7 @@ class BackendClient:
                 self._url(path),
                 params=params,
                 json=json,
+                content=content,
                 headers=headers,
                 extensions=self._extensions,
             )

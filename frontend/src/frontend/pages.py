@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
 
 from frontend.backend_client import (
     BackendClient,
@@ -43,7 +44,19 @@ PAGE_SIZE = 20
 MAX_PAGE = 100_000
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
-router = APIRouter()
+# How the OpenAPI schema shows an HTML answer; a page's bad input is the error page.
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+router = APIRouter(
+    responses={
+        422: {"description": "The error page", "content": _HTML},
+        502: {"description": "The error page: the backend failed", "content": _HTML},
+        503: {"description": "The error page: the backend is unavailable", "content": _HTML},
+        504: {"description": "The error page: the backend did not answer", "content": _HTML},
+    }
+)
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "The error page: no such item", "content": _HTML}
+}
 
 
 async def _backend(request: Request) -> BackendClient:
@@ -194,15 +207,37 @@ async def items_page(
     return await _items_page(request, backend, favorite, page, added=added)
 
 
-@router.post("/items", response_class=HTMLResponse)
-async def add_item(
-    request: Request,
-    backend: BackendDep,
-    title: Annotated[str, Form(max_length=10_000)] = "",
-    name: Annotated[str, Form(max_length=10_000)] = "",
-    content: Annotated[str, Form(max_length=100_000)] = "",
-) -> Response:
+class ItemForm(BaseModel):
+    """What the add form accepts, for the OpenAPI schema: the backend's rules.
+
+    The route reads the form itself rather than through FastAPI, so that
+    input outside these rules is shown again in the form with the backend's
+    message instead of an error page.
+    """
+
+    title: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
+    name: str = Field(default="", max_length=50, pattern=r"^[^\x00]*$")
+    content: str = Field(default="", max_length=1000, pattern=r"^[^\x00]*$")
+
+
+@router.post(
+    "/items",
+    response_class=RedirectResponse,
+    status_code=303,
+    responses={422: {"description": "The form again, with the error", "content": _HTML}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": ItemForm.model_json_schema()}
+            },
+        }
+    },
+)
+async def add_item(request: Request, backend: BackendDep) -> Response:
     """Create an item; bad input shows the form again, a failed write says so, keeping it."""
+    submitted = await request.form()
+    title, name, content = (_text(submitted.get(field)) for field in ("title", "name", "content"))
     form = {"title": title, "name": name, "content": content}
     try:
         item = await backend.create_item(title, name, content)
@@ -217,7 +252,12 @@ async def add_item(
     )
 
 
-@router.post("/items/{item_id}/favorite")
+@router.post(
+    "/items/{item_id}/favorite",
+    response_class=RedirectResponse,
+    status_code=303,
+    responses=_NOT_FOUND,
+)
 async def favorite_item(
     item_id: IdPath,
     backend: BackendDep,
@@ -250,19 +290,29 @@ async def notifications_page(
     )
 
 
-@router.post("/notifications/read")
+@router.post("/notifications/read", response_class=RedirectResponse, status_code=303)
 async def read_all(backend: BackendDep) -> RedirectResponse:
     await backend.mark_all_read()
     return RedirectResponse("/notifications", status_code=303)
 
 
-@router.post("/notifications/{notification_id}/read")
+@router.post(
+    "/notifications/{notification_id}/read",
+    response_class=RedirectResponse,
+    status_code=303,
+    responses=_NOT_FOUND,
+)
 async def read_one(
     notification_id: IdPath, backend: BackendDep, page: PageForm = 1
 ) -> RedirectResponse:
     await backend.mark_read(notification_id)
     url = "/notifications" + (f"?page={page}" if page > 1 else "")
     return RedirectResponse(f"{url}#notification-{notification_id}", status_code=303)
+
+
+def _text(value: object) -> str:
+    """A submitted form field as text ("" when absent or a file)."""
+    return value if isinstance(value, str) else ""
 
 
 def write_failed(

@@ -33,11 +33,18 @@ access_log = get_logger("servicekit.access")
 class AccessLogMiddleware:
     """Writes the access line of each request and keeps the request accounting."""
 
-    def __init__(self, app: ASGIApp, lifecycle: Lifecycle, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        lifecycle: Lifecycle,
+        metrics: Metrics | None = None,
+        trusted_proxies: int = 1,
+    ) -> None:
         self.app = app
         self.lifecycle = lifecycle
         self.metrics = metrics
         self.served_by = (SERVED_BY_HEADER.encode(), task_identity().header_value().encode())
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,7 +52,7 @@ class AccessLogMiddleware:
             return
 
         start = time.perf_counter()
-        incoming_id, user_agent, client_ip, _ = client_facts(scope)
+        incoming_id, user_agent, client_ip, _ = client_facts(scope, self.trusted_proxies)
         request_id = incoming_id or new_request_id()
         token = request_id_var.set(request_id)
         status = 500

@@ -46,6 +46,26 @@ def _add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
+_TRACEBACK_START = "Traceback (most recent call last):"
+
+
+def _traceback_out_of_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    # uvicorn logs a failed lifespan (start-up or shutdown) as the traceback's
+    # text itself: the traceback belongs in "exception", as everywhere else.
+    # A lifespan cancelled by a forced stop (a second signal) is expected: one
+    # warning, no traceback.
+    event = event_dict.get("event")
+    if isinstance(event, str) and event.startswith(_TRACEBACK_START):
+        traceback = event.rstrip("\n")
+        if traceback.endswith("CancelledError"):
+            event_dict["event"] = "lifespan cancelled"
+            event_dict["level"] = "warning"
+        else:
+            event_dict["exception"] = traceback
+            event_dict["event"] = "lifespan failed"
+    return event_dict
+
+
 def _service_adder(service: str) -> Processor:
     def add_service(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
         event_dict["service"] = service
@@ -86,7 +106,8 @@ def _shared_processors(service: str) -> list[Processor]:
 
 class _DropRedundant(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() not in _REDUNDANT_UVICORN_MESSAGES
+        # uvicorn ends some of its messages with a newline.
+        return record.getMessage().strip() not in _REDUNDANT_UVICORN_MESSAGES
 
 
 class _StdoutHandler(logging.Handler):
@@ -148,6 +169,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.stdlib.add_log_level,
             _add_logger_name,
             *shared,
+            _traceback_out_of_event,
         ],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _render_json_str],
         use_get_message=True,

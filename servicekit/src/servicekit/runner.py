@@ -19,17 +19,19 @@ itself: containers start it in exec form (or with an init that forwards it).
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 
+from servicekit.edge import EdgeLimits, limited_protocol
 from servicekit.health import Lifecycle
 from servicekit.logs import configure_logging, get_logger
 from servicekit.settings import ServiceSettings
@@ -37,10 +39,6 @@ from servicekit.settings import ServiceSettings
 S = TypeVar("S", bound=ServiceSettings)
 
 log = get_logger("servicekit.runner")
-
-# Longer than the ALB's 60 s idle timeout, so the load balancer, not the
-# server, closes idle keep-alive connections (no race on a reused socket).
-KEEP_ALIVE_SECONDS = 75
 
 
 class DrainingServer(uvicorn.Server):
@@ -81,15 +79,28 @@ class DrainingServer(uvicorn.Server):
 
 
 def build_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
-    """The uvicorn configuration of a service (logging is ours, not uvicorn's)."""
+    """The uvicorn configuration of a service (logging is ours, not uvicorn's).
+
+    HTTP/1.1 through :class:`servicekit.edge.LimitedHttpProtocol` with the
+    settings' limits; no WebSocket support (neither service has such a route).
+    """
+    limits = EdgeLimits(
+        max_body_bytes=settings.max_request_body_bytes,
+        max_header_bytes=settings.max_request_header_bytes,
+        max_headers=settings.max_request_headers,
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+    )
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
+        http=limited_protocol(limits),
+        ws="none",
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
         lifespan="on",
     )
@@ -104,7 +115,7 @@ def serve(load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) ->
         log.critical(
             "invalid configuration",
             errors=[
-                {"variable": ".".join(str(p) for p in err["loc"]).upper(), "message": err["msg"]}
+                {"variable": _variable_of(err, load_settings), "message": err["msg"]}
                 for err in exc.errors()
             ],
         )
@@ -115,6 +126,30 @@ def serve(load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) ->
     server = DrainingServer(build_config(app, settings), lifecycle, settings.shutdown_drain_seconds)
     server.run()
     return _report_shutdown(server, lifecycle)
+
+
+def _variable_of(error: Any, load_settings: Callable[[], ServiceSettings]) -> str:
+    """The environment variable an error is about.
+
+    A check across fields has no location: it is the first variable its
+    message names.
+    """
+    if error["loc"]:
+        return ".".join(str(part) for part in error["loc"]).upper()
+    fields = getattr(load_settings, "model_fields", {})
+    names: set[str] = set()
+    for name, field in fields.items():
+        names.add(name.upper())
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names.update(choice.upper() for choice in choices if isinstance(choice, str))
+    message = str(error["msg"])
+    found = [
+        (match.start(), name)
+        for name in names
+        if (match := re.search(rf"\b{re.escape(name)}\b", message)) is not None
+    ]
+    return min(found)[1] if found else ""
 
 
 def _report_shutdown(server: DrainingServer, lifecycle: Lifecycle) -> int:

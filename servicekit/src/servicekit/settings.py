@@ -50,6 +50,24 @@ class ServiceSettings(BaseSettings):
     shutdown_drain_seconds: float = Field(default=3.0, ge=0, le=60)
     shutdown_grace_seconds: float = Field(default=20.0, gt=0, le=110)
 
+    # Limits at the HTTP edge (servicekit.edge): what one client may send, and
+    # for how long it may hold a connection. The largest valid request of
+    # either service is a few kilobytes; the ALB itself allows 64 KiB of headers.
+    max_request_body_bytes: int = Field(default=65_536, ge=1024, le=64 * 2**20)
+    max_request_header_bytes: int = Field(default=32_768, ge=1024, le=2**20)
+    max_request_headers: int = Field(default=100, ge=10, le=1000)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Longer than the ALB's 60 s idle timeout, as AWS recommends for targets,
+    # so the load balancer, not the server, closes an idle connection (a server
+    # closing first races the balancer's next request: a 502 for the client).
+    http_keep_alive_seconds: int = Field(default=75, ge=1, le=4000)
+    # Proxies in front of the service that append to X-Forwarded-For: the
+    # client address is the right-most entry they did not write (1: the ALB).
+    trusted_proxies: int = Field(default=1, ge=0, le=10)
+    # /docs and /openapi.json: on in development and test unless set.
+    api_docs_enabled: bool | None = None
+
     # X-Ray, under the SDK's standard variable names.
     tracing_enabled: bool = Field(
         default=True, validation_alias=AliasChoices("AWS_XRAY_SDK_ENABLED", "TRACING_ENABLED")
@@ -69,6 +87,12 @@ class ServiceSettings(BaseSettings):
     # X-Ray console; the local rules file above is then the fallback.
     xray_centralized_sampling: bool = Field(
         default=False, validation_alias="XRAY_CENTRALIZED_SAMPLING"
+    )
+    # Whether an incoming X-Amzn-Trace-Id's sampling decision is followed. A
+    # public entry point must not let clients force tracing (a cost lever);
+    # a service reached only through another traced service follows it.
+    xray_trust_incoming_sampling: bool = Field(
+        default=False, validation_alias="XRAY_TRUST_INCOMING_SAMPLING"
     )
 
     # Application metrics (CloudWatch EMF lines on stdout, once a minute).
@@ -93,6 +117,13 @@ class ServiceSettings(BaseSettings):
             )
             raise ValueError(msg)
         return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Whether ``/docs`` and ``/openapi.json`` are served."""
+        if self.api_docs_enabled is None:
+            return self.is_development
+        return self.api_docs_enabled
 
     @property
     def is_development(self) -> bool:

@@ -8,10 +8,14 @@ in maintenance) can replace it in one place.
   SDK's ``AsyncContext`` breaks under uvloop (every request answers 400) and
   loses the segment in ``asyncio.gather``; a context variable follows tasks,
   ``gather`` and the thread pool of sync endpoints.
-* :class:`TracingMiddleware` is a pure ASGI middleware: it honours an incoming
-  ``X-Amzn-Trace-Id``, samples by the rules file, records method, URL, status,
-  fault and error, returns the trace header, and ends the segment after the
-  response body is sent.
+* :class:`TracingMiddleware` is a pure ASGI middleware: it joins the trace of
+  an incoming ``X-Amzn-Trace-Id`` when the header is well formed (bounded
+  length, X-Ray id syntax; anything else starts a new trace and is never
+  logged), follows its sampling decision only where the upstream is trusted
+  (``XRAY_TRUST_INCOMING_SAMPLING``; otherwise the rules decide, so a client
+  cannot force tracing), samples by the rules file, records method, URL,
+  status, fault and error, returns the trace header, and ends the segment
+  after the response body is sent.
 * :func:`instrument_transport` wraps an ``httpx`` transport so each call is a
   ``remote`` subsegment that propagates the trace header (unsampled calls only
   propagate the header).
@@ -24,6 +28,7 @@ import functools
 import gc
 import os
 import random
+import re
 import time
 import traceback
 from collections.abc import Callable
@@ -54,6 +59,11 @@ if TYPE_CHECKING:
     from servicekit.settings import ServiceSettings
 
 TRACE_HEADER = b"x-amzn-trace-id"
+# Root, Parent, Sampled, the ALB's Self and a Lineage fit in well under this.
+TRACE_HEADER_MAX = 512
+_TRACE_ID = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
+_SEGMENT_ID = re.compile(r"[0-9a-f]{16}")
+_HOST_MAX = 255
 
 log = get_logger("servicekit.tracing")
 
@@ -222,6 +232,32 @@ def _in_sampled_request() -> bool:
     return isinstance(context, ContextVarContext) and context.sampled()
 
 
+def parse_trace_header(raw: bytes, *, trust_sampling: bool) -> TraceHeader:
+    """The parts of an incoming ``X-Amzn-Trace-Id`` this service follows.
+
+    ``Root`` and ``Parent`` are kept only when they have X-Ray's syntax (a
+    malformed root starts a new trace); ``Sampled=0|1`` only when the
+    upstream is trusted (``Sampled=?``, a request for the decision, always).
+    A header longer than :data:`TRACE_HEADER_MAX` is ignored whole.
+    """
+    if not raw or len(raw) > TRACE_HEADER_MAX:
+        return TraceHeader()
+    fields: dict[str, str] = {}
+    for part in raw.decode("latin-1").split(";"):
+        key, _, value = part.strip().partition("=")
+        fields[key.strip().lower()] = value.strip()
+    root = fields.get("root", "")
+    if not _TRACE_ID.fullmatch(root):
+        return TraceHeader()
+    parent = fields.get("parent")
+    if parent is not None and not _SEGMENT_ID.fullmatch(parent):
+        parent = None
+    sampled: str | None = fields.get("sampled")
+    if sampled not in ("0", "1", "?") or (sampled != "?" and not trust_sampling):
+        sampled = None
+    return TraceHeader(root=root, parent=parent, sampled=sampled)
+
+
 def _response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool) -> bytes:
     # What the SDK's prepare_response_header returns: the root, and the
     # decision only when the caller asked for it (Sampled=?).
@@ -233,9 +269,13 @@ def _response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool) -> 
 class TracingMiddleware:
     """Opens one X-Ray segment per HTTP request and closes it after the body is sent."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(
+        self, app: ASGIApp, service: str, *, trust_sampling: bool = False, trusted_proxies: int = 1
+    ) -> None:
         self.app = app
         self.service = service
+        self.trust_sampling = trust_sampling
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = xray_recorder.context
@@ -247,13 +287,13 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
 
-        trace_header, host = "", ""
+        trace_header, host = b"", ""
         for name, value in scope["headers"]:
             if name == TRACE_HEADER:
-                trace_header = value.decode("latin-1")
+                trace_header = value
             elif name == b"host":
-                host = value.decode("latin-1")
-        incoming = TraceHeader.from_header_str(trace_header) if trace_header else TraceHeader()
+                host = value[:_HOST_MAX].decode("latin-1")
+        incoming = parse_trace_header(trace_header, trust_sampling=self.trust_sampling)
         decision = calculate_sampling_decision(
             incoming,
             xray_recorder,
@@ -297,7 +337,7 @@ class TracingMiddleware:
             name=self.service, traceid=incoming.root, parent_id=incoming.parent, sampling=decision
         )
         trace_token = trace_id_var.set(segment.trace_id)
-        client = client_facts(scope)
+        client = client_facts(scope, self.trusted_proxies)
         segment.put_http_meta(http.METHOD, scope["method"])
         url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
         segment.put_http_meta(http.URL, url)

@@ -1,0 +1,373 @@
+"""Limits at the HTTP edge: what one client may send, and how long it may take.
+
+Two layers, because a limit must hold before the bytes it guards are kept:
+
+* :class:`LimitedHttpProtocol`, uvicorn's httptools protocol with bounds the
+  stock one lacks: the request line and headers must arrive within
+  ``HTTP_HEADER_TIMEOUT_SECONDS`` of the connection (or of the previous
+  request's end) and fit ``MAX_REQUEST_HEADER_BYTES`` and
+  ``MAX_REQUEST_HEADERS``; a body must arrive within
+  ``HTTP_BODY_TIMEOUT_SECONDS`` of its headers; an HTTP/1.1 request must name
+  its ``Host``. A refused request is answered (408, 431 or 400, the JSON error
+  body, ``Connection: close``) and its connection closed, so a slow or
+  oversized client holds a file descriptor for a bounded time only.
+* :class:`BodyLimitMiddleware`, a pure ASGI middleware: a body larger than
+  ``MAX_REQUEST_BODY_BYTES`` is a 413, refused from ``Content-Length`` before
+  any of it is read, or as soon as a streamed (chunked) body passes the limit.
+
+Requests refused by the protocol never reach the application: each is one
+``warning`` line (``request refused``) instead of an access line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar, NamedTuple
+
+import httptools
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from servicekit.asgi import new_request_id
+from servicekit.logs import get_logger, request_id_var
+
+log = get_logger("servicekit.edge")
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    431: b"Request Header Fields Too Large",
+}
+
+
+# After refusing a request whose client may still be sending, the server stops
+# writing (FIN) and reads and drops what still arrives for at most this long
+# before it closes: closing with unread data would send a reset, which can
+# destroy the refusal before the client reads it.
+LINGER_SECONDS = 2.0
+
+
+class EdgeLimits(NamedTuple):
+    """The protocol-level limits of one server (from the service settings)."""
+
+    max_body_bytes: int
+    max_header_bytes: int
+    max_headers: int
+    header_timeout: float
+    body_timeout: float
+
+
+class _Refused(Exception):  # noqa: N818 - raised from parser callbacks to stop parsing
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+def refusal_response(status: int, error: str, message: str, request_id: str) -> bytes:
+    """A complete HTTP/1.1 response refusing a request: the JSON error body, connection closed."""
+    body = orjson.dumps({"error": error, "message": message, "request_id": request_id})
+    head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
+    return b"".join(
+        (
+            head,
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"x-request-id: " + request_id.encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        )
+    )
+
+
+class _LingeringTransport:
+    """The connection's transport, whose ``close`` lingers while the client may still send.
+
+    uvicorn closes the transport itself after a ``Connection: close``
+    response; this wrapper routes that close through
+    :meth:`LimitedHttpProtocol.close_connection`.
+    """
+
+    def __init__(self, transport: asyncio.Transport, protocol: LimitedHttpProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self.closing = False
+        # Bound once: these run for every request, __getattr__ would cost each time.
+        self.write = transport.write
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.closing or self._transport.is_closing()
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self._protocol.close_connection()
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header, body and time limits (see the module).
+
+    :func:`limited_protocol` makes the subclass that carries the limits; uvicorn
+    builds one instance per connection.
+    """
+
+    limits: ClassVar[EdgeLimits]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading_headers = True
+        self._header_bytes = 0
+        self._header_count = 0
+        self._deadline: asyncio.TimerHandle | None = None
+        self._has_host = False
+        self._in_message = False
+        self._lingering = False
+        self._raw_transport: asyncio.Transport | None = None
+
+    # Connection and parser callbacks ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._raw_transport = transport
+        super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
+        # A client that connects and sends nothing is held no longer than one
+        # that sends its headers slowly.
+        self._arm(self.limits.header_timeout, self._header_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the request was refused: what still arrives is dropped
+        self._unset_keepalive_if_required()
+        if self._reading_headers:
+            self._header_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No WebSocket routes: an upgrade request is served as plain HTTP.
+            return
+        except httptools.HttpParserError as exc:
+            refused = exc.__context__
+            if isinstance(refused, _Refused):
+                self._refuse(refused.status, refused.error, refused.message)
+            else:
+                self._refuse(400, "bad_request", "malformed HTTP request")
+            return
+        if self._reading_headers:
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._refuse(
+                    431,
+                    "headers_too_large",
+                    f"request headers exceed {self.limits.max_header_bytes} bytes",
+                )
+        elif self._in_message and self._deadline is None:
+            # The headers are in, the body is not (yet): it has its own time.
+            # (A request without a body is complete by now: no timer for it.)
+            self._arm(self.limits.body_timeout, self._body_timed_out)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_message = True
+        self._has_host = False
+        if self._deadline is None:
+            self._arm(self.limits.header_timeout, self._header_timed_out)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_headers:
+            message = f"more than {self.limits.max_headers} request headers"
+            raise _Refused(431, "too_many_headers", message)
+        if name.lower() == b"host":
+            self._has_host = True
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.limits.max_header_bytes:
+            # Arrived in one read: the running count could not stop it earlier.
+            message = f"request headers exceed {self.limits.max_header_bytes} bytes"
+            raise _Refused(431, "headers_too_large", message)
+        if self.parser.get_http_version() == "1.1" and not self._has_host:
+            # RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1
+            # request without Host.
+            raise _Refused(400, "bad_request", "HTTP/1.1 request without a Host header")
+        for name, value in self.headers:
+            if name == b"content-length" and int(value) > self.limits.max_body_bytes:
+                # Refused before a byte of the body is read.
+                message = f"request body exceeds {self.limits.max_body_bytes} bytes"
+                raise _Refused(413, "payload_too_large", message)
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_message = False
+        self._disarm()
+        self._reading_headers = True
+        self._header_bytes = 0
+        self._header_count = 0
+
+    def close_connection(self) -> None:
+        """Close now, or, while the client may still be sending, stop writing and linger."""
+        transport = self._raw_transport
+        assert transport is not None
+        self._disarm()
+        if transport.is_closing():
+            return
+        if not self._in_message or not transport.can_write_eof():
+            transport.close()
+            return
+        self._lingering = True
+        transport.write_eof()
+        transport.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, transport.close)
+
+    # Limits --------------------------------------------------------------------------
+
+    def _arm(self, seconds: float, callback: Any) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _responding(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _header_timed_out(self) -> None:
+        self._deadline = None
+        if self._responding():
+            # A pipelined request waits behind the current response: close
+            # the connection once that response is sent.
+            self.cycle.keep_alive = False
+            return
+        self._refuse(
+            408,
+            "request_timeout",
+            f"request headers not received within {self.limits.header_timeout:g}s",
+        )
+
+    def _body_timed_out(self) -> None:
+        self._deadline = None
+        if self.cycle is not None and self.cycle.response_started:
+            # The application answered without reading the whole body: close
+            # once its response is sent rather than wait for the rest.
+            self.cycle.keep_alive = False
+            if self.cycle.response_complete:
+                self.transport.close()
+            return
+        self._refuse(
+            408,
+            "request_timeout",
+            f"request body not received within {self.limits.body_timeout:g}s",
+        )
+
+    def _refuse(self, status: int, error: str, message: str) -> None:
+        """Answer ``status`` with the JSON error body and close the connection."""
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The application is waiting for the rest of the body: it now
+            # receives a disconnect, and what it sends is dropped.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        request_id = new_request_id()
+        self.transport.write(refusal_response(status, error, message, request_id))
+        self.transport.close()
+        log.warning(
+            "request refused",
+            status=status,
+            error=error,
+            reason=message,
+            request_id=request_id,
+            peer=self.client[0] if self.client else "",
+        )
+
+
+def limited_protocol(limits: EdgeLimits) -> type[LimitedHttpProtocol]:
+    """The protocol class uvicorn should use for a server with ``limits``."""
+    return type("LimitedHttpProtocol", (LimitedHttpProtocol,), {"limits": limits})
+
+
+class BodyTooLarge(HTTPException):
+    """A request body over the limit; answered 413 and the connection closed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413, f"request body exceeds {limit} bytes", headers={"Connection": "close"}
+        )
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies larger than ``max_bytes`` with 413, before reading them.
+
+    A ``Content-Length`` over the limit is answered at once; a streamed body is
+    counted as the application receives it and refused when it passes the
+    limit (the application's body read raises :class:`BodyTooLarge`, which the
+    shared exception handler answers).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if int(value) > self.max_bytes:  # the parser admits only digits
+                    await self._refuse(send)
+                    return
+                break
+
+        received = 0
+        limit = self.max_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = orjson.dumps(
+            {
+                "error": "payload_too_large",
+                "message": f"request body exceeds {self.max_bytes} bytes",
+                "request_id": request_id_var.get(),
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,231 @@
+"""The error contract of both services: one JSON body for every error.
+
+Every error a service answers, whatever raised it, has the body
+``{"error": <code>, "message": <text>, "request_id": <id>, ...}`` (a
+validation error adds ``fields``), except where a service renders HTML for a
+browser (:data:`HtmlErrors`; the frontend's pages).
+
+* :func:`validation_error` and :func:`http_error` answer what FastAPI raises
+  (422 bad input, 404, 405 with the full ``Allow``, 413...). A body that is not
+  JSON, or not UTF-8, is a 422 like any other bad input.
+* :class:`ErrorBoundaryMiddleware` answers an unhandled exception with a JSON
+  500 that says ``Connection: close`` (the server closes the connection after
+  an unhandled error; saying so lets a client's pool drop it rather than meet a
+  reset on its next request), then lets the exception go on to the access log
+  and the trace, so that the failure is one ``error`` line with its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit.logs import request_id_var
+
+HtmlErrors = Callable[[Request, int, str], Response | None]
+"""A service's HTML error page: ``(request, status, message)`` -> a page, or
+``None`` where the request wants JSON."""
+
+_ERROR_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    500: "internal_error",
+}
+# What FastAPI raises when a request body cannot be read as JSON text (invalid
+# UTF-8, for one); it is bad input like any other, so a 422.
+_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
+class ErrorBody(BaseModel):
+    """The JSON body of every error (for the OpenAPI schema)."""
+
+    error: str
+    message: str
+    request_id: str | None
+
+
+class FieldError(BaseModel):
+    field: str
+    location: str
+    message: str
+    type: str
+
+
+class ValidationErrorBody(ErrorBody):
+    """A 422: the error body, and what is wrong with each field."""
+
+    fields: list[FieldError]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting these error statuses with the error body."""
+    return {
+        status: {
+            "model": ValidationErrorBody if status == 422 else ErrorBody,
+            "description": _ERROR_CODES.get(status, "error").replace("_", " "),
+        }
+        for status in statuses
+    }
+
+
+def document_error_bodies(app: FastAPI) -> None:
+    """Make the OpenAPI schema's automatic 422s show the validation error body sent.
+
+    FastAPI documents every 422 with its own ``HTTPValidationError`` (a
+    ``detail`` list); this service answers :class:`ValidationErrorBody`.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            if "HTTPValidationError" in components:
+                body = ValidationErrorBody.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+                components.update(body.pop("$defs", {}))
+                components.pop("ValidationError", None)
+                components["HTTPValidationError"] = body
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def error_body(error: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON error body: ``{"error", "message", "request_id", ...}``."""
+    return {"error": error, "message": message, "request_id": request_id_var.get(), **extra}
+
+
+def _html(request: Request, status: int, message: str) -> Response | None:
+    render: HtmlErrors | None = getattr(request.app.state, "html_errors", None)
+    return render(request, status, message) if render is not None else None
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {
+            "field": _field_name(err),
+            "location": str(err["loc"][0]),
+            "message": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors()
+    ]
+    names = ", ".join(sorted({field["field"] for field in fields}))
+    message = f"invalid request: {names}"
+    page = _html(request, 422, message)
+    if page is not None:
+        return page
+    return JSONResponse(error_body("validation_error", message, fields=fields), status_code=422)
+
+
+def _field_name(err: Any) -> str:
+    if err["type"] == "json_invalid":
+        return "body"  # its location is a character position, not a field
+    return ".".join(str(part) for part in err["loc"][1:]) or str(err["loc"][0])
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    status, detail = exc.status_code, str(exc.detail)
+    headers = dict(exc.headers or {})
+    if status == 400 and detail == _BODY_PARSE_ERROR:
+        return await validation_error(
+            request,
+            RequestValidationError(
+                [{"loc": ("body",), "msg": "body is not valid JSON text", "type": "json_invalid"}]
+            ),
+        )
+    if status == 405:
+        allowed = allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=headers)
+    page = _html(request, status, detail)
+    if page is not None:
+        for name, value in headers.items():
+            page.headers[name] = value
+        return page
+    return JSONResponse(
+        error_body(_ERROR_CODES.get(status, "http_error"), detail),
+        status_code=status,
+        headers=headers or None,
+    )
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path (``OPTIONS`` included)."""
+    routes = request.app.router.routes
+    allowed = ["OPTIONS"]
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return sorted(allowed)
+
+
+class ErrorBoundaryMiddleware:
+    """Answers an unhandled exception with the JSON 500 (``Connection: close``), then re-raises.
+
+    Sits inside the access log and tracing middlewares, which record the
+    exception; the server then closes the connection, as the response said.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if not started:
+                await self._internal_error(scope, receive, send)
+            raise
+
+    @staticmethod
+    async def _internal_error(scope: Scope, receive: Receive, send: Send) -> None:
+        message = "internal error"
+        response: Response | None = None
+        with contextlib.suppress(Exception):  # the JSON body below is the fallback
+            response = _html(Request(scope, receive), 500, message)
+        if response is None:
+            response = Response(
+                orjson.dumps(error_body("internal_error", message)),
+                status_code=500,
+                media_type="application/json",
+            )
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)

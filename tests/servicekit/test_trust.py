@@ -1,0 +1,142 @@
+"""What a client may not decide: trace ids, sampling, its own address.
+
+The X-Ray header and X-Forwarded-For are written by whoever sends the
+request; a service takes from them only what a trusted hop could have
+written, in a form that cannot forge a log line or a trace.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from servicekit.asgi import client_facts
+from servicekit.logs import configure_logging
+from tests.servicekit.test_tracing import TracedSettings, traced_app
+from tests.support import SegmentCollector
+
+ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+TRACE_ID = re.compile(r"^1-[0-9a-f]{8}-[0-9a-f]{24}$")
+NO_SAMPLING = {"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 0.0}}
+
+
+@pytest.fixture
+def unsampling(tmp_path: Path) -> Path:
+    rules = tmp_path / "none.json"
+    rules.write_text(json.dumps(NO_SAMPLING))
+    return rules
+
+
+def traced_client(collector: SegmentCollector, rules: Path, **settings: Any) -> TestClient:
+    return TestClient(
+        traced_app(
+            TracedSettings(
+                xray_daemon_address=collector.address, xray_sampling_rules=rules, **settings
+            )
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Root=evil<script>alert(1)</script>;Sampled=1",
+        "Root=1-5759e988-bd862e3fe1be46a99427279Z",
+        "Root=1-5759e988-bd862e3fe1be46a994272793-extra",
+        "Root=" + "1" * 10_000,
+    ],
+    ids=["markup", "bad-hex", "trailing", "long"],
+)
+def test_a_malformed_trace_header_starts_a_new_trace_and_is_not_logged(
+    unsampling: Path, header: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("traced", "INFO")
+    with SegmentCollector() as collector, traced_client(collector, unsampling) as client:
+        response = client.get("/sync", headers={"X-Amzn-Trace-Id": header})
+    root = response.headers["x-amzn-trace-id"].split(";")[0].removeprefix("Root=")
+    assert TRACE_ID.match(root)
+    output = capsys.readouterr().out
+    lines = [json.loads(line) for line in output.splitlines()]
+    access = [line for line in lines if line.get("logger") == "servicekit.access"]
+    assert [line["trace_id"] for line in access] == [root]
+    assert "evil" not in output
+    assert max(len(line) for line in output.splitlines()) < 2000
+
+
+def test_a_well_formed_root_is_joined(unsampling: Path) -> None:
+    with SegmentCollector() as collector, traced_client(collector, unsampling) as client:
+        response = client.get(
+            "/sync", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Parent=53995c3f42cd8ad8"}
+        )
+    assert response.headers["x-amzn-trace-id"] == f"Root={ROOT}"
+
+
+def test_an_untrusted_sampled_1_does_not_force_tracing(unsampling: Path) -> None:
+    with SegmentCollector() as collector, traced_client(collector, unsampling) as client:
+        for _ in range(20):
+            assert (
+                client.get(
+                    "/sync", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Sampled=1"}
+                ).status_code
+                == 200
+            )
+        assert collector.wait_for(1, timeout=0.5) == []
+
+
+def test_a_trusted_upstream_decides_sampling(unsampling: Path) -> None:
+    with (
+        SegmentCollector() as collector,
+        traced_client(collector, unsampling, xray_trust_incoming_sampling=True) as client,
+    ):
+        client.get("/sync", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Sampled=1"})
+        (segment,) = collector.wait_for(1)
+    assert segment["trace_id"] == ROOT
+
+
+def scope(forwarded_for: list[str], peer: str = "10.0.0.9") -> dict[str, Any]:
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded_for]
+    return {"type": "http", "headers": headers, "client": (peer, 40000)}
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "trusted", "expected"),
+    [
+        (["203.0.113.7"], 1, ("203.0.113.7", True)),
+        (["6.6.6.6, 203.0.113.7"], 1, ("203.0.113.7", True)),  # the client wrote 6.6.6.6
+        (["6.6.6.6", "203.0.113.7"], 1, ("203.0.113.7", True)),  # two headers, one list
+        (["6.6.6.6, 203.0.113.7, 198.51.100.2"], 2, ("203.0.113.7", True)),
+        (["203.0.113.7"], 2, ("203.0.113.7", True)),  # fewer hops than proxies
+        (["6.6.6.6, 203.0.113.7"], 0, ("10.0.0.9", False)),  # no proxy: the peer
+        (["6.6.6.6, <script>"], 1, ("10.0.0.9", False)),  # not an address
+        (["6.6.6.6, 2001:db8::1"], 1, ("2001:db8::1", True)),
+        ([], 1, ("10.0.0.9", False)),
+    ],
+)
+def test_client_ip_is_the_right_most_untrusted_hop(
+    forwarded_for: list[str], trusted: int, expected: tuple[str, bool]
+) -> None:
+    facts = client_facts(scope(forwarded_for), trusted)
+    assert (facts.client_ip, facts.forwarded) == expected
+
+
+@pytest.fixture
+def access_client() -> Iterator[TestClient]:
+    settings = TracedSettings(tracing_enabled=False, trusted_proxies=1)
+    with TestClient(traced_app(settings)) as client:
+        yield client
+
+
+def test_the_access_line_uses_the_trusted_address(
+    access_client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("traced", "INFO")
+    access_client.get("/sync", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.7"})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (access,) = [line for line in lines if line.get("logger") == "servicekit.access"]
+    assert access["client_ip"] == "203.0.113.7"
