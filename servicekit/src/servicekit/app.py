@@ -26,7 +26,7 @@ from servicekit.identity import task_identity
 from servicekit.logs import get_logger
 from servicekit.metrics import Metrics
 from servicekit.settings import ServiceSettings
-from servicekit.tracing import TracingMiddleware, configure_tracing
+from servicekit.tracing import configure_tracing, shutdown_tracing, tracing_middleware
 
 ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[Mapping[str, Any] | None]]
 
@@ -79,6 +79,7 @@ def create_service_app(
             # After the drain and the in-flight requests: the last minute's figures.
             if metrics is not None:
                 await metrics.stop()
+            shutdown_tracing()
 
     app = FastAPI(title=title, lifespan=app_lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
@@ -93,7 +94,7 @@ def create_service_app(
         app.add_middleware(item.cls, *item.args, **item.kwargs)
     app.add_middleware(AccessLogMiddleware, lifecycle=lifecycle, metrics=metrics)
     if settings.tracing_enabled:
-        app.add_middleware(TracingMiddleware, service=settings.service_name)
+        app.add_middleware(tracing_middleware(settings), service=settings.service_name)
     return app
 
 
