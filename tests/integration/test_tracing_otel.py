@@ -154,6 +154,12 @@ def test_incoming_header_and_unsampled_requests(
         headers={"X-Amzn-Trace-Id": f"Root={root};Parent={parent};Sampled=?"},
     )
     assert sampled.headers["x-amzn-trace-id"] == f"Root={root};Sampled=1"
+    # A Root without Parent (what a load balancer sends) keeps its trace id.
+    lb_root = "1-5759e988-0000000000000000000000bb"
+    from_lb = httpx.get(
+        f"{stack.frontend.url}/items", headers={"X-Amzn-Trace-Id": f"Root={lb_root}"}
+    )
+    assert from_lb.headers["x-amzn-trace-id"] == f"Root={lb_root}"
     unsampled_root = "1-5759e988-00000000000000000000abcd"
     unsampled = httpx.get(
         f"{stack.frontend.url}/items",
@@ -167,9 +173,15 @@ def test_incoming_header_and_unsampled_requests(
     stack.frontend.stop()
     stack.backend.stop()
 
-    assert {s["trace_id"] for s in receiver.spans} == {root}
-    (front,) = [s for s in receiver.spans if s["service"] == "frontend" and s["kind"] == "SERVER"]
-    assert front["parent_span_id"] == parent
+    assert {s["trace_id"] for s in receiver.spans} == {root, lb_root}
+    fronts = {
+        s["trace_id"]: s
+        for s in receiver.spans
+        if s["service"] == "frontend" and s["kind"] == "SERVER"
+    }
+    assert len(fronts) == 2
+    assert fronts[root]["parent_span_id"] == parent
+    assert fronts[lb_root]["parent_span_id"] is None
     for service in (stack.frontend, stack.backend):
         lines = [r for r in service.access_lines() if r["request_id"] == "unsampled-1"]
         assert lines

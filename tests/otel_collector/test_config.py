@@ -84,7 +84,7 @@ def test_compose_starts_the_daemon_by_default_and_the_collector_with_its_profile
     assert (ROOT / source).resolve() == CONFIG
     assert collector["command"] == [f"--config={target}"]
     # Every variable the configuration reads is set in the container.
-    needed = set(re.findall(r"\$\{env:([A-Z_][A-Z0-9_]*)\}", CONFIG.read_text()))
+    needed = set(re.findall(r"\$\{env:([A-Z_][A-Z0-9_]*)(?::-[^}]*)?\}", CONFIG.read_text()))
     assert needed, "the configuration reads no variable"
     assert needed <= collector["environment"].keys()
     # The services send to the collector's OTLP/HTTP port, on a network they share.
