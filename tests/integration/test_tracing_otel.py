@@ -108,6 +108,7 @@ def test_each_request_is_one_trace_and_the_last_spans_arrive_after_sigterm(
         assert server["attributes"]["http.route"] in ("/", "/items")
         assert server["attributes"]["user_agent.original"].startswith("python-httpx")
         assert server["attributes"]["client.address"] == "127.0.0.1"
+        assert server["attributes"]["network.peer.address"] == "127.0.0.1"  # not forwarded
         calls_out = [
             c
             for c in clients.values()
@@ -151,7 +152,10 @@ def test_incoming_header_and_unsampled_requests(
     root, parent = "1-5759e988-bd862e3fe1be46a994272793", "53995c3f42cd8ad8"
     sampled = httpx.get(
         f"{stack.frontend.url}/items",
-        headers={"X-Amzn-Trace-Id": f"Root={root};Parent={parent};Sampled=?"},
+        headers={
+            "X-Amzn-Trace-Id": f"Root={root};Parent={parent};Sampled=?",
+            "X-Forwarded-For": "203.0.113.9, 10.0.0.1",
+        },
     )
     assert sampled.headers["x-amzn-trace-id"] == f"Root={root};Sampled=1"
     # A Root without Parent (what a load balancer sends) keeps its trace id.
@@ -181,6 +185,9 @@ def test_incoming_header_and_unsampled_requests(
     }
     assert len(fronts) == 2
     assert fronts[root]["parent_span_id"] == parent
+    # From X-Forwarded-For: no peer address, so X-Ray marks it x_forwarded_for.
+    assert fronts[root]["attributes"]["client.address"] == "203.0.113.9"
+    assert "network.peer.address" not in fronts[root]["attributes"]
     assert fronts[lb_root]["parent_span_id"] is None
     for service in (stack.frontend, stack.backend):
         lines = [r for r in service.access_lines() if r["request_id"] == "unsampled-1"]

@@ -307,8 +307,10 @@ class OtelTracingMiddleware:
             span.set_attribute("user_agent.original", client.user_agent)
         if client.client_ip:
             span.set_attribute("client.address", client.client_ip)
-        if client.forwarded:
-            span.set_attribute("http.request.header.x_forwarded_for", True)
+            if not client.forwarded:
+                # The awsxray exporter marks the segment's client_ip as taken
+                # from X-Forwarded-For unless the peer's address is given too.
+                span.set_attribute("network.peer.address", client.client_ip)
 
 
 def _record_response(span: trace.Span, scope: Scope, status: int) -> None:
