@@ -32,6 +32,7 @@ DOCKERFILES = [
     ROOT / "Dockerfile.backend",
     ROOT / "Dockerfile.frontend",
     ROOT / "firelens/Dockerfile",
+    ROOT / "otel-collector/Dockerfile",
 ]
 COMPOSE = ROOT / "docker-compose.yml"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
