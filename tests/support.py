@@ -34,6 +34,8 @@ _SCRUBBED = (
     "AWS_XRAY_DAEMON_ADDRESS",
     "AWS_XRAY_CONTEXT_MISSING",
     "XRAY_SAMPLING_RULES",
+    "TRACING_BACKEND",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
     "SHUTDOWN_DRAIN_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
 )
@@ -276,6 +278,105 @@ class SegmentCollector:
         self._stop.set()
         self._thread.join()
         self.sock.close()
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP endpoint on loopback in the collector's place; keeps every span.
+
+    Decodes each ``POST /v1/traces`` body as an ``ExportTraceServiceRequest``
+    (the opentelemetry-proto package, protobuf encoding as the exporter sends
+    it) and answers what a collector answers. Spans are kept as dicts with
+    hex ids (``trace_id`` in X-Ray's ``1-xxxxxxxx-...`` form), the resource's
+    ``service``, ``kind`` (``SERVER``/``CLIENT``...), ``attributes`` and ``status``.
+    """
+
+    def __init__(self) -> None:
+        import http.server  # noqa: PLC0415 - test helper only
+        import threading  # noqa: PLC0415
+
+        from google.protobuf.json_format import MessageToDict  # noqa: PLC0415
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: PLC0415
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        receiver = self
+        self.spans: list[dict[str, Any]] = []
+        self.requests = 0
+        self.bad_requests: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path != "/v1/traces" or "protobuf" not in self.headers["Content-Type"]:
+                    receiver.bad_requests.append(f"{self.path} {self.headers['Content-Type']}")
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                receiver.requests += 1
+                for resource_spans in request.resource_spans:
+                    resource = {
+                        a.key: MessageToDict(a.value) for a in resource_spans.resource.attributes
+                    }
+                    service = resource.get("service.name", {}).get("stringValue")
+                    for scope_spans in resource_spans.scope_spans:
+                        receiver.spans.extend(
+                            _span_dict(span, service) for span in scope_spans.spans
+                        )
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` spans arrived; return them all."""
+        deadline = time.monotonic() + timeout
+        while len(self.spans) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.spans)
+
+    def __enter__(self) -> OtlpReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+def _span_dict(span: Any, service: str | None) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict  # noqa: PLC0415
+
+    trace_id = span.trace_id.hex()
+    kinds = {1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+    attributes = {}
+    for attribute in span.attributes:
+        kind = attribute.value.WhichOneof("value")
+        value = getattr(attribute.value, kind) if kind else None
+        attributes[attribute.key] = value if kind != "array_value" else MessageToDict(value)
+    return {
+        "service": service,
+        "name": span.name,
+        "kind": kinds.get(span.kind, str(span.kind)),
+        "trace_id": f"1-{trace_id[:8]}-{trace_id[8:]}",
+        "span_id": span.span_id.hex(),
+        "parent_span_id": span.parent_span_id.hex() or None,
+        "attributes": attributes,
+        "status": {0: "UNSET", 1: "OK", 2: "ERROR"}[span.status.code],
+        "events": [event.name for event in span.events],
+    }
 
 
 def sample_all_rules() -> dict[str, Any]:

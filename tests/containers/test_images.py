@@ -32,6 +32,7 @@ DOCKERFILES = [
     ROOT / "Dockerfile.backend",
     ROOT / "Dockerfile.frontend",
     ROOT / "firelens/Dockerfile",
+    ROOT / "otel-collector/Dockerfile",
 ]
 COMPOSE = ROOT / "docker-compose.yml"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
@@ -160,7 +161,13 @@ def wait_healthy(process: subprocess.Popen[bytes], url: str, timeout: float) -> 
 def run_as_image(service: str, data_dir: Path) -> dict[str, str]:
     """The environment the container would have: Dockerfile ENV, then compose's."""
     env = final_env(ROOT / f"Dockerfile.{service}")
-    env.update({k: str(v) for k, v in compose()["services"][service]["environment"].items()})
+    env.update(
+        {
+            # ${NAME:-default} as Compose reads it with NAME unset.
+            k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v))
+            for k, v in compose()["services"][service]["environment"].items()
+        }
+    )
     env["PATH"] = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     env["HOST"] = "127.0.0.1"  # tests listen on loopback only
     env["PORT"] = str(free_port())

@@ -224,6 +224,9 @@ def test_verify_rejects_a_public_or_unguarded_service() -> None:
 # Addresses differ by design: compose uses service names, ECS uses localhost
 # (awsvpc) and load balancers; the database is SQLite locally.
 ADDRESSES = {"AWS_XRAY_DAEMON_ADDRESS", "BACKEND_URL", "DATABASE_URL", "ENVIRONMENT"}
+# The OTLP endpoint is an address too; TRACING_BACKEND is chosen by a variable
+# on both sides (the task definition's variant: tests/tools/test_deploy_tracing.py).
+ADDRESSES |= {"OTEL_EXPORTER_OTLP_ENDPOINT", "TRACING_BACKEND"}
 
 
 @pytest.mark.parametrize("service", SERVICES)

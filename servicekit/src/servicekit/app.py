@@ -36,7 +36,7 @@ from servicekit.identity import task_identity
 from servicekit.logs import get_logger
 from servicekit.metrics import Metrics
 from servicekit.settings import ServiceSettings
-from servicekit.tracing import TracingMiddleware, configure_tracing
+from servicekit.tracing import configure_tracing, shutdown_tracing, tracing_middleware
 
 ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[Mapping[str, Any] | None]]
 
@@ -91,6 +91,7 @@ def create_service_app(
             # After the drain and the in-flight requests: the last minute's figures.
             if metrics is not None:
                 await metrics.stop()
+            shutdown_tracing()
 
     app = FastAPI(
         title=title,
@@ -124,7 +125,7 @@ def create_service_app(
     )
     if settings.tracing_enabled:
         app.add_middleware(
-            TracingMiddleware,
+            tracing_middleware(settings),
             service=settings.service_name,
             trust_sampling=settings.xray_trust_incoming_sampling,
             trusted_proxies=settings.trusted_proxies,

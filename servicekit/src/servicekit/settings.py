@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Environment = Literal["development", "test", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ContextMissing = Literal["RUNTIME_ERROR", "LOG_ERROR", "IGNORE_ERROR"]
+TracingBackend = Literal["xray-sdk", "otel"]
 
 DEFAULT_SAMPLING_RULES = Path(__file__).with_name("sampling-rules.json")
 
@@ -93,6 +94,17 @@ class ServiceSettings(BaseSettings):
     # a service reached only through another traced service follows it.
     xray_trust_incoming_sampling: bool = Field(
         default=False, validation_alias="XRAY_TRUST_INCOMING_SAMPLING"
+    )
+
+    # Which implementation records the traces: the X-Ray SDK sending segments
+    # to the X-Ray daemon (UDP 2000), or OpenTelemetry exporting OTLP/HTTP to
+    # an ADOT collector. Both use X-Ray trace ids, the X-Amzn-Trace-Id header
+    # and the sampling rules file above.
+    tracing_backend: TracingBackend = Field(default="xray-sdk", validation_alias="TRACING_BACKEND")
+    otel_exporter_otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318",
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
     )
 
     # Application metrics (CloudWatch EMF lines on stdout, once a minute).

@@ -20,6 +20,9 @@ in maintenance) can replace it in one place.
   ``remote`` subsegment that propagates the trace header (unsampled calls only
   propagate the header).
 * :func:`instrument_sqlalchemy` records each SQL statement as a subsegment.
+
+``TRACING_BACKEND=otel`` puts OpenTelemetry (:mod:`servicekit.tracing_otel`)
+behind the same functions; see "Backend selection" at the end of the module.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import traceback
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from servicekit.settings import ServiceSettings
+    from servicekit.tracing_otel import OtelTracingMiddleware
 
 TRACE_HEADER = b"x-amzn-trace-id"
 # Root, Parent, Sampled, the ALB's Self and a Lineage fit in well under this.
@@ -205,6 +210,8 @@ def configure_tracing(settings: ServiceSettings) -> bool:
 
     Call it inside the running event loop (the FastAPI lifespan), once.
     """
+    if settings.tracing_enabled and settings.tracing_backend == "otel":
+        return _select_otel(settings)
     global_sdk_config.set_sdk_enabled(settings.tracing_enabled)
     if not settings.tracing_enabled:
         return False
@@ -384,6 +391,9 @@ def _release_sent(segment: Any) -> None:
 def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
     """Wrap an httpx transport for tracing (when tracing is on), without replacing
     ``httpx.AsyncClient`` process-wide."""
+    if _Backend.otel is not None:
+        traced: httpx.AsyncBaseTransport = _Backend.otel.instrument_transport(transport)
+        return traced
     if not global_sdk_config.sdk_enabled():
         return transport
     return _traced_transport_class()(transport)
@@ -445,6 +455,9 @@ def _traced_transport_class() -> Callable[[httpx.AsyncBaseTransport], httpx.Asyn
 
 def instrument_sqlalchemy(engine: AsyncEngine) -> None:
     """Record every SQL statement the engine runs inside a traced request as a subsegment."""
+    if _Backend.otel is not None:
+        _Backend.otel.instrument_sqlalchemy(engine)
+        return
     if not global_sdk_config.sdk_enabled():
         return
     from sqlalchemy import event  # noqa: PLC0415 - only the backend has SQLAlchemy
@@ -480,3 +493,42 @@ def instrument_sqlalchemy(engine: AsyncEngine) -> None:
             exc = context.original_exception
             entity.add_exception(exc, traceback.extract_tb(exc.__traceback__))
             xray_recorder.end_subsegment()
+
+
+# --- Backend selection (TRACING_BACKEND) -------------------------------------
+# The OpenTelemetry implementation is imported only when it is selected: the
+# X-Ray SDK path pays neither its import time nor its memory.
+
+
+class _Backend:
+    otel: ModuleType | None = None  # servicekit.tracing_otel once configured
+
+
+def _select_otel(settings: ServiceSettings) -> bool:
+    from servicekit import tracing_otel  # noqa: PLC0415
+
+    global_sdk_config.set_sdk_enabled(False)  # the X-Ray SDK records nothing
+    _Backend.otel = tracing_otel
+    return tracing_otel.configure(settings)
+
+
+def tracing_middleware(
+    settings: ServiceSettings,
+) -> type[TracingMiddleware] | type[OtelTracingMiddleware]:
+    """The ASGI middleware class that traces requests with the selected backend."""
+    if settings.tracing_backend == "otel":
+        from servicekit.tracing_otel import OtelTracingMiddleware  # noqa: PLC0415
+
+        return OtelTracingMiddleware
+    return TracingMiddleware
+
+
+def shutdown_tracing() -> None:
+    """Send what is still buffered; call it once the last request has ended.
+
+    The X-Ray SDK sends each segment as it ends; OpenTelemetry's batch
+    processor is flushed here (else the last requests' spans are lost).
+    """
+    otel, _Backend.otel = _Backend.otel, None
+    if otel is not None:
+        otel.shutdown()

@@ -3,7 +3,9 @@
 * ``raw``: a bare ASGI callable answering a fixed JSON body;
 * ``fastapi``: a bare FastAPI app with one JSON endpoint;
 * ``pair-front``: a bare FastAPI app that answers by calling ``BACKEND_URL``
-  with one shared aiohttp session (the fastest client measured here).
+  with one shared aiohttp session (the fastest client measured here);
+* ``otlp-sink``: an OTLP/HTTP endpoint that accepts every export (the
+  collector's place in the OpenTelemetry configurations; not measured).
 
 Run one with ``PORT=... python -m sbcntrctl.bench.apps NAME``: uvicorn with the
 same loop and HTTP parser as the services, no access log.
@@ -80,12 +82,31 @@ def pair_front_app(backend_url: str) -> Any:
     return app
 
 
+async def otlp_sink_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Read the request and answer an empty ``ExportTraceServiceResponse`` (zero bytes)."""
+    if scope["type"] != "http":
+        await raw_app(scope, receive, send)
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/x-protobuf")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 def main() -> None:
     name, port = sys.argv[1], int(os.environ["PORT"])
     if name == "raw":
         app: Any = raw_app
     elif name == "fastapi":
         app = fastapi_app()
+    elif name == "otlp-sink":
+        app = otlp_sink_app
     elif name == "pair-front":
         app = pair_front_app(os.environ["BACKEND_URL"])
     else:

@@ -65,6 +65,7 @@ def _env(**values: str) -> tuple[tuple[str, str], ...]:
 
 OFF = _env(AWS_XRAY_SDK_ENABLED="false", LOG_LEVEL="WARNING")
 DEFAULT = _env(LOG_LEVEL="INFO")
+OTEL = _env(TRACING_BACKEND="otel")
 
 
 def configurations(sample_all_rules: Path, quick: bool) -> list[Config]:
@@ -117,6 +118,18 @@ def configurations(sample_all_rules: Path, quick: bool) -> list[Config]:
             "/v1/helloworld",
             (ProcessSpec("front", backend, all_sampled),),
         ),
+        Config(
+            "backend-otel-default",
+            "as backend-default, traced with OpenTelemetry (OTLP/HTTP)",
+            "/v1/helloworld",
+            (ProcessSpec("front", backend, DEFAULT + OTEL),),
+        ),
+        Config(
+            "backend-otel-sampled",
+            "as backend-sampled, traced with OpenTelemetry (OTLP/HTTP)",
+            "/v1/helloworld",
+            (ProcessSpec("front", backend, all_sampled + OTEL),),
+        ),
     ]
     pairs = [
         Config(
@@ -128,6 +141,8 @@ def configurations(sample_all_rules: Path, quick: bool) -> list[Config]:
         pair("pair-off", "frontend -> backend, logging and tracing off", OFF),
         pair("pair-default", "frontend -> backend, INFO logs, default sampling", DEFAULT),
         pair("pair-sampled", "frontend -> backend, INFO logs, every request sampled", all_sampled),
+        pair("pair-otel-default", "as pair-default, traced with OpenTelemetry", DEFAULT + OTEL),
+        pair("pair-otel-sampled", "as pair-sampled, traced with OpenTelemetry", all_sampled + OTEL),
         pair(
             "pair-sampled-httpx",
             "as pair-sampled, with httpx's own transport",
@@ -150,14 +165,22 @@ class Running:
         return f"http://127.0.0.1:{self.processes['front'].port}{self.config.path}"
 
 
-def _process_env(spec: ProcessSpec, port: int, backend_port: int | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_XRAY", "XRAY_"))}
+def _process_env(
+    spec: ProcessSpec, port: int, backend_port: int | None, otlp_endpoint: str
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_XRAY", "XRAY_", "OTEL_", "TRACING_"))
+    }
     env.update(
         PORT=str(port),
         PYTHONUNBUFFERED="1",
         SHUTDOWN_DRAIN_SECONDS="0",
         # Segments go to a UDP port nobody reads: the sending cost is the same.
         AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{_free_port()}",
+        # Spans go to the OTLP sink (an HTTP answer is part of the exporter's cost).
+        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint,
     )
     env.update(spec.env)
     if backend_port is not None:
@@ -165,7 +188,7 @@ def _process_env(spec: ProcessSpec, port: int, backend_port: int | None) -> dict
     return env
 
 
-def start(config: Config, workdir: Path) -> Running:
+def start(config: Config, workdir: Path, otlp_endpoint: str) -> Running:
     """Start a configuration's processes on the server core, backend first.
 
     Each process writes its own log file, as each container has its own
@@ -176,7 +199,9 @@ def start(config: Config, workdir: Path) -> Running:
     for spec in sorted(config.processes, key=lambda s: s.role != "back"):
         log = workdir / f"{config.name}-{spec.role}.log"
         port = _free_port()
-        env = _process_env(spec, port, backend_port if spec.role == "front" else None)
+        env = _process_env(
+            spec, port, backend_port if spec.role == "front" else None, otlp_endpoint
+        )
         if spec.role == "back" and "DATABASE_URL" not in env:
             env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/{config.name}.sqlite3"
         elif "DATABASE_URL" not in env:
@@ -228,13 +253,40 @@ def measure(
     )
 
 
-def startup_and_stop(module: str, runs: int, workdir: Path) -> dict[str, float]:
+@dataclass
+class OtlpSink:
+    process: procs.Process
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.process.port}"
+
+
+def start_otlp_sink(workdir: Path) -> OtlpSink:
+    """The OTLP/HTTP endpoint of the OpenTelemetry configurations, on the client core.
+
+    It stands in for the collector sidecar; its CPU and memory are not the service's.
+    """
+    port = _free_port()
+    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "sbcntrctl.bench.apps", "otlp-sink"]
+    process = procs.spawn(
+        "otlp-sink", command, port, env, workdir, CLIENT_CPU, workdir / "otlp-sink.log"
+    )
+    procs.wait_ready(process, time.perf_counter())
+    return OtlpSink(process)
+
+
+def startup_and_stop(
+    module: str, runs: int, workdir: Path, settings: tuple[tuple[str, str], ...] = DEFAULT
+) -> dict[str, float]:
     """Median seconds from spawn to ready, and from SIGTERM to exit (no drain delay)."""
     ready, stop = [], []
     for n in range(runs):
         port = _free_port()
-        spec = ProcessSpec("front", (sys.executable, "-m", module), DEFAULT)
-        env = _process_env(spec, port, None)
+        spec = ProcessSpec("front", (sys.executable, "-m", module), settings)
+        # Health checks are not sampled: nothing is exported, no endpoint is needed.
+        env = _process_env(spec, port, None, f"http://127.0.0.1:{_free_port()}")
         env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/startup-{module}-{n}.sqlite3"
         began = time.perf_counter()
         log = workdir / f"startup-{module}.log"
@@ -300,7 +352,8 @@ def run(options: RunOptions) -> dict[str, Any]:
         configs = configurations(sample_all_rules_file(options.root, workdir), options.quick)
         if options.only:
             configs = [c for c in configs if c.name in options.only]
-        running = [start(config, workdir) for config in configs]
+        sink = start_otlp_sink(workdir)
+        running = [start(config, workdir, sink.url) for config in configs]
         samples: list[Sample] = []
         try:
             for number in range(options.rounds):
@@ -317,8 +370,14 @@ def run(options: RunOptions) -> dict[str, Any]:
                 for item in running
                 for role, p in item.processes.items()
             }
+            sink.process.stop()
         startup = {
             module: startup_and_stop(module, options.startup_runs, workdir)
+            for module in ("backend", "frontend")
+        } | {
+            f"{module} (otel)": startup_and_stop(
+                module, options.startup_runs, workdir, DEFAULT + OTEL
+            )
             for module in ("backend", "frontend")
         }
     return {

@@ -18,6 +18,11 @@ BASELINES = {
     "pair-default": "pair-off",
     "pair-sampled": "bare-pair",
     "pair-sampled-httpx": "bare-pair",
+    # OpenTelemetry against the X-Ray SDK, same sampling: >= 1 is at least as fast.
+    "backend-otel-default": "backend-default",
+    "backend-otel-sampled": "backend-sampled",
+    "pair-otel-default": "pair-default",
+    "pair-otel-sampled": "pair-sampled",
 }
 PROJECT_SERVICES = ("backend-", "pair-")
 

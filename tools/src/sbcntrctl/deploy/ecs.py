@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sbcntrctl.deploy import firelens, preflight, scaling, template, verify
+from sbcntrctl.deploy import firelens, preflight, scaling, template, tracing_variant, verify
 from sbcntrctl.deploy.aws import Client
 from sbcntrctl.deploy.aws import DeployError as DeployError  # callers catch ecs.DeployError
 
@@ -56,6 +56,7 @@ class Rendered:
     task_definition: dict[str, Any]
     service_definition: dict[str, Any]
     scaling: dict[str, Any]
+    task_role_policy: dict[str, Any] | None = None
 
     @property
     def service_name(self) -> str:
@@ -82,9 +83,10 @@ def render(service: str, env: Mapping[str, str], directory: Path = DEFAULT_DIR) 
     return Rendered(
         service,
         env["ECS_CLUSTER"],
-        documents["task-def"],
+        tracing_variant.apply(documents["task-def"], service, env, directory),
         documents["service-def"],
         documents["scaling"],
+        tracing_variant.task_role_policy(service, env, directory),
     )
 
 
@@ -93,6 +95,7 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
     return [
         *verify.task_definition(rendered.task_definition),
         *firelens.problems(rendered.task_definition),
+        *tracing_variant.problems(rendered.task_definition, rendered.task_role_policy),
         *verify.service_definition(rendered.service_definition),
         *verify.scaling(rendered.scaling),
     ]

@@ -316,9 +316,11 @@ def _app_container(where: str, c: dict[str, Any]) -> list[Problem]:
     if "healthCheck" not in c:
         found.append(Problem(f"{where}.healthCheck", "app containers need a health check"))
     names = {d.get("containerName") for d in c.get("dependsOn", [])}
-    if not {"log-router", "xray-daemon"} <= names:
-        found.append(Problem(f"{where}.dependsOn", "must depend on log-router and xray-daemon"))
     env = {v["name"]: v["value"] for v in c.get("environment", [])}
+    # The tracing sidecar: the X-Ray daemon, or the ADOT collector with TRACING_BACKEND=otel.
+    tracer = "otel-collector" if env.get("TRACING_BACKEND") == "otel" else "xray-daemon"
+    if not {"log-router", tracer} <= names:
+        found.append(Problem(f"{where}.dependsOn", f"must depend on log-router and {tracer}"))
     try:
         budget = float(env.get("SHUTDOWN_DRAIN_SECONDS", 3)) + float(
             env.get("SHUTDOWN_GRACE_SECONDS", 20)

@@ -1,0 +1,271 @@
+"""TRACING_BACKEND=otel on the real services, frontend -> backend.
+
+An OTLP/HTTP receiver (tests/support.py) stands in for the ADOT collector and
+decodes the exporter's protobuf; the UDP segment collector stands in for the
+X-Ray daemon where one side stays on the X-Ray SDK. The sampling rules sample
+every request, so every request must form one complete trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import StartService
+from tests.integration.conftest import Stack, start_stack
+from tests.integration.test_observability import TRACE_ID, drive
+from tests.support import OtlpReceiver, SegmentCollector, sample_all_rules
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as otlp:
+        yield otlp
+
+
+@pytest.fixture
+def collector() -> Iterator[SegmentCollector]:
+    with SegmentCollector() as daemon:
+        yield daemon
+
+
+def tracing_env(
+    backend: str, tmp_path: Path, receiver: OtlpReceiver, collector: SegmentCollector
+) -> dict[str, str]:
+    rules = tmp_path / "sample-all.json"
+    rules.write_text(json.dumps(sample_all_rules()))
+    return {
+        "TRACING_BACKEND": backend,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "AWS_XRAY_DAEMON_ADDRESS": collector.address,
+        "XRAY_SAMPLING_RULES": str(rules),
+    }
+
+
+def start_mixed(
+    start: StartService,
+    tmp_path: Path,
+    receiver: OtlpReceiver,
+    collector: SegmentCollector,
+    *,
+    frontend: str,
+    backend: str,
+    frontend_extra: dict[str, str] | None = None,
+) -> Stack:
+    return start_stack(
+        start,
+        tmp_path,
+        backend_env=tracing_env(backend, tmp_path, receiver, collector),
+        frontend_env={
+            **tracing_env(frontend, tmp_path, receiver, collector),
+            **(frontend_extra or {}),
+        },
+    )
+
+
+def root_of(response: httpx.Response) -> str:
+    return response.headers["x-amzn-trace-id"].split(";")[0].removeprefix("Root=")
+
+
+def expected_backend_calls(responses: list[httpx.Response]) -> int:
+    # Every page makes two backend calls (gather fan-out), every post one.
+    return sum(1 if r.request.method == "POST" else 2 for r in responses)
+
+
+def test_each_request_is_one_trace_and_the_last_spans_arrive_after_sigterm(
+    start: StartService,
+    tmp_path: Path,
+    receiver: OtlpReceiver,
+    collector: SegmentCollector,
+) -> None:
+    stack = start_mixed(start, tmp_path, receiver, collector, frontend="otel", backend="otel")
+    responses = asyncio.run(drive(stack.frontend.url, 24))
+    assert all(r.status_code in (200, 303) for r in responses)
+    # Stopped at once: the batch processor exports every 5 s, so the spans
+    # can only be here because the shutdown flushed them.
+    assert stack.frontend.stop() == 0
+    assert stack.backend.stop() == 0
+    calls = expected_backend_calls(responses)
+    assert receiver.bad_requests == []
+    spans = receiver.spans
+    assert collector.segments == []  # nothing went to the X-Ray daemon
+
+    servers = {(s["service"], s["span_id"]): s for s in spans if s["kind"] == "SERVER"}
+    front = [s for s in servers.values() if s["service"] == "frontend"]
+    back = {s["parent_span_id"]: s for s in servers.values() if s["service"] == "backend"}
+    clients = {s["span_id"]: s for s in spans if s["kind"] == "CLIENT"}
+    assert len(front) == 24
+    assert len(back) == calls
+    by_trace = {s["trace_id"]: s for s in front}
+    for response in responses:
+        root = root_of(response)
+        assert TRACE_ID.match(root)
+        server = by_trace[root]
+        assert server["parent_span_id"] is None
+        assert server["attributes"]["http.request.method"] == response.request.method
+        assert server["attributes"]["http.response.status_code"] == response.status_code
+        assert server["attributes"]["http.route"] in ("/", "/items")
+        assert server["attributes"]["user_agent.original"].startswith("python-httpx")
+        assert server["attributes"]["client.address"] == "127.0.0.1"
+        assert server["attributes"]["network.peer.address"] == "127.0.0.1"  # not forwarded
+        calls_out = [
+            c
+            for c in clients.values()
+            if c["parent_span_id"] == server["span_id"] and c["service"] == "frontend"
+        ]
+        assert len(calls_out) == (1 if response.request.method == "POST" else 2)
+        queries = []
+        for call in calls_out:
+            assert call["trace_id"] == root
+            backend = back[call["span_id"]]  # the backend's span is the call's child
+            assert backend["trace_id"] == root
+            assert (
+                backend["attributes"]["http.response.status_code"]
+                == call["attributes"]["http.response.status_code"]
+            )
+            queries += [
+                c["attributes"]["db.statement"]
+                for c in clients.values()
+                if c["parent_span_id"] == backend["span_id"]
+            ]
+        # Database calls are the backend spans' children.
+        if response.request.method == "POST":
+            assert any(q.startswith("INSERT INTO items") for q in queries), queries
+        else:
+            assert any(q.startswith("SELECT") for q in queries), queries
+
+    # Log lines carry the same X-Ray trace id as the spans.
+    for service in (stack.frontend, stack.backend):
+        traces = {line["trace_id"] for line in service.access_lines()}
+        assert traces <= by_trace.keys()
+    assert {line["trace_id"] for line in stack.frontend.access_lines()} == by_trace.keys()
+
+
+def test_incoming_header_and_unsampled_requests(
+    start: StartService,
+    tmp_path: Path,
+    receiver: OtlpReceiver,
+    collector: SegmentCollector,
+) -> None:
+    # The frontend follows an incoming decision only from a trusted upstream
+    # (XRAY_TRUST_INCOMING_SAMPLING; off by default at the public edge).
+    stack = start_mixed(
+        start,
+        tmp_path,
+        receiver,
+        collector,
+        frontend="otel",
+        backend="otel",
+        frontend_extra={"XRAY_TRUST_INCOMING_SAMPLING": "true"},
+    )
+    root, parent = "1-5759e988-bd862e3fe1be46a994272793", "53995c3f42cd8ad8"
+    sampled = httpx.get(
+        f"{stack.frontend.url}/items",
+        headers={
+            "X-Amzn-Trace-Id": f"Root={root};Parent={parent};Sampled=?",
+            "X-Forwarded-For": "203.0.113.9, 10.0.0.1",
+        },
+    )
+    assert sampled.headers["x-amzn-trace-id"] == f"Root={root};Sampled=1"
+    # A Root without Parent (what a load balancer sends) keeps its trace id.
+    lb_root = "1-5759e988-0000000000000000000000bb"
+    from_lb = httpx.get(
+        f"{stack.frontend.url}/items", headers={"X-Amzn-Trace-Id": f"Root={lb_root}"}
+    )
+    assert from_lb.headers["x-amzn-trace-id"] == f"Root={lb_root}"
+    unsampled_root = "1-5759e988-00000000000000000000abcd"
+    unsampled = httpx.get(
+        f"{stack.frontend.url}/items",
+        headers={
+            "X-Amzn-Trace-Id": f"Root={unsampled_root};Sampled=0",
+            "X-Request-Id": "unsampled-1",
+        },
+    )
+    assert unsampled.status_code == 200
+    assert unsampled.headers["x-amzn-trace-id"] == f"Root={unsampled_root}"
+    stack.frontend.stop()
+    stack.backend.stop()
+
+    assert {s["trace_id"] for s in receiver.spans} == {root, lb_root}
+    fronts = {
+        s["trace_id"]: s
+        for s in receiver.spans
+        if s["service"] == "frontend" and s["kind"] == "SERVER"
+    }
+    assert len(fronts) == 2
+    assert fronts[root]["parent_span_id"] == parent
+    # From X-Forwarded-For: no peer address, so X-Ray marks it x_forwarded_for.
+    # TRUSTED_PROXIES=1: the entry the load balancer appended, not what the client wrote.
+    assert fronts[root]["attributes"]["client.address"] == "10.0.0.1"
+    assert "network.peer.address" not in fronts[root]["attributes"]
+    assert fronts[lb_root]["parent_span_id"] is None
+    for service in (stack.frontend, stack.backend):
+        lines = [r for r in service.access_lines() if r["request_id"] == "unsampled-1"]
+        assert lines
+        assert {r["trace_id"] for r in lines} == {unsampled_root}
+
+
+@pytest.mark.parametrize(("frontend", "backend"), [("otel", "xray-sdk"), ("xray-sdk", "otel")])
+def test_mixed_backends_join_one_trace(
+    start: StartService,
+    tmp_path: Path,
+    receiver: OtlpReceiver,
+    collector: SegmentCollector,
+    frontend: str,
+    backend: str,
+) -> None:
+    stack = start_mixed(start, tmp_path, receiver, collector, frontend=frontend, backend=backend)
+    responses = asyncio.run(drive(stack.frontend.url, 9))
+    assert all(r.status_code in (200, 303) for r in responses)
+    calls = expected_backend_calls(responses)
+    stack.frontend.stop()
+    stack.backend.stop()
+    segments = collector.wait_for(9 if frontend == "xray-sdk" else calls)
+
+    # (trace id, id of the frontend's call) of every backend call, and the
+    # backend's (trace id, parent id) of every request it served.
+    made: set[tuple[str, str]] = set()
+    served: set[tuple[str, str]] = set()
+    roots = {root_of(r) for r in responses}
+    if frontend == "otel":
+        made = {
+            (s["trace_id"], s["span_id"])
+            for s in receiver.spans
+            if s["service"] == "frontend" and s["kind"] == "CLIENT"
+        }
+        served = {(s["trace_id"], s["parent_id"]) for s in segments if s["name"] == "backend"}
+        front_traces = {
+            s["trace_id"]
+            for s in receiver.spans
+            if s["service"] == "frontend" and s["kind"] == "SERVER"
+        }
+    else:
+        made = {
+            (segment["trace_id"], sub["id"])
+            for segment in segments
+            if segment["name"] == "frontend"
+            for sub in segment.get("subsegments", [])
+            if sub.get("namespace") == "remote"
+        }
+        served = {
+            (s["trace_id"], s["parent_span_id"])
+            for s in receiver.spans
+            if s["service"] == "backend" and s["kind"] == "SERVER"
+        }
+        front_traces = {s["trace_id"] for s in segments if s["name"] == "frontend"}
+    assert front_traces == roots
+    assert len(made) == calls
+    assert served == made
+
+
+def test_unknown_tracing_backend_is_refused_at_start(start: StartService) -> None:
+    service = start("backend", env={"TRACING_BACKEND": "zipkin"}, wait=False)
+    assert service.wait(30) == 2
+    (line,) = service.log_lines()
+    assert line["event"] == "invalid configuration"
+    assert [e["variable"] for e in line["errors"]] == ["TRACING_BACKEND"]
