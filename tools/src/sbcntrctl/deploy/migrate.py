@@ -134,6 +134,7 @@ def run(
         raise DeployError(msg)
     task_arn = started["tasks"][0]["taskArn"]
     deadline = time.monotonic() + timeout_seconds
+    polls = 0
     while True:
         described = client.describe_tasks(cluster=rendered.cluster, tasks=[task_arn])["tasks"]
         if described and described[0].get("lastStatus") == "STOPPED":
@@ -145,7 +146,9 @@ def run(
                 "(left running; the service was not updated)"
             )
             raise DeployError(msg)
-        time.sleep(poll_seconds)
+        # Short first waits (a migration with nothing to do ends in seconds), then poll_seconds.
+        time.sleep(min(poll_seconds, 0.25 * 2**polls))
+        polls += 1
     if result.exit_code != 0 or result.stop_code in ABNORMAL_STOP_CODES:
         msg = (
             f"migration task {result.task_arn} failed: exit code {result.exit_code}, "
