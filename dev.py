@@ -403,6 +403,19 @@ class Supervised:
                 self.log.flush()
             self.console.service_line(self.name, line)
 
+    def run_once(self, *args: str) -> int:
+        """Run ``python -m <service> ARGS`` to its end, its output shown as the service's."""
+        process = subprocess.Popen(
+            [str(PYTHON), "-m", self.name, *args],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._copy_output(process)
+        return process.wait()
+
     def exited(self) -> int | None:
         """The exit status once the process has ended (and its output is printed)."""
         if self.process is None:
@@ -516,7 +529,11 @@ def up(args: list[str]) -> None:
 
 def _run(services: dict[str, Supervised], console: Console) -> int:
     backend, frontend = services["backend"], services["frontend"]
-    # Steps that must finish before the backend starts (database migrations) go here.
+    # The schema first, as every deployment does (docs/migrations.md); demo data on a new database.
+    status = backend.run_once("migrate", "--seed")
+    if status != 0:
+        msg = f"python -m backend migrate --seed exited with {describe_exit(status)}"
+        raise StartupError(msg)
     for service in (backend, frontend):
         service.start()
         service.wait_ready()

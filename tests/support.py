@@ -150,10 +150,17 @@ def start_service(
     env: dict[str, str] | None = None,
     wait: bool = True,
     run_number: int = 0,
+    migrate: bool = True,
 ) -> Service:
-    """Start ``python -m <name>`` on a free loopback port; wait for ``/readyz`` by default."""
+    """Start ``python -m <name>`` on a free loopback port; wait for ``/readyz`` by default.
+
+    The backend's database is first migrated and seeded with ``python -m
+    backend migrate --seed``, as ``dev.py up`` does (``migrate=False``: not).
+    """
     port = port or free_port()
     full_env = base_env(PORT=str(port), **(env or {}))
+    if name == "backend" and migrate:
+        migrate_database(workdir, full_env)
     stdout_path = workdir / f"{name}-{port}-{run_number}.stdout"
     stderr_path = workdir / f"{name}-{port}-{run_number}.stderr"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -164,6 +171,25 @@ def start_service(
     if wait:
         service.wait_ready()
     return service
+
+
+def migrate_database(
+    workdir: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m backend migrate --seed`` (or ``args``) with ``env``; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", *(args or ("migrate", "--seed"))],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, (
+        f"{args} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+    )
+    return result
 
 
 def sqlite_url(path: Path) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
+from backend.migrate import upgrade
 from backend.settings import BackendSettings
 from tests.support import PostgresServer, sqlite_url
 
@@ -35,14 +37,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.new_database()
 
 
+def migrate(database_url: str, revision: str = "head", *, seed: bool = True) -> None:
+    """Migrate (and seed) the database as ``python -m backend migrate --seed`` does."""
+    url = BackendSettings(database_url=database_url).database_url_object()
+    asyncio.run(upgrade(url, revision, seed=seed))
+
+
 @pytest.fixture
 def make_client(database_url: str) -> Iterator[MakeClient]:
-    """A TestClient on a backend with its own fresh database; extra settings by keyword.
+    """A TestClient on a backend with its own fresh, migrated and seeded database.
 
-    ``client_host`` is the peer address the app sees (TestClient's is not an
-    IP); ``raise_server_exceptions=False`` shows what a client of an unhandled
-    exception receives.
+    Extra settings by keyword. ``client_host`` is the peer address the app
+    sees (TestClient's is not an IP); ``raise_server_exceptions=False`` shows
+    what a client of an unhandled exception receives.
     """
+    migrate(database_url)
     with ExitStack() as started:
 
         def _make(

@@ -24,7 +24,7 @@ def test_readyz_answers_ok_when_database_answers(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "database_writes": "ok"},
+        "checks": {"database": "ok", "database_writes": "ok", "schema": "ok"},
     }
 
 

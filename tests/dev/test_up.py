@@ -207,7 +207,8 @@ def test_a_backend_that_cannot_start_is_reported(
     monkeypatch.setenv("DATABASE_POOL_SIZE", "0")  # refused by the backend's settings
     run = dev_up()
     assert run.wait() == 1
-    run.wait_for(r"backend exited with status 2 \(invalid configuration")
+    # The migration, which runs first with the same settings, is what refuses them.
+    run.wait_for(r"python -m backend migrate --seed exited with status 2 \(invalid configuration")
     assert "frontend ready" not in run.output
 
 

@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.middleware import Middleware
 
 from backend import api
-from backend.database import create_engine, create_schema, ping
+from backend.database import create_engine, ping
 from backend.faults import FaultInjectionMiddleware, Faults, faults_router, readiness_fault
+from backend.revision_check import RevisionCheck, SchemaNotReadyError, database_revision
 from backend.settings import BackendSettings
 from backend.writability import database_writable
 from servicekit.app import create_service_app
@@ -24,8 +25,13 @@ log = get_logger("backend.app")
 
 
 def create_app(settings: BackendSettings) -> FastAPI:
-    """Build the backend; the lifespan opens the database engine and disposes of it."""
+    """Build the backend; the lifespan opens the database engine and disposes of it.
+
+    The schema is the migrations' business: readiness fails (check ``schema``)
+    while the database is behind this code's revision.
+    """
     url = settings.database_url_object()
+    revision_check = RevisionCheck()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,8 +40,7 @@ def create_app(settings: BackendSettings) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
         try:
-            await create_schema(engine)
-            log.info("database ready", database=url.render_as_string(hide_password=True))
+            await _log_revision(engine, revision_check)
             yield
         finally:
             await engine.dispose()
@@ -58,10 +63,28 @@ def create_app(settings: BackendSettings) -> FastAPI:
     async def database_ready() -> None:
         await ping(app.state.engine)
 
+    async def schema_ready() -> None:
+        await revision_check(app.state.engine)
+
     add_readiness_check(app, "database", database_ready)
     add_readiness_check(app, "database_writes", lambda: database_writable(app.state.engine))
+    add_readiness_check(app, "schema", schema_ready)
     if settings.fault_injection_enabled:
         app.include_router(faults_router(faults))
         add_readiness_check(app, "fault_injection", partial(readiness_fault, faults))
         log.warning("fault injection enabled", **vars(faults))
     return app
+
+
+async def _log_revision(engine: AsyncEngine, revision_check: RevisionCheck) -> None:
+    """One start-up line with the database's revision, or why it cannot serve yet."""
+    database = engine.url.render_as_string(hide_password=True)
+    try:
+        revision = await database_revision(engine)
+        revision_check.verify(revision)
+    except SchemaNotReadyError as exc:
+        log.warning("database not ready", database=database, reason=str(exc))
+    except Exception as exc:  # the readiness check reports it from now on
+        log.warning("database unreachable", database=database, error=str(exc)[:300])
+    else:
+        log.info("database ready", database=database, revision=revision)

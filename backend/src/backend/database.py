@@ -1,7 +1,9 @@
-"""Engine, sessions, schema creation and seed data.
+"""Engine and sessions.
 
 One ``AsyncEngine`` per process, made at start-up and disposed at shutdown;
-each request gets its own ``AsyncSession`` through :data:`SessionDep`.
+each request gets its own ``AsyncSession`` through :data:`SessionDep`. The
+schema is not created here: ``python -m backend migrate`` (:mod:`backend.migrate`)
+makes and changes it, once per release.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,23 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from backend.models import Base, Item, Notification
-
 SQLITE_BUSY_TIMEOUT_SECONDS = 15
-
-SEED_ITEMS = [
-    {"title": "Fargate", "name": "sbcntr", "content": "Serverless compute for containers."},
-    {"title": "FireLens", "name": "sbcntr", "content": "Routes container logs with Fluent Bit."},
-    {"title": "X-Ray", "name": "sbcntr", "content": "Traces requests across services."},
-]
-SEED_NOTIFICATIONS = [
-    {"title": "Welcome", "description": "The backend is up and seeded.", "category": "information"},
-    {
-        "title": "Maintenance",
-        "description": "Tasks may be replaced at any time.",
-        "category": "alert",
-    },
-]
 
 
 def create_engine(url: URL, pool_size: int) -> AsyncEngine:
@@ -58,18 +44,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create missing tables, then seed them if the database is new."""
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    async with sessions() as session, session.begin():
-        if await session.scalar(select(func.count()).select_from(Item)) == 0:
-            session.add_all(Item(**values) for values in SEED_ITEMS)
-        if await session.scalar(select(func.count()).select_from(Notification)) == 0:
-            session.add_all(Notification(**values) for values in SEED_NOTIFICATIONS)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -106,10 +106,13 @@ def build_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
     )
 
 
-def serve(load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) -> int:
-    """Run a service until it is stopped; return the process exit status."""
+def load_settings_or_report(load_settings: Callable[[], S]) -> S | None:
+    """The settings, or ``None`` after one ``invalid configuration`` line naming each variable.
+
+    Every command of a service reads its settings this way and exits 2 on ``None``.
+    """
     try:
-        settings = load_settings()
+        return load_settings()
     except ValidationError as exc:
         configure_logging("config", "INFO")
         log.critical(
@@ -119,6 +122,13 @@ def serve(load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) ->
                 for err in exc.errors()
             ],
         )
+        return None
+
+
+def serve(load_settings: Callable[[], S], create_app: Callable[[S], FastAPI]) -> int:
+    """Run a service until it is stopped; return the process exit status."""
+    settings = load_settings_or_report(load_settings)
+    if settings is None:
         return 2
     configure_logging(settings.service_name, settings.log_level)
     app = create_app(settings)

@@ -188,6 +188,14 @@ def _process_env(
     return env
 
 
+def _migrate_if_backend(command: tuple[str, ...], env: dict[str, str], workdir: Path) -> None:
+    """Give a backend its schema and seed data first, as every deployment does."""
+    if command[-2:] == ("-m", "backend"):
+        subprocess.run(
+            [*command, "migrate", "--seed"], env=env, cwd=workdir, check=True, capture_output=True
+        )
+
+
 def start(config: Config, workdir: Path, otlp_endpoint: str) -> Running:
     """Start a configuration's processes on the server core, backend first.
 
@@ -206,6 +214,7 @@ def start(config: Config, workdir: Path, otlp_endpoint: str) -> Running:
             env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/{config.name}.sqlite3"
         elif "DATABASE_URL" not in env:
             env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/{config.name}-front.sqlite3"
+        _migrate_if_backend(spec.command, env, workdir)
         began = time.perf_counter()
         process = procs.spawn(
             f"{config.name}/{spec.role}", list(spec.command), port, env, workdir, SERVER_CPU, log
@@ -288,6 +297,7 @@ def startup_and_stop(
         # Health checks are not sampled: nothing is exported, no endpoint is needed.
         env = _process_env(spec, port, None, f"http://127.0.0.1:{_free_port()}")
         env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/startup-{module}-{n}.sqlite3"
+        _migrate_if_backend(spec.command, env, workdir)
         began = time.perf_counter()
         log = workdir / f"startup-{module}.log"
         process = procs.spawn(module, list(spec.command), port, env, workdir, SERVER_CPU, log)

@@ -1,4 +1,4 @@
-"""``sbcntrctl deploy``: render, verify, diff, deploy and roll back a service.
+"""``sbcntrctl deploy``: render, verify, diff, migrate, deploy and roll back a service.
 
 Exit codes: 0 done; 1 a problem was found or an AWS call failed (one line
 says which); 2 a variable or a template is wrong; 3 the deployment failed
@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from sbcntrctl.deploy import ecs, iam, template
+from sbcntrctl.deploy import ecs, iam, migrate, template
 
-ACTIONS = ("render", "verify", "diff", "deploy", "rollback", "render-iam")
+ACTIONS = ("render", "verify", "diff", "migrate", "deploy", "rollback", "render-iam")
 EXIT_PROBLEM, EXIT_INPUT, EXIT_FAILED, EXIT_TIMED_OUT = 1, 2, 3, 4
 
 
@@ -89,12 +89,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.action == "diff" or args.dry_run:
         print(ecs.diff(rendered, apply_capacity=args.apply_capacity) or "no difference")
         return 0
+    if args.action == "migrate":
+        task = migrate.run_latest(rendered, args.wait or migrate.DEFAULT_TIMEOUT_SECONDS)
+        print(f"{rendered.service_name}: migration task {task.task_id} exited 0")
+        return 0
     return _report(
         ecs.deploy(
             rendered,
             args.wait,
             desired_count=args.desired_count,
             apply_capacity=args.apply_capacity,
+            # The schema first: the new tasks must find the database at their revision.
+            before_update=migrate.before_update(rendered, args.wait),
         )
     )
 

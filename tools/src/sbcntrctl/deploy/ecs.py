@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,11 +175,14 @@ def deploy(
     *,
     desired_count: int | None = None,
     apply_capacity: bool = False,
+    before_update: Callable[[str], object] | None = None,
 ) -> Result:
     """Check, register, create or update the service, wait until steady, reconcile scaling.
 
     An existing service keeps its desiredCount unless ``desired_count`` is
     given; a new one starts with ``desired_count`` or the service definition's.
+    ``before_update`` runs with the registered task definition's ARN before the
+    service changes (the database migration); when it raises, nothing changes.
     """
     found = problems(rendered) or account_problems(rendered)
     if found:
@@ -190,6 +193,8 @@ def deploy(
     ecs = Client("ecs")
     registered = ecs.register_task_definition(**rendered.task_definition)["taskDefinition"]
     arn = registered["taskDefinitionArn"]
+    if before_update is not None:
+        before_update(arn)
     sd = rendered.service_definition
     if existing is None:
         count = sd.get("desiredCount", 1) if desired_count is None else desired_count

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 
-from sbcntrctl.deploy import ecs
+from sbcntrctl.deploy import ecs, migrate
 from sbcntrctl.release.images import ReleaseError, commit_sha
 from sbcntrctl.release.pinning import pin_images
 
@@ -33,7 +33,9 @@ def deploy(
         rendered = ecs.render(service, env)
         pin_images(rendered.task_definition, digests, commit)
         try:
-            result = ecs.deploy(rendered, wait_seconds)
+            # The backend's migration task runs first, on the revision being deployed.
+            migration = migrate.before_update(rendered, wait_seconds)
+            result = ecs.deploy(rendered, wait_seconds, before_update=migration)
         except ecs.DeployError as exc:
             msg = f"deploy of {service} to {environment} failed: {exc}"
             raise ReleaseError(msg) from exc
