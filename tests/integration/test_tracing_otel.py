@@ -264,7 +264,7 @@ def test_mixed_backends_join_one_trace(
 
 
 def test_unknown_tracing_backend_is_refused_at_start(start: StartService) -> None:
-    service = start("backend", env={"TRACING_BACKEND": "zipkin"}, wait=False)
+    service = start("frontend", env={"TRACING_BACKEND": "zipkin"}, wait=False)
     assert service.wait(30) == 2
     (line,) = service.log_lines()
     assert line["event"] == "invalid configuration"
