@@ -55,7 +55,7 @@ class GeneratedSecret(CloudFormationModel):
         return attr == "Id"
 
     @classmethod
-    def create_from_cloudformation_json(  # type: ignore[override]
+    def create_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
@@ -96,7 +96,7 @@ class GeneratedSecret(CloudFormationModel):
         return cls(created["ARN"], account_id, region_name)
 
     @classmethod
-    def delete_from_cloudformation_json(  # type: ignore[override]
+    def delete_from_cloudformation_json(
         cls,
         resource_name: str,
         cloudformation_json: dict[str, Any],
