@@ -118,9 +118,20 @@ def _execute_change_set(
     )
     if change_set.change_set_type == "CREATE":
         del self.stacks[change_set.stack_id]  # the REVIEW_IN_PROGRESS placeholder
-        self.create_stack(
-            change_set.stack_name, change_set.template, change_set.parameters, tags=change_set.tags
-        )
+        known = set(self.stacks)
+        try:
+            self.create_stack(
+                change_set.stack_name,
+                change_set.template,
+                change_set.parameters,
+                tags=change_set.tags,
+            )
+        except Exception:
+            # CloudFormation would keep a ROLLBACK_COMPLETE stack; moto's half-made
+            # one breaks every later DescribeStacks, so it goes.
+            for stack_id in set(self.stacks) - known:
+                del self.stacks[stack_id]
+            raise
     else:
         stack = self.get_stack(change_set.stack_name)
         stack.update(change_set.template, parameters=change_set.parameters, tags=change_set.tags)

@@ -112,6 +112,14 @@ def _outputs(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     stacks = [s for s in reversed(_selected(args)) if not s.shared or args.only]
+    services = cloudformation.services_in_cluster(args.env)
+    if services and {"edge", "platform", "network"} & {s.key for s in stacks}:
+        cluster = f"sbcntr-{args.env}"
+        msg = (
+            f"{cluster} still runs {', '.join(services)}: delete them first "
+            f"(aws ecs delete-service --cluster {cluster} --service NAME --force)"
+        )
+        raise cloudformation.InfraError(msg)
     names = ", ".join(s.name(args.env) for s in stacks)
     if not _confirm(f"delete {names}?", args):
         return 2

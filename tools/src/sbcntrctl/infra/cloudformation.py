@@ -69,6 +69,12 @@ def plan(
     if "EnvName" in declared:
         given["EnvName"] = env
     existing = describe(name)
+    if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
+        msg = (
+            f"{name} is ROLLBACK_COMPLETE (its creation failed; see its events): delete it "
+            f"(sbcntrctl infra delete {env} --only {stack.key}), then deploy again"
+        )
+        raise InfraError(msg)
     creating = existing is None or existing["StackStatus"] == "REVIEW_IN_PROGRESS"
     previous = {p["ParameterKey"] for p in (existing or {}).get("Parameters", [])}
     params: list[dict[str, str | bool]] = [
@@ -132,9 +138,13 @@ def execute(change_set: ChangeSet, wait_seconds: float, poll_seconds: float = PO
     if change_set.change_set_id is None:
         return "no changes"
     started = datetime.now(UTC)
-    _cfn().execute_change_set(
-        ChangeSetName=change_set.change_set_id, StackName=change_set.stack_name
-    )
+    try:
+        _cfn().execute_change_set(
+            ChangeSetName=change_set.change_set_id, StackName=change_set.stack_name
+        )
+    except ClientError as exc:
+        msg = f"{change_set.stack_name}: {exc}"
+        raise InfraError(msg) from exc
     return wait(change_set.stack_name, started, wait_seconds, poll_seconds, DONE)
 
 
@@ -179,7 +189,11 @@ def delete(stack_name: str, wait_seconds: float, poll_seconds: float = POLL_SECO
     if describe(stack_name) is None:
         return "absent"
     started = datetime.now(UTC)
-    _cfn().delete_stack(StackName=stack_name)
+    try:
+        _cfn().delete_stack(StackName=stack_name)
+    except ClientError as exc:
+        msg = f"{stack_name}: {exc}"
+        raise InfraError(msg) from exc
     return wait(stack_name, started, wait_seconds, poll_seconds, ("DELETE_COMPLETE",))
 
 
@@ -221,3 +235,23 @@ def task_variables(env: str) -> dict[str, str]:
     found["AWS_REGION"] = _cfn().meta.region_name
     found["ENV_NAME"] = env
     return found
+
+
+def services_in_cluster(env: str) -> list[str]:
+    """The ECS services still in the environment's cluster (they hold its target groups
+    and security groups, so the stacks cannot be deleted under them)."""
+    platform = describe(BY_KEY["platform"].name(env))
+    if platform is None:
+        return []
+    cluster = {o["OutputKey"]: o["OutputValue"] for o in platform.get("Outputs", [])}.get(
+        "EcsCluster"
+    )
+    if cluster is None:
+        return []
+    ecs = boto3.client("ecs")
+    arns = ecs.list_services(cluster=cluster).get("serviceArns", [])
+    names = []
+    for start in range(0, len(arns), 10):  # DescribeServices takes at most 10
+        described = ecs.describe_services(cluster=cluster, services=arns[start : start + 10])
+        names += [s["serviceName"] for s in described["services"] if s["status"] != "INACTIVE"]
+    return sorted(names)
