@@ -271,3 +271,106 @@ def waf_problems(edge: Mapping[str, Any]) -> list[str]:
         if not str(resolve(groups[name], {"EnvName": "dev"})).startswith("aws-waf-logs-"):
             problems.append(f"{name}: WAF log groups must start with aws-waf-logs-")
     return problems
+
+
+def _attributes(props: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return {a["Key"]: a["Value"] for a in props.get(key, [])}
+
+
+def edge_problems(edge: Mapping[str, Any]) -> list[str]:
+    """Target groups as the taskdefs' timing budget needs them; the maintenance rule.
+
+    taskdefs/README.md: health check ``GET /readyz`` answered 200, deregistration
+    delay 10 s, ALB idle timeout below the apps' 75 s keep-alive.
+    """
+    problems = []
+    ports = {"FrontendTargetGroup": 8080, "BackendTargetGroup": 8081}
+    groups = resources(edge, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    for name, port in ports.items():
+        props = groups.get(name, {}).get("Properties", {})
+        if props.get("Port") != port or props.get("TargetType") != "ip":
+            problems.append(f"{name}: must target ip:{port} (awsvpc tasks)")
+        if props.get("HealthCheckPath") != "/readyz":
+            problems.append(f"{name}: health check is {props.get('HealthCheckPath')}, not /readyz")
+        if props.get("Matcher") != {"HttpCode": "200"}:
+            problems.append(f"{name}: health check must match 200 only")
+        delay = _attributes(props, "TargetGroupAttributes").get(
+            "deregistration_delay.timeout_seconds"
+        )
+        if delay != "10":
+            problems.append(f"{name}: deregistration delay {delay}, not 10 s")
+    for name, lb in resources(edge, "AWS::ElasticLoadBalancingV2::LoadBalancer").items():
+        idle = int(
+            _attributes(lb["Properties"], "LoadBalancerAttributes")["idle_timeout.timeout_seconds"]
+        )
+        if idle >= 75:
+            problems.append(f"{name}: idle timeout {idle} s is not below the apps' 75 s keep-alive")
+    rule = edge["Resources"].get("MaintenanceRule", {}).get("Properties", {})
+    conditions = rule.get("Conditions", [])
+    if conditions != [{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/*"]}}]:
+        problems.append("MaintenanceRule: must match every path")
+    actions = json.dumps(rule.get("Actions"))
+    if '"StatusCode": "503"' not in actions or '"ContentType": "text/html"' not in actions:
+        problems.append("MaintenanceRule: maintenance must answer 503 text/html")
+    if rule.get("Priority") != 1:
+        problems.append("MaintenanceRule: must come before every other rule (priority 1)")
+    return problems
+
+
+ENDPOINT_SERVICES = {"ecr.api", "ecr.dkr", "logs", "xray", "ssm", "secretsmanager"}
+
+
+def network_problems(network: Mapping[str, Any]) -> list[str]:
+    """The endpoints the tasks need without NAT, and flow logs of all traffic."""
+    problems = []
+    interface, gateway = set(), set()
+    for endpoint in resources(network, "AWS::EC2::VPCEndpoint").values():
+        props = endpoint["Properties"]
+        service = str(props["ServiceName"]["Fn::Sub"]).rsplit("}.", 1)[-1]
+        if props.get("VpcEndpointType") == "Interface":
+            interface.add(service)
+            if props.get("PrivateDnsEnabled") is not True:
+                problems.append(f"{service}: private DNS off (the SDKs would bypass it)")
+            if props.get("SecurityGroupIds") != [{"Ref": "EndpointSecurityGroup"}]:
+                problems.append(f"{service}: not behind the endpoint security group")
+        else:
+            gateway.add(service)
+    for missing in sorted(ENDPOINT_SERVICES - interface):
+        problems.append(f"no interface endpoint for {missing}")
+    if "s3" not in gateway:
+        problems.append("no S3 gateway endpoint (ECR image layers come from S3)")
+    logs = [f["Properties"] for f in resources(network, "AWS::EC2::FlowLog").values()]
+    if not any(
+        f.get("TrafficType") == "ALL" and f.get("ResourceId") == {"Ref": "Vpc"} for f in logs
+    ):
+        problems.append("no flow log of ALL traffic of the VPC")
+    return problems
+
+
+def data_problems(data: Mapping[str, Any]) -> list[str]:
+    """Private, encrypted, snapshot on delete, deletion protection in prod."""
+    problems = []
+    prod_only = {"Fn::If": ["IsProd", True, False]}
+    databases = {
+        **resources(data, "AWS::RDS::DBCluster"),
+        **{
+            k: v
+            for k, v in resources(data, "AWS::RDS::DBInstance").items()
+            if "DBClusterIdentifier" not in v["Properties"]
+        },
+    }
+    for name, db in databases.items():
+        props = db["Properties"]
+        if props.get("DeletionProtection") != prod_only:
+            problems.append(f"{name}: deletion protection must be on in prod")
+        if props.get("StorageEncrypted") is not True:
+            problems.append(f"{name}: storage not encrypted")
+        if db.get("DeletionPolicy") != "Snapshot":
+            problems.append(f"{name}: deleting the stack must leave a snapshot")
+        groups = props.get("VpcSecurityGroupIds") or props.get("VPCSecurityGroups")
+        if groups != [{"Ref": "DatabaseSecurityGroup"}]:
+            problems.append(f"{name}: not behind the database security group")
+    for name, instance in resources(data, "AWS::RDS::DBInstance").items():
+        if instance["Properties"].get("PubliclyAccessible") is not False:
+            problems.append(f"{name}: publicly accessible")
+    return problems

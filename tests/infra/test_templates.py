@@ -89,6 +89,9 @@ def test_the_templates_keep_the_rules() -> None:
     assert rules.bucket_problems(templates["platform"]) == []
     assert rules.registry_problems(templates["registry"]) == []
     assert rules.waf_problems(templates["edge"]) == []
+    assert rules.edge_problems(templates["edge"]) == []
+    assert rules.network_problems(templates["network"]) == []
+    assert rules.data_problems(templates["data"]) == []
 
 
 Mutation = Callable[[dict[str, dict[str, Any]]], None]
@@ -151,7 +154,57 @@ def _without_prod_guard(templates: dict[str, dict[str, Any]]) -> None:
     store_rules(templates, found)
 
 
+def _tg_attribute(templates: dict[str, dict[str, Any]], value: str) -> None:
+    res(templates, "edge", "FrontendTargetGroup")["TargetGroupAttributes"][0]["Value"] = value
+
+
 BROKEN: list[tuple[str, Mutation, str]] = [
+    # edge
+    ("default deregistration delay", lambda t: _tg_attribute(t, "300"), "deregistration delay 300"),
+    (
+        "liveness instead of readiness",
+        lambda t: res(t, "edge", "BackendTargetGroup").update(HealthCheckPath="/healthz"),
+        "BackendTargetGroup: health check is /healthz",
+    ),
+    (
+        "idle timeout above keep-alive",
+        lambda t: res(t, "edge", "PublicAlb")["LoadBalancerAttributes"][0].update(Value="120"),
+        "PublicAlb: idle timeout 120 s",
+    ),
+    (
+        "maintenance only on one path",
+        lambda t: res(t, "edge", "MaintenanceRule")["Conditions"][0].update(
+            PathPatternConfig={"Values": ["/"]}
+        ),
+        "MaintenanceRule: must match every path",
+    ),
+    # network
+    (
+        "no X-Ray endpoint",
+        lambda t: t["network"]["Resources"].pop("XRayEndpoint"),
+        "no interface endpoint for xray",
+    ),
+    (
+        "no S3 gateway",
+        lambda t: t["network"]["Resources"].pop("S3GatewayEndpoint"),
+        "no S3 gateway endpoint",
+    ),
+    (
+        "flow logs of rejected traffic only",
+        lambda t: res(t, "network", "FlowLog").update(TrafficType="REJECT"),
+        "no flow log of ALL traffic",
+    ),
+    # data
+    (
+        "no deletion protection in prod",
+        lambda t: res(t, "data", "AuroraCluster").update(DeletionProtection=False),
+        "AuroraCluster: deletion protection must be on in prod",
+    ),
+    (
+        "public database",
+        lambda t: res(t, "data", "RdsInstance").update(PubliclyAccessible=True),
+        "RdsInstance: publicly accessible",
+    ),
     # security groups
     (
         "backend open to the internet",
@@ -306,6 +359,9 @@ def all_problems(templates: dict[str, dict[str, Any]]) -> list[str]:
         *rules.bucket_problems(templates["platform"]),
         *rules.registry_problems(templates["registry"]),
         *rules.waf_problems(templates["edge"]),
+        *rules.edge_problems(templates["edge"]),
+        *rules.network_problems(templates["network"]),
+        *rules.data_problems(templates["data"]),
     ]
 
 

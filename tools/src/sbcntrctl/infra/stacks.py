@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cfnlint.decode import cfn_yaml
-
 INFRA_DIR = Path(__file__).resolve().parents[4] / "infra"
 ENVIRONMENTS = ("dev", "stg", "prod")
 
@@ -32,6 +30,9 @@ class Stack:
 
     def template(self, directory: Path = INFRA_DIR) -> dict[str, Any]:
         """The parsed template (short-form tags become ``Ref``/``Fn::*`` mappings)."""
+        # cfn-lint's loader takes most of a second to import: only when a template is read.
+        from cfnlint.decode import cfn_yaml  # noqa: PLC0415
+
         parsed: dict[str, Any] = cfn_yaml.load(str(self.path(directory)))
         return parsed
 
