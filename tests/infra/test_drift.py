@@ -198,3 +198,15 @@ def test_policy_comparison_sees_a_difference() -> None:
     assert list(policies.values()) == [expected]
     policies["task"]["Statement"][0]["Action"].append("logs:DeleteLogGroup")
     assert list(policies.values()) != [expected]
+
+
+def test_capacity_providers_the_services_may_name_are_associated() -> None:
+    """AWS requires the association before a service's strategy names a provider
+    (moto does not check it). The taskdefs default to FARGATE; their README offers
+    FARGATE_SPOT for non-production."""
+    cluster = resources(load("platform"), "AWS::ECS::Cluster")
+    (props,) = (c["Properties"] for c in cluster.values())
+    associated = set(props["CapacityProviders"])
+    default = template.variables(TASKDEFS / "backend" / "service-def.json")["CAPACITY_PROVIDER"]
+    assert {default, "FARGATE_SPOT"} <= associated
+    assert "FARGATE_SPOT" in (TASKDEFS / "README.md").read_text()
