@@ -8,6 +8,11 @@ Secrets Manager, with the password generated as ``GenerateSecretString`` asks.
 Every other resource moto lacks is left missing and checked from the parsed
 templates instead (infra/README.md lists them).
 
+moto's ECS cluster from a template keeps only its name: ``_cluster_from_template``
+also applies the settings (Container Insights) and the capacity providers with
+their default strategy, as CloudFormation does, so the deploy's check that the
+service's capacity provider is attached sees what AWS would have.
+
 moto's change sets also stop short of what CloudFormation does: executing one
 neither resolves ``Fn::ImportValue`` (on creation) nor publishes the stack's
 outputs and exports. ``_execute_change_set`` below executes a change set with
@@ -24,6 +29,7 @@ from typing import Any
 import httpx
 from moto.cloudformation import models, parsing
 from moto.core.common_models import CloudFormationModel
+from moto.ecs.models import Cluster, ecs_backends
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import ThreadedMotoServer
 
@@ -110,6 +116,28 @@ class GeneratedSecret(CloudFormationModel):
         return True
 
 
+def _cluster_from_template(
+    resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> Cluster:
+    props = cloudformation_json.get("Properties", {})
+    strategy = [
+        {"capacityProvider": s["CapacityProvider"], "weight": s["Weight"], "base": s["Base"]}
+        for s in props.get("DefaultCapacityProviderStrategy", [])
+    ]
+    return ecs_backends[account_id][region_name].create_cluster(
+        cluster_name=resource_name,
+        cluster_settings=[
+            {"name": s["Name"], "value": s["Value"]} for s in props.get("ClusterSettings", [])
+        ],
+        capacity_providers=props.get("CapacityProviders"),
+        default_capacity_provider_strategy=strategy or None,
+    )
+
+
 def _execute_change_set(
     self: models.CloudFormationBackend, change_set_name: str, stack_name: str | None = None
 ) -> None:
@@ -146,6 +174,7 @@ def moto_server() -> Iterator[str]:
     for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cached.cache_clear()  # the model list is read from subclasses once, then cached
     models.CloudFormationBackend.execute_change_set = _execute_change_set  # type: ignore[method-assign]
+    Cluster.create_from_cloudformation_json = staticmethod(_cluster_from_template)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()

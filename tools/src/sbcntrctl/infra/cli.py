@@ -19,7 +19,8 @@ def add_infra_arguments(parser: argparse.ArgumentParser) -> None:
         "--only",
         action="append",
         choices=[s.key for s in STACKS],
-        help="this stack only (repeatable); default: all, in order (delete: in reverse)",
+        help="this stack only (repeatable); default: all but ci and monitoring, in order "
+        "(delete: the environment's, monitoring included, in reverse)",
     )
     parser.add_argument(
         "--param",
@@ -53,7 +54,9 @@ def run_infra(args: argparse.Namespace) -> int:
 
 
 def _selected(args: argparse.Namespace) -> list[Stack]:
-    return [s for s in STACKS if not args.only or s.key in args.only]
+    if args.only:
+        return [s for s in STACKS if s.key in args.only]
+    return [s for s in STACKS if not s.optional]
 
 
 def _parameters(args: argparse.Namespace) -> dict[str, str]:
@@ -111,7 +114,9 @@ def _outputs(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    stacks = [s for s in reversed(_selected(args)) if not s.shared or args.only]
+    # The environment's stacks, its optional ones included; shared ones only when named.
+    chosen = [s for s in STACKS if s.key in args.only] if args.only else STACKS
+    stacks = [s for s in reversed(chosen) if not s.shared or args.only]
     services = cloudformation.services_in_cluster(args.env)
     if services and {"edge", "platform", "network"} & {s.key for s in stacks}:
         cluster = f"sbcntr-{args.env}"

@@ -214,7 +214,7 @@ def task_variables(env: str) -> dict[str, str]:
     by_stack: dict[str, dict[str, str]] = {}
     missing: list[str] = []
     for stack in STACKS:
-        if stack.shared:
+        if stack.key not in {key for key, _ in FROM_OUTPUTS.values()} | {"network"}:
             continue
         try:
             by_stack[stack.key] = outputs(stack.name(env))

@@ -1,8 +1,10 @@
 """The stacks, their order, and which output feeds which task definition variable.
 
-One template per lifetime (``infra/*.yml``): the registry is shared by every
-environment of an account; the other four exist once per environment, created
-in this order (each imports exports of the ones before) and deleted in reverse.
+One template per lifetime (``infra/*.yml``): the registry (and the release
+pipeline's identity) are shared by every environment of an account; the others
+exist once per environment, created in this order (each imports exports of the
+ones before) and deleted in reverse. Optional stacks need parameters of their
+own (the repository, the notifier's code) and are deployed only when named.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Stack:
 
     key: str
     shared: bool = False
+    optional: bool = False  # deployed only when named (--only): it needs parameters of its own
 
     def name(self, env: str) -> str:
         return f"sbcntr-{self.key}" if self.shared else f"sbcntr-{env}-{self.key}"
@@ -41,11 +44,13 @@ class Stack:
 
 
 STACKS = (
+    Stack("ci", shared=True, optional=True),  # the release pipeline's identity (docs/release.md)
     Stack("registry", shared=True),
     Stack("network"),
     Stack("platform"),
     Stack("edge"),
     Stack("data"),
+    Stack("monitoring", optional=True),  # alarms and the error mail (docs/observability.md)
 )
 BY_KEY = {stack.key: stack for stack in STACKS}
 
