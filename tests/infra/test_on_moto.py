@@ -29,7 +29,7 @@ from tests.infra.emulator import moto_server
 from tests.support import ROOT
 
 # moto warns for each resource its CloudFormation skips; infra/README.md lists them.
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS::.*:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 
 SBCNTRCTL = Path(sys.executable).parent / "sbcntrctl"
 REGION = "ap-northeast-1"
