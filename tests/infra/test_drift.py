@@ -115,8 +115,7 @@ def test_log_groups_the_tasks_write_to_are_created() -> None:
             if "awslogs-group" in options:
                 used.add(options["awslogs-group"])
             env = {e["name"]: e["value"] for e in container.get("environment", [])}
-            if "LOG_GROUP_NAME" in env:
-                used.add(env["LOG_GROUP_NAME"])
+            used.update(v for k, v in env.items() if k.endswith(("_LOG_GROUP", "LOG_GROUP_NAME")))
             if "LOG_GROUP_PREFIX" in env:  # FireLens writes <prefix>/<service>
                 used.add(f"{env['LOG_GROUP_PREFIX']}/{service}")
     assert used, "the task definitions name log groups"
