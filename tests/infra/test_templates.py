@@ -33,6 +33,16 @@ def test_every_stack_has_its_template_and_nothing_else_is_there() -> None:
     assert {p.stem for p in INFRA.glob("*.yml")} == {s.key for s in STACKS}
 
 
+def test_a_parameter_given_once_suits_every_template_that_declares_it() -> None:
+    """`infra deploy --param NAME=VALUE` passes the value to each template declaring NAME."""
+    declared: dict[str, dict[str, Any]] = {}
+    for name, tpl in all_templates().items():
+        for parameter, spec in tpl.get("Parameters", {}).items():
+            shape = {k: spec.get(k) for k in ("Type", "AllowedValues", "AllowedPattern")}
+            first = declared.setdefault(parameter, {"template": name, **shape})
+            assert {k: first[k] for k in shape} == shape, (parameter, first["template"], name)
+
+
 def test_cfn_lint_finds_nothing() -> None:
     """Errors and warnings alike; a warning is fixed or suppressed in the template with a reason."""
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
