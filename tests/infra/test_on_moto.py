@@ -91,6 +91,30 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+def test_without_a_terminal_nothing_is_executed_unless_yes(aws: dict[str, str]) -> None:
+    refused = subprocess.run(
+        [str(SBCNTRCTL), "infra", "deploy", "prod", "--only", "network", "--poll", "0.05"],
+        env=aws,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert refused.returncode == 2
+    assert "Add     Vpc [AWS::EC2::VPC]" in refused.stdout
+    assert "refused: not a terminal; pass --yes" in refused.stderr
+    assert (
+        boto3.client("ec2").describe_vpcs(Filters=[{"Name": "cidr", "Values": ["10.30.0.0/16"]}])[
+            "Vpcs"
+        ]
+        == []
+    )
+    cfn = boto3.client("cloudformation")
+    assert cfn.list_change_sets(StackName="sbcntr-prod-network")["Summaries"] == []
+    cfn.delete_stack(StackName="sbcntr-prod-network")  # the REVIEW_IN_PROGRESS placeholder
+
+
 def test_a_stack_whose_imports_are_missing_fails_naming_them(aws: dict[str, str]) -> None:
     failed = sbcntrctl(aws, "infra", "deploy", "stg", "--only", "edge", "--yes", "--poll", "0.05")
     assert failed.returncode == 1

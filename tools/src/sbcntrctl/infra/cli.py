@@ -95,6 +95,7 @@ def _deploy(args: argparse.Namespace) -> int:
         for line in change_set.changes:
             print(f"  {line}")
         if not _confirm(f"execute the change set of {change_set.stack_name}?", args):
+            cloudformation.discard(change_set)
             return 2
         status = cloudformation.execute(change_set, args.wait, args.poll)
         print(f"{change_set.stack_name}: {status}")

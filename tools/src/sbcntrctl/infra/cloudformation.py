@@ -133,6 +133,14 @@ def _describe_change(change: Mapping[str, Any]) -> str:
     return f"{action:<7} {rc.get('LogicalResourceId')} [{rc.get('ResourceType')}]{note}"
 
 
+def discard(change_set: ChangeSet) -> None:
+    """Delete a change set that will not be executed."""
+    if change_set.change_set_id is not None:
+        _cfn().delete_change_set(
+            ChangeSetName=change_set.change_set_id, StackName=change_set.stack_name
+        )
+
+
 def execute(change_set: ChangeSet, wait_seconds: float, poll_seconds: float = POLL_SECONDS) -> str:
     """Execute the change set and wait; raises InfraError with the failed events."""
     if change_set.change_set_id is None:
