@@ -220,3 +220,28 @@ def test_capacity_providers_the_services_may_name_are_associated() -> None:
     default = defaults["CAPACITY_PROVIDER"]
     assert {default, "FARGATE_SPOT"} <= associated
     assert "FARGATE_SPOT" in (TASKDEFS / "README.md").read_text()
+
+
+def _exports_and_imports() -> tuple[set[str], set[str]]:
+    exported, imported = set(), set()
+    for path in sorted((ROOT / "infra").glob("*.yml")):
+        tpl = load(path.stem)
+        for output in tpl.get("Outputs", {}).values():
+            name = output.get("Export", {}).get("Name")
+            if name is not None:
+                exported.add(name["Fn::Sub"] if isinstance(name, dict) else name)
+        text = json.dumps(tpl["Resources"])
+        imported.update(re.findall(r'"Fn::ImportValue": \{"Fn::Sub": "([^"]+)"\}', text))
+    return exported, imported
+
+
+def test_every_export_imported_by_a_template_or_a_tool_is_exported() -> None:
+    """monitoring.yml and `sbcntrctl capacity --cloudwatch` read the edge stack's exports."""
+    exported, imported = _exports_and_imports()
+    assert imported, "the templates import exports"
+    tools = ROOT / "tools" / "src" / "sbcntrctl"
+    for source in tools.rglob("*.py"):
+        for name in re.findall(r'f"sbcntr-\{[^}]+\}-([A-Za-z0-9]+)"', source.read_text()):
+            imported.add("sbcntr-${EnvName}-" + name)
+    assert "sbcntr-${EnvName}-PublicAlbFullName" in imported
+    assert sorted(imported - exported) == []
