@@ -55,11 +55,6 @@ POLICY_FILES = {
 }
 
 
-# One execution role per service: until taskdefs/iam has the per-service execution
-# policies, the task definitions still name the one shared execution role.
-PER_SERVICE_EXECUTION = (TASKDEFS / "iam" / "execution-role-policy-frontend.json").exists()
-
-
 def taskdef_files() -> list[Path]:
     return sorted(p for p in TASKDEFS.rglob("*") if p.suffix in (".json", ".yml"))
 
@@ -148,12 +143,6 @@ def test_repositories_the_tasks_pull_from_are_created_or_mirrored() -> None:
                 assert image.split("/", 1)[0] in caches.values(), f"{image}: not mirrored"
 
 
-@pytest.mark.xfail(
-    not PER_SERVICE_EXECUTION,
-    reason="the task definitions still pull the X-Ray daemon from public.ecr.aws, which "
-    "EgressMode=endpoints cannot reach",
-    strict=True,
-)
 def test_without_internet_every_image_comes_from_the_private_registry() -> None:
     private = re.compile(rf"^{ACCOUNT}\.dkr\.ecr\.{REGION}\.amazonaws\.com/")
     public = [
@@ -176,11 +165,6 @@ def platform_roles() -> dict[str, dict[str, Any]]:
     return roles
 
 
-@pytest.mark.xfail(
-    not PER_SERVICE_EXECUTION,
-    reason="the task definitions still name the shared execution role sbcntr-ecs-task-execution",
-    strict=True,
-)
 def test_roles_the_tasks_use_are_created() -> None:
     created = platform_roles()
     for service, td in rendered_task_definitions().items():
@@ -192,8 +176,6 @@ def test_roles_the_tasks_use_are_created() -> None:
 @pytest.mark.parametrize("role", sorted(POLICY_FILES))
 def test_role_policy_is_exactly_its_taskdefs_file(role: str) -> None:
     path = TASKDEFS / "iam" / POLICY_FILES[role]
-    if not path.exists():
-        pytest.xfail(f"taskdefs/iam/{path.name}: the per-service policy files are not here yet")
     expected = template.render_json(path, RENDER_ENV)
     policies = platform_roles()[role]
     assert list(policies.values()) == [expected], json.dumps(policies, indent=1)
