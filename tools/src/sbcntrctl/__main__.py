@@ -8,6 +8,7 @@ import sys
 from sbcntrctl import xraycapture
 from sbcntrctl.bench import cli as bench_cli
 from sbcntrctl.deploy import cli as deploy_cli
+from sbcntrctl.infra import cli as infra_cli
 from sbcntrctl.loadtest import cli as loadtest_cli
 from sbcntrctl.loadtest import rows as loadtest_rows
 from sbcntrctl.release import cli as release_cli
@@ -23,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     deploy = commands.add_parser("deploy", help="render, verify, diff, deploy, rollback on ECS")
     deploy_cli.add_arguments(deploy)
     deploy.set_defaults(handler=deploy_cli.run)
+    infra = commands.add_parser("infra", help="deploy, read or delete the stacks in infra/")
+    infra_cli.add_infra_arguments(infra)
+    infra.set_defaults(handler=infra_cli.run_infra)
+    maintenance = commands.add_parser("maintenance", help="the public ALB's maintenance page")
+    infra_cli.add_maintenance_arguments(maintenance)
+    maintenance.set_defaults(handler=infra_cli.run_maintenance)
     audit = commands.add_parser("audit", help="STEP3: check a load run's logs and traces")
     loadtest_cli.add_audit_arguments(audit)
     audit.set_defaults(handler=loadtest_cli.run_audit)

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from sbcntrctl.deploy import ecs, iam, migrate, template
+from sbcntrctl.deploy import ecs, iam, migrate, sources, template
 
 ACTIONS = ("render", "verify", "diff", "migrate", "deploy", "rollback", "render-iam")
 EXIT_PROBLEM, EXIT_INPUT, EXIT_FAILED, EXIT_TIMED_OUT = 1, 2, 3, 4
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offline", action="store_true", help="verify: skip the checks against the account"
     )
+    sources.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,16 +64,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        env = sources.environment(args, os.environ)
+    except sources.SourceError as exc:
+        print(f"{args.action} failed: {exc}", file=sys.stderr)
+        return EXIT_INPUT
     if args.action == "rollback":
-        cluster = args.cluster or os.environ.get("ECS_CLUSTER")
+        cluster = args.cluster or env.get("ECS_CLUSTER")
         if not cluster:
             print("rollback failed: set --cluster or ECS_CLUSTER", file=sys.stderr)
             return EXIT_INPUT
         return _report(ecs.rollback(cluster, args.service, args.wait))
     if args.action == "render-iam":
-        print(json.dumps(iam.render(args.service, os.environ, args.dir), indent=2))
+        print(json.dumps(iam.render(args.service, env, args.dir), indent=2))
         return 0
-    rendered = ecs.render(args.service, os.environ, args.dir)
+    rendered = ecs.render(args.service, env, args.dir)
     if args.action == "render":
         print(json.dumps(rendered.task_definition, indent=2))
         return 0

@@ -1,0 +1,385 @@
+"""The templates: lint-clean (cfn-lint, checkov) and keeping the rules in rules.py.
+
+Each rule is shown to pass on the templates as they are and to name the break
+when a template is broken on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sbcntrctl.infra.stacks import STACKS
+from tests.infra import rules
+from tests.infra.cfn import template
+from tests.support import ROOT
+
+INFRA = ROOT / "infra"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+
+
+def all_templates() -> dict[str, dict[str, Any]]:
+    return {s.key: template(s.key) for s in STACKS}
+
+
+def test_every_stack_has_its_template_and_nothing_else_is_there() -> None:
+    assert {p.stem for p in INFRA.glob("*.yml")} == {s.key for s in STACKS}
+
+
+def test_a_parameter_given_once_suits_every_template_that_declares_it() -> None:
+    """`infra deploy --param NAME=VALUE` passes the value to each template declaring NAME."""
+    declared: dict[str, dict[str, Any]] = {}
+    for name, tpl in all_templates().items():
+        for parameter, spec in tpl.get("Parameters", {}).items():
+            shape = {k: spec.get(k) for k in ("Type", "AllowedValues", "AllowedPattern")}
+            first = declared.setdefault(parameter, {"template": name, **shape})
+            assert {k: first[k] for k in shape} == shape, (parameter, first["template"], name)
+
+
+def test_cfn_lint_finds_nothing() -> None:
+    """Errors and warnings alike; a warning is fixed or suppressed in the template with a reason."""
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), *map(str, sorted(INFRA.glob("*.yml")))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cfn_lint_catches_a_broken_template(tmp_path: Path) -> None:
+    broken = tmp_path / "edge.yml"
+    broken.write_text((INFRA / "edge.yml").read_text().replace("Port: 8081", "Port: 80810"))
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), str(broken)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "80810" in result.stdout
+
+
+def test_checkov_passes_with_every_skip_reasoned() -> None:
+    assert CHECKOV.exists(), "dev.py test installs checkov into .venv-checkov"
+    result = subprocess.run(
+        [
+            str(CHECKOV),
+            "-d",
+            str(INFRA),
+            "--framework",
+            "cloudformation",
+            "--skip-download",
+            "--quiet",
+            "--compact",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert re.search(r"Failed checks: 0\b", result.stdout), result.stdout[-3000:]
+    assert re.search(r"Passed checks: [1-9]", result.stdout), result.stdout[-3000:]
+    for name, tpl in all_templates().items():
+        for logical, resource in tpl["Resources"].items():
+            for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+                assert len(skip.get("comment", "")) > 20, f"{name}.yml {logical}: {skip}"
+
+
+def test_the_templates_keep_the_rules() -> None:
+    templates = all_templates()
+    assert rules.security_group_problems(templates) == []
+    assert rules.bucket_problems(templates["platform"]) == []
+    assert rules.registry_problems(templates["registry"]) == []
+    assert rules.waf_problems(templates["edge"]) == []
+    assert rules.edge_problems(templates["edge"]) == []
+    assert rules.network_problems(templates["network"]) == []
+    assert rules.data_problems(templates["data"]) == []
+
+
+Mutation = Callable[[dict[str, dict[str, Any]]], None]
+
+
+def res(templates: dict[str, dict[str, Any]], key: str, logical: str) -> dict[str, Any]:
+    props: dict[str, Any] = templates[key]["Resources"][logical]["Properties"]
+    return props
+
+
+def repository_rules(templates: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The frontend repository's lifecycle rules, to mutate (written back by ``store_rules``)."""
+    rules_: list[dict[str, Any]] = rules.lifecycle_policy(
+        templates["registry"], "FrontendRepository"
+    )["rules"]
+    return rules_
+
+
+def store_rules(templates: dict[str, dict[str, Any]], rules_: list[dict[str, Any]]) -> None:
+    policy = res(templates, "registry", "FrontendRepository")["LifecyclePolicy"]
+    policy["LifecyclePolicyText"] = json.dumps({"rules": rules_})
+
+
+def _swap_prod_and_stg(templates: dict[str, dict[str, Any]]) -> None:
+    found = repository_rules(templates)
+    by_prefix = {tuple(r["selection"].get("tagPrefixList", [])): r for r in found}
+    prod, stg = by_prefix[("prod-",)], by_prefix[("stg-",)]
+    prod["rulePriority"], stg["rulePriority"] = stg["rulePriority"], prod["rulePriority"]
+    store_rules(templates, found)
+
+
+def _prod_guard_count(templates: dict[str, dict[str, Any]]) -> None:
+    found = repository_rules(templates)
+    next(r for r in found if r["selection"].get("tagPrefixList") == ["prod-"])["selection"][
+        "countNumber"
+    ] = 50
+    store_rules(templates, found)
+
+
+def _any_rule_first(templates: dict[str, dict[str, Any]]) -> None:
+    found = repository_rules(templates)
+    found.append(
+        {
+            "rulePriority": 0,
+            "selection": {
+                "tagStatus": "any",
+                "countType": "imageCountMoreThan",
+                "countNumber": 500,
+            },
+            "action": {"type": "expire"},
+        }
+    )
+    store_rules(templates, found)
+
+
+def _without_prod_guard(templates: dict[str, dict[str, Any]]) -> None:
+    found = [
+        r for r in repository_rules(templates) if r["selection"].get("tagPrefixList") != ["prod-"]
+    ]
+    store_rules(templates, found)
+
+
+def _tg_attribute(templates: dict[str, dict[str, Any]], value: str) -> None:
+    res(templates, "edge", "FrontendTargetGroup")["TargetGroupAttributes"][0]["Value"] = value
+
+
+BROKEN: list[tuple[str, Mutation, str]] = [
+    # edge
+    ("default deregistration delay", lambda t: _tg_attribute(t, "300"), "deregistration delay 300"),
+    (
+        "liveness instead of readiness",
+        lambda t: res(t, "edge", "BackendTargetGroup").update(HealthCheckPath="/healthz"),
+        "BackendTargetGroup: health check is /healthz",
+    ),
+    (
+        "idle timeout above keep-alive",
+        lambda t: res(t, "edge", "PublicAlb")["LoadBalancerAttributes"][0].update(Value="120"),
+        "PublicAlb: idle timeout 120 s",
+    ),
+    (
+        "maintenance only on one path",
+        lambda t: res(t, "edge", "MaintenanceRule")["Conditions"][0].update(
+            PathPatternConfig={"Values": ["/"]}
+        ),
+        "MaintenanceRule: must match every path",
+    ),
+    # network
+    (
+        "no X-Ray endpoint",
+        lambda t: t["network"]["Resources"].pop("XRayEndpoint"),
+        "no interface endpoint for xray",
+    ),
+    (
+        "no S3 gateway",
+        lambda t: t["network"]["Resources"].pop("S3GatewayEndpoint"),
+        "no S3 gateway endpoint",
+    ),
+    (
+        "flow logs of rejected traffic only",
+        lambda t: res(t, "network", "FlowLog").update(TrafficType="REJECT"),
+        "no flow log of ALL traffic",
+    ),
+    # data
+    (
+        "no deletion protection in prod",
+        lambda t: res(t, "data", "AuroraCluster").update(DeletionProtection=False),
+        "AuroraCluster: deletion protection must be on in prod",
+    ),
+    (
+        "public database",
+        lambda t: res(t, "data", "RdsInstance").update(PubliclyAccessible=True),
+        "RdsInstance: publicly accessible",
+    ),
+    # security groups
+    (
+        "backend open to the internet",
+        lambda t: res(t, "edge", "BackendSecurityGroup").update(
+            SecurityGroupIngress=[
+                {"IpProtocol": "tcp", "FromPort": 8081, "ToPort": 8081, "CidrIp": "0.0.0.0/0"}
+            ]
+        ),
+        "BackendSecurityGroup: open to the internet",
+    ),
+    (
+        "frontend by CIDR instead of the ALB's group",
+        lambda t: (
+            res(t, "edge", "FrontendFromPublicAlb").pop("SourceSecurityGroupId"),
+            res(t, "edge", "FrontendFromPublicAlb").update(CidrIp="10.10.0.0/16"),
+        ),
+        "FrontendSecurityGroup: unexpected ingress ('tcp', 8080, 8080, '10.10.0.0/16')",
+    ),
+    (
+        "backend reachable from the frontend directly",
+        lambda t: res(t, "edge", "BackendFromInternalAlb").update(
+            SourceSecurityGroupId={"Ref": "FrontendSecurityGroup"}
+        ),
+        "BackendSecurityGroup: missing ingress ('tcp', 8081, 8081, 'sg:InternalAlbSecurityGroup')",
+    ),
+    (
+        "every port",
+        lambda t: res(t, "edge", "BackendFromInternalAlb").update(FromPort=0, ToPort=65535),
+        "BackendSecurityGroup: unexpected ingress ('tcp', 0, 65535",
+    ),
+    (
+        "database from the frontend",
+        lambda t: res(t, "data", "DatabaseSecurityGroup")["SecurityGroupIngress"][0].update(
+            SourceSecurityGroupId={
+                "Fn::ImportValue": {"Fn::Sub": "sbcntr-${EnvName}-FrontendSecurityGroup"}
+            }
+        ),
+        "DatabaseSecurityGroup: unexpected ingress ('tcp', 5432, 5432, 'sg:FrontendSecurityGroup')",
+    ),
+    (
+        "endpoints from the VPC range",
+        lambda t: res(t, "network", "EndpointSecurityGroup").update(
+            SecurityGroupIngress=[
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "10.10.0.0/16"}
+            ]
+        ),
+        "EndpointSecurityGroup: unexpected ingress ('tcp', 443, 443, '10.10.0.0/16')",
+    ),
+    # the log bucket
+    (
+        "public policy allowed",
+        lambda t: res(t, "platform", "LogBucket")["PublicAccessBlockConfiguration"].update(
+            BlockPublicPolicy=False
+        ),
+        "LogBucket: BlockPublicPolicy is not true",
+    ),
+    (
+        "TLS statement allows instead of denying",
+        lambda t: res(t, "platform", "LogBucketPolicy")["PolicyDocument"]["Statement"][0].update(
+            Effect="Allow"
+        ),
+        "no Deny of every action without TLS",
+    ),
+    (
+        "TLS deny on the bucket but not its objects",
+        lambda t: res(t, "platform", "LogBucketPolicy")["PolicyDocument"]["Statement"][0].update(
+            Resource={"Fn::GetAtt": ["LogBucket", "Arn"]}
+        ),
+        "must cover the bucket and its objects",
+    ),
+    (
+        "everyone may write",
+        lambda t: res(t, "platform", "LogBucketPolicy")["PolicyDocument"]["Statement"].append(
+            {"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "s3:PutObject"}
+        ),
+        "Open allows everyone",
+    ),
+    (
+        "no transition to Glacier",
+        lambda t: res(t, "platform", "LogBucket")["LifecycleConfiguration"]["Rules"][0][
+            "Transitions"
+        ].pop(),
+        "lifecycle transitions",
+    ),
+    # the registry
+    (
+        "staging rule ahead of the production guard",
+        _swap_prod_and_stg,
+        "FrontendRepository: an image tagged ['prod-a1b2c3d', 'stg-a1b2c3d'] can be expired",
+    ),
+    (
+        "production guard that can fire",
+        _prod_guard_count,
+        "FrontendRepository: an image tagged ['prod-a1b2c3d'] can be expired",
+    ),
+    (
+        "an any-tag rule first",
+        _any_rule_first,
+        "FrontendRepository: an image tagged ['prod-a1b2c3d'] can be expired by rule 0",
+    ),
+    (
+        "no production guard",
+        _without_prod_guard,
+        "FrontendRepository: an image tagged ['prod-a1b2c3d', 'stg-a1b2c3d'] can be expired",
+    ),
+    (
+        "mutable tags",
+        lambda t: res(t, "registry", "BackendRepository").update(ImageTagMutability="MUTABLE"),
+        "BackendRepository: tags are not IMMUTABLE",
+    ),
+    (
+        "no scan on push",
+        lambda t: res(t, "registry", "LogRouterRepository").update(
+            ImageScanningConfiguration={"ScanOnPush": False}
+        ),
+        "LogRouterRepository: no scan on push",
+    ),
+    # WAF
+    (
+        "web ACL on the internal ALB",
+        lambda t: res(t, "edge", "WebAclAssociation").update(ResourceArn={"Ref": "InternalAlb"}),
+        "PublicAlb (internet-facing) has no web ACL",
+    ),
+    (
+        "managed group only counting",
+        lambda t: res(t, "edge", "WebAcl")["Rules"][2].update(OverrideAction={"Count": {}}),
+        "aws-common: managed group only counts",
+    ),
+    (
+        "known bad inputs dropped",
+        lambda t: res(t, "edge", "WebAcl").update(Rules=res(t, "edge", "WebAcl")["Rules"][:3]),
+        "not enforced: AWSManagedRulesKnownBadInputsRuleSet",
+    ),
+    (
+        "rate rule counting",
+        lambda t: res(t, "edge", "WebAcl")["Rules"][0].update(Action={"Count": {}}),
+        "rate-limit-per-ip: rate rule does not block",
+    ),
+    (
+        "WAF logs to a group WAF refuses",
+        lambda t: res(t, "edge", "WafLogGroup").update(
+            LogGroupName={"Fn::Sub": "/sbcntr/${EnvName}/waf"}
+        ),
+        "WafLogGroup: WAF log groups must start with aws-waf-logs-",
+    ),
+]
+
+
+def all_problems(templates: dict[str, dict[str, Any]]) -> list[str]:
+    return [
+        *rules.security_group_problems(templates),
+        *rules.bucket_problems(templates["platform"]),
+        *rules.registry_problems(templates["registry"]),
+        *rules.waf_problems(templates["edge"]),
+        *rules.edge_problems(templates["edge"]),
+        *rules.network_problems(templates["network"]),
+        *rules.data_problems(templates["data"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"), [(m, e) for _, m, e in BROKEN], ids=[n for n, _, _ in BROKEN]
+)
+def test_each_rule_names_a_broken_template(mutation: Mutation, expected: str) -> None:
+    templates = all_templates()
+    mutation(templates)
+    problems = all_problems(templates)
+    assert any(expected in p for p in problems), problems

@@ -1,0 +1,46 @@
+"""Where ``sbcntrctl deploy`` takes its variables from besides the environment.
+
+``--env-file PATH`` (as written by ``sbcntrctl infra outputs ENV --env-file``) or
+``--from-stack ENV`` (the outputs of the CloudFormation stacks of ENV). Variables
+set in the process environment win over both, so one value can be overridden
+(``IMAGE_TAG`` is always the user's).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+
+from sbcntrctl.infra import cloudformation, envfile
+from sbcntrctl.infra.stacks import ENVIRONMENTS
+
+
+class SourceError(Exception):
+    """The file or the stacks could not be read; the message says why."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--env-file", type=Path, help="KEY=value lines, e.g. from `sbcntrctl infra outputs`"
+    )
+    source.add_argument(
+        "--from-stack",
+        metavar="ENV",
+        choices=ENVIRONMENTS,
+        help="take the variables from the outputs of the stacks of ENV (infra/)",
+    )
+
+
+def environment(args: argparse.Namespace, process: Mapping[str, str]) -> dict[str, str]:
+    """The file's or stacks' variables, overridden by the process environment."""
+    base: dict[str, str] = {}
+    try:
+        if args.env_file is not None:
+            base = envfile.load(args.env_file)
+        elif args.from_stack is not None:
+            base = cloudformation.task_variables(args.from_stack)
+    except (OSError, envfile.EnvFileError, cloudformation.InfraError) as exc:
+        raise SourceError(str(exc)) from exc
+    return {**base, **process}

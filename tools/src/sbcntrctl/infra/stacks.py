@@ -1,0 +1,78 @@
+"""The stacks, their order, and which output feeds which task definition variable.
+
+One template per lifetime (``infra/*.yml``): the registry (and the release
+pipeline's identity) are shared by every environment of an account; the others
+exist once per environment, created in this order (each imports exports of the
+ones before) and deleted in reverse. Optional stacks need parameters of their
+own (the repository, the notifier's code) and are deployed only when named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+INFRA_DIR = Path(__file__).resolve().parents[4] / "infra"
+ENVIRONMENTS = ("dev", "stg", "prod")
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One template; ``shared`` stacks exist once per account and region."""
+
+    key: str
+    shared: bool = False
+    optional: bool = False  # deployed only when named (--only): it needs parameters of its own
+
+    def name(self, env: str) -> str:
+        return f"sbcntr-{self.key}" if self.shared else f"sbcntr-{env}-{self.key}"
+
+    def path(self, directory: Path = INFRA_DIR) -> Path:
+        return directory / f"{self.key}.yml"
+
+    def template(self, directory: Path = INFRA_DIR) -> dict[str, Any]:
+        """The parsed template (short-form tags become ``Ref``/``Fn::*`` mappings)."""
+        # cfn-lint's loader takes most of a second to import: only when a template is read.
+        from cfnlint.decode import cfn_yaml  # noqa: PLC0415
+
+        parsed: dict[str, Any] = cfn_yaml.load(str(self.path(directory)))
+        return parsed
+
+    def parameters(self, directory: Path = INFRA_DIR) -> set[str]:
+        return set(self.template(directory).get("Parameters", {}))
+
+
+STACKS = (
+    Stack("ci", shared=True, optional=True),  # the release pipeline's identity (docs/release.md)
+    Stack("registry", shared=True),
+    Stack("network"),
+    Stack("platform"),
+    Stack("edge"),
+    Stack("data"),
+    Stack("monitoring", optional=True),  # alarms and the error mail (docs/observability.md)
+)
+BY_KEY = {stack.key: stack for stack in STACKS}
+
+# Task definition variable -> (stack, output). Every `must_env` of taskdefs/ is
+# here, in DERIVED, or in USER_SUPPLIED (tests/infra checks that none is missing).
+FROM_OUTPUTS: dict[str, tuple[str, str]] = {
+    "PRIVATE_SUBNET_1": ("network", "PrivateSubnet1"),
+    "PRIVATE_SUBNET_2": ("network", "PrivateSubnet2"),
+    "ECS_CLUSTER": ("platform", "EcsCluster"),
+    "LOG_BUCKET": ("platform", "LogBucket"),
+    "DB_SECRET_ARN": ("platform", "DbSecretArn"),
+    "SECRETS_KMS_KEY_ARN": ("platform", "SecretsKmsKeyArn"),
+    "FRONTEND_SECURITY_GROUP": ("edge", "FrontendSecurityGroup"),
+    "BACKEND_SECURITY_GROUP": ("edge", "BackendSecurityGroup"),
+    "FRONTEND_TARGET_GROUP_ARN": ("edge", "FrontendTargetGroupArn"),
+    "BACKEND_TARGET_GROUP_ARN": ("edge", "BackendTargetGroupArn"),
+    "FRONTEND_ALB_RESOURCE_LABEL": ("edge", "FrontendAlbResourceLabel"),
+    "BACKEND_ALB_RESOURCE_LABEL": ("edge", "BackendAlbResourceLabel"),
+    "BACKEND_URL": ("edge", "BackendUrl"),
+    "DATABASE_URL": ("data", "DatabaseUrl"),
+}
+# Known without an output: the account (from the stack ids), region, environment.
+DERIVED = ("AWS_ACCOUNT_ID", "AWS_REGION", "ENV_NAME")
+# Chosen per deploy by the user.
+USER_SUPPLIED = {"IMAGE_TAG": "the tag of the images pushed for this release (the git commit)"}
