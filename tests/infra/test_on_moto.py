@@ -256,6 +256,50 @@ def test_environment_from_empty_account_to_deployed_services(
     }
     assert frontend_env["BACKEND_URL"] == variables["BACKEND_URL"]
 
+    # --- the release pipeline's deploy: a commit's digests, pinned, variables from the stacks
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    ecr = boto3.client("ecr")
+    records, digests = [], {}
+    for name in ("backend", "frontend", "log-router"):
+        repository = f"sbcntr-{name}"
+        put_image(repository, commit)
+        found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": commit}])
+        digests[repository] = found["imageDetails"][0]["imageDigest"]
+        record = tmp_path / f"digest-{name}.json"
+        record.write_text(
+            json.dumps(
+                {
+                    "image": name,
+                    "repository": repository,
+                    "commit": commit,
+                    "digest": digests[repository],
+                }
+            )
+        )
+        records.append(str(record))
+    released = ok(
+        sbcntrctl(
+            aws,
+            "release",
+            "deploy",
+            "dev",
+            "--commit",
+            commit,
+            "--wait",
+            "0",
+            "--dir",
+            str(taskdefs),
+            "--digests",
+            *records,
+        )
+    )
+    assert "dev sbcntr-backend: revision 2" in released
+    assert "dev sbcntr-frontend: revision 2" in released
+    pinned = ecs.describe_task_definition(taskDefinition="sbcntr-backend")["taskDefinition"]
+    by_name = {c["name"]: c for c in pinned["containerDefinitions"]}
+    assert by_name["backend"]["image"].endswith(f"/sbcntr-backend@{digests['sbcntr-backend']}")
+    assert by_name["backend"]["dockerLabels"]["org.opencontainers.image.revision"] == commit
+
     # --- maintenance: through the API, then through the stack parameter
     assert ok(sbcntrctl(aws, "maintenance", "status", "dev")).startswith(
         "sbcntr-dev-edge: maintenance off"

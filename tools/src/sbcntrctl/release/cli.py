@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sbcntrctl.deploy import ecs
 from sbcntrctl.release import images, registry, rollout, scan, smoke
 
 ACTIONS = ("spec", "dockle", "verdict", "push", "deploy", "smoke", "rollback")
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     deploy.add_argument("--commit", required=True)
     deploy.add_argument("--digests", type=Path, nargs="+", required=True)
     deploy.add_argument("--wait", type=float, default=900)
+    deploy.add_argument("--dir", type=Path, default=ecs.DEFAULT_DIR, help="the taskdefs folder")
     smoke_ = actions.add_parser("smoke", help="pages, API and a short load")
     smoke_.add_argument("target", help="an environment name or the frontend's base URL")
     smoke_.add_argument("--seconds", type=int, default=30)
@@ -102,7 +104,7 @@ def _push(args: argparse.Namespace) -> int:
 
 def _deploy(args: argparse.Namespace) -> int:
     digests = registry.read_records(args.digests, args.commit)
-    for line in rollout.deploy(args.environment, args.commit, digests, args.wait):
+    for line in rollout.deploy(args.environment, args.commit, digests, args.wait, args.dir):
         print(line)
     return 0
 

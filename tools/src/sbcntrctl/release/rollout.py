@@ -1,15 +1,19 @@
 """Deploying a release's digests to one environment, and rolling a service back.
 
 The deployment variables of an environment (cluster, subnets, roles, URLs...)
-come from the process environment, as for ``sbcntrctl deploy``.
+come from the outputs of its stacks (infra/, as ``sbcntrctl deploy
+--from-stack``); a variable set in the process environment wins.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from sbcntrctl.deploy import ecs, migrate
+from sbcntrctl.infra import cloudformation
+from sbcntrctl.infra.stacks import BY_KEY
 from sbcntrctl.release.images import ReleaseError, commit_sha
 from sbcntrctl.release.pinning import pin_images
 
@@ -18,19 +22,26 @@ SERVICES = ("backend", "frontend")  # the backend first: the frontend calls it
 
 def deployment_env(environment: str) -> dict[str, str]:
     """The variables the task definition templates read, for ``environment``."""
-    env = dict(os.environ)
-    env["ENV_NAME"] = environment
-    return env
+    try:
+        stacks = cloudformation.task_variables(environment)
+    except cloudformation.InfraError as exc:
+        msg = f"the stacks of {environment} cannot give the deploy variables: {exc}"
+        raise ReleaseError(msg) from exc
+    return {**stacks, **os.environ, "ENV_NAME": environment}
 
 
 def deploy(
-    environment: str, commit: str, digests: Mapping[str, str], wait_seconds: float
+    environment: str,
+    commit: str,
+    digests: Mapping[str, str],
+    wait_seconds: float,
+    directory: Path = ecs.DEFAULT_DIR,
 ) -> Iterator[str]:
     """Deploy each service with its images pinned by digest; one line per service."""
     env = deployment_env(environment)
     env["IMAGE_TAG"] = commit_sha(commit)
     for service in SERVICES:
-        rendered = ecs.render(service, env)
+        rendered = ecs.render(service, env, directory)
         pin_images(rendered.task_definition, digests, commit)
         try:
             # The backend's migration task runs first, on the revision being deployed.
@@ -43,8 +54,14 @@ def deploy(
 
 
 def frontend_url(environment: str) -> str:
-    """The public URL of ``environment``'s frontend (``FRONTEND_URL``)."""
-    url = deployment_env(environment).get("FRONTEND_URL", "")
+    """The public URL of ``environment``: ``FRONTEND_URL``, else the edge stack's ``PublicUrl``."""
+    url = os.environ.get("FRONTEND_URL", "")
+    if not url:
+        try:
+            url = cloudformation.outputs(BY_KEY["edge"].name(environment)).get("PublicUrl", "")
+        except cloudformation.InfraError as exc:
+            msg = f"no FRONTEND_URL for {environment} ({exc}): pass the URL instead"
+            raise ReleaseError(msg) from exc
     if not url:
         msg = f"no FRONTEND_URL for {environment}: pass the URL instead"
         raise ReleaseError(msg)
@@ -54,12 +71,10 @@ def frontend_url(environment: str) -> str:
 def rollback(environment: str, service: str) -> str:
     """Point ``service`` back at its last revision that reached steady state.
 
-    Needs only ``ECS_CLUSTER`` (and credentials): no template is rendered.
+    Needs only the cluster (``ECS_CLUSTER``, else ``sbcntr-<env>``, the platform
+    stack's name for it) and credentials: no template is rendered, no stack read.
     """
-    cluster = deployment_env(environment).get("ECS_CLUSTER", "")
-    if not cluster:
-        msg = f"no ECS_CLUSTER for {environment}: set the environment's cluster"
-        raise ReleaseError(msg)
+    cluster = os.environ.get("ECS_CLUSTER") or f"sbcntr-{environment}"
     try:
         result = ecs.rollback(cluster, service)
     except ecs.DeployError as exc:
