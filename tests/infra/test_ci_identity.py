@@ -1,7 +1,8 @@
 """infra/ci.yml: who can release, and that nobody else can.
 
-Linted with cfn-lint and checkov; the trust policy, the CI role's permissions
-and the deny policy are asserted from the parsed template, each rule shown to
+Linted with the other templates (tests/infra/test_templates.py); the trust
+policy, the CI role's permissions and the deny policy are asserted from the
+parsed template, each rule shown to
 fail on a mutated copy. IAM itself is not emulated here (moto does not evaluate
 policy conditions), so the rules are checked as AWS documents them:
 GitHub's OIDC `sub` claim forms (GitHub Docs, "About security hardening with
@@ -16,9 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +26,6 @@ from tests.support import ROOT
 
 TEMPLATE = ROOT / "infra" / "ci.yml"
 SCP = ROOT / "infra" / "scp" / "release-only-through-pipeline.json"
-CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 RELEASE_ACTIONS = {
     "ecr:PutImage",
     "ecr:InitiateLayerUpload",
@@ -133,33 +130,6 @@ def deny_problems(t: dict[str, Any]) -> list[str]:
     if missing := RELEASE_ACTIONS - denied:
         problems.append(f"not denied: {sorted(missing)}")
     return problems
-
-
-def test_template_lints_clean() -> None:
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), str(TEMPLATE)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_checkov_passes_with_reasoned_skips() -> None:
-    assert CHECKOV.exists(), "dev.py test installs checkov into .venv-checkov"
-    done = subprocess.run(
-        [
-            *(str(CHECKOV), "-f", str(TEMPLATE), "--framework", "cloudformation"),
-            *("--skip-download", "--quiet", "--compact"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
-    for skip in template()["Resources"]["CiRole"]["Metadata"]["checkov"]["skip"]:
-        assert len(skip["comment"]) > 40
 
 
 @pytest.mark.parametrize("rule", [trust_problems, permission_problems, deny_problems])
