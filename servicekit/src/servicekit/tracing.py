@@ -265,7 +265,8 @@ def parse_trace_header(raw: bytes, *, trust_sampling: bool) -> TraceHeader:
     return TraceHeader(root=root, parent=parent, sampled=sampled)
 
 
-def _response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool) -> bytes:
+def trace_response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool) -> bytes:
+    """The ``X-Amzn-Trace-Id`` a service answers with (both tracing backends)."""
     # What the SDK's prepare_response_header returns: the root, and the
     # decision only when the caller asked for it (Sampled=?).
     if incoming.sampled == "?":
@@ -322,7 +323,7 @@ class TracingMiddleware:
         # Unsampled requests keep a real trace id so that logs and the
         # propagated header still name the trace; nothing is recorded.
         trace_id = incoming.root or _new_trace_id()
-        response_header = (TRACE_HEADER, _response_header(incoming, trace_id, sampled=False))
+        response_header = (TRACE_HEADER, trace_response_header(incoming, trace_id, sampled=False))
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -354,7 +355,10 @@ class TracingMiddleware:
             segment.put_http_meta(http.CLIENT_IP, client.client_ip)
         if client.forwarded:
             segment.put_http_meta(http.X_FORWARDED_FOR, True)
-        response_header = (TRACE_HEADER, _response_header(incoming, segment.trace_id, sampled=True))
+        response_header = (
+            TRACE_HEADER,
+            trace_response_header(incoming, segment.trace_id, sampled=True),
+        )
 
         async def send_traced(message: Message) -> None:
             if message["type"] == "http.response.start":

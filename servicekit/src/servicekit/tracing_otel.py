@@ -59,7 +59,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import client_facts
 from servicekit.logs import get_logger, trace_id_var
-from servicekit.tracing import parse_trace_header
+from servicekit.tracing import parse_trace_header, trace_response_header
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -223,14 +223,6 @@ def _caller(incoming: TraceHeader, attributes: dict[str, Any]) -> tuple[Context 
     return trace.set_span_in_context(NonRecordingSpan(caller)), None
 
 
-def _response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool) -> bytes:
-    # As on the X-Ray path: the root, and the decision only when the caller
-    # asked for it (Sampled=?).
-    if incoming.sampled == "?":
-        return f"Root={trace_id};Sampled={int(sampled)}".encode("latin-1")
-    return f"Root={trace_id}".encode("latin-1")
-
-
 class OtelTracingMiddleware:
     """Opens one server span per HTTP request and ends it after the body is sent."""
 
@@ -279,7 +271,7 @@ class OtelTracingMiddleware:
             self._record_request(span, scope, host)
         response_header = (
             TRACE_HEADER,
-            _response_header(incoming, trace_id, sampled=span_context.trace_flags.sampled),
+            trace_response_header(incoming, trace_id, sampled=span_context.trace_flags.sampled),
         )
 
         async def send_traced(message: Message) -> None:
