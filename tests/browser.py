@@ -66,7 +66,6 @@ class Browser:
             WebDriverException,
         )
         from selenium.webdriver.common.by import By  # noqa: PLC0415
-        from selenium.webdriver.support import expected_conditions  # noqa: PLC0415
         from selenium.webdriver.support.wait import WebDriverWait  # noqa: PLC0415
 
         for attempt in range(3):
@@ -79,8 +78,21 @@ class Browser:
             except WebDriverException as exc:
                 if "does not belong to the document" not in str(exc.msg) or attempt == 2:
                     raise
+
+        def left(_: Any) -> bool:
+            # The old page is gone; Chromium says so either way.
+            try:
+                page.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                if "does not belong to the document" in str(exc.msg):
+                    return True
+                raise
+            return False
+
         wait = WebDriverWait(self.driver, timeout)
-        wait.until(expected_conditions.staleness_of(page))
+        wait.until(left)
         wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
 
     def desktop(self) -> None:

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.settings import BackendSettings
+from tests.backend.conftest import migrate
 from tests.conftest import StartService
 from tests.support import PostgresServer, sqlite_url
 
@@ -87,6 +88,7 @@ def test_a_full_disk_fails_writes_with_the_json_error_and_readiness(
 
 def test_a_read_only_postgresql_session_fails_readiness(postgres: PostgresServer) -> None:
     url = postgres.new_database()
+    migrate(url)  # a service is ready only on a migrated database
     settings = BackendSettings(database_url=url, tracing_enabled=False)
     with TestClient(create_app(settings)) as client:
         assert client.get("/readyz").status_code == 200
