@@ -264,7 +264,9 @@ def test_release_deploy_migrates_before_the_backend_on_moto(
     for name, value in moto_env.items():
         monkeypatch.setenv(name, value)
     render = ecs.render
-    monkeypatch.setattr(ecs, "render", lambda service, env: render(service, env, moto_taskdefs))
+    monkeypatch.setattr(
+        ecs, "render", lambda service, env, _dir=None: render(service, env, moto_taskdefs)
+    )
     task_progression(moto_server, {"progression": "immediate"})
     digests = {}
     for repository in ("sbcntr-backend", "sbcntr-frontend", "sbcntr-log-router"):
