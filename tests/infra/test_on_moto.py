@@ -11,7 +11,6 @@ in infra/README.md with how it is checked instead.
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from sbcntrctl.infra import envfile
 from sbcntrctl.infra.stacks import DERIVED, FROM_OUTPUTS, STACKS
 from tests.infra.emulator import moto_server
 from tests.support import ROOT
+from tests.tools.deploy_support import push_image
 
 # moto warns for each resource its CloudFormation skips; infra/README.md lists them.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
@@ -67,24 +67,6 @@ def sbcntrctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     return subprocess.run(
         [str(SBCNTRCTL), *args], env=env, capture_output=True, text=True, check=False, timeout=300
     )
-
-
-def put_image(repository: str, tag: str) -> None:
-    """An image manifest tagged ``tag`` in ``repository`` (created when missing)."""
-    ecr = boto3.client("ecr")
-    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 7023,
-            "digest": "sha256:" + (repository + tag).encode().hex().ljust(64, "0")[:64],
-        },
-        "layers": [],
-    }
-    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -200,8 +182,8 @@ def test_environment_from_empty_account_to_deployed_services(
     # X-Ray daemon as the pull-through cache holds it after a first pull
     release = {**aws, "IMAGE_TAG": "dev-0a1b2c3"}
     for repository in ("sbcntr-frontend", "sbcntr-backend", "sbcntr-log-router"):
-        put_image(repository, release["IMAGE_TAG"])
-    put_image("ecr-public/xray/aws-xray-daemon", "3.3.15")
+        push_image(repository, release["IMAGE_TAG"])
+    push_image("ecr-public/xray/aws-xray-daemon", "3.3.15")
 
     # --- deploy both services with those variables (the backend's migration task
     # first). moto's RunTask needs a memory figure on every container, which
@@ -262,7 +244,7 @@ def test_environment_from_empty_account_to_deployed_services(
     records, digests = [], {}
     for name in ("backend", "frontend", "log-router"):
         repository = f"sbcntr-{name}"
-        put_image(repository, commit)
+        push_image(repository, commit)
         found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": commit}])
         digests[repository] = found["imageDetails"][0]["imageDigest"]
         record = tmp_path / f"digest-{name}.json"
