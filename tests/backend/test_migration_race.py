@@ -75,7 +75,12 @@ def test_runners_and_backends_started_together_on_a_fresh_database(
         ]
         backends = [start("backend", env=dict(env), migrate=False, wait=False) for _ in range(2)]
         outputs = [runner.communicate(timeout=120)[0] for runner in runners]
-        assert [runner.returncode for runner in runners] == [0, 0], f"trial {trial}: {outputs}"
+        failed = [
+            out.splitlines()[-3:]
+            for runner, out in zip(runners, outputs, strict=True)
+            if runner.returncode
+        ]
+        assert not failed, f"trial {trial}: runner failed; its last lines: {failed}"
         migrated = [out for out in outputs if '"seeded":true' in out]
         assert len(migrated) == 1, f"trial {trial}: exactly one runner seeds: {outputs}"
         for backend in backends:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,10 +24,11 @@ from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 
-from backend import revision_check
+from backend import migrate, revision_check
 from backend.app import create_app
-from backend.database import create_engine
+from backend.database import SQLITE_BUSY_TIMEOUT_SECONDS, create_engine
 from backend.migrate import LOCK_KEY, alembic_config, downgrade, upgrade
 from backend.migrations import HEAD, REVISIONS
 from backend.models import Base
@@ -213,6 +215,38 @@ def test_seed_is_refused_outside_development_and_test(
     assert status == 0, lines
     assert lines[-1]["to_revision"] == HEAD
     assert rows(database_url) == {"items": [], "notifications": []}
+
+
+def test_sqlite_runner_waits_for_another_runners_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner queues behind a whole migration: its wait is its own, not a request's."""
+    assert migrate.SQLITE_LOCK_WAIT_SECONDS > SQLITE_BUSY_TIMEOUT_SECONDS
+    path = tmp_path / "locked.sqlite3"
+    url = url_of(f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA journal_mode=WAL")
+
+    def hold(seconds: float) -> threading.Thread:
+        holder.execute("BEGIN EXCLUSIVE")
+        releaser = threading.Timer(seconds, lambda: holder.execute("COMMIT"))
+        releaser.start()
+        return releaser
+
+    monkeypatch.setattr(migrate, "SQLITE_LOCK_WAIT_SECONDS", 0.5)
+    releaser = hold(2.0)
+    with pytest.raises(OperationalError, match="database is locked"):
+        asyncio.run(upgrade(url))
+    releaser.join()
+
+    monkeypatch.setattr(migrate, "SQLITE_LOCK_WAIT_SECONDS", 30.0)
+    started = time.monotonic()
+    releaser = hold(2.0)
+    outcome = asyncio.run(upgrade(url))
+    releaser.join()
+    holder.close()
+    assert time.monotonic() - started >= 1.5
+    assert outcome.after == HEAD
 
 
 def test_cli_reports_a_failed_migration_with_status_1(tmp_path: Path) -> None:

@@ -25,13 +25,19 @@ from sqlalchemy.ext.asyncio import (
 SQLITE_BUSY_TIMEOUT_SECONDS = 15
 
 
-def create_engine(url: URL, pool_size: int) -> AsyncEngine:
-    """An engine for ``url``; for SQLite, WAL mode and a busy timeout for concurrent writers."""
+def create_engine(
+    url: URL, pool_size: int, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS
+) -> AsyncEngine:
+    """An engine for ``url``; for SQLite, WAL mode and a busy timeout for concurrent writers.
+
+    ``sqlite_busy_timeout`` is how long a SQLite statement waits for another
+    connection's lock before failing with "database is locked".
+    """
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, pool_size=pool_size
+            url, connect_args={"timeout": sqlite_busy_timeout}, pool_size=pool_size
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -14,7 +14,9 @@ nothing to do:
   transaction that then runs the migrations (PostgreSQL's DDL is
   transactional) and released by its commit or rollback, also when the
   runner dies.
-- SQLite: ``BEGIN EXCLUSIVE``, the database file's own write lock.
+- SQLite: ``BEGIN EXCLUSIVE``, the database file's own write lock, waited
+  for up to :data:`SQLITE_LOCK_WAIT_SECONDS` (a runner queues behind another
+  runner's whole migration, not behind one request's write).
 
 Commands (exit 0 on success, 1 when the migration failed, 2 on bad
 configuration or arguments):
@@ -56,6 +58,9 @@ log = get_logger("backend.migrate")
 LOCK_KEY = 0x5BC7_0001
 """The PostgreSQL advisory lock every migration runner of this database takes."""
 
+SQLITE_LOCK_WAIT_SECONDS = 300.0
+"""How long a runner on SQLite waits for the file's write lock before it fails."""
+
 SCRIPT_LOCATION = "backend:migrations"
 BASELINE = REVISIONS[0]
 """The schema the service created itself before it had migrations."""
@@ -89,7 +94,7 @@ def _driver_autocommit(dbapi_connection: Any, _: Any) -> None:
 @asynccontextmanager
 async def locked_transaction(url: URL) -> AsyncIterator[AsyncConnection]:
     """A connection in a transaction that holds the migration lock; committed on success."""
-    engine = create_engine(url, pool_size=1)
+    engine = create_engine(url, pool_size=1, sqlite_busy_timeout=SQLITE_LOCK_WAIT_SECONDS)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _driver_autocommit)
         event.listen(engine.sync_engine, "begin", _begin_exclusive)
