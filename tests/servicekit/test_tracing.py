@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -149,10 +150,10 @@ def test_sampled_response_header_tells_the_decision_only_when_asked(
 
 def test_importing_tracing_leaves_no_botocore_client_behind() -> None:
     # In a fresh interpreter: the SDK's import-time centralized sampler (and
-    # its botocore X-Ray client) is gone once servicekit.tracing is imported.
+    # its botocore X-Ray client) is gone once servicekit.tracing_xray is imported.
     probe = """
 import gc
-import servicekit.tracing
+import servicekit.tracing_xray
 from aws_xray_sdk.core import xray_recorder
 from botocore.client import BaseClient
 clients = [o for o in gc.get_objects() if isinstance(o, BaseClient)]
@@ -162,6 +163,44 @@ print(type(xray_recorder.sampler).__name__, len(clients))
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.split() == ["LocalSampler", "0"]
+
+
+@pytest.mark.parametrize(
+    ("backend", "loaded", "not_loaded"),
+    [
+        # (FastAPI imports the OpenTelemetry API itself, not the SDK.)
+        ("xray-sdk", "aws_xray_sdk", ("opentelemetry.sdk", "google.protobuf")),
+        ("otel", "opentelemetry.sdk", ("aws_xray_sdk", "botocore")),
+    ],
+)
+def test_only_the_selected_implementation_is_imported(
+    backend: str, loaded: str, not_loaded: tuple[str, ...]
+) -> None:
+    # A service process as its __main__ starts it: preload, the app, then
+    # tracing configured in the lifespan and one traced request.
+    probe = """
+import sys
+import servicekit.tracing
+servicekit.tracing.preload()
+from fastapi.testclient import TestClient
+from servicekit.app import create_service_app
+from servicekit.settings import ServiceSettings
+settings = ServiceSettings(service_name="probe", port=0)
+with TestClient(create_service_app(settings, title="probe")) as client:
+    client.get("/healthz")
+print(" ".join(sys.modules))
+"""
+    env = {**os.environ, "TRACING_BACKEND": backend, "AWS_XRAY_SDK_ENABLED": "true"}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    modules = done.stdout.split()
+    assert loaded in modules
+    for name in not_loaded:
+        found = [m for m in modules if m == name or m.startswith(f"{name}.")]
+        assert not found, f"TRACING_BACKEND={backend} imported {found[:5]}"
 
 
 @pytest.mark.parametrize(

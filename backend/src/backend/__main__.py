@@ -11,9 +11,12 @@ if sys.argv[1:]:
 
     status = main(sys.argv[1:])
 else:
-    # The X-Ray SDK is loaded before anything else, so that the memory it frees at
-    # import is reused by the modules loaded after it (servicekit.tracing says why).
-    import servicekit.tracing  # noqa: F401
+    # The tracing implementation is loaded before anything else, so that the memory
+    # the X-Ray SDK frees at import is reused by the modules loaded after it
+    # (servicekit.tracing_xray says why).
+    import servicekit.tracing
+
+    servicekit.tracing.preload()
 
     # isort: split
     from backend.app import create_app

@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit.sampling_rules import LocalRules
 
 Environment = Literal["development", "test", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -20,6 +22,12 @@ ContextMissing = Literal["RUNTIME_ERROR", "LOG_ERROR", "IGNORE_ERROR"]
 TracingBackend = Literal["xray-sdk", "otel"]
 
 DEFAULT_SAMPLING_RULES = Path(__file__).with_name("sampling-rules.json")
+
+
+def _sampling_rules_file(path: Path) -> Path:
+    """A readable X-Ray local sampling rules file (the error says what is wrong)."""
+    LocalRules.from_file(path)  # SamplingRulesError is a ValueError
+    return path
 
 
 def _upper(value: object) -> object:
@@ -81,7 +89,7 @@ class ServiceSettings(BaseSettings):
     xray_context_missing: ContextMissing = Field(
         default="LOG_ERROR", validation_alias="AWS_XRAY_CONTEXT_MISSING"
     )
-    xray_sampling_rules: Path = Field(
+    xray_sampling_rules: Annotated[Path, AfterValidator(_sampling_rules_file)] = Field(
         default=DEFAULT_SAMPLING_RULES, validation_alias="XRAY_SAMPLING_RULES"
     )
     # Centralized sampling asks the daemon (TCP 2000) for the rules set in the

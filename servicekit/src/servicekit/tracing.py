@@ -1,530 +1,117 @@
-"""AWS X-Ray tracing: one segment per request, subsegments for calls out.
+"""Tracing: one module for the services, two implementations behind it.
 
-Everything X-Ray lives in this module, so that another tracing backend
-(OpenTelemetry through ADOT, which AWS recommends now that the X-Ray SDKs are
-in maintenance) can replace it in one place.
+``TRACING_BACKEND`` picks the implementation; the services and their
+middleware stack are the same with both:
 
-* :class:`ContextVarContext` keeps the trace entities in a ``ContextVar``. The
-  SDK's ``AsyncContext`` breaks under uvloop (every request answers 400) and
-  loses the segment in ``asyncio.gather``; a context variable follows tasks,
-  ``gather`` and the thread pool of sync endpoints.
-* :class:`TracingMiddleware` is a pure ASGI middleware: it joins the trace of
-  an incoming ``X-Amzn-Trace-Id`` when the header is well formed (bounded
-  length, X-Ray id syntax; anything else starts a new trace and is never
-  logged), follows its sampling decision only where the upstream is trusted
-  (``XRAY_TRUST_INCOMING_SAMPLING``; otherwise the rules decide, so a client
-  cannot force tracing), samples by the rules file, records method, URL,
-  status, fault and error, returns the trace header, and ends the segment
-  after the response body is sent.
-* :func:`instrument_transport` wraps an ``httpx`` transport so each call is a
-  ``remote`` subsegment that propagates the trace header (unsampled calls only
-  propagate the header).
-* :func:`instrument_sqlalchemy` records each SQL statement as a subsegment.
+* ``xray-sdk`` (the default): the AWS X-Ray SDK, segments sent over UDP to the
+  X-Ray daemon sidecar (:mod:`servicekit.tracing_xray`);
+* ``otel``: OpenTelemetry with X-Ray ids, spans exported over OTLP to the ADOT
+  collector sidecar (:mod:`servicekit.tracing_otel`).
 
-``TRACING_BACKEND=otel`` puts OpenTelemetry (:mod:`servicekit.tracing_otel`)
-behind the same functions; see "Backend selection" at the end of the module.
+Both read and answer ``X-Amzn-Trace-Id`` the same way
+(:mod:`servicekit.trace_header`), put the trace id on every log line of a
+request (``trace_id``), pass it on to the backend, and sample with the same
+rules file, so services on different backends join one trace.
+
+Only the selected implementation is imported: the X-Ray SDK path loads no
+OpenTelemetry package and the OpenTelemetry path loads neither the X-Ray SDK
+nor botocore.
 """
 
 from __future__ import annotations
 
-import functools
-import gc
+import importlib
 import os
-import random
-import re
-import time
-import traceback
-from collections.abc import Callable
-from contextvars import ContextVar, Token
-from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
-
-import orjson
-from aws_xray_sdk import global_sdk_config
-from aws_xray_sdk.core import xray_recorder
-from aws_xray_sdk.core.context import Context
-from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
-from aws_xray_sdk.core.models import http
-from aws_xray_sdk.core.models.dummy_entities import DummySegment
-from aws_xray_sdk.core.models.trace_header import TraceHeader
-from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
-from aws_xray_sdk.core.sampling.sampler import DefaultSampler
-from aws_xray_sdk.ext.util import calculate_sampling_decision
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from servicekit.asgi import client_facts
-from servicekit.logs import get_logger, trace_id_var
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import httpx
     from sqlalchemy.ext.asyncio import AsyncEngine
+    from starlette.types import ASGIApp
 
     from servicekit.settings import ServiceSettings
-    from servicekit.tracing_otel import OtelTracingMiddleware
-
-TRACE_HEADER = b"x-amzn-trace-id"
-# Root, Parent, Sampled, the ALB's Self and a Lineage fit in well under this.
-TRACE_HEADER_MAX = 512
-_TRACE_ID = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
-_SEGMENT_ID = re.compile(r"[0-9a-f]{16}")
-_HOST_MAX = 255
-
-log = get_logger("servicekit.tracing")
 
 
-def _drop_import_time_sampler() -> None:
-    # Importing the SDK creates its recorder with a centralized sampler, which
-    # builds a botocore X-Ray client at once (about 16 MB resident). Sampling
-    # is local unless XRAY_CENTRALIZED_SAMPLING is on (configure_tracing then
-    # makes a centralized sampler again), so the client is dropped here, at
-    # import, while the memory can still be reused by what the service loads
-    # next; freed after start-up, it would stay with the process.
-    xray_recorder.configure(sampler=LocalSampler())
-    gc.collect()
+class TracingMiddlewareFactory(Protocol):
+    """What both implementations' ``TracingMiddleware`` classes are."""
+
+    def __call__(
+        self, app: ASGIApp, /, service: str, trust_sampling: bool, trusted_proxies: int
+    ) -> ASGIApp: ...
 
 
-_drop_import_time_sampler()
+_MODULES = {"xray-sdk": "servicekit.tracing_xray", "otel": "servicekit.tracing_otel"}
 
 
-@dataclass(frozen=True, slots=True)
-class _Unsampled:
-    """The segment of an unsampled request, until something asks for it.
+class _Selected:
+    """The implementation configured for this process (None: tracing is off)."""
 
-    Nothing of an unsampled request is sent, so no SDK object is built for it
-    unless code calls the recorder (then a ``DummySegment`` is made on demand).
+    module: ModuleType | None = None
+
+
+def _implementation(backend: str) -> ModuleType:
+    return importlib.import_module(_MODULES[backend])
+
+
+def preload() -> None:
+    """Import the implementation ``TRACING_BACKEND`` names, before the service's own modules.
+
+    Called first by each service's ``__main__``: the X-Ray SDK frees memory
+    at import (:mod:`servicekit.tracing_xray` says why), which the modules
+    loaded after it then reuse. An unknown value is left to the settings to
+    refuse, with their error message.
     """
-
-    name: str
-    trace_id: str
-
-
-def _new_trace_id() -> str:
-    # X-Ray's format: version, epoch seconds (8 hex), 96 random bits (24 hex).
-    # Trace ids need to be unique, not unpredictable: no system call per request.
-    return f"1-{int(time.time()):08x}-{random.getrandbits(96):024x}"
-
-
-class ContextVarContext(Context):  # type: ignore[misc]
-    """X-Ray context whose entity stack lives in a ``ContextVar``.
-
-    The stack is an immutable tuple: a task (or thread-pool call) that opens a
-    subsegment sets a new tuple in its own copy of the context, so sibling
-    tasks never see each other's subsegments.
-    """
-
-    def __init__(self, context_missing: str = "LOG_ERROR") -> None:
-        super().__init__(context_missing)
-        self._entities: ContextVar[tuple[Any, ...]] = ContextVar("xray_entities", default=())
-
-    def put_segment(self, segment: Any) -> None:
-        self._entities.set((segment,))
-
-    def end_segment(self, end_time: float | None = None) -> None:
-        entity = self.get_trace_entity()
-        if not entity:
-            return
-        if self._is_subsegment(entity):
-            entity.parent_segment.close(end_time)
-        else:
-            entity.close(end_time)
-
-    def put_subsegment(self, subsegment: Any) -> None:
-        entity = self.get_trace_entity()
-        if not entity:
-            return
-        entity.add_subsegment(subsegment)
-        self._entities.set((*self._entities.get(), subsegment))
-
-    def end_subsegment(self, end_time: float | None = None) -> bool:
-        entity = self.get_trace_entity()
-        if self._is_subsegment(entity):
-            entity.close(end_time)
-            self._entities.set(self._entities.get()[:-1])
-            return True
-        return False
-
-    def get_trace_entity(self) -> Any:
-        entities = self._entities.get()
-        if not entities:
-            if not global_sdk_config.sdk_enabled():
-                return DummySegment()
-            return self.handle_context_missing()
-        top = entities[-1]
-        if isinstance(top, _Unsampled):
-            dummy = DummySegment(top.name)
-            dummy.trace_id = top.trace_id
-            self._entities.set((dummy,))
-            return dummy
-        return top
-
-    def set_trace_entity(self, trace_entity: Any) -> None:
-        self._entities.set((trace_entity,))
-
-    def clear_trace_entities(self) -> None:
-        self._entities.set(())
-
-    def has_entity(self) -> bool:
-        """True inside a traced request, without the context-missing handling."""
-        return bool(self._entities.get())
-
-    def sampled(self) -> bool:
-        """True inside a sampled request: there is something to record."""
-        entities = self._entities.get()
-        return bool(entities) and not isinstance(entities[-1], _Unsampled) and entities[-1].sampled
-
-    def unsampled_trace_id(self) -> str | None:
-        """The trace id of the current request if it is not sampled, else None."""
-        entities = self._entities.get()
-        if not entities:
-            return None
-        top = entities[-1]
-        if isinstance(top, _Unsampled) or not top.sampled:
-            return str(top.trace_id)
-        return None
-
-    def begin_unsampled(self, name: str, trace_id: str) -> Token[tuple[Any, ...]]:
-        """Mark the current request unsampled; reset with the token when it ends."""
-        return self._entities.set((_Unsampled(name, trace_id),))
-
-    def end_unsampled(self, token: Token[tuple[Any, ...]]) -> None:
-        self._entities.reset(token)
-
-
-class OrjsonUDPEmitter(UDPEmitter):  # type: ignore[misc]
-    """The SDK's UDP emitter, serializing segment documents with orjson (3x faster)."""
-
-    _HEADER = b'{"format":"json","version":1}\n'
-
-    def send_entity(self, entity: Any) -> None:
-        try:
-            self._socket.sendto(
-                self._HEADER + orjson.dumps(entity.to_dict(), default=str), (self._ip, self._port)
-            )
-        except Exception:
-            log.exception("Failed to send entity to the X-Ray daemon")
+    backend = os.environ.get("TRACING_BACKEND", "xray-sdk")
+    if backend in _MODULES:
+        _implementation(backend)
 
 
 def configure_tracing(settings: ServiceSettings) -> bool:
-    """Configure the SDK's recorder from the settings; return whether tracing is on.
+    """Configure the selected implementation; return whether tracing is on.
 
     Call it inside the running event loop (the FastAPI lifespan), once.
     """
-    if settings.tracing_enabled and settings.tracing_backend == "otel":
-        return _select_otel(settings)
-    global_sdk_config.set_sdk_enabled(settings.tracing_enabled)
     if not settings.tracing_enabled:
+        _Selected.module = None
         return False
-    options: dict[str, Any] = {
-        "service": settings.service_name,
-        "context": ContextVarContext(settings.xray_context_missing),
-        "context_missing": settings.xray_context_missing,
-        "daemon_address": settings.xray_daemon_address,
-        "emitter": OrjsonUDPEmitter(settings.xray_daemon_address),
-        "sampling": True,
-        "sampling_rules": str(settings.xray_sampling_rules),
-        "plugins": ("ECSPlugin",) if _on_ecs() else (),
-    }
-    options["sampler"] = DefaultSampler() if settings.xray_centralized_sampling else LocalSampler()
-    xray_recorder.configure(**options)
-    return True
+    module = _implementation(settings.tracing_backend)
+    _Selected.module = module
+    configured: bool = module.configure(settings)
+    return configured
 
 
-def _on_ecs() -> bool:
-    return "ECS_CONTAINER_METADATA_URI_V4" in os.environ
+def tracing_middleware(settings: ServiceSettings) -> TracingMiddlewareFactory:
+    """The ASGI middleware class that traces requests with the selected implementation.
 
-
-def _in_sampled_request() -> bool:
-    context = xray_recorder.context
-    return isinstance(context, ContextVarContext) and context.sampled()
-
-
-def parse_trace_header(raw: bytes, *, trust_sampling: bool) -> TraceHeader:
-    """The parts of an incoming ``X-Amzn-Trace-Id`` this service follows.
-
-    ``Root`` and ``Parent`` are kept only when they have X-Ray's syntax (a
-    malformed root starts a new trace); ``Sampled=0|1`` only when the
-    upstream is trusted (``Sampled=?``, a request for the decision, always).
-    A header longer than :data:`TRACE_HEADER_MAX` is ignored whole.
+    It takes ``(app, service, *, trust_sampling, trusted_proxies)`` and passes
+    requests through untouched until :func:`configure_tracing` has run.
     """
-    if not raw or len(raw) > TRACE_HEADER_MAX:
-        return TraceHeader()
-    fields: dict[str, str] = {}
-    for part in raw.decode("latin-1").split(";"):
-        key, _, value = part.strip().partition("=")
-        fields[key.strip().lower()] = value.strip()
-    root = fields.get("root", "")
-    if not _TRACE_ID.fullmatch(root):
-        return TraceHeader()
-    parent = fields.get("parent")
-    if parent is not None and not _SEGMENT_ID.fullmatch(parent):
-        parent = None
-    sampled: str | None = fields.get("sampled")
-    if sampled not in ("0", "1", "?") or (sampled != "?" and not trust_sampling):
-        sampled = None
-    return TraceHeader(root=root, parent=parent, sampled=sampled)
-
-
-def trace_response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool) -> bytes:
-    """The ``X-Amzn-Trace-Id`` a service answers with (both tracing backends)."""
-    # What the SDK's prepare_response_header returns: the root, and the
-    # decision only when the caller asked for it (Sampled=?).
-    if incoming.sampled == "?":
-        return f"Root={trace_id};Sampled={int(sampled)}".encode("latin-1")
-    return f"Root={trace_id}".encode("latin-1")
-
-
-class TracingMiddleware:
-    """Opens one X-Ray segment per HTTP request and closes it after the body is sent."""
-
-    def __init__(
-        self, app: ASGIApp, service: str, *, trust_sampling: bool = False, trusted_proxies: int = 1
-    ) -> None:
-        self.app = app
-        self.service = service
-        self.trust_sampling = trust_sampling
-        self.trusted_proxies = trusted_proxies
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        context = xray_recorder.context
-        if (
-            scope["type"] != "http"
-            or not global_sdk_config.sdk_enabled()
-            or not isinstance(context, ContextVarContext)  # configure_tracing not run
-        ):
-            await self.app(scope, receive, send)
-            return
-
-        trace_header, host = b"", ""
-        for name, value in scope["headers"]:
-            if name == TRACE_HEADER:
-                trace_header = value
-            elif name == b"host":
-                host = value[:_HOST_MAX].decode("latin-1")
-        incoming = parse_trace_header(trace_header, trust_sampling=self.trust_sampling)
-        decision = calculate_sampling_decision(
-            incoming,
-            xray_recorder,
-            {
-                "host": host,
-                "method": scope["method"],
-                "path": scope["path"],
-                "service": self.service,
-            },
-        )
-        if decision:
-            await self._sampled(scope, receive, send, incoming, decision, host)
-        else:
-            await self._unsampled(scope, receive, send, incoming, context)
-
-    async def _unsampled(
-        self, scope: Scope, receive: Receive, send: Send, incoming: Any, context: ContextVarContext
-    ) -> None:
-        # Unsampled requests keep a real trace id so that logs and the
-        # propagated header still name the trace; nothing is recorded.
-        trace_id = incoming.root or _new_trace_id()
-        response_header = (TRACE_HEADER, trace_response_header(incoming, trace_id, sampled=False))
-
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), response_header]
-            await send(message)
-
-        entity_token = context.begin_unsampled(self.service, trace_id)
-        trace_token = trace_id_var.set(trace_id)
-        try:
-            await self.app(scope, receive, send_with_header)
-        finally:
-            trace_id_var.reset(trace_token)
-            context.end_unsampled(entity_token)
-
-    async def _sampled(
-        self, scope: Scope, receive: Receive, send: Send, incoming: Any, decision: Any, host: str
-    ) -> None:
-        segment = xray_recorder.begin_segment(
-            name=self.service, traceid=incoming.root, parent_id=incoming.parent, sampling=decision
-        )
-        trace_token = trace_id_var.set(segment.trace_id)
-        client = client_facts(scope, self.trusted_proxies)
-        segment.put_http_meta(http.METHOD, scope["method"])
-        url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
-        segment.put_http_meta(http.URL, url)
-        if client.user_agent:
-            segment.put_http_meta(http.USER_AGENT, client.user_agent)
-        if client.client_ip:
-            segment.put_http_meta(http.CLIENT_IP, client.client_ip)
-        if client.forwarded:
-            segment.put_http_meta(http.X_FORWARDED_FOR, True)
-        response_header = (
-            TRACE_HEADER,
-            trace_response_header(incoming, segment.trace_id, sampled=True),
-        )
-
-        async def send_traced(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                segment.put_http_meta(http.STATUS, status)
-                segment.apply_status_code(status)
-                message["headers"] = [*message.get("headers", ()), response_header]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_traced)
-        except BaseException as exc:
-            segment.put_http_meta(http.STATUS, 500)
-            segment.apply_status_code(500)
-            segment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
-            raise
-        finally:
-            xray_recorder.end_segment()
-            trace_id_var.reset(trace_token)
-            _release_sent(segment)
-
-
-def _release_sent(segment: Any) -> None:
-    """Break the SDK's segment <-> subsegment reference cycle once the segment is sent.
-
-    Nothing reads a sent segment's subsegments; without this they wait for the
-    cyclic garbage collector. A segment still waiting for a subsegment to end
-    (one left open by a background task) is left alone: it is sent later.
-    """
-    if segment.subsegments and not segment.in_progress and segment.ready_to_send():
-        segment.subsegments = []
+    middleware: TracingMiddlewareFactory = _implementation(
+        settings.tracing_backend
+    ).TracingMiddleware
+    return middleware
 
 
 def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-    """Wrap an httpx transport for tracing (when tracing is on), without replacing
-    ``httpx.AsyncClient`` process-wide."""
-    if _Backend.otel is not None:
-        traced: httpx.AsyncBaseTransport = _Backend.otel.instrument_transport(transport)
-        return traced
-    if not global_sdk_config.sdk_enabled():
+    """Wrap an httpx transport so each call is traced and carries the trace header.
+
+    Returns ``transport`` itself when tracing is off. Call it after
+    :func:`configure_tracing` (in the lifespan), as the services do.
+    """
+    if _Selected.module is None:
         return transport
-    return _traced_transport_class()(transport)
-
-
-@functools.cache
-def _traced_transport_class() -> Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]:
-    # httpx is imported here, not at the top: only services that call out over
-    # HTTP have it (the backend image does not).
-    import httpx  # noqa: PLC0415
-
-    class TracedTransport(httpx.AsyncBaseTransport):
-        """An httpx transport whose calls are ``remote`` subsegments carrying the trace header.
-
-        What the SDK's ``AsyncInstrumentedTransport`` records (name = host,
-        method, URL without credentials or query, status, fault/error, the
-        exception), written for the hot path. An unsampled request only passes
-        its trace id on (``Sampled=0``): no subsegment would be sent, so none is
-        built.
-        """
-
-        def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-            self._transport = transport
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            context = xray_recorder.context
-            if not isinstance(context, ContextVarContext):
-                return await self._transport.handle_async_request(request)
-            unsampled = context.unsampled_trace_id()
-            if unsampled is not None:
-                request.headers["X-Amzn-Trace-Id"] = f"Root={unsampled};Sampled=0"
-                return await self._transport.handle_async_request(request)
-            if not context.has_entity():
-                return await self._transport.handle_async_request(request)
-            url = request.url
-            subsegment = xray_recorder.begin_subsegment(url.host, "remote")
-            try:
-                subsegment.put_http_meta(http.METHOD, request.method)
-                port = f":{url.port}" if url.port else ""
-                subsegment.put_http_meta(http.URL, f"{url.scheme}://{url.host}{port}{url.path}")
-                request.headers["X-Amzn-Trace-Id"] = (
-                    f"Root={subsegment.trace_id};Parent={subsegment.id};Sampled=1"
-                )
-                response = await self._transport.handle_async_request(request)
-                subsegment.put_http_meta(http.STATUS, response.status_code)
-                subsegment.apply_status_code(response.status_code)
-            except Exception as exc:
-                subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
-                raise
-            finally:
-                xray_recorder.end_subsegment()
-            return response
-
-        async def aclose(self) -> None:
-            await self._transport.aclose()
-
-    return TracedTransport
+    traced: httpx.AsyncBaseTransport = _Selected.module.instrument_transport(transport)
+    return traced
 
 
 def instrument_sqlalchemy(engine: AsyncEngine) -> None:
-    """Record every SQL statement the engine runs inside a traced request as a subsegment."""
-    if _Backend.otel is not None:
-        _Backend.otel.instrument_sqlalchemy(engine)
-        return
-    if not global_sdk_config.sdk_enabled():
-        return
-    from sqlalchemy import event  # noqa: PLC0415 - only the backend has SQLAlchemy
+    """Trace every SQL statement ``engine`` runs inside a sampled request.
 
-    url = engine.url
-    name = f"{url.database or url.get_backend_name()}@{url.host or 'local'}"
-    sql_meta = {
-        "url": url.render_as_string(hide_password=True),
-        "database_type": url.get_backend_name(),
-        "driver_version": url.get_driver_name(),
-    }
-    sync_engine = engine.sync_engine
-
-    @event.listens_for(sync_engine, "before_cursor_execute")
-    def _begin(*args: Any) -> None:
-        if not _in_sampled_request():
-            return
-        subsegment = xray_recorder.begin_subsegment(name, namespace="remote")
-        if subsegment is not None:
-            subsegment.set_sql({**sql_meta, "sanitized_query": args[2]})
-
-    @event.listens_for(sync_engine, "after_cursor_execute")
-    def _end(*_: Any) -> None:
-        if _in_sampled_request():
-            xray_recorder.end_subsegment()
-
-    @event.listens_for(sync_engine, "handle_error")
-    def _error(context: Any) -> None:
-        if not _in_sampled_request():
-            return
-        entity = xray_recorder.current_subsegment()
-        if entity is not None:
-            exc = context.original_exception
-            entity.add_exception(exc, traceback.extract_tb(exc.__traceback__))
-            xray_recorder.end_subsegment()
-
-
-# --- Backend selection (TRACING_BACKEND) -------------------------------------
-# The OpenTelemetry implementation is imported only when it is selected: the
-# X-Ray SDK path pays neither its import time nor its memory.
-
-
-class _Backend:
-    otel: ModuleType | None = None  # servicekit.tracing_otel once configured
-
-
-def _select_otel(settings: ServiceSettings) -> bool:
-    from servicekit import tracing_otel  # noqa: PLC0415
-
-    global_sdk_config.set_sdk_enabled(False)  # the X-Ray SDK records nothing
-    _Backend.otel = tracing_otel
-    return tracing_otel.configure(settings)
-
-
-def tracing_middleware(
-    settings: ServiceSettings,
-) -> type[TracingMiddleware] | type[OtelTracingMiddleware]:
-    """The ASGI middleware class that traces requests with the selected backend."""
-    if settings.tracing_backend == "otel":
-        from servicekit.tracing_otel import OtelTracingMiddleware  # noqa: PLC0415
-
-        return OtelTracingMiddleware
-    return TracingMiddleware
+    Does nothing when tracing is off. Call it after :func:`configure_tracing`.
+    """
+    if _Selected.module is not None:
+        _Selected.module.instrument_sqlalchemy(engine)
 
 
 def shutdown_tracing() -> None:
@@ -533,6 +120,6 @@ def shutdown_tracing() -> None:
     The X-Ray SDK sends each segment as it ends; OpenTelemetry's batch
     processor is flushed here (else the last requests' spans are lost).
     """
-    otel, _Backend.otel = _Backend.otel, None
-    if otel is not None:
-        otel.shutdown()
+    module, _Selected.module = _Selected.module, None
+    if module is not None:
+        module.shutdown()

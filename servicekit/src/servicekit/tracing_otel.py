@@ -1,21 +1,24 @@
-"""OpenTelemetry tracing with X-Ray ids, exported over OTLP to an ADOT collector.
+"""Tracing with OpenTelemetry and X-Ray ids, exported over OTLP to an ADOT collector.
 
 The implementation behind :mod:`servicekit.tracing` when
 ``TRACING_BACKEND=otel``; that module imports this one only then, so the X-Ray
-SDK path never loads the OpenTelemetry packages. Everything is set up here, in
-plain sight (no auto-instrumentation):
+SDK path never loads the OpenTelemetry packages, and this path loads neither
+the X-Ray SDK nor botocore. Everything is set up here, in plain sight (no
+auto-instrumentation):
 
 * the SDK's ``TracerProvider`` with ``AwsXRayIdGenerator`` (trace ids carry
   the start time, as X-Ray requires) and a batch processor exporting OTLP/HTTP
   to ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the collector sidecar, port 4318);
-* the sampling rules file of the X-Ray path, applied by :class:`RulesSampler`
-  (an incoming ``Sampled=1|0`` is followed, as on the X-Ray path);
-* ``X-Amzn-Trace-Id`` is read with the X-Ray SDK's parser (as on the X-Ray
-  path: ``Sampled=?`` and a root without a parent, which the load balancer
-  sends, are honoured; OpenTelemetry's ``AwsXRayPropagator`` refuses both and
-  would start a new trace) and written by ``AwsXRayPropagator``, so a service
-  on this path and one on the X-Ray SDK path join one trace;
-* :class:`OtelTracingMiddleware` (server span per request),
+* :class:`RulesSampler`: the sampling rules file of the X-Ray path, with the
+  same decisions (:mod:`servicekit.sampling_rules`); a caller's trusted
+  ``Sampled=1|0`` is followed, as on the X-Ray path;
+* ``X-Amzn-Trace-Id`` is read as on the X-Ray path
+  (:mod:`servicekit.trace_header`: ``Sampled=?`` and a root without a parent,
+  which the load balancer sends, are honoured; OpenTelemetry's
+  ``AwsXRayPropagator`` refuses both and would start a new trace) and written
+  by ``AwsXRayPropagator``, so a service on this path and one on the X-Ray
+  SDK path join one trace;
+* :class:`TracingMiddleware` (server span per request),
   :func:`instrument_transport` (client span per httpx call) and
   :func:`instrument_sqlalchemy` (client span per SQL statement) record what
   the X-Ray path records, under the attribute names the collector's
@@ -23,20 +26,20 @@ plain sight (no auto-instrumentation):
 
 An unsampled request builds no recording span: the SDK hands out the API's
 ``NonRecordingSpan`` (one small object holding the ids), nothing is queued for
-export, and outgoing calls only pass the trace id on (``Sampled=0``).
+export, and outgoing calls only pass the trace id on (``Sampled=0``). A
+sampled one sets its attributes in two calls (request facts, then response
+facts), each validated once by the SDK.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
+import random
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from aws_xray_sdk.core.models.trace_header import TraceHeader
-from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -59,11 +62,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import client_facts
 from servicekit.logs import get_logger, trace_id_var
-from servicekit.tracing import parse_trace_header, trace_response_header
+from servicekit.sampling_rules import LocalRules
+from servicekit.trace_header import (
+    HOST_MAX,
+    TRACE_HEADER,
+    TraceHeader,
+    new_trace_id_int,
+    parse_trace_header,
+    trace_id_int,
+    trace_response_header,
+    xray_trace_id,
+)
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import httpx
     from opentelemetry.context import Context
     from opentelemetry.trace import Link, TraceState
@@ -72,30 +83,26 @@ if TYPE_CHECKING:
 
     from servicekit.settings import ServiceSettings
 
-TRACE_HEADER = b"x-amzn-trace-id"
-
 log = get_logger("servicekit.tracing")
 
 _propagator = AwsXRayPropagator()
 
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
 
 class _State:
-    """The process's provider and tracer, set by :func:`configure`."""
+    """The process's provider, tracer and sampling rules, set by :func:`configure`."""
 
     provider: TracerProvider | None = None
     tracer: trace.Tracer | None = None
+    rules: LocalRules | None = None
 
 
-def xray_trace_id(trace_id: int) -> str:
-    """An OpenTelemetry trace id in X-Ray's text form: ``1-<8 hex>-<24 hex>``."""
-    text = f"{trace_id:032x}"
-    return f"1-{text[:8]}-{text[8:]}"
-
-
-# A start attribute the middleware passes to the sampler (and the sampler
-# removes): the caller's decision, "1" or "0", when its header carries one.
-_CALLER_DECISION = "sbcntr.caller_sampled"
-# The incoming Root when the header has no Parent: the new span keeps the trace id.
+# What the middleware decided for the request whose server span is being
+# started (the sampler follows it), and the caller's Root when it sent one
+# without a Parent (the id generator keeps that trace id).
+_request_decision: ContextVar[bool | None] = ContextVar("request_sampled", default=None)
 _incoming_root: ContextVar[int | None] = ContextVar("incoming_xray_root", default=None)
 
 
@@ -108,20 +115,18 @@ class _IncomingRootIdGenerator(AwsXRayIdGenerator):
 
 
 class RulesSampler(Sampler):
-    """The decision the X-Ray path makes, as an OpenTelemetry sampler.
+    """The SDK's sampler: a span follows the decision of the request it belongs to.
 
-    A span inside a traced request follows its parent. A request follows its
-    caller's ``Sampled=1|0``; otherwise the X-Ray sampling rules file (version
-    2) decides, with the X-Ray SDK's ``LocalSampler`` doing the rule matching
-    and the per-second reservoir (the same file gives the same decisions on
-    both paths). The request's facts come from the span's start attributes:
-    ``http.request.method``, ``url.path`` and ``server.address``.
+    A span inside a traced request follows its parent. A request's server span
+    follows the decision :class:`TracingMiddleware` made for it (the caller's
+    trusted ``Sampled=1|0``, else the sampling rules on the request's host,
+    method and path), so each request is decided once and an unsampled one
+    never reaches the SDK. A span started outside any request is decided by
+    the rules file's default rule.
     """
 
-    def __init__(self, rules_file: Path, service: str) -> None:
-        self._rules = LocalSampler()
-        self._rules.load_local_rules(json.loads(rules_file.read_text(encoding="utf-8")))
-        self._service = service
+    def __init__(self, rules: LocalRules) -> None:
+        self._rules = rules
 
     def should_sample(
         self,
@@ -135,25 +140,10 @@ class RulesSampler(Sampler):
     ) -> SamplingResult:
         parent = trace.get_current_span(parent_context).get_span_context()
         if parent.is_valid and not parent.is_remote:
-            return self._result(parent.trace_flags.sampled, attributes, trace_state)
-        facts = dict(attributes or {})
-        caller = facts.pop(_CALLER_DECISION, None)
-        if caller is not None:
-            return self._result(caller == "1", facts, trace_state)
-        sampled = self._rules.should_trace(
-            {
-                "host": facts.get("server.address"),
-                "method": facts.get("http.request.method"),
-                "path": facts.get("url.path"),
-                "service": self._service,
-            }
-        )
-        return self._result(sampled, facts, trace_state)
-
-    @staticmethod
-    def _result(
-        sampled: bool, attributes: Attributes, trace_state: TraceState | None
-    ) -> SamplingResult:
+            sampled = parent.trace_flags.sampled
+        else:
+            decision = _request_decision.get()
+            sampled = self._rules.default_decision() if decision is None else decision
         if sampled:
             return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
         return SamplingResult(Decision.DROP, None, trace_state)
@@ -172,8 +162,9 @@ def configure(settings: ServiceSettings) -> bool:
     resource = Resource.create({"service.name": settings.service_name})
     if "ECS_CONTAINER_METADATA_URI_V4" in os.environ:
         resource = get_aggregated_resources([AwsEcsResourceDetector()], initial_resource=resource)
+    rules = LocalRules.from_file(settings.xray_sampling_rules)
     provider = TracerProvider(
-        sampler=RulesSampler(settings.xray_sampling_rules, settings.service_name),
+        sampler=RulesSampler(rules),
         resource=resource,
         id_generator=_IncomingRootIdGenerator(),
         # Flushed by shutdown() in the lifespan, within the drain, not by an
@@ -182,7 +173,7 @@ def configure(settings: ServiceSettings) -> bool:
     )
     endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
-    _State.provider = provider
+    _State.provider, _State.rules = provider, rules
     _State.tracer = provider.get_tracer("servicekit.tracing")
     return True
 
@@ -192,38 +183,29 @@ def shutdown() -> None:
 
     Runs in the lifespan's shutdown, after the drain and the in-flight requests.
     """
-    provider, _State.provider, _State.tracer = _State.provider, None, None
+    provider, _State.provider, _State.tracer, _State.rules = _State.provider, None, None, None
     if provider is not None:
         provider.shutdown()
 
 
-def _caller(incoming: TraceHeader, attributes: dict[str, Any]) -> tuple[Context | None, int | None]:
+def _caller(incoming: TraceHeader) -> tuple[Context | None, int | None]:
     """The caller's span as the parent context, or its Root alone when it sent no Parent.
 
-    ``incoming`` is the header as :func:`servicekit.tracing.parse_trace_header`
-    validated it (the same rules as the X-Ray path: bounded length, X-Ray id
-    syntax, the sampling decision only from a trusted upstream). Adds the
-    caller's decision (``Sampled=1|0``) to the start attributes for
-    :class:`RulesSampler`. A malformed Root starts a new trace.
+    ``incoming`` is the header as :func:`servicekit.trace_header.parse_trace_header`
+    validated it (X-Ray id syntax, the decision only from a trusted upstream).
     """
-    root = incoming.root or ""
-    if len(root) != 35 or not root.startswith("1-") or root[10] != "-":
+    trace_id = trace_id_int(incoming.root or "")
+    span_id = int(incoming.parent, 16) if incoming.parent else 0
+    if not trace_id:  # all zeros: not a trace id OpenTelemetry accepts
         return None, None
-    try:
-        trace_id = int(root[2:10] + root[11:], 16)
-        span_id = int(incoming.parent, 16) if incoming.parent and len(incoming.parent) == 16 else 0
-    except ValueError:
-        return None, None
-    if incoming.sampled in (0, 1):
-        attributes[_CALLER_DECISION] = str(incoming.sampled)
     if not span_id:
         return None, trace_id
-    flags = TraceFlags(TraceFlags.SAMPLED if incoming.sampled == 1 else TraceFlags.DEFAULT)
+    flags = _SAMPLED if incoming.sampled == 1 else _NOT_SAMPLED
     caller = SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
     return trace.set_span_in_context(NonRecordingSpan(caller)), None
 
 
-class OtelTracingMiddleware:
+class TracingMiddleware:
     """Opens one server span per HTTP request and ends it after the body is sent."""
 
     def __init__(
@@ -235,8 +217,8 @@ class OtelTracingMiddleware:
         self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tracer = _State.tracer
-        if scope["type"] != "http" or tracer is None:
+        tracer, rules = _State.tracer, _State.rules
+        if scope["type"] != "http" or tracer is None or rules is None:
             await self.app(scope, receive, send)
             return
         raw_header, host = b"", ""
@@ -244,39 +226,25 @@ class OtelTracingMiddleware:
             if name == TRACE_HEADER:
                 raw_header = value
             elif name == b"host":
-                host = value.decode("latin-1")
+                host = value[:HOST_MAX].decode("latin-1")
         method = scope["method"]
-        attributes = {
-            "http.request.method": method,
-            "url.path": scope["path"],
-            "server.address": host,
-        }
-        parent, root_token = None, None
         incoming = parse_trace_header(raw_header, trust_sampling=self.trust_sampling)
-        if incoming.root:
-            parent, root = _caller(incoming, attributes)
-            if root is not None:
-                root_token = _incoming_root.set(root)
-        try:
-            span = tracer.start_span(
-                method, context=parent, kind=SpanKind.SERVER, attributes=attributes
-            )
-        finally:
-            if root_token is not None:
-                _incoming_root.reset(root_token)
+        if incoming.sampled in (0, 1):
+            sampled = incoming.sampled == 1
+        else:
+            sampled = rules.should_trace(host, method, scope["path"])
+        span = self._start(tracer, incoming, scope, host) if sampled else _unsampled_span(incoming)
         span_context = span.get_span_context()
-        trace_id = xray_trace_id(span_context.trace_id)
-        recording = span.is_recording()
-        if recording:
-            self._record_request(span, scope, host)
+        # The caller's id when the trace is the caller's: no formatting per request.
+        trace_id = incoming.root or xray_trace_id(span_context.trace_id)
         response_header = (
             TRACE_HEADER,
-            trace_response_header(incoming, trace_id, sampled=span_context.trace_flags.sampled),
+            trace_response_header(incoming, trace_id, sampled=sampled),
         )
 
         async def send_traced(message: Message) -> None:
             if message["type"] == "http.response.start":
-                if recording:
+                if sampled:
                     _record_response(span, scope, message["status"])
                 message["headers"] = [*message.get("headers", ()), response_header]
             await send(message)
@@ -286,7 +254,7 @@ class OtelTracingMiddleware:
         try:
             await self.app(scope, receive, send_traced)
         except BaseException as exc:
-            if recording:
+            if sampled:
                 span.set_attribute("http.response.status_code", 500)
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
@@ -296,28 +264,66 @@ class OtelTracingMiddleware:
             otel_context.detach(context_token)
             span.end()
 
-    def _record_request(self, span: trace.Span, scope: Scope, host: str) -> None:
+    def _start(
+        self, tracer: trace.Tracer, incoming: TraceHeader, scope: Scope, host: str
+    ) -> trace.Span:
+        """The sampled request's server span, child of the caller's when it sent one.
+
+        Every request fact is given at the start, so the SDK validates the
+        attributes once.
+        """
+        method = scope["method"]
         client = client_facts(scope, self.trusted_proxies)
-        span.set_attribute(
-            "url.full",
-            f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}",
-        )
+        attributes = {
+            "http.request.method": method,
+            "url.full": (
+                f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
+            ),
+        }
         if client.user_agent:
-            span.set_attribute("user_agent.original", client.user_agent)
+            attributes["user_agent.original"] = client.user_agent
         if client.client_ip:
-            span.set_attribute("client.address", client.client_ip)
+            attributes["client.address"] = client.client_ip
             if not client.forwarded:
                 # The awsxray exporter marks the segment's client_ip as taken
                 # from X-Forwarded-For unless the peer's address is given too.
-                span.set_attribute("network.peer.address", client.client_ip)
+                attributes["network.peer.address"] = client.client_ip
+        parent, root = _caller(incoming) if incoming.root else (None, None)
+        decision_token = _request_decision.set(True)
+        root_token = _incoming_root.set(root) if root is not None else None
+        try:
+            return tracer.start_span(
+                method, context=parent, kind=SpanKind.SERVER, attributes=attributes
+            )
+        finally:
+            if root_token is not None:
+                _incoming_root.reset(root_token)
+            _request_decision.reset(decision_token)
+
+
+def _unsampled_span(incoming: TraceHeader) -> trace.Span:
+    """The span of an unsampled request: the ids only, what the SDK hands out for it.
+
+    Built here rather than by the SDK (whose sampler would only say "drop"):
+    the caller's trace id, else a new X-Ray one; nothing is recorded or queued.
+    """
+    if incoming.root and (trace_id := trace_id_int(incoming.root)):
+        pass
+    else:
+        trace_id = new_trace_id_int()
+    span_id = random.getrandbits(64) or 1
+    return NonRecordingSpan(
+        SpanContext(trace_id, span_id, is_remote=False, trace_flags=_NOT_SAMPLED)
+    )
 
 
 def _record_response(span: trace.Span, scope: Scope, status: int) -> None:
-    span.set_attribute("http.response.status_code", status)
     route = getattr(scope.get("route"), "path", None)
     if route:
-        span.set_attribute("http.route", route)
+        span.set_attributes({"http.response.status_code": status, "http.route": route})
         span.update_name(f"{scope['method']} {route}")
+    else:
+        span.set_attribute("http.response.status_code", status)
     if status >= 500:
         # A fault in X-Ray; 4xx is the client's error, recorded from the status.
         span.set_status(Status(StatusCode.ERROR))

@@ -1,0 +1,114 @@
+"""The ``X-Amzn-Trace-Id`` header: what a service follows in it and what it answers.
+
+One reading of the header for both tracing backends (:mod:`servicekit.tracing_xray`
+and :mod:`servicekit.tracing_otel`), so that a service on either joins the same
+traces and answers the same header. No tracing library is imported here.
+
+The header is untrusted input: :func:`parse_trace_header` keeps a ``Root`` and
+``Parent`` only when they have X-Ray's syntax, and a ``Sampled=0|1`` decision
+only from a trusted upstream (``XRAY_TRUST_INCOMING_SAMPLING``), so a client
+cannot force tracing. Anything malformed starts a new trace and is never logged.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+TRACE_HEADER = b"x-amzn-trace-id"
+"""The header's name as ASGI gives it (lower case bytes)."""
+
+TRACE_HEADER_MAX = 512
+"""Longer headers are ignored whole (Root, Parent, Sampled, the ALB's Self and a
+Lineage fit in well under this)."""
+
+HOST_MAX = 255
+"""The most of a ``Host`` header a span or segment records."""
+
+_TRACE_ID = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
+_SEGMENT_ID = re.compile(r"[0-9a-f]{16}")
+
+Sampled = Literal[0, 1, "?"]
+
+
+@dataclass(frozen=True, slots=True)
+class TraceHeader:
+    """The parts of an incoming header a service follows; all None when it sent none.
+
+    ``sampled`` is the caller's decision (``1``/``0``), ``"?"`` when the caller
+    asks to be told the decision, or None to let the sampling rules decide.
+    """
+
+    root: str | None = None
+    parent: str | None = None
+    sampled: Sampled | None = None
+
+
+NO_HEADER = TraceHeader()
+
+
+def parse_trace_header(raw: bytes, *, trust_sampling: bool) -> TraceHeader:
+    """The parts of an incoming ``X-Amzn-Trace-Id`` this service follows.
+
+    ``Root`` and ``Parent`` are kept only when they have X-Ray's syntax (a
+    malformed root starts a new trace); ``Sampled=0|1`` only when the
+    upstream is trusted (``Sampled=?``, a request for the decision, always).
+    A header longer than :data:`TRACE_HEADER_MAX` is ignored whole.
+    """
+    if not raw or len(raw) > TRACE_HEADER_MAX:
+        return NO_HEADER
+    fields: dict[str, str] = {}
+    for part in raw.decode("latin-1").split(";"):
+        key, _, value = part.strip().partition("=")
+        fields[key.strip().lower()] = value.strip()
+    root = fields.get("root", "")
+    if not _TRACE_ID.fullmatch(root):
+        return NO_HEADER
+    parent = fields.get("parent")
+    if parent is not None and not _SEGMENT_ID.fullmatch(parent):
+        parent = None
+    sampled: Sampled | None = None
+    decision = fields.get("sampled")
+    if decision == "?":
+        sampled = "?"
+    elif decision in ("0", "1") and trust_sampling:
+        sampled = 1 if decision == "1" else 0
+    return TraceHeader(root=root, parent=parent, sampled=sampled)
+
+
+def trace_response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool) -> bytes:
+    """The ``X-Amzn-Trace-Id`` a service answers with.
+
+    The trace id, and the decision only when the caller asked for it
+    (``Sampled=?``), as the X-Ray SDK's ``prepare_response_header`` does.
+    """
+    if incoming.sampled == "?":
+        return f"Root={trace_id};Sampled={int(sampled)}".encode("latin-1")
+    return f"Root={trace_id}".encode("latin-1")
+
+
+def new_trace_id() -> str:
+    """A new X-Ray trace id: version, epoch seconds (8 hex), 96 random bits (24 hex).
+
+    Trace ids need to be unique, not unpredictable: no system call per request.
+    """
+    return f"1-{int(time.time()):08x}-{random.getrandbits(96):024x}"
+
+
+def new_trace_id_int() -> int:
+    """:func:`new_trace_id` as OpenTelemetry's 128-bit integer (epoch seconds first)."""
+    return (int(time.time()) << 96) | random.getrandbits(96)
+
+
+def xray_trace_id(trace_id: int) -> str:
+    """A 128-bit trace id (OpenTelemetry's form) in X-Ray's text form."""
+    text = f"{trace_id:032x}"
+    return f"1-{text[:8]}-{text[8:]}"
+
+
+def trace_id_int(root: str) -> int:
+    """The 128-bit integer of an X-Ray trace id :func:`parse_trace_header` accepted."""
+    return int(root[2:10] + root[11:], 16)

@@ -1,0 +1,442 @@
+"""Tracing with the AWS X-Ray SDK: one segment per request, subsegments for calls out.
+
+The implementation behind :mod:`servicekit.tracing` when
+``TRACING_BACKEND=xray-sdk`` (the default); that module imports this one only
+then, so the OpenTelemetry path never loads the X-Ray SDK (nor the botocore it
+imports).
+
+* :class:`ContextVarContext` keeps the trace entities in a ``ContextVar``. The
+  SDK's ``AsyncContext`` breaks under uvloop (every request answers 400) and
+  loses the segment in ``asyncio.gather``; a context variable follows tasks,
+  ``gather`` and the thread pool of sync endpoints.
+* :class:`TracingMiddleware` is a pure ASGI middleware: it joins the trace of
+  an incoming ``X-Amzn-Trace-Id`` as :mod:`servicekit.trace_header` reads it,
+  samples by the rules file, records method, URL, status, fault and error,
+  returns the trace header, and ends the segment after the response body is
+  sent.
+* :func:`instrument_transport` wraps an ``httpx`` transport so each call is a
+  ``remote`` subsegment that propagates the trace header (unsampled calls only
+  propagate the header).
+* :func:`instrument_sqlalchemy` records each SQL statement as a subsegment.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import traceback
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aws_xray_sdk import global_sdk_config
+from aws_xray_sdk.core import xray_recorder
+from aws_xray_sdk.core.context import Context
+from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
+from aws_xray_sdk.core.models import http
+from aws_xray_sdk.core.models.dummy_entities import DummySegment
+from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
+from aws_xray_sdk.core.sampling.sampler import DefaultSampler
+from aws_xray_sdk.ext.util import calculate_sampling_decision
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit.asgi import client_facts
+from servicekit.logs import get_logger, trace_id_var
+from servicekit.trace_header import (
+    HOST_MAX,
+    TRACE_HEADER,
+    new_trace_id,
+    parse_trace_header,
+    trace_response_header,
+)
+
+if TYPE_CHECKING:
+    import httpx
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from servicekit.settings import ServiceSettings
+
+
+log = get_logger("servicekit.tracing")
+
+
+def _drop_import_time_sampler() -> None:
+    # Importing the SDK creates its recorder with a centralized sampler, which
+    # builds a botocore X-Ray client at once (about 16 MB resident). Sampling
+    # is local unless XRAY_CENTRALIZED_SAMPLING is on (configure_tracing then
+    # makes a centralized sampler again), so the client is dropped here, at
+    # import, while the memory can still be reused by what the service loads
+    # next; freed after start-up, it would stay with the process.
+    xray_recorder.configure(sampler=LocalSampler())
+    gc.collect()
+
+
+_drop_import_time_sampler()
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsampled:
+    """The segment of an unsampled request, until something asks for it.
+
+    Nothing of an unsampled request is sent, so no SDK object is built for it
+    unless code calls the recorder (then a ``DummySegment`` is made on demand).
+    """
+
+    name: str
+    trace_id: str
+
+
+class ContextVarContext(Context):  # type: ignore[misc]
+    """X-Ray context whose entity stack lives in a ``ContextVar``.
+
+    The stack is an immutable tuple: a task (or thread-pool call) that opens a
+    subsegment sets a new tuple in its own copy of the context, so sibling
+    tasks never see each other's subsegments.
+    """
+
+    def __init__(self, context_missing: str = "LOG_ERROR") -> None:
+        super().__init__(context_missing)
+        self._entities: ContextVar[tuple[Any, ...]] = ContextVar("xray_entities", default=())
+
+    def put_segment(self, segment: Any) -> None:
+        self._entities.set((segment,))
+
+    def end_segment(self, end_time: float | None = None) -> None:
+        entity = self.get_trace_entity()
+        if not entity:
+            return
+        if self._is_subsegment(entity):
+            entity.parent_segment.close(end_time)
+        else:
+            entity.close(end_time)
+
+    def put_subsegment(self, subsegment: Any) -> None:
+        entity = self.get_trace_entity()
+        if not entity:
+            return
+        entity.add_subsegment(subsegment)
+        self._entities.set((*self._entities.get(), subsegment))
+
+    def end_subsegment(self, end_time: float | None = None) -> bool:
+        entity = self.get_trace_entity()
+        if self._is_subsegment(entity):
+            entity.close(end_time)
+            self._entities.set(self._entities.get()[:-1])
+            return True
+        return False
+
+    def get_trace_entity(self) -> Any:
+        entities = self._entities.get()
+        if not entities:
+            if not global_sdk_config.sdk_enabled():
+                return DummySegment()
+            return self.handle_context_missing()
+        top = entities[-1]
+        if isinstance(top, _Unsampled):
+            dummy = DummySegment(top.name)
+            dummy.trace_id = top.trace_id
+            self._entities.set((dummy,))
+            return dummy
+        return top
+
+    def set_trace_entity(self, trace_entity: Any) -> None:
+        self._entities.set((trace_entity,))
+
+    def clear_trace_entities(self) -> None:
+        self._entities.set(())
+
+    def has_entity(self) -> bool:
+        """True inside a traced request, without the context-missing handling."""
+        return bool(self._entities.get())
+
+    def sampled(self) -> bool:
+        """True inside a sampled request: there is something to record."""
+        entities = self._entities.get()
+        return bool(entities) and not isinstance(entities[-1], _Unsampled) and entities[-1].sampled
+
+    def unsampled_trace_id(self) -> str | None:
+        """The trace id of the current request if it is not sampled, else None."""
+        entities = self._entities.get()
+        if not entities:
+            return None
+        top = entities[-1]
+        if isinstance(top, _Unsampled) or not top.sampled:
+            return str(top.trace_id)
+        return None
+
+    def begin_unsampled(self, name: str, trace_id: str) -> Token[tuple[Any, ...]]:
+        """Mark the current request unsampled; reset with the token when it ends."""
+        return self._entities.set((_Unsampled(name, trace_id),))
+
+    def end_unsampled(self, token: Token[tuple[Any, ...]]) -> None:
+        self._entities.reset(token)
+
+
+class OrjsonUDPEmitter(UDPEmitter):  # type: ignore[misc]
+    """The SDK's UDP emitter, serializing segment documents with orjson (3x faster)."""
+
+    _HEADER = b'{"format":"json","version":1}\n'
+
+    def send_entity(self, entity: Any) -> None:
+        try:
+            self._socket.sendto(
+                self._HEADER + orjson.dumps(entity.to_dict(), default=str), (self._ip, self._port)
+            )
+        except Exception:
+            log.exception("Failed to send entity to the X-Ray daemon")
+
+
+def configure(settings: ServiceSettings) -> bool:
+    """Configure the SDK's recorder from the settings; return True.
+
+    Call it inside the running event loop (the FastAPI lifespan), once.
+    """
+    global_sdk_config.set_sdk_enabled(True)
+    options: dict[str, Any] = {
+        "service": settings.service_name,
+        "context": ContextVarContext(settings.xray_context_missing),
+        "context_missing": settings.xray_context_missing,
+        "daemon_address": settings.xray_daemon_address,
+        "emitter": OrjsonUDPEmitter(settings.xray_daemon_address),
+        "sampling": True,
+        "sampling_rules": str(settings.xray_sampling_rules),
+        "plugins": ("ECSPlugin",) if _on_ecs() else (),
+    }
+    options["sampler"] = DefaultSampler() if settings.xray_centralized_sampling else LocalSampler()
+    xray_recorder.configure(**options)
+    return True
+
+
+def _on_ecs() -> bool:
+    return "ECS_CONTAINER_METADATA_URI_V4" in os.environ
+
+
+def _in_sampled_request() -> bool:
+    context = xray_recorder.context
+    return isinstance(context, ContextVarContext) and context.sampled()
+
+
+class TracingMiddleware:
+    """Opens one X-Ray segment per HTTP request and closes it after the body is sent."""
+
+    def __init__(
+        self, app: ASGIApp, service: str, *, trust_sampling: bool = False, trusted_proxies: int = 1
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.trust_sampling = trust_sampling
+        self.trusted_proxies = trusted_proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        context = xray_recorder.context
+        if (
+            scope["type"] != "http"
+            or not global_sdk_config.sdk_enabled()
+            or not isinstance(context, ContextVarContext)  # configure_tracing not run
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        trace_header, host = b"", ""
+        for name, value in scope["headers"]:
+            if name == TRACE_HEADER:
+                trace_header = value
+            elif name == b"host":
+                host = value[:HOST_MAX].decode("latin-1")
+        incoming = parse_trace_header(trace_header, trust_sampling=self.trust_sampling)
+        decision = calculate_sampling_decision(
+            incoming,
+            xray_recorder,
+            {
+                "host": host,
+                "method": scope["method"],
+                "path": scope["path"],
+                "service": self.service,
+            },
+        )
+        if decision:
+            await self._sampled(scope, receive, send, incoming, decision, host)
+        else:
+            await self._unsampled(scope, receive, send, incoming, context)
+
+    async def _unsampled(
+        self, scope: Scope, receive: Receive, send: Send, incoming: Any, context: ContextVarContext
+    ) -> None:
+        # Unsampled requests keep a real trace id so that logs and the
+        # propagated header still name the trace; nothing is recorded.
+        trace_id = incoming.root or new_trace_id()
+        response_header = (TRACE_HEADER, trace_response_header(incoming, trace_id, sampled=False))
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), response_header]
+            await send(message)
+
+        entity_token = context.begin_unsampled(self.service, trace_id)
+        trace_token = trace_id_var.set(trace_id)
+        try:
+            await self.app(scope, receive, send_with_header)
+        finally:
+            trace_id_var.reset(trace_token)
+            context.end_unsampled(entity_token)
+
+    async def _sampled(
+        self, scope: Scope, receive: Receive, send: Send, incoming: Any, decision: Any, host: str
+    ) -> None:
+        segment = xray_recorder.begin_segment(
+            name=self.service, traceid=incoming.root, parent_id=incoming.parent, sampling=decision
+        )
+        trace_token = trace_id_var.set(segment.trace_id)
+        client = client_facts(scope, self.trusted_proxies)
+        segment.put_http_meta(http.METHOD, scope["method"])
+        url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
+        segment.put_http_meta(http.URL, url)
+        if client.user_agent:
+            segment.put_http_meta(http.USER_AGENT, client.user_agent)
+        if client.client_ip:
+            segment.put_http_meta(http.CLIENT_IP, client.client_ip)
+        if client.forwarded:
+            segment.put_http_meta(http.X_FORWARDED_FOR, True)
+        response_header = (
+            TRACE_HEADER,
+            trace_response_header(incoming, segment.trace_id, sampled=True),
+        )
+
+        async def send_traced(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                segment.put_http_meta(http.STATUS, status)
+                segment.apply_status_code(status)
+                message["headers"] = [*message.get("headers", ()), response_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_traced)
+        except BaseException as exc:
+            segment.put_http_meta(http.STATUS, 500)
+            segment.apply_status_code(500)
+            segment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
+            raise
+        finally:
+            xray_recorder.end_segment()
+            trace_id_var.reset(trace_token)
+            _release_sent(segment)
+
+
+def _release_sent(segment: Any) -> None:
+    """Break the SDK's segment <-> subsegment reference cycle once the segment is sent.
+
+    Nothing reads a sent segment's subsegments; without this they wait for the
+    cyclic garbage collector. A segment still waiting for a subsegment to end
+    (one left open by a background task) is left alone: it is sent later.
+    """
+    if segment.subsegments and not segment.in_progress and segment.ready_to_send():
+        segment.subsegments = []
+
+
+def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+    """Wrap an httpx transport so each call is a subsegment, without replacing
+    ``httpx.AsyncClient`` process-wide."""
+    if not global_sdk_config.sdk_enabled():
+        return transport
+    return _traced_transport_class()(transport)
+
+
+@functools.cache
+def _traced_transport_class() -> Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]:
+    # httpx is imported here, not at the top: only services that call out over
+    # HTTP have it (the backend image does not).
+    import httpx  # noqa: PLC0415
+
+    class TracedTransport(httpx.AsyncBaseTransport):
+        """An httpx transport whose calls are ``remote`` subsegments carrying the trace header.
+
+        What the SDK's ``AsyncInstrumentedTransport`` records (name = host,
+        method, URL without credentials or query, status, fault/error, the
+        exception), written for the hot path. An unsampled request only passes
+        its trace id on (``Sampled=0``): no subsegment would be sent, so none is
+        built.
+        """
+
+        def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+            self._transport = transport
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            context = xray_recorder.context
+            if not isinstance(context, ContextVarContext):
+                return await self._transport.handle_async_request(request)
+            unsampled = context.unsampled_trace_id()
+            if unsampled is not None:
+                request.headers["X-Amzn-Trace-Id"] = f"Root={unsampled};Sampled=0"
+                return await self._transport.handle_async_request(request)
+            if not context.has_entity():
+                return await self._transport.handle_async_request(request)
+            url = request.url
+            subsegment = xray_recorder.begin_subsegment(url.host, "remote")
+            try:
+                subsegment.put_http_meta(http.METHOD, request.method)
+                port = f":{url.port}" if url.port else ""
+                subsegment.put_http_meta(http.URL, f"{url.scheme}://{url.host}{port}{url.path}")
+                request.headers["X-Amzn-Trace-Id"] = (
+                    f"Root={subsegment.trace_id};Parent={subsegment.id};Sampled=1"
+                )
+                response = await self._transport.handle_async_request(request)
+                subsegment.put_http_meta(http.STATUS, response.status_code)
+                subsegment.apply_status_code(response.status_code)
+            except Exception as exc:
+                subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
+                raise
+            finally:
+                xray_recorder.end_subsegment()
+            return response
+
+        async def aclose(self) -> None:
+            await self._transport.aclose()
+
+    return TracedTransport
+
+
+def instrument_sqlalchemy(engine: AsyncEngine) -> None:
+    """Record every SQL statement the engine runs inside a sampled request as a subsegment."""
+    if not global_sdk_config.sdk_enabled():
+        return
+    from sqlalchemy import event  # noqa: PLC0415 - only the backend has SQLAlchemy
+
+    url = engine.url
+    name = f"{url.database or url.get_backend_name()}@{url.host or 'local'}"
+    sql_meta = {
+        "url": url.render_as_string(hide_password=True),
+        "database_type": url.get_backend_name(),
+        "driver_version": url.get_driver_name(),
+    }
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "before_cursor_execute")
+    def _begin(*args: Any) -> None:
+        if not _in_sampled_request():
+            return
+        subsegment = xray_recorder.begin_subsegment(name, namespace="remote")
+        if subsegment is not None:
+            subsegment.set_sql({**sql_meta, "sanitized_query": args[2]})
+
+    @event.listens_for(sync_engine, "after_cursor_execute")
+    def _end(*_: Any) -> None:
+        if _in_sampled_request():
+            xray_recorder.end_subsegment()
+
+    @event.listens_for(sync_engine, "handle_error")
+    def _error(context: Any) -> None:
+        if not _in_sampled_request():
+            return
+        entity = xray_recorder.current_subsegment()
+        if entity is not None:
+            exc = context.original_exception
+            entity.add_exception(exc, traceback.extract_tb(exc.__traceback__))
+            xray_recorder.end_subsegment()
+
+
+def shutdown() -> None:
+    """Nothing to flush: the SDK sends each segment as it ends."""
