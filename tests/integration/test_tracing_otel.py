@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -269,3 +270,142 @@ def test_unknown_tracing_backend_is_refused_at_start(start: StartService) -> Non
     (line,) = service.log_lines()
     assert line["event"] == "invalid configuration"
     assert [e["variable"] for e in line["errors"]] == ["TRACING_BACKEND"]
+
+
+ARN_PREFIX = "arn:aws:xray:us-west-2:123456789012:sampling-rule/"
+
+
+class SamplingApi:
+    """X-Ray's sampling API (GetSamplingRules, GetSamplingTargets) on loopback.
+
+    Stands in for what the X-Ray daemon or the collector's ``awsproxy``
+    forwards to X-Ray (moto has no sampling API). The rules: every
+    ``GET /v1/items`` traced (rate 1), nothing else (the default rule, rate 0),
+    in the response shapes of X-Ray's API reference (``SamplingRuleRecords``,
+    ``SamplingTargetDocuments``).
+    """
+
+    RULES = (
+        {
+            "RuleName": "items",
+            "Priority": 1,
+            "FixedRate": 1.0,
+            "HTTPMethod": "GET",
+            "URLPath": "/v1/items",
+        },
+        {
+            "RuleName": "Default",
+            "Priority": 10000,
+            "FixedRate": 0.0,
+            "HTTPMethod": "*",
+            "URLPath": "*",
+        },
+    )
+
+    def __init__(self) -> None:
+        import http.server  # noqa: PLC0415 - test helper only
+        import threading  # noqa: PLC0415
+
+        api = self
+        self.calls: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                api.calls.append(self.path)
+                if self.path == "/GetSamplingRules":
+                    body: dict[str, object] = {
+                        "SamplingRuleRecords": [
+                            {
+                                "SamplingRule": {
+                                    **rule,
+                                    "RuleARN": f"{ARN_PREFIX}{rule['RuleName']}",
+                                    "ResourceARN": "*",
+                                    "ReservoirSize": 0,
+                                    "ServiceName": "*",
+                                    "ServiceType": "*",
+                                    "Host": "*",
+                                    "Version": 1,
+                                    "Attributes": {},
+                                },
+                                "CreatedAt": 1.7e9,
+                                "ModifiedAt": 1.7e9,
+                            }
+                            for rule in api.RULES
+                        ]
+                    }
+                else:
+                    body = {
+                        "SamplingTargetDocuments": [],
+                        "LastRuleModification": 1.7e9,
+                        "UnprocessedStatistics": [],
+                    }
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("backend", ["otel", "xray-sdk"])
+def test_centralized_sampling_decides_on_both_paths(
+    start: StartService,
+    tmp_path: Path,
+    receiver: OtlpReceiver,
+    collector: SegmentCollector,
+    backend: str,
+) -> None:
+    # The local rules never trace: what is traced is X-Ray's rules' doing.
+    never = tmp_path / "never.json"
+    never.write_text(json.dumps({"version": 2, "default": {"fixed_target": 0, "rate": 0.0}}))
+    api = SamplingApi()
+    try:
+        service = start(
+            "backend",
+            env={
+                "TRACING_BACKEND": backend,
+                "XRAY_CENTRALIZED_SAMPLING": "true",
+                "XRAY_SAMPLING_RULES": str(never),
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                # Sampling calls over TCP to the API, segments over UDP to the collector.
+                "AWS_XRAY_DAEMON_ADDRESS": f"tcp:{api.address} udp:{collector.address}",
+            },
+        )
+        # The rule poller starts with the first decision; until its rules are
+        # in, the local file decides (nothing traced).
+        deadline = time.monotonic() + 30
+        while "/GetSamplingRules" not in api.calls and time.monotonic() < deadline:
+            httpx.get(f"{service.url}/v1/items")
+            time.sleep(0.2)
+        assert "/GetSamplingRules" in api.calls
+        time.sleep(0.5)
+        traced = [httpx.get(f"{service.url}/v1/items") for _ in range(5)]
+        untraced = [httpx.get(f"{service.url}/v1/notifications/count") for _ in range(5)]
+        assert all(r.status_code == 200 for r in traced + untraced)
+        assert service.stop() == 0
+    finally:
+        api.close()
+    roots = {root_of(r) for r in traced}
+    if backend == "otel":
+        servers = [s for s in receiver.spans if s["kind"] == "SERVER"]
+        paths = {s["attributes"]["url.full"].rsplit(":", 1)[-1] for s in servers}
+        recorded = {s["trace_id"] for s in servers}
+    else:
+        segments = collector.wait_for(5)
+        paths = {s["http"]["request"]["url"].rsplit(":", 1)[-1] for s in segments}
+        recorded = {s["trace_id"] for s in segments}
+    assert roots <= recorded
+    assert not {root_of(r) for r in untraced} & recorded
+    assert {p.split("/", 1)[-1] for p in paths} == {"v1/items"}

@@ -30,10 +30,18 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 SUPPORTED_VERSIONS = (1, 2)
 MATCH_CACHE_SIZE = 1024
+
+
+class Decider(Protocol):
+    """What makes the sampling decisions of new requests (local or centralized rules)."""
+
+    def should_trace(self, host: str | None, method: str | None, path: str | None) -> bool: ...
+
+    def default_decision(self) -> bool: ...
 
 
 class SamplingRulesError(ValueError):

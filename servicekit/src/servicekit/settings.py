@@ -92,7 +92,8 @@ class ServiceSettings(BaseSettings):
     xray_sampling_rules: Annotated[Path, AfterValidator(_sampling_rules_file)] = Field(
         default=DEFAULT_SAMPLING_RULES, validation_alias="XRAY_SAMPLING_RULES"
     )
-    # Centralized sampling asks the daemon (TCP 2000) for the rules set in the
+    # Centralized sampling asks the daemon (TCP 2000), or on the OpenTelemetry
+    # path the ADOT collector's awsproxy (same port), for the rules set in the
     # X-Ray console; the local rules file above is then the fallback.
     xray_centralized_sampling: bool = Field(
         default=False, validation_alias="XRAY_CENTRALIZED_SAMPLING"

@@ -9,8 +9,10 @@ auto-instrumentation):
 * the SDK's ``TracerProvider`` with ``AwsXRayIdGenerator`` (trace ids carry
   the start time, as X-Ray requires) and a batch processor exporting OTLP/HTTP
   to ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the collector sidecar, port 4318);
-* :class:`RulesSampler`: the sampling rules file of the X-Ray path, with the
-  same decisions (:mod:`servicekit.sampling_rules`); a caller's trusted
+* the sampling rules file of the X-Ray path, with the same decisions
+  (:mod:`servicekit.sampling_rules`), or X-Ray's centralized rules through
+  the collector when ``XRAY_CENTRALIZED_SAMPLING`` is on
+  (:mod:`servicekit.sampling_centralized`); a caller's trusted
   ``Sampled=1|0`` is followed, as on the X-Ray path;
 * ``X-Amzn-Trace-Id`` is read as on the X-Ray path
   (:mod:`servicekit.trace_header`: ``Sampled=?`` and a root without a parent,
@@ -62,7 +64,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import client_facts
 from servicekit.logs import get_logger, trace_id_var
-from servicekit.sampling_rules import LocalRules
+from servicekit.sampling_rules import Decider, LocalRules
 from servicekit.trace_header import (
     HOST_MAX,
     TRACE_HEADER,
@@ -96,7 +98,7 @@ class _State:
 
     provider: TracerProvider | None = None
     tracer: trace.Tracer | None = None
-    rules: LocalRules | None = None
+    rules: Decider | None = None
 
 
 # What the middleware decided for the request whose server span is being
@@ -122,10 +124,10 @@ class RulesSampler(Sampler):
     trusted ``Sampled=1|0``, else the sampling rules on the request's host,
     method and path), so each request is decided once and an unsampled one
     never reaches the SDK. A span started outside any request is decided by
-    the rules file's default rule.
+    the default rule.
     """
 
-    def __init__(self, rules: LocalRules) -> None:
+    def __init__(self, rules: Decider) -> None:
         self._rules = rules
 
     def should_sample(
@@ -162,7 +164,11 @@ def configure(settings: ServiceSettings) -> bool:
     resource = Resource.create({"service.name": settings.service_name})
     if "ECS_CONTAINER_METADATA_URI_V4" in os.environ:
         resource = get_aggregated_resources([AwsEcsResourceDetector()], initial_resource=resource)
-    rules = LocalRules.from_file(settings.xray_sampling_rules)
+    rules: Decider = LocalRules.from_file(settings.xray_sampling_rules)
+    if settings.xray_centralized_sampling:
+        from servicekit.sampling_centralized import CentralizedRules  # noqa: PLC0415
+
+        rules = CentralizedRules(settings)
     provider = TracerProvider(
         sampler=RulesSampler(rules),
         resource=resource,
