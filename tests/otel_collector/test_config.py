@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from servicekit.settings import ServiceSettings
 from tests.support import ROOT
 
 CONFIG = ROOT / "otel-collector" / "config.yaml"
@@ -67,6 +68,16 @@ def test_traces_go_from_otlp_through_the_batch_processor_to_xray() -> None:
     assert protocols["grpc"]["endpoint"].endswith(":4317")
     assert protocols["http"]["endpoint"].endswith(":4318")
     assert "health_check" in config["service"]["extensions"]
+
+
+def test_the_sampling_api_is_proxied_where_the_services_ask_for_it() -> None:
+    # XRAY_CENTRALIZED_SAMPLING on the OpenTelemetry path asks the sidecar on
+    # TCP 2000 (AWS_XRAY_DAEMON_ADDRESS's default), as the X-Ray daemon answers.
+    config = load(CONFIG)
+    assert "awsproxy" in config["service"]["extensions"]
+    assert config["extensions"]["awsproxy"]["endpoint"].endswith(":2000")
+    default_address = ServiceSettings.model_fields["xray_daemon_address"].default
+    assert default_address.endswith(":2000")
 
 
 def test_compose_starts_the_daemon_by_default_and_the_collector_with_its_profile() -> None:
