@@ -45,6 +45,8 @@ def tracing_env(
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "AWS_XRAY_DAEMON_ADDRESS": collector.address,
         "XRAY_SAMPLING_RULES": str(rules),
+        # No periodic export during a test: spans arrive by the shutdown's flush.
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",
     }
 
 
@@ -87,8 +89,8 @@ def test_each_request_is_one_trace_and_the_last_spans_arrive_after_sigterm(
     stack = start_mixed(start, tmp_path, receiver, collector, frontend="otel", backend="otel")
     responses = asyncio.run(drive(stack.frontend.url, 24))
     assert all(r.status_code in (200, 303) for r in responses)
-    # Stopped at once: the batch processor exports every 5 s, so the spans
-    # can only be here because the shutdown flushed them.
+    # The batch processor's periodic export is off (OTEL_BSP_SCHEDULE_DELAY),
+    # so the spans can only be here because the shutdown flushed them.
     assert stack.frontend.stop() == 0
     assert stack.backend.stop() == 0
     calls = expected_backend_calls(responses)

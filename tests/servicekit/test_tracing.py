@@ -170,7 +170,7 @@ print(type(xray_recorder.sampler).__name__, len(clients))
     [
         # (FastAPI imports the OpenTelemetry API itself, not the SDK.)
         ("xray-sdk", "aws_xray_sdk", ("opentelemetry.sdk", "google.protobuf")),
-        ("otel", "opentelemetry.sdk", ("aws_xray_sdk", "botocore")),
+        ("otel", "opentelemetry.sdk", ("aws_xray_sdk", "botocore", "requests")),
     ],
 )
 def test_only_the_selected_implementation_is_imported(
