@@ -3,8 +3,8 @@
 Everything both services need once: settings (:mod:`servicekit.settings`),
 JSON logging (:mod:`servicekit.logs`), the access log middleware
 (:mod:`servicekit.accesslog`), what a request says about its client
-(:mod:`servicekit.asgi`), X-Ray tracing (:mod:`servicekit.tracing`),
-liveness, readiness and drain (:mod:`servicekit.health`), the application
-conventions (:mod:`servicekit.app`) and the uvicorn runner
-(:mod:`servicekit.runner`).
+(:mod:`servicekit.asgi`), tracing with the X-Ray SDK or OpenTelemetry
+(:mod:`servicekit.tracing`), liveness, readiness and drain
+(:mod:`servicekit.health`), the application conventions (:mod:`servicekit.app`)
+and the uvicorn runner (:mod:`servicekit.runner`).
 """
