@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,6 +78,24 @@ def parse_trace_header(raw: bytes, *, trust_sampling: bool) -> TraceHeader:
     elif decision in ("0", "1") and trust_sampling:
         sampled = 1 if decision == "1" else 0
     return TraceHeader(root=root, parent=parent, sampled=sampled)
+
+
+def incoming_trace(
+    headers: Iterable[tuple[bytes, bytes]], *, trust_sampling: bool
+) -> tuple[TraceHeader, str]:
+    """The request's trace header as :func:`parse_trace_header` reads it, and its ``Host``.
+
+    ``headers`` are the ASGI scope's; the host is cut to :data:`HOST_MAX`
+    characters (it names the segment's or span's URL and feeds the sampling
+    rules).
+    """
+    raw, host = b"", ""
+    for name, value in headers:
+        if name == TRACE_HEADER:
+            raw = value
+        elif name == b"host":
+            host = value[:HOST_MAX].decode("latin-1")
+    return parse_trace_header(raw, trust_sampling=trust_sampling), host
 
 
 def trace_response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool) -> bytes:

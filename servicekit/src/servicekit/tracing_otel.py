@@ -67,11 +67,10 @@ from servicekit.asgi import client_facts
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.sampling_rules import Decider, LocalRules
 from servicekit.trace_header import (
-    HOST_MAX,
     TRACE_HEADER,
     TraceHeader,
+    incoming_trace,
     new_trace_id_int,
-    parse_trace_header,
     trace_id_int,
     trace_response_header,
     xray_trace_id,
@@ -245,14 +244,8 @@ class TracingMiddleware:
         if scope["type"] != "http" or tracer is None or rules is None:
             await self.app(scope, receive, send)
             return
-        raw_header, host = b"", ""
-        for name, value in scope["headers"]:
-            if name == TRACE_HEADER:
-                raw_header = value
-            elif name == b"host":
-                host = value[:HOST_MAX].decode("latin-1")
         method = scope["method"]
-        incoming = parse_trace_header(raw_header, trust_sampling=self.trust_sampling)
+        incoming, host = incoming_trace(scope["headers"], trust_sampling=self.trust_sampling)
         if incoming.sampled in (0, 1):
             sampled = incoming.sampled == 1
         else:

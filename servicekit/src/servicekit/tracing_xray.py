@@ -46,10 +46,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from servicekit.asgi import client_facts
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.trace_header import (
-    HOST_MAX,
     TRACE_HEADER,
+    incoming_trace,
     new_trace_id,
-    parse_trace_header,
     trace_response_header,
 )
 
@@ -240,13 +239,7 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
 
-        trace_header, host = b"", ""
-        for name, value in scope["headers"]:
-            if name == TRACE_HEADER:
-                trace_header = value
-            elif name == b"host":
-                host = value[:HOST_MAX].decode("latin-1")
-        incoming = parse_trace_header(trace_header, trust_sampling=self.trust_sampling)
+        incoming, host = incoming_trace(scope["headers"], trust_sampling=self.trust_sampling)
         decision = calculate_sampling_decision(
             incoming,
             xray_recorder,
