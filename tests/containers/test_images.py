@@ -24,16 +24,13 @@ import httpx
 import pytest
 import yaml
 
+from sbcntrctl.release.images import IMAGES
 from tests.containers.instructions import exec_form, final_env, last, stages
 from tests.support import ROOT, free_port
 
 SERVICES = {"backend": 8081, "frontend": 8080}
-DOCKERFILES = [
-    ROOT / "Dockerfile.backend",
-    ROOT / "Dockerfile.frontend",
-    ROOT / "firelens/Dockerfile",
-    ROOT / "otel-collector/Dockerfile",
-]
+# Every image the release builds (hadolint, checkov and the pinning rule below).
+DOCKERFILES = [ROOT / image.dockerfile for image in IMAGES.values()]
 COMPOSE = ROOT / "docker-compose.yml"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from sbcntrctl.release.images import IMAGES
 from tests.containers.instructions import instructions
 from tests.containers.layers import Layer, final_layers, layers
 from tests.support import ROOT
 
 SERVICES = ["backend", "frontend"]
-DOCKERFILES = [
-    ROOT / "Dockerfile.backend",
-    ROOT / "Dockerfile.frontend",
-    ROOT / "firelens/Dockerfile",
-]
+# Every image the release builds: each takes the commit as GIT_COMMIT.
+DOCKERFILES = [ROOT / image.dockerfile for image in IMAGES.values()]
 
 
 def keys(stages: dict[str, list[Layer]]) -> dict[str, list[str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -165,8 +166,40 @@ def lifecycle_policy(registry: Mapping[str, Any], repository: str) -> dict[str, 
     return policy
 
 
+# The calls that put an image into a repository (Amazon ECR user guide, "Pushing an
+# image": the layer upload, then the manifest) and the one that deletes images.
+PUSH_ACTIONS = {
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+    "ecr:BatchDeleteImage",
+}
+
+
+def _only_ci_pushes(props: Mapping[str, Any]) -> bool:
+    """Once ``CiRoleArn`` is set, the repository policy denies every push action to every
+    principal whose ARN is neither the CI role's nor the break-glass role's."""
+    branches = props.get("RepositoryPolicyText", {}).get("Fn::If", [])
+    if len(branches) != 3 or branches[0] != "HasCiRole":
+        return False
+    for st in branches[1].get("Statement", []):
+        exempt = json.dumps(st.get("Condition", {}).get("ArnNotEquals", {}))
+        refs = set(re.findall(r'"Ref": "(\w+)"', exempt))
+        if (
+            st.get("Effect") == "Deny"
+            and st.get("Principal") == "*"
+            and set(st.get("Action", [])) >= PUSH_ACTIONS
+            and "CiRoleArn" in refs
+            and refs <= {"CiRoleArn", "BreakGlassRoleArn"}
+        ):
+            return True
+    return False
+
+
 def registry_problems(registry: Mapping[str, Any]) -> list[str]:
-    """Immutable, scanned, encrypted repositories whose lifecycle never expires production.
+    """Immutable, scanned, encrypted repositories whose lifecycle never expires production
+    and into which only the CI role pushes.
 
     ECR lifecycle rules: rules apply by ascending ``rulePriority``; "an image that
     matches the tagging requirements of a rule cannot be expired by a rule with a
@@ -201,6 +234,8 @@ def registry_problems(registry: Mapping[str, Any]) -> list[str]:
                     f"{name}: an image tagged {sorted(tags)} can be expired by rule "
                     f"{first['rulePriority']} ({first.get('description', '')})"
                 )
+        if not _only_ci_pushes(props):
+            problems.append(f"{name}: push is not limited to the CI role")
         if not any(r["selection"]["tagStatus"] == "untagged" for r in rules):
             problems.append(f"{name}: untagged images never expire")
         for prefix in ("dev-", "stg-"):

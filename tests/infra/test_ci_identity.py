@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
+from sbcntrctl.release.images import IMAGES
 from tests.support import ROOT
 
 TEMPLATE = ROOT / "infra" / "ci.yml"
@@ -35,7 +36,8 @@ RELEASE_ACTIONS = {
     "ecs:UpdateService",
     "ecs:CreateService",
 }
-REPOSITORIES = {"sbcntr-frontend", "sbcntr-backend", "sbcntr-log-router"}
+# The CI role pushes to the repository of every image the release builds, and no other.
+REPOSITORIES = {image.repository for image in IMAGES.values()}
 
 
 def template() -> dict[str, Any]:
@@ -167,7 +169,7 @@ def test_the_rules_fail_on_broken_copies() -> None:
 
     def push_anywhere(t: dict[str, Any]) -> None:
         policy = t[role[0]][role[1]][role[2]]["Policies"][0]["PolicyDocument"]
-        push = next(s for s in policy["Statement"] if s["Sid"] == "PushTheThreeRepositories")
+        push = next(s for s in policy["Statement"] if s["Sid"] == "PushTheReleaseRepositories")
         push["Resource"].append({"Fn::Sub": "arn:aws:ecr:r:a:repository/other"})
 
     def pass_any_role(t: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from sbcntrctl.deploy import ecs, template
 from sbcntrctl.infra.stacks import DERIVED, FROM_OUTPUTS, USER_SUPPLIED
+from sbcntrctl.release.images import IMAGES
 from tests.infra.cfn import resolve, resources
 from tests.infra.cfn import template as load
 from tests.support import ROOT
@@ -93,8 +94,38 @@ def test_each_mapped_output_exists_in_its_template(variable: str, source: tuple[
     assert output in load(stack)["Outputs"], f"{variable}: {stack}.yml has no output {output}"
 
 
-def rendered_task_definitions() -> dict[str, dict[str, Any]]:
-    return {s: ecs.render(s, RENDER_ENV, TASKDEFS).task_definition for s in ("frontend", "backend")}
+# Each service's task definition with either tracing sidecar: the X-Ray daemon
+# (default) and the OpenTelemetry collector (TRACING_BACKEND=otel).
+TRACING_BACKENDS = ("xray-sdk", "otel")
+
+
+def rendered_task_definitions() -> dict[tuple[str, str], dict[str, Any]]:
+    """(service, tracing backend) -> the task definition a deploy would register."""
+    return {
+        (service, backend): ecs.render(
+            service, {**RENDER_ENV, "TRACING_BACKEND": backend}, TASKDEFS
+        ).task_definition
+        for service in ("frontend", "backend")
+        for backend in TRACING_BACKENDS
+    }
+
+
+def test_both_tracing_variants_are_rendered() -> None:
+    names = {
+        key: {c["name"] for c in td["containerDefinitions"]}
+        for key, td in rendered_task_definitions().items()
+    }
+    assert {"xray-daemon"} <= names["backend", "xray-sdk"] - names["backend", "otel"]
+    assert {"otel-collector"} <= names["frontend", "otel"] - names["frontend", "xray-sdk"]
+
+
+def awslogs_groups(td: dict[str, Any]) -> dict[str, str]:
+    """Container name -> the log group it writes to with the awslogs driver."""
+    return {
+        c["name"]: c["logConfiguration"]["options"]["awslogs-group"]
+        for c in td["containerDefinitions"]
+        if c.get("logConfiguration", {}).get("logDriver") == "awslogs"
+    }
 
 
 def test_log_groups_the_tasks_write_to_are_created() -> None:
@@ -104,7 +135,7 @@ def test_log_groups_the_tasks_write_to_are_created() -> None:
         for g in resources(platform, "AWS::Logs::LogGroup").values()
     }
     used = set()
-    for service, td in rendered_task_definitions().items():
+    for (service, _), td in rendered_task_definitions().items():
         for container in td["containerDefinitions"]:
             options = container.get("logConfiguration", {}).get("options", {})
             if "awslogs-group" in options:
@@ -118,7 +149,7 @@ def test_log_groups_the_tasks_write_to_are_created() -> None:
 
 
 def test_repositories_the_tasks_pull_from_are_created_or_mirrored() -> None:
-    """Own images from the three repositories; public ones through the pull-through cache
+    """Own images from the registry's repositories; public ones through the pull-through cache
     (``<registry>/<prefix>/<upstream path>``) or, before the task definitions name that
     path, at least with a cache rule for their upstream registry."""
     registry = load("registry")
@@ -141,6 +172,15 @@ def test_repositories_the_tasks_pull_from_are_created_or_mirrored() -> None:
                 assert repository in created or cached, image
             else:
                 assert image.split("/", 1)[0] in caches.values(), f"{image}: not mirrored"
+
+
+def test_the_registry_holds_a_repository_for_each_release_image_and_no_other() -> None:
+    """The one list of images (sbcntrctl.release.images) is what the registry creates."""
+    created = {
+        r["Properties"]["RepositoryName"]
+        for r in resources(load("registry"), "AWS::ECR::Repository").values()
+    }
+    assert created == {image.repository for image in IMAGES.values()}
 
 
 def test_without_internet_every_image_comes_from_the_private_registry() -> None:
@@ -167,10 +207,88 @@ def platform_roles() -> dict[str, dict[str, Any]]:
 
 def test_roles_the_tasks_use_are_created() -> None:
     created = platform_roles()
-    for service, td in rendered_task_definitions().items():
+    for (service, _), td in rendered_task_definitions().items():
         for key in ("executionRoleArn", "taskRoleArn"):
             name = td[key].rsplit("/", 1)[1]
             assert name in created, f"{service} {key}: {name} is not created by platform.yml"
+
+
+def _arn_pattern(resource: str) -> re.Pattern[str]:
+    """IAM's ARN matching: ``*`` any run of characters (``:`` and ``/`` included), ``?``
+    one character, everything else literal and case-sensitive (IAM User Guide, "IAM
+    JSON policy elements: Resource", wildcards in ARNs)."""
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in resource)
+    return re.compile("".join(parts))
+
+
+def allows(policy: dict[str, Any], action: str, resource: str) -> bool:
+    """Whether ``policy`` allows ``action`` on ``resource``: an Allow matches and no Deny
+    does (statements with a Condition are not counted as allowing)."""
+    verdicts = set()
+    for st in policy["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        if not any(_arn_pattern(a).fullmatch(action) for a in actions):
+            continue
+        if any(_arn_pattern(r).fullmatch(resource) for r in resources):
+            if st["Effect"] == "Deny":
+                return False
+            verdicts.add("Condition" not in st)
+    return True in verdicts
+
+
+# What the ECS agent does with the execution role for a container (Amazon ECS developer
+# guide, "Amazon ECS task execution IAM role"): pull its image from a private repository,
+# and with the awslogs driver create the task's log stream and put its events.
+PULL = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+AWSLOGS = ("logs:CreateLogStream", "logs:PutLogEvents")
+
+
+def execution_role_gaps(td: dict[str, Any], policy: dict[str, Any]) -> list[str]:
+    """The pulls and awslogs writes of ``td`` that ``policy`` does not allow."""
+    private = re.compile(rf"^{ACCOUNT}\.dkr\.ecr\.{REGION}\.amazonaws\.com/([^:@]+)")
+    gaps = []
+    for container in td["containerDefinitions"]:
+        match = private.match(container["image"])
+        if match:
+            arn = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{match.group(1)}"
+            gaps += [f"{a} {arn}" for a in PULL if not allows(policy, a, arn)]
+    for name, group in awslogs_groups(td).items():
+        stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:log-stream:x/{name}/0123"
+        gaps += [f"{a} {stream}" for a in AWSLOGS if not allows(policy, a, stream)]
+    return gaps
+
+
+@pytest.mark.parametrize(("service", "backend"), sorted(rendered_task_definitions()))
+def test_execution_role_pulls_every_image_and_writes_every_awslogs_group(
+    service: str, backend: str
+) -> None:
+    """With either tracing sidecar: the role is the same, only the task definition changes."""
+    td = rendered_task_definitions()[service, backend]
+    role = f"sbcntr-{ENV_NAME}-{service}-execution"
+    (policy,) = platform_roles()[role].values()
+    assert execution_role_gaps(td, policy) == []
+
+
+def test_execution_role_check_names_what_is_missing() -> None:
+    td = rendered_task_definitions()["backend", "otel"]
+    (policy,) = platform_roles()[f"sbcntr-{ENV_NAME}-backend-execution"].values()
+    for statement in policy["Statement"]:
+        if isinstance(statement["Resource"], list):
+            statement["Resource"] = [r for r in statement["Resource"] if "otel-collector" not in r]
+    repository = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/sbcntr-otel-collector"
+    stream = (
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/sbcntr/{ENV_NAME}/otel-collector"
+        ":log-stream:x/otel-collector/0123"
+    )
+    assert execution_role_gaps(td, policy) == [
+        f"ecr:BatchGetImage {repository}",
+        f"ecr:GetDownloadUrlForLayer {repository}",
+        f"logs:CreateLogStream {stream}",
+        f"logs:PutLogEvents {stream}",
+    ]
+    assert not allows(policy, "logs:CreateLogStream", "arn:aws:logs:x:y:log-group:/other:*")
+    assert allows(policy, "ecr:GetAuthorizationToken", "*")
 
 
 @pytest.mark.parametrize("role", sorted(POLICY_FILES))

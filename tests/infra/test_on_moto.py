@@ -25,6 +25,7 @@ import pytest
 from sbcntrctl.deploy import template
 from sbcntrctl.infra import envfile
 from sbcntrctl.infra.stacks import DERIVED, FROM_OUTPUTS, STACKS
+from sbcntrctl.release.images import IMAGES
 from tests.infra.emulator import moto_server
 from tests.support import ROOT
 from tests.tools.deploy_support import push_image
@@ -178,11 +179,22 @@ def test_environment_from_empty_account_to_deployed_services(
     assert described["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
     assert described["settings"] == [{"name": "containerInsights", "value": "enabled"}]
 
+    # the registry stack's repositories are the release's images; the platform stack's log
+    # groups include every sidecar's (the collector's too, for TRACING_BACKEND=otel)
+    created = boto3.client("ecr").describe_repositories()["repositories"]
+    assert {image.repository for image in IMAGES.values()} <= {r["repositoryName"] for r in created}
+    groups = boto3.client("logs").describe_log_groups(logGroupNamePrefix="/sbcntr/dev/")
+    assert {g["logGroupName"].rsplit("/", 1)[1] for g in groups["logGroups"]} >= {
+        "log-router",
+        "xray-daemon",
+        "otel-collector",
+    }
+
     # --- push the images (no Docker engine here: the manifests are put directly), the
     # X-Ray daemon as the pull-through cache holds it after a first pull
     release = {**aws, "IMAGE_TAG": "dev-0a1b2c3"}
-    for repository in ("sbcntr-frontend", "sbcntr-backend", "sbcntr-log-router"):
-        push_image(repository, release["IMAGE_TAG"])
+    for image in IMAGES.values():
+        push_image(image.repository, release["IMAGE_TAG"])
     push_image("ecr-public/xray/aws-xray-daemon", "3.3.15")
 
     # --- deploy both services with those variables (the backend's migration task
@@ -238,12 +250,14 @@ def test_environment_from_empty_account_to_deployed_services(
     }
     assert frontend_env["BACKEND_URL"] == variables["BACKEND_URL"]
 
-    # --- the release pipeline's deploy: a commit's digests, pinned, variables from the stacks
+    # --- the release pipeline's deploy: a commit's digests, pinned, variables from the
+    # stacks, with OpenTelemetry (the collector's repository and log group come from the
+    # registry and platform stacks: the deploy's checks find both)
     commit = "0123456789abcdef0123456789abcdef01234567"
     ecr = boto3.client("ecr")
     records, digests = [], {}
-    for name in ("backend", "frontend", "log-router"):
-        repository = f"sbcntr-{name}"
+    for name, image in IMAGES.items():
+        repository = image.repository
         push_image(repository, commit)
         found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": commit}])
         digests[repository] = found["imageDetails"][0]["imageDigest"]
@@ -261,7 +275,7 @@ def test_environment_from_empty_account_to_deployed_services(
         records.append(str(record))
     released = ok(
         sbcntrctl(
-            aws,
+            {**aws, "TRACING_BACKEND": "otel"},
             "release",
             "deploy",
             "dev",
@@ -281,6 +295,10 @@ def test_environment_from_empty_account_to_deployed_services(
     by_name = {c["name"]: c for c in pinned["containerDefinitions"]}
     assert by_name["backend"]["image"].endswith(f"/sbcntr-backend@{digests['sbcntr-backend']}")
     assert by_name["backend"]["dockerLabels"]["org.opencontainers.image.revision"] == commit
+    collector = by_name["otel-collector"]
+    assert collector["image"].endswith(f"/sbcntr-otel-collector@{digests['sbcntr-otel-collector']}")
+    assert collector["logConfiguration"]["options"]["awslogs-group"] == "/sbcntr/dev/otel-collector"
+    assert "xray-daemon" not in by_name
 
     # --- maintenance: through the API, then through the stack parameter
     assert ok(sbcntrctl(aws, "maintenance", "status", "dev")).startswith(
@@ -342,9 +360,7 @@ def test_environment_from_empty_account_to_deployed_services(
     repositories = boto3.client("ecr").describe_repositories()["repositories"]
     own = [r for r in repositories if not r["repositoryName"].startswith("ecr-public/")]
     assert {(r["repositoryName"], r["imageTagMutability"]) for r in own} == {
-        ("sbcntr-frontend", "IMMUTABLE"),
-        ("sbcntr-backend", "IMMUTABLE"),
-        ("sbcntr-log-router", "IMMUTABLE"),
+        (image.repository, "IMMUTABLE") for image in IMAGES.values()
     }  # (moto drops scanning, encryption and lifecycle: template rules check those)
 
     # --- delete refuses while services run in the cluster

@@ -332,6 +332,18 @@ BROKEN: list[tuple[str, Mutation, str]] = [
         ),
         "LogRouterRepository: no scan on push",
     ),
+    (
+        "anyone may push",
+        lambda t: res(t, "registry", "OtelCollectorRepository").pop("RepositoryPolicyText"),
+        "OtelCollectorRepository: push is not limited to the CI role",
+    ),
+    (
+        "push denied to the CI role only",
+        lambda t: res(t, "registry", "BackendRepository")["RepositoryPolicyText"]["Fn::If"][1][
+            "Statement"
+        ][0]["Condition"]["ArnNotEquals"].update({"aws:PrincipalArn": {"Ref": "OtherRoleArn"}}),
+        "BackendRepository: push is not limited to the CI role",
+    ),
     # WAF
     (
         "web ACL on the internal ALB",

@@ -18,6 +18,7 @@ import boto3
 import httpx
 import pytest
 
+from sbcntrctl.release.images import IMAGES
 from tests.support import ROOT, free_port
 
 TASKDEFS = ROOT / "taskdefs"
@@ -42,7 +43,8 @@ ENV = {
     "BACKEND_ALB_RESOURCE_LABEL": "app/sbcntr-internal/2/targetgroup/back/2",
 }
 SERVICES = ("frontend", "backend")
-IMAGES = ("sbcntr-frontend", "sbcntr-backend", "sbcntr-log-router")
+# Every repository the release pushes to (the collector too: TRACING_BACKEND=otel).
+REPOSITORIES = tuple(image.repository for image in IMAGES.values())
 XRAY_MIRROR = "ecr-public/xray/aws-xray-daemon"
 XRAY_TAG = "3.3.15"
 
@@ -152,7 +154,7 @@ def prerequisites(env: dict[str, str], *, capacity_providers: bool = True) -> di
         Name="sbcntr-db", SecretString='{"password":"pw"}'
     )["ARN"]
     logs = boto3.client("logs")
-    for group in ("frontend", "backend", "unparsed", "log-router", "xray-daemon"):
+    for group in ("frontend", "backend", "unparsed", "log-router", "xray-daemon", "otel-collector"):
         logs.create_log_group(logGroupName=f"/sbcntr/dev/{group}")
     boto3.client("s3").create_bucket(
         Bucket=env["LOG_BUCKET"], CreateBucketConfiguration={"LocationConstraint": "ap-northeast-1"}
@@ -165,7 +167,7 @@ def prerequisites(env: dict[str, str], *, capacity_providers: bool = True) -> di
             capacityProviders=["FARGATE", "FARGATE_SPOT"],
             defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
         )
-    for repository in IMAGES:
+    for repository in REPOSITORIES:
         push_image(repository, env["IMAGE_TAG"])
     # The pull-through cache creates this repository on the first pull.
     push_image(XRAY_MIRROR, XRAY_TAG)

@@ -414,3 +414,26 @@ def test_verify_checks_the_account_moto_does_not_enforce(stuck: dict[str, str]) 
     refused = run_cli("deploy", "backend", env=cli_env(spot))
     assert refused.returncode == 1
     assert revisions() == []  # nothing registered
+
+
+def test_verify_with_opentelemetry_checks_the_collectors_image_and_log_group(
+    stuck: dict[str, str],
+) -> None:
+    """With ``TRACING_BACKEND=otel`` the task pulls the collector's image and logs to
+    its group instead of the daemon's: verify looks those up (ECS would register the
+    task definition and then fail to start its tasks)."""
+    otel = {**stuck, "TRACING_BACKEND": "otel"}
+    logs = boto3.client("logs")
+    logs.delete_log_group(logGroupName="/sbcntr/dev/xray-daemon")  # not used by this variant
+    passed = run_cli("verify", "backend", env=cli_env(otel))
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+
+    boto3.client("ecr").batch_delete_image(
+        repositoryName="sbcntr-otel-collector", imageIds=[{"imageTag": stuck["IMAGE_TAG"]}]
+    )
+    logs.delete_log_group(logGroupName="/sbcntr/dev/otel-collector")
+    result = run_cli("verify", "backend", env=cli_env(otel))
+    assert result.returncode == 1
+    assert f"sbcntr-otel-collector:{stuck['IMAGE_TAG']} is not in ECR" in result.stderr
+    assert "log group /sbcntr/dev/otel-collector does not exist" in result.stderr
+    assert "backend: 2 problems" in result.stdout

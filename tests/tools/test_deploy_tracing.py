@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from sbcntrctl.deploy import ecs, tracing_variant
+from sbcntrctl.deploy import ecs, template, tracing_variant
+from sbcntrctl.release import rollout
+from sbcntrctl.release.images import ReleaseError
 from tests.support import ROOT
+from tests.tools.deploy_support import run_cli
 from tests.tools.test_deploy import ENV, SERVICES, TASKDEFS
 
 OTEL = {**ENV, "TRACING_BACKEND": "otel"}
@@ -130,3 +133,22 @@ def test_the_collector_image_is_the_one_compose_builds() -> None:
     assert image == "sbcntr-otel-collector:${IMAGE_TAG:-local}"
     collector = container(ecs.render("backend", OTEL, TASKDEFS).task_definition, "otel-collector")
     assert collector["image"].rsplit("/", 1)[1].split(":")[0] == image.split(":")[0]
+
+
+def test_an_empty_backend_is_the_default_and_an_unknown_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The release passes the GitHub environment's variable, empty when unset; a typo
+    must stop the deploy rather than deploy the X-Ray path."""
+    empty = ecs.render("backend", {**ENV, "TRACING_BACKEND": ""}, TASKDEFS)
+    assert empty.task_definition == ecs.render("backend", ENV, TASKDEFS).task_definition
+    with pytest.raises(template.TemplateError, match="TRACING_BACKEND='OTel': one of xray-sdk"):
+        ecs.render("backend", {**ENV, "TRACING_BACKEND": "OTel"}, TASKDEFS)
+
+    result = run_cli("render", "backend", env={**ENV, "TRACING_BACKEND": "open-telemetry"})
+    assert result.returncode == 2
+    assert "TRACING_BACKEND='open-telemetry'" in result.stderr
+
+    monkeypatch.setattr(rollout, "deployment_env", lambda _: {**ENV, "TRACING_BACKEND": "x"})
+    with pytest.raises(ReleaseError, match="deploy of backend to stg: TRACING_BACKEND='x'"):
+        list(rollout.deploy("stg", "0" * 40, {}, wait_seconds=0, directory=TASKDEFS))

@@ -180,6 +180,24 @@ def test_task_definitions_pin_digests_and_name_the_commit() -> None:
     assert ecs.problems(rendered) == []
 
 
+def test_with_opentelemetry_the_collector_is_pinned_too() -> None:
+    """TRACING_BACKEND=otel: the collector is one of this project's images, built and
+    pushed by the release; deployed without its record, the release stops."""
+    env = {**ENV, "IMAGE_TAG": COMMIT, "TRACING_BACKEND": "otel"}
+    rendered = ecs.render("frontend", env, TASKDEFS)
+    td = rendered.task_definition
+    digests = {image.repository: DIGEST for image in images.IMAGES.values()}
+    pinning.pin_images(td, digests, COMMIT)
+    by_name = {c["name"]: c for c in td["containerDefinitions"]}
+    assert by_name["otel-collector"]["image"].endswith(f"/sbcntr-otel-collector@{DIGEST}")
+    assert by_name["otel-collector"]["dockerLabels"][pinning.REVISION_LABEL] == COMMIT
+    assert ecs.problems(rendered) == []
+    td = ecs.render("frontend", env, TASKDEFS).task_definition
+    del digests["sbcntr-otel-collector"]
+    with pytest.raises(images.ReleaseError, match="no digest recorded for sbcntr-otel-collector"):
+        pinning.pin_images(td, digests, COMMIT)
+
+
 def test_pinning_refuses_another_commit_or_a_missing_digest() -> None:
     td = ecs.render("frontend", {**ENV, "IMAGE_TAG": "e" * 40}, TASKDEFS).task_definition
     with pytest.raises(images.ReleaseError, match="is not the commit"):

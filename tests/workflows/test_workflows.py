@@ -141,6 +141,51 @@ def test_release_order_approval_and_tags() -> None:
     assert release["jobs"]["images"]["strategy"]["matrix"]["image"] == list(IMAGES)
 
 
+def deploy_digest_problems(workflow: dict[str, Any]) -> list[str]:
+    """Each deploy passes the digest record of every image the images job pushed
+    (``digest-<image>.json``), and the environment's ``TRACING_BACKEND`` variable."""
+    problems = []
+    expected = [f"digest-{name}.json" for name in IMAGES]
+    deploys = 0
+    for job, step in steps(workflow):
+        run = step.get("run", "")
+        if "release deploy" not in run:
+            continue
+        deploys += 1
+        words = shlex.split(run)
+        records = words[words.index("--digests") + 1 :]
+        if records != expected:
+            problems.append(f"{job}: --digests {' '.join(records)} != {' '.join(expected)}")
+        backend = step.get("env", {}).get("TRACING_BACKEND")
+        if backend != "${{ vars.TRACING_BACKEND }}":
+            problems.append(f"{job}: TRACING_BACKEND must come from the environment's variable")
+    if deploys != 2:
+        problems.append(f"{deploys} deploy steps, expected stg and prod")
+    return problems
+
+
+def test_every_deploy_pins_every_image_the_release_built() -> None:
+    """A digest left out fails the deploy only when a task uses that image (the
+    collector: only with ``TRACING_BACKEND=otel``), so it is checked here."""
+    release = load("release.yml")
+    assert deploy_digest_problems(release) == []
+    # The images job writes one record per matrix image under that name.
+    (push,) = [s for _, s in steps(release) if "release push" in s.get("run", "")]
+    assert '--out "digest-$IMAGE.json"' in push["run"]
+
+    broken = _mutated("release.yml")
+    deploy = next(s for _, s in steps(broken) if "release deploy prod" in s.get("run", ""))
+    deploy["run"] = deploy["run"].replace(" digest-otel-collector.json", "")
+    assert deploy_digest_problems(broken) == [
+        "prod: --digests digest-backend.json digest-frontend.json digest-log-router.json"
+        " != " + " ".join(f"digest-{name}.json" for name in IMAGES)
+    ]
+    del deploy["env"]
+    assert "prod: TRACING_BACKEND must come from the environment's variable" in (
+        deploy_digest_problems(broken)
+    )
+
+
 def test_ci_runs_the_readme_test_command() -> None:
     ci = load("ci.yml")
     runs = [step.get("run", "") for _, step in steps(ci)]

@@ -6,7 +6,8 @@ OpenTelemetry one: the ``xray-daemon`` container is replaced by the ADOT
 collector of ``taskdefs/otel-collector.json``, the containers that waited for
 the daemon wait for a healthy collector instead, and they get
 ``TRACING_BACKEND=otel`` (they export OTLP to the collector on loopback, the
-services' default endpoint). Without it the task definition is unchanged.
+services' default endpoint). Without it (unset or empty) the task definition is
+unchanged; any other value is refused (a typo must not deploy the X-Ray path).
 
 :func:`problems` checks the collector container wherever it appears: not
 essential (tracing must not stop the task), OTLP ports 4317 and 4318 over TCP,
@@ -27,13 +28,24 @@ DAEMON = "xray-daemon"
 COLLECTOR = "otel-collector"
 OTLP_PORTS = {4317, 4318}
 XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+BACKENDS = ("xray-sdk", "otel")
+
+
+def backend(env: Mapping[str, str]) -> str:
+    """``env``'s ``TRACING_BACKEND``: ``xray-sdk`` when unset or empty (an unset GitHub
+    variable arrives empty); TemplateError naming the variable for anything else."""
+    value = env.get("TRACING_BACKEND") or "xray-sdk"
+    if value not in BACKENDS:
+        msg = f"TRACING_BACKEND={value!r}: one of {', '.join(BACKENDS)} (unset or empty: xray-sdk)"
+        raise template.TemplateError(msg)
+    return value
 
 
 def apply(
     td: dict[str, Any], service: str, env: Mapping[str, str], directory: Path
 ) -> dict[str, Any]:
-    """The task definition for ``env``'s ``TRACING_BACKEND`` (``xray-sdk`` when unset)."""
-    if env.get("TRACING_BACKEND", "xray-sdk") != "otel":
+    """The task definition for ``env``'s ``TRACING_BACKEND`` (see :func:`backend`)."""
+    if backend(env) != "otel":
         return td
     collector = template.render_json(directory / f"{COLLECTOR}.json", env)
     collector["logConfiguration"]["options"]["awslogs-stream-prefix"] = service

@@ -1,4 +1,8 @@
-"""The three images a release builds, and how each is named.
+"""The images a release builds, and how each is named.
+
+This is the one list of the project's images: the workflows' build matrices,
+the scan acceptances, the digest pinning and the ECR repositories of
+``infra/registry.yml`` are checked against it (tests/workflows, tests/infra).
 
 A release tags every image with the full commit SHA and nothing else: ECR
 repositories are IMMUTABLE, so a tag names one image for good, and the running
@@ -34,6 +38,12 @@ IMAGES: dict[str, Image] = {
         Image("backend", "sbcntr-backend", "Dockerfile.backend", "."),
         Image("frontend", "sbcntr-frontend", "Dockerfile.frontend", "."),
         Image("log-router", "sbcntr-log-router", "firelens/Dockerfile", "firelens"),
+        Image(
+            "otel-collector",
+            "sbcntr-otel-collector",
+            "otel-collector/Dockerfile",
+            "otel-collector",
+        ),
     )
 }
 

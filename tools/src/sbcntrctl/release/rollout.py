@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from sbcntrctl.deploy import ecs, migrate
+from sbcntrctl.deploy import ecs, migrate, template
 from sbcntrctl.infra import cloudformation
 from sbcntrctl.infra.stacks import BY_KEY
 from sbcntrctl.release.images import ReleaseError, commit_sha
@@ -43,7 +43,11 @@ def deploy(
     env = deployment_env(environment)
     env["IMAGE_TAG"] = commit_sha(commit)
     for service in SERVICES:
-        rendered = ecs.render(service, env, directory)
+        try:
+            rendered = ecs.render(service, env, directory)
+        except template.TemplateError as exc:
+            msg = f"deploy of {service} to {environment}: {exc}"
+            raise ReleaseError(msg) from exc
         pin_images(rendered.task_definition, digests, commit)
         try:
             # The backend's migration task runs first, on the revision being deployed.
