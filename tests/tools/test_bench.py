@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sbcntrctl.bench import report, wrk
+from sbcntrctl.bench import harness, report, wrk
 from sbcntrctl.bench.cli import BEGIN, END, write
 
 WRK_REPORT = """\
@@ -185,3 +185,43 @@ def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
     data = json.loads(output.with_suffix(".json").read_text())
     assert {s["config"] for s in data["samples"]} == {"backend-off", "backend-sampled"}
     assert data["startup"]["backend"]["ready_s"] > 0
+
+
+def test_opentelemetry_rows_are_held_to_their_x_ray_rows() -> None:
+    results = full_results()
+    results["configs"] += [
+        {"name": name, "description": name}
+        for name in ("backend-otel-default", "pair-otel-sampled")
+    ]
+    for r in range(3):
+        results["samples"] += [
+            sample("backend-otel-default", r, 6600, {"front": 133.0}, rss={"front": 58.0}),
+            sample(
+                "pair-otel-sampled",
+                r,
+                1000,
+                {"front": 602.0, "back": 300.0},
+                rss={"front": 93.0, "back": 81.5},
+            ),
+        ]
+    found = {t.name: t for t in report.targets(report.summarize(results), results["startup"])}
+    faster = found["OpenTelemetry / X-Ray CPU per request, backend-otel-default front"]
+    assert (faster.value, faster.met) == (0.95, True)
+    slower = found["OpenTelemetry / X-Ray CPU per request, pair-otel-sampled front"]
+    assert (slower.value, slower.met) == (1.075, False)
+    assert found["OpenTelemetry / X-Ray CPU per request, pair-otel-sampled back"].met is True
+    assert found["OpenTelemetry - X-Ray RSS, backend-otel-default front"].value == -2.0
+    more_memory = found["OpenTelemetry - X-Ray RSS, pair-otel-sampled back"]
+    assert (more_memory.value, more_memory.met) == (1.5, False)
+    # A row without its X-Ray counterpart in the run is not compared.
+    assert not any("backend-otel-sampled" in name for name in found)
+
+    results["otlp_encoding_us"] = {"0": 13.0, "7": 33.0}
+    text = report.markdown(results, {"date": "today"})
+    assert "OTLP protobuf encoding per finished span (in process): 0 attributes 13.0 µs" in text
+
+
+def test_otlp_encoding_cost_grows_with_the_attributes() -> None:
+    costs = harness.otlp_encoding_cost(spans=64, repeats=5)
+    assert set(costs) == {"0", "3", "7"}
+    assert 0 < costs["0"] < costs["7"]

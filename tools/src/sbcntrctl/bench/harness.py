@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,51 @@ def metrics_record_cost(calls: int = 200_000) -> float:
     return round((time.process_time() - began) / calls * 1e6, 3)
 
 
+def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, float]:
+    """CPU µs to encode one finished span as OTLP protobuf, by attribute count, in process.
+
+    The OpenTelemetry path's export thread does this for every sampled span
+    (the exporter's own encoder, on spans the SDK finished); the X-Ray SDK
+    path's counterpart is one orjson dump of a segment. Keys are the number
+    of string attributes per span.
+    """
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import (  # noqa: PLC0415
+        encode_spans,
+    )
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Keep(SpanExporter):
+        """Keeps the finished spans, as the batch processor hands them to an exporter."""
+
+        def __init__(self) -> None:
+            self.finished: list[ReadableSpan] = []
+
+        def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
+            self.finished.extend(batch)
+            return SpanExportResult.SUCCESS
+
+    costs = {}
+    for attributes in (0, 3, 7):
+        kept = Keep()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(kept))
+        tracer = provider.get_tracer("bench")
+        for _ in range(spans):
+            values = {f"attribute.{n}": f"value {n}" for n in range(attributes)}
+            tracer.start_span("GET /v1/items", attributes=values).end()
+        began = time.process_time()
+        for _ in range(repeats):
+            encode_spans(kept.finished).SerializeToString()
+        costs[str(attributes)] = round((time.process_time() - began) / (spans * repeats) * 1e6, 1)
+        provider.shutdown()
+    return costs
+
+
 def compile_sources(root: Path) -> None:
     """Compile the services' own modules, as the images do at build time."""
     sources = [str(root / p) for p in ("servicekit/src", "backend/src", "frontend/src")]
@@ -395,5 +441,6 @@ def run(options: RunOptions) -> dict[str, Any]:
         "samples": [vars(s) for s in samples],
         "startup": startup,
         "metrics_record_us": metrics_record_cost(),
+        "otlp_encoding_us": otlp_encoding_cost(),
         "exit_after_load_s": {k: round(v, 3) for k, v in exits.items()},
     }

@@ -137,6 +137,38 @@ def targets(
     found.append(at_most("RSS per service after the run", 90, max(rss) if rss else None, " MB"))
     for module, figures in startup.items():
         found.append(at_most(f"start-up to ready, {module}", 1.0, figures.get("ready_s"), " s"))
+    found += _otel_against_xray(summary, at_most)
+    return found
+
+
+# Each OpenTelemetry row and the X-Ray SDK row it is held to (same sampling).
+OTEL_ROWS = {
+    "backend-otel-default": "backend-default",
+    "backend-otel-sampled": "backend-sampled",
+    "pair-otel-default": "pair-default",
+    "pair-otel-sampled": "pair-sampled",
+}
+
+
+def _otel_against_xray(
+    summary: dict[str, Any], at_most: Callable[[str, float, float | None, str], Target]
+) -> list[Target]:
+    """OpenTelemetry at least as fast as the X-Ray SDK, and no more memory, row by row."""
+    found = []
+    for otel, xray in OTEL_ROWS.items():
+        if otel not in summary or xray not in summary:
+            continue
+        for role in summary[otel]["cpu_us"]:
+            cpu = float(summary[otel]["cpu_us"][role]) / float(summary[xray]["cpu_us"][role])
+            found.append(
+                at_most(
+                    f"OpenTelemetry / X-Ray CPU per request, {otel} {role}", 1, round(cpu, 3), "x"
+                )
+            )
+            rss = float(summary[otel]["rss_mb"][role]) - float(summary[xray]["rss_mb"][role])
+            found.append(
+                at_most(f"OpenTelemetry - X-Ray RSS, {otel} {role}", 0, round(rss, 1), " MB")
+            )
     return found
 
 
@@ -175,4 +207,8 @@ def markdown(results: dict[str, Any], header: dict[str, str]) -> str:
     lines += ["|---|---|---|"]
     for module, figures in results["startup"].items():
         lines.append(f"| {module} | {figures['ready_s']} s | {figures['sigterm_to_exit_s']} s |")
+    encoding = results.get("otlp_encoding_us")
+    if encoding:
+        per_count = ", ".join(f"{count} attributes {us} µs" for count, us in encoding.items())
+        lines += ["", f"OTLP protobuf encoding per finished span (in process): {per_count}."]
     return "\n".join(lines) + "\n"
