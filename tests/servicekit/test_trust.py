@@ -22,6 +22,7 @@ from tests.servicekit.test_tracing import TracedSettings, traced_app
 from tests.support import SegmentCollector
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
+ZERO_ROOT = "1-00000000-000000000000000000000000"
 TRACE_ID = re.compile(r"^1-[0-9a-f]{8}-[0-9a-f]{24}$")
 NO_SAMPLING = {"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 0.0}}
 
@@ -43,6 +44,17 @@ def traced_client(collector: SegmentCollector, rules: Path, **settings: Any) -> 
     )
 
 
+@pytest.fixture(params=["xray-sdk", "otel"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Both tracing backends read the header the same way (servicekit.trace_header)."""
+    return str(request.param)
+
+
+def backend_settings(backend: str) -> dict[str, Any]:
+    # Nothing is sampled in these tests, so nothing is exported.
+    return {"tracing_backend": backend, "otel_exporter_otlp_endpoint": "http://127.0.0.1:9"}
+
+
 @pytest.mark.parametrize(
     "header",
     [
@@ -50,17 +62,22 @@ def traced_client(collector: SegmentCollector, rules: Path, **settings: Any) -> 
         "Root=1-5759e988-bd862e3fe1be46a99427279Z",
         "Root=1-5759e988-bd862e3fe1be46a994272793-extra",
         "Root=" + "1" * 10_000,
+        "Root=1-00000000-000000000000000000000000;Parent=53995c3f42cd8ad8",
     ],
-    ids=["markup", "bad-hex", "trailing", "long"],
+    ids=["markup", "bad-hex", "trailing", "long", "zeros"],
 )
 def test_a_malformed_trace_header_starts_a_new_trace_and_is_not_logged(
-    unsampling: Path, header: str, capsys: pytest.CaptureFixture[str]
+    unsampling: Path, header: str, backend: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure_logging("traced", "INFO")
-    with SegmentCollector() as collector, traced_client(collector, unsampling) as client:
+    with (
+        SegmentCollector() as collector,
+        traced_client(collector, unsampling, **backend_settings(backend)) as client,
+    ):
         response = client.get("/sync", headers={"X-Amzn-Trace-Id": header})
     root = response.headers["x-amzn-trace-id"].split(";")[0].removeprefix("Root=")
     assert TRACE_ID.match(root)
+    assert root != ZERO_ROOT
     output = capsys.readouterr().out
     lines = [json.loads(line) for line in output.splitlines()]
     access = [line for line in lines if line.get("logger") == "servicekit.access"]
@@ -69,8 +86,11 @@ def test_a_malformed_trace_header_starts_a_new_trace_and_is_not_logged(
     assert max(len(line) for line in output.splitlines()) < 2000
 
 
-def test_a_well_formed_root_is_joined(unsampling: Path) -> None:
-    with SegmentCollector() as collector, traced_client(collector, unsampling) as client:
+def test_a_well_formed_root_is_joined(unsampling: Path, backend: str) -> None:
+    with (
+        SegmentCollector() as collector,
+        traced_client(collector, unsampling, **backend_settings(backend)) as client,
+    ):
         response = client.get(
             "/sync", headers={"X-Amzn-Trace-Id": f"Root={ROOT};Parent=53995c3f42cd8ad8"}
         )

@@ -31,6 +31,8 @@ HOST_MAX = 255
 
 _TRACE_ID = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
 _SEGMENT_ID = re.compile(r"[0-9a-f]{16}")
+# Well formed, but no trace: OpenTelemetry's invalid id, and X-Ray's epoch 0.
+_ZERO_ROOT = "1-00000000-000000000000000000000000"
 
 Sampled = Literal[0, 1, "?"]
 
@@ -55,7 +57,7 @@ def parse_trace_header(raw: bytes, *, trust_sampling: bool) -> TraceHeader:
     """The parts of an incoming ``X-Amzn-Trace-Id`` this service follows.
 
     ``Root`` and ``Parent`` are kept only when they have X-Ray's syntax (a
-    malformed root starts a new trace); ``Sampled=0|1`` only when the
+    malformed or all-zero root starts a new trace); ``Sampled=0|1`` only when the
     upstream is trusted (``Sampled=?``, a request for the decision, always).
     A header longer than :data:`TRACE_HEADER_MAX` is ignored whole.
     """
@@ -66,7 +68,7 @@ def parse_trace_header(raw: bytes, *, trust_sampling: bool) -> TraceHeader:
         key, _, value = part.strip().partition("=")
         fields[key.strip().lower()] = value.strip()
     root = fields.get("root", "")
-    if not _TRACE_ID.fullmatch(root):
+    if not _TRACE_ID.fullmatch(root) or root == _ZERO_ROOT:
         return NO_HEADER
     parent = fields.get("parent")
     if parent is not None and not _SEGMENT_ID.fullmatch(parent):
