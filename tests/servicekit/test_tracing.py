@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aws_xray_sdk.core import xray_recorder
@@ -19,7 +20,7 @@ from pydantic import Field
 from servicekit.app import create_service_app
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import configure_tracing
-from tests.support import SegmentCollector, sample_all_rules
+from tests.support import OtlpReceiver, SegmentCollector, sample_all_rules
 
 
 class TracedSettings(ServiceSettings):
@@ -212,3 +213,43 @@ def test_centralized_sampling_is_a_switch(centralized: bool, sampler: str) -> No
         assert type(xray_recorder.sampler).__name__ == sampler
     finally:
         configure_tracing(TracedSettings())
+
+
+def test_unsampled_requests_never_reach_the_opentelemetry_sdk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unsampled request costs the API's non-recording span only: no SDK span, no export."""
+    from opentelemetry.sdk.trace import Tracer  # noqa: PLC0415 - the OTel path's SDK
+
+    started: list[str] = []
+    start_span = Tracer.start_span
+
+    def counting(self: Tracer, name: str, *args: Any, **kwargs: Any) -> Any:
+        started.append(name)
+        return start_span(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Tracer, "start_span", counting)
+    never = tmp_path / "never.json"
+    never.write_text(json.dumps({"version": 2, "default": {"fixed_target": 0, "rate": 0.0}}))
+    always = tmp_path / "always.json"
+    always.write_text(json.dumps(sample_all_rules()))
+    with OtlpReceiver() as receiver:
+        for rules, expected in ((never, 0), (always, 10)):
+            settings = TracedSettings(
+                tracing_backend="otel",
+                xray_sampling_rules=rules,
+                otel_exporter_otlp_endpoint=receiver.endpoint,
+            )
+            app = create_service_app(settings, title="plain")
+
+            @app.get("/plain")
+            async def plain() -> dict[str, str]:
+                return {"ok": "yes"}
+
+            with TestClient(app) as test_client:
+                for _ in range(10):
+                    response = test_client.get("/plain")
+                    assert response.headers["x-amzn-trace-id"].startswith("Root=1-")
+            assert len(started) == expected, rules.name
+            started.clear()
+        assert len([s for s in receiver.spans if s["kind"] == "SERVER"]) == 10
