@@ -215,12 +215,11 @@ def _caller(incoming: TraceHeader) -> tuple[Context | None, int | None]:
     """The caller's span as the parent context, or its Root alone when it sent no Parent.
 
     ``incoming`` is the header as :func:`servicekit.trace_header.parse_trace_header`
-    validated it (X-Ray id syntax, the decision only from a trusted upstream).
+    validated it (X-Ray id syntax, never an all-zero Root, the decision only
+    from a trusted upstream). An all-zero Parent counts as none.
     """
     trace_id = trace_id_int(incoming.root or "")
     span_id = int(incoming.parent, 16) if incoming.parent else 0
-    if not trace_id:  # all zeros: not a trace id OpenTelemetry accepts
-        return None, None
     if not span_id:
         return None, trace_id
     flags = _SAMPLED if incoming.sampled == 1 else _NOT_SAMPLED
@@ -324,14 +323,13 @@ def _unsampled_span(incoming: TraceHeader) -> trace.Span:
     Built here rather than by the SDK (whose sampler would only say "drop"):
     the caller's trace id, else a new X-Ray one; nothing is recorded or queued.
     """
-    if incoming.root and (trace_id := trace_id_int(incoming.root)):
-        pass
-    else:
-        trace_id = new_trace_id_int()
-    span_id = random.getrandbits(64) or 1
-    return NonRecordingSpan(
-        SpanContext(trace_id, span_id, is_remote=False, trace_flags=_NOT_SAMPLED)
+    ids = SpanContext(
+        trace_id_int(incoming.root) if incoming.root else new_trace_id_int(),
+        random.getrandbits(64) or 1,  # a span id is never 0
+        is_remote=False,
+        trace_flags=_NOT_SAMPLED,
     )
+    return NonRecordingSpan(ids)
 
 
 def _record_response(span: trace.Span, scope: Scope, status: int) -> None:
