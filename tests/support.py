@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +40,37 @@ _SCRUBBED = (
     "SHUTDOWN_DRAIN_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
 )
+
+
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+
+
+def assert_checkov_passes(directory: Path, framework: str) -> None:
+    """Run checkov's ``framework`` checks over ``directory``: none failed, some passed.
+
+    checkov lives in its own environment
+    (``.venv-checkov``, made by ``dev.py test``): its pins clash with the project's.
+    """
+    assert CHECKOV.exists(), "dev.py test installs checkov into .venv-checkov"
+    result = subprocess.run(
+        [
+            str(CHECKOV),
+            "-d",
+            str(directory),
+            "--framework",
+            framework,
+            "--skip-download",
+            "--quiet",
+            "--compact",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert re.search(r"Failed checks: 0\b", result.stdout), result.stdout[-3000:]
+    assert re.search(r"Passed checks: [1-9]", result.stdout), result.stdout[-3000:]
 
 
 def free_port() -> int:

@@ -26,13 +26,12 @@ import yaml
 
 from sbcntrctl.release.images import IMAGES
 from tests.containers.instructions import exec_form, final_env, last, stages
-from tests.support import ROOT, free_port
+from tests.support import ROOT, assert_checkov_passes, free_port
 
 SERVICES = {"backend": 8081, "frontend": 8080}
 # Every image the release builds (hadolint, checkov and the pinning rule below).
 DOCKERFILES = [ROOT / image.dockerfile for image in IMAGES.values()]
 COMPOSE = ROOT / "docker-compose.yml"
-CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
 def compose() -> dict[str, Any]:
@@ -50,26 +49,7 @@ def test_hadolint_finds_nothing() -> None:
 
 
 def test_checkov_dockerfile_checks_pass() -> None:
-    assert CHECKOV.exists(), "dev.py test installs checkov into .venv-checkov"
-    result = subprocess.run(
-        [
-            str(CHECKOV),
-            "-d",
-            str(ROOT),
-            "--framework",
-            "dockerfile",
-            "--skip-download",
-            "--quiet",
-            "--compact",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert re.search(r"Failed checks: 0\b", result.stdout), result.stdout[-3000:]
-    assert re.search(r"Passed checks: [1-9]", result.stdout), result.stdout[-3000:]
+    assert_checkov_passes(ROOT, "dockerfile")
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)

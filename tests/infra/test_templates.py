@@ -7,7 +7,6 @@ when a template is broken on purpose.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,10 +18,9 @@ import pytest
 from sbcntrctl.infra.stacks import STACKS
 from tests.infra import rules
 from tests.infra.cfn import template
-from tests.support import ROOT
+from tests.support import ROOT, assert_checkov_passes
 
 INFRA = ROOT / "infra"
-CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
 def all_templates() -> dict[str, dict[str, Any]]:
@@ -67,26 +65,7 @@ def test_cfn_lint_catches_a_broken_template(tmp_path: Path) -> None:
 
 
 def test_checkov_passes_with_every_skip_reasoned() -> None:
-    assert CHECKOV.exists(), "dev.py test installs checkov into .venv-checkov"
-    result = subprocess.run(
-        [
-            str(CHECKOV),
-            "-d",
-            str(INFRA),
-            "--framework",
-            "cloudformation",
-            "--skip-download",
-            "--quiet",
-            "--compact",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert re.search(r"Failed checks: 0\b", result.stdout), result.stdout[-3000:]
-    assert re.search(r"Passed checks: [1-9]", result.stdout), result.stdout[-3000:]
+    assert_checkov_passes(INFRA, "cloudformation")
     for name, tpl in all_templates().items():
         for logical, resource in tpl["Resources"].items():
             for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
