@@ -437,6 +437,21 @@ def _span_dict(span: Any, service: str | None) -> dict[str, Any]:
     }
 
 
+NO_SAMPLING_RULES: dict[str, Any] = {
+    "version": 2,
+    "rules": [],
+    "default": {"fixed_target": 0, "rate": 0.0},
+}
+"""Sampling rules that trace no request (a trusted caller's decision still counts)."""
+
+
+def rules_file(directory: Path, rules: dict[str, Any], name: str = "sampling-rules.json") -> Path:
+    """Write sampling ``rules`` to ``directory/name``, a file for ``XRAY_SAMPLING_RULES``."""
+    path = directory / name
+    path.write_text(json.dumps(rules))
+    return path
+
+
 def sample_all_rules() -> dict[str, Any]:
     """The project's sampling rules with every request sampled (health checks stay unsampled)."""
     rules = json.loads((ROOT / "servicekit/src/servicekit/sampling-rules.json").read_text())

@@ -15,7 +15,6 @@ itself ties each page's request into a cycle.
 from __future__ import annotations
 
 import gc
-import json
 import threading
 import urllib.request
 from collections import Counter
@@ -28,7 +27,7 @@ import uvicorn
 
 from frontend.app import create_app
 from frontend.settings import FrontendSettings
-from tests.support import SegmentCollector, Service, free_port, sample_all_rules
+from tests.support import SegmentCollector, Service, free_port, rules_file, sample_all_rules
 
 WATCHED_MODULES = (
     "httpx.",
@@ -59,8 +58,7 @@ def serve_in_thread(settings: FrontendSettings) -> Iterator[str]:
 
 @pytest.fixture(params=[True, False], ids=["traced", "untraced"])
 def frontend_url(request: Any, backend: Service, tmp_path: Path) -> Iterator[str]:
-    rules = tmp_path / "rules.json"
-    rules.write_text(json.dumps(sample_all_rules()))
+    rules = rules_file(tmp_path, sample_all_rules(), "rules.json")
     with SegmentCollector() as collector:
         settings = FrontendSettings(
             port=free_port(),

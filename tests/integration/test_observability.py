@@ -7,7 +7,6 @@ every request, so every request must form one complete trace.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +18,14 @@ import pytest
 
 from tests.conftest import StartService
 from tests.integration.conftest import Stack, start_stack
-from tests.support import SegmentCollector, Service, free_port, sample_all_rules
+from tests.support import (
+    NO_SAMPLING_RULES,
+    SegmentCollector,
+    Service,
+    free_port,
+    rules_file,
+    sample_all_rules,
+)
 
 SCHEMA_FIELDS = {"timestamp", "level", "service", "event", "logger"}
 ACCESS_FIELDS = SCHEMA_FIELDS | {
@@ -45,8 +51,7 @@ def collector() -> Iterator[SegmentCollector]:
 
 @pytest.fixture
 def traced(start: StartService, tmp_path: Path, collector: SegmentCollector) -> Stack:
-    rules = tmp_path / "sample-all.json"
-    rules.write_text(json.dumps(sample_all_rules()))
+    rules = rules_file(tmp_path, sample_all_rules(), "sample-all.json")
     env = {"AWS_XRAY_DAEMON_ADDRESS": collector.address, "XRAY_SAMPLING_RULES": str(rules)}
     return start_stack(start, tmp_path, backend_env=env, frontend_env=env)
 
@@ -177,10 +182,7 @@ def test_unsampled_requests_send_nothing_but_keep_their_trace_id(
     start: StartService, tmp_path: Path, collector: SegmentCollector
 ) -> None:
     # The frontend's rules sample nothing; the backend follows its Sampled=0.
-    rules = tmp_path / "sample-none.json"
-    rules.write_text(
-        json.dumps({"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 0.0}})
-    )
+    rules = rules_file(tmp_path, NO_SAMPLING_RULES)
     env = {"AWS_XRAY_DAEMON_ADDRESS": collector.address, "XRAY_SAMPLING_RULES": str(rules)}
     stack = start_stack(start, tmp_path, backend_env=env, frontend_env=env)
     root = "1-5759e988-00000000000000000000abcd"
@@ -202,10 +204,7 @@ def test_a_client_cannot_force_or_forge_tracing(
     start: StartService, tmp_path: Path, collector: SegmentCollector
 ) -> None:
     """Sampled=1 from the internet does not sample; a forged root is replaced."""
-    rules = tmp_path / "sample-none.json"
-    rules.write_text(
-        json.dumps({"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 0.0}})
-    )
+    rules = rules_file(tmp_path, NO_SAMPLING_RULES)
     env = {"AWS_XRAY_DAEMON_ADDRESS": collector.address, "XRAY_SAMPLING_RULES": str(rules)}
     stack = start_stack(start, tmp_path, backend_env=env, frontend_env=env)
     forced = "Root=1-5759e988-00000000000000000000abcd;Sampled=1"
@@ -226,8 +225,7 @@ def test_a_client_cannot_force_or_forge_tracing(
 def test_server_errors_are_faults_in_the_trace(
     start: StartService, tmp_path: Path, collector: SegmentCollector
 ) -> None:
-    rules = tmp_path / "sample-all.json"
-    rules.write_text(json.dumps(sample_all_rules()))
+    rules = rules_file(tmp_path, sample_all_rules(), "sample-all.json")
     env = {"AWS_XRAY_DAEMON_ADDRESS": collector.address, "XRAY_SAMPLING_RULES": str(rules)}
     stack = start_stack(
         start,

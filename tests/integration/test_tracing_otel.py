@@ -20,7 +20,13 @@ import pytest
 from tests.conftest import StartService
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.test_observability import TRACE_ID, drive
-from tests.support import OtlpReceiver, SegmentCollector, sample_all_rules
+from tests.support import (
+    NO_SAMPLING_RULES,
+    OtlpReceiver,
+    SegmentCollector,
+    rules_file,
+    sample_all_rules,
+)
 
 
 @pytest.fixture
@@ -38,8 +44,7 @@ def collector() -> Iterator[SegmentCollector]:
 def tracing_env(
     backend: str, tmp_path: Path, receiver: OtlpReceiver, collector: SegmentCollector
 ) -> dict[str, str]:
-    rules = tmp_path / "sample-all.json"
-    rules.write_text(json.dumps(sample_all_rules()))
+    rules = rules_file(tmp_path, sample_all_rules(), "sample-all.json")
     return {
         "TRACING_BACKEND": backend,
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
@@ -370,8 +375,7 @@ def test_centralized_sampling_decides_on_both_paths(
     backend: str,
 ) -> None:
     # The local rules never trace: what is traced is X-Ray's rules' doing.
-    never = tmp_path / "never.json"
-    never.write_text(json.dumps({"version": 2, "default": {"fixed_target": 0, "rate": 0.0}}))
+    never = rules_file(tmp_path, NO_SAMPLING_RULES)
     api = SamplingApi()
     try:
         service = start(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tests.conftest import StartService
 from tests.integration.conftest import start_stack
-from tests.support import ROOT, sample_all_rules
+from tests.support import ROOT, rules_file, sample_all_rules
 
 BIN = Path(sys.executable).parent
 SMOKE_SECONDS = 10
@@ -62,8 +62,7 @@ def sbcntrctl(*args: str) -> subprocess.CompletedProcess[str]:
 def test_steady_run_delivers_its_rate_and_passes_the_audit(
     start: StartService, tmp_path: Path
 ) -> None:
-    rules = tmp_path / "sample-all.json"
-    rules.write_text(json.dumps(sample_all_rules()))
+    rules = rules_file(tmp_path, sample_all_rules(), "sample-all.json")
     segments = tmp_path / "segments.jsonl"
     capture = subprocess.Popen(
         [str(BIN / "sbcntrctl"), "xray-capture", "--port", "0", "--out", str(segments)],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,13 @@ from pydantic import Field
 from servicekit.app import create_service_app
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import configure_tracing
-from tests.support import OtlpReceiver, SegmentCollector, sample_all_rules
+from tests.support import (
+    NO_SAMPLING_RULES,
+    OtlpReceiver,
+    SegmentCollector,
+    rules_file,
+    sample_all_rules,
+)
 
 
 class TracedSettings(ServiceSettings):
@@ -54,8 +59,7 @@ def traced_app(settings: TracedSettings) -> FastAPI:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, SegmentCollector]]:
-    rules = tmp_path / "rules.json"
-    rules.write_text(json.dumps(sample_all_rules()))
+    rules = rules_file(tmp_path, sample_all_rules(), "rules.json")
     with SegmentCollector() as collector:
         settings = TracedSettings(xray_daemon_address=collector.address, xray_sampling_rules=rules)
         with TestClient(traced_app(settings)) as test_client:
@@ -111,10 +115,7 @@ def test_health_checks_are_not_sampled(client: tuple[TestClient, SegmentCollecto
 def test_unsampled_requests_send_nothing_and_recorder_calls_still_work(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rules = tmp_path / "none.json"
-    rules.write_text(
-        json.dumps({"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 0.0}})
-    )
+    rules = rules_file(tmp_path, NO_SAMPLING_RULES)
     with SegmentCollector() as collector:
         settings = TracedSettings(xray_daemon_address=collector.address, xray_sampling_rules=rules)
         with TestClient(traced_app(settings)) as test_client:
@@ -229,10 +230,8 @@ def test_unsampled_requests_never_reach_the_opentelemetry_sdk(
         return start_span(self, name, *args, **kwargs)
 
     monkeypatch.setattr(Tracer, "start_span", counting)
-    never = tmp_path / "never.json"
-    never.write_text(json.dumps({"version": 2, "default": {"fixed_target": 0, "rate": 0.0}}))
-    always = tmp_path / "always.json"
-    always.write_text(json.dumps(sample_all_rules()))
+    never = rules_file(tmp_path, NO_SAMPLING_RULES, "never.json")
+    always = rules_file(tmp_path, sample_all_rules(), "always.json")
     with OtlpReceiver() as receiver:
         for rules, expected in ((never, 0), (always, 10)):
             settings = TracedSettings(

@@ -19,19 +19,16 @@ from fastapi.testclient import TestClient
 from servicekit.asgi import client_facts
 from servicekit.logs import configure_logging
 from tests.servicekit.test_tracing import TracedSettings, traced_app
-from tests.support import SegmentCollector
+from tests.support import NO_SAMPLING_RULES, SegmentCollector, rules_file
 
 ROOT = "1-5759e988-bd862e3fe1be46a994272793"
 ZERO_ROOT = "1-00000000-000000000000000000000000"
 TRACE_ID = re.compile(r"^1-[0-9a-f]{8}-[0-9a-f]{24}$")
-NO_SAMPLING = {"version": 2, "rules": [], "default": {"fixed_target": 0, "rate": 0.0}}
 
 
 @pytest.fixture
 def unsampling(tmp_path: Path) -> Path:
-    rules = tmp_path / "none.json"
-    rules.write_text(json.dumps(NO_SAMPLING))
-    return rules
+    return rules_file(tmp_path, NO_SAMPLING_RULES)
 
 
 def traced_client(collector: SegmentCollector, rules: Path, **settings: Any) -> TestClient:

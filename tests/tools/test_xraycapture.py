@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import StartService
-from tests.support import sample_all_rules
+from tests.support import rules_file, sample_all_rules
 
 SBCNTRCTL = str(Path(sys.executable).parent / "sbcntrctl")
 HEADER = b'{"format":"json","version":1}\n'
@@ -87,8 +87,7 @@ def test_captures_the_services_traces(start: StartService, tmp_path: Path) -> No
     out = tmp_path / "segments.jsonl"
     process, port = start_capture(out)
     try:
-        rules = tmp_path / "rules.json"
-        rules.write_text(json.dumps(sample_all_rules()))
+        rules = rules_file(tmp_path, sample_all_rules(), "rules.json")
         env = {"AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{port}", "XRAY_SAMPLING_RULES": str(rules)}
         stack = start_stack(start, tmp_path, backend_env=env, frontend_env=env)
         answer = httpx.get(f"{stack.frontend.url}/", timeout=10)
