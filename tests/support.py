@@ -42,6 +42,22 @@ _SCRUBBED = (
 )
 
 
+def stop_process(process: subprocess.Popen[Any], sig: int, timeout: float) -> int:
+    """Send ``sig`` unless the process has exited; its exit status.
+
+    A process still running after ``timeout`` seconds is killed and the
+    timeout is raised: the test that expected it to stop fails.
+    """
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 
@@ -145,14 +161,7 @@ class Service:
         return self.process.wait(timeout=timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_process(self.process, sig, timeout)
 
     def wait_ready(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support import ROOT, free_port
+from tests.support import ROOT, free_port, stop_process
 
 CONF = ROOT / "firelens" / "conf"
 IMAGE_CONF = "/fluent-bit/etc/sbcntr"
@@ -153,14 +153,7 @@ class Router:
 
     def stop(self, timeout: float) -> int:
         """SIGTERM, as ECS and docker stop send; the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_process(self.process, signal.SIGTERM, timeout)
 
 
 def start(workdir: Path, env: dict[str, str], *, path: str = "ecs") -> Router:
