@@ -1,4 +1,4 @@
-"""What the services read about the client from an ASGI request scope."""
+"""What the services read about the client and the request from an ASGI request scope."""
 
 from __future__ import annotations
 
@@ -57,6 +57,15 @@ def client_facts(scope: Scope, trusted_proxies: int = 1) -> ClientFacts:
         client = scope.get("client")
         return ClientFacts(request_id, user_agent, client[0] if client else "", False)
     return ClientFacts(request_id, user_agent, client_ip, True)
+
+
+def request_url(scope: Scope, host: str) -> str:
+    """The URL a trace records for the request: scheme, ``host``, mount point and path.
+
+    No query string (it may hold what a trace must not keep) and no
+    credentials; ``host`` is the ``Host`` header as the caller read it.
+    """
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
 
 
 def _forwarded_client(values: list[bytes], trusted_proxies: int) -> str | None:

@@ -63,7 +63,7 @@ from opentelemetry.trace import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.asgi import client_facts
+from servicekit.asgi import client_facts, request_url
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.sampling_rules import Decider, LocalRules
 from servicekit.trace_header import (
@@ -292,9 +292,7 @@ class TracingMiddleware:
         client = client_facts(scope, self.trusted_proxies)
         attributes = {
             "http.request.method": method,
-            "url.full": (
-                f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
-            ),
+            "url.full": request_url(scope, host),
         }
         if client.user_agent:
             attributes["user_agent.original"] = client.user_agent

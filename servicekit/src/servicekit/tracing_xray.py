@@ -43,10 +43,11 @@ from aws_xray_sdk.core.sampling.sampler import DefaultSampler
 from aws_xray_sdk.ext.util import calculate_sampling_decision
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.asgi import client_facts
+from servicekit.asgi import client_facts, request_url
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.trace_header import (
     TRACE_HEADER,
+    TraceHeader,
     incoming_trace,
     new_trace_id,
     trace_response_header,
@@ -256,7 +257,12 @@ class TracingMiddleware:
             await self._unsampled(scope, receive, send, incoming, context)
 
     async def _unsampled(
-        self, scope: Scope, receive: Receive, send: Send, incoming: Any, context: ContextVarContext
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        incoming: TraceHeader,
+        context: ContextVarContext,
     ) -> None:
         # Unsampled requests keep a real trace id so that logs and the
         # propagated header still name the trace; nothing is recorded.
@@ -277,7 +283,13 @@ class TracingMiddleware:
             context.end_unsampled(entity_token)
 
     async def _sampled(
-        self, scope: Scope, receive: Receive, send: Send, incoming: Any, decision: Any, host: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        incoming: TraceHeader,
+        decision: Any,
+        host: str,
     ) -> None:
         segment = xray_recorder.begin_segment(
             name=self.service, traceid=incoming.root, parent_id=incoming.parent, sampling=decision
@@ -285,8 +297,7 @@ class TracingMiddleware:
         trace_token = trace_id_var.set(segment.trace_id)
         client = client_facts(scope, self.trusted_proxies)
         segment.put_http_meta(http.METHOD, scope["method"])
-        url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
-        segment.put_http_meta(http.URL, url)
+        segment.put_http_meta(http.URL, request_url(scope, host))
         if client.user_agent:
             segment.put_http_meta(http.USER_AGENT, client.user_agent)
         if client.client_ip:
