@@ -164,14 +164,19 @@ class Percentiles:
         return answer
 
 
-def test_step4_checklist_and_step5_from_cloudwatch(aws: dict[str, Any]) -> None:
+def read_window(aws: dict[str, Any]) -> cloudwatch.Window:
+    """The seeded run's window as the command reads it (percentiles and scaling stubbed)."""
     clients = {
         "cloudwatch": Percentiles(aws["cloudwatch"]),
         "ecs": aws["ecs"],
         "application-autoscaling": scaling_client(),
         "logs": aws["logs"],
     }
-    window = cloudwatch.read(clients, "dev", START, END, LB, TG)
+    return cloudwatch.read(clients, "dev", START, END, LB, TG)
+
+
+def test_step4_checklist_and_step5_from_cloudwatch(aws: dict[str, Any]) -> None:
+    window = read_window(aws)
     assert window.requests == 3000
     assert window.rps == pytest.approx(10.0)
     assert window.failures == 5
@@ -205,13 +210,7 @@ def test_step4_checklist_and_step5_from_cloudwatch(aws: dict[str, Any]) -> None:
 
 
 def test_a_tight_and_idle_service_fail_their_checks(aws: dict[str, Any]) -> None:
-    clients = {
-        "cloudwatch": Percentiles(aws["cloudwatch"]),
-        "ecs": aws["ecs"],
-        "application-autoscaling": scaling_client(),
-        "logs": aws["logs"],
-    }
-    window = cloudwatch.read(clients, "dev", START, END, LB, TG)
+    window = read_window(aws)
     window.cpu["frontend"] = [(90, 97)] * 5
     window.cpu["backend"] = [(3, 5)] * 5
     checks = {c.what: c for c in cloudwatch.checklist(window, 50, 100, 0.0001)}
