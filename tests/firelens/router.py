@@ -41,6 +41,16 @@ ECS_METADATA = {
 }
 
 
+def firelens_tag(container: str) -> str:
+    """The tag FireLens gives a container's records on ECS: ``<container>-firelens-<task id>``."""
+    return f"{container}-firelens-{TASK_ID}"
+
+
+def firelens_stream(container: str) -> str:
+    """The CloudWatch Logs stream the router writes a container's records to."""
+    return f"task-{firelens_tag(container)}"
+
+
 def binary() -> str | None:
     """The Fluent Bit executable to test with, or None when there is none."""
     configured = os.environ.get("FLUENT_BIT")

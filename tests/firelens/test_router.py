@@ -253,10 +253,10 @@ def test_ecs_path_delivers_each_line_where_the_readme_says(
 ) -> None:
     env = ecs_env(emulator, "ecs")
     running = router.start(tmp_path, env, path="ecs")
-    send(running, app_lines, lambda container: f"{container}-firelens-{router.TASK_ID}")
+    send(running, app_lines, router.firelens_tag)
     # Another container of the task: the routing must not catch it.
     other = next(line for line in app_lines if line.kind == "status 5xx")
-    send(running, [Line("xray-daemon", other.raw)], lambda c: f"{c}-firelens-{router.TASK_ID}")
+    send(running, [Line("xray-daemon", other.raw)], router.firelens_tag)
     # S3 uploads on its timer while the router runs; then a clean stop adds nothing.
     wait_until(delivered(emulator, app_lines, env))
     assert running.stop(timeout=40) == 0, running.log()
@@ -264,7 +264,7 @@ def test_ecs_path_delivers_each_line_where_the_readme_says(
         emulator,
         app_lines,
         env,
-        lambda container: f"task-{container}-firelens-{router.TASK_ID}",
+        router.firelens_stream,
         router.ECS_METADATA,
     )
 
@@ -313,14 +313,14 @@ def test_cloudwatch_levels_and_5xx_whatever_its_level(
         relevelled.append(Line(line.container, json.dumps(record)))
     lines = five + relevelled + others
     running = router.start(tmp_path, env)
-    send(running, lines, lambda container: f"{container}-firelens-{router.TASK_ID}")
+    send(running, lines, router.firelens_tag)
     wait_until(delivered(emulator, lines, env))
     assert running.stop(timeout=40) == 0, running.log()
     assert_routed(
         emulator,
         lines,
         env,
-        lambda container: f"task-{container}-firelens-{router.TASK_ID}",
+        router.firelens_stream,
         router.ECS_METADATA,
     )
     copies = [
@@ -354,7 +354,7 @@ def test_sigterm_mid_stream_loses_no_accepted_record_in_s3(
     assert info
     assert warning
     running = router.start(tmp_path, env)
-    tag = f"frontend-firelens-{router.TASK_ID}"
+    tag = router.firelens_tag("frontend")
     accepted: list[str] = []
     sent_batches = threading.Event()
 
@@ -421,7 +421,7 @@ def test_sigterm_after_the_app_stopped_delivers_everything(
     """
     env = ecs_env(emulator, "stop", S3_UPLOAD_TIMEOUT="10m")
     running = router.start(tmp_path, env)
-    send(running, app_lines, lambda container: f"{container}-firelens-{router.TASK_ID}")
+    send(running, app_lines, router.firelens_tag)
     time.sleep(2 * float(env["ROUTER_FLUSH_SECONDS"]) + 0.5)
     assert emulator.s3_objects(BUCKET, "sbcntr/stop/") == {}
     assert running.stop(timeout=40) == 0, running.log()
@@ -429,7 +429,7 @@ def test_sigterm_after_the_app_stopped_delivers_everything(
         emulator,
         app_lines,
         env,
-        lambda container: f"task-{container}-firelens-{router.TASK_ID}",
+        router.firelens_stream,
         router.ECS_METADATA,
     )
 
@@ -455,7 +455,7 @@ def test_an_endpoint_down_longer_than_the_retries(app_lines: list[Line], tmp_pat
     }
     lines = [line for line in app_lines if line.kind in ("status 2xx", "status 4xx")]
     running = router.start(tmp_path, env)
-    send(running, lines, lambda container: f"{container}-firelens-{router.TASK_ID}")
+    send(running, lines, router.firelens_tag)
 
     running.wait_for_log(r"chunk '[^']+' cannot be retried: .*output=cloudwatch_logs", 20)
     running.wait_for_log(r"failed to send 1/1 times, will not retry", 20)
@@ -493,7 +493,7 @@ def test_an_endpoint_back_within_the_retries_gets_everything(
     }
     lines = [line for line in app_lines if line.kind in ("status 2xx", "status 4xx", "warning")]
     running = router.start(tmp_path / "router", env)
-    send(running, lines, lambda container: f"{container}-firelens-{router.TASK_ID}")
+    send(running, lines, router.firelens_tag)
     running.wait_for_log(r"\[output:cloudwatch_logs[^]]*\] Failed to send events", 20)
     running.wait_for_log(r"\[output:s3[^]]*\] PutObject request failed", 20)
 
@@ -514,7 +514,7 @@ def test_an_endpoint_back_within_the_retries_gets_everything(
             aws,
             lines,
             env,
-            lambda container: f"task-{container}-firelens-{router.TASK_ID}",
+            router.firelens_stream,
             router.ECS_METADATA,
         )
     finally:
