@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from error_notifier import handler
+from tests.tools.deploy_support import aws_env
 from tests.tools.test_deploy import moto_server
 
 __all__ = ["moto_server"]
@@ -65,13 +66,7 @@ def error_line(n: int, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    for key, value in {
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }.items():
+    for key, value in aws_env(moto_server).items():
         monkeypatch.setenv(key, value)
     dynamodb = boto3.resource("dynamodb")
     table = dynamodb.create_table(

@@ -18,6 +18,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from sbcntrctl.loadtest import capacity, cloudwatch
+from tests.tools.deploy_support import aws_env
 from tests.tools.test_deploy import moto_server
 
 __all__ = ["moto_server"]
@@ -33,12 +34,7 @@ CPU = {"frontend": [(55, 70), (62, 80), (58, 75), (50, 66), (48, 60)], "backend"
 
 @pytest.fixture
 def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    for key, value in {
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "ap-northeast-1",
-    }.items():
+    for key, value in aws_env(moto_server).items():
         monkeypatch.setenv(key, value)
     ecs = boto3.client("ecs")
     ecs.create_cluster(clusterName="sbcntr-dev")

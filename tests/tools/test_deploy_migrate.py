@@ -27,6 +27,7 @@ from tests.support import ROOT
 from tests.tools.deploy_support import (
     ENV,
     TASKDEFS,
+    aws_env,
     moto_server,
     prerequisites,
     push_image,
@@ -131,13 +132,7 @@ def test_stopped_task_is_read_for_exit_code_and_reason(
 
 @pytest.fixture
 def moto_env(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    aws = {
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "ap-northeast-1",
-        "AWS_REGION": "ap-northeast-1",
-    }
+    aws = aws_env(moto_server)
     for name, value in aws.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
