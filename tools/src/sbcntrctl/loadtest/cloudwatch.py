@@ -178,6 +178,19 @@ def read(
     def total(qid: str) -> float:
         return sum(series.get(qid, []))
 
+    def average_and_maximum(key: str) -> dict[str, list[tuple[float, float]]]:
+        """Per service, per minute: (average, maximum) of the ``key`` queries above."""
+        return {
+            s: list(
+                zip(
+                    series.get(f"{key}_average_{s}", []),
+                    series.get(f"{key}_maximum_{s}", []),
+                    strict=False,
+                )
+            )
+            for s in SERVICES
+        }
+
     window = Window(
         env=env,
         start=start,
@@ -188,26 +201,8 @@ def read(
         latency_ms={
             q: (series.get(f"latency_{q}") or [float("nan")])[0] for q in ("p50", "p95", "p99")
         },
-        cpu={
-            s: list(
-                zip(
-                    series.get(f"cpu_average_{s}", []),
-                    series.get(f"cpu_maximum_{s}", []),
-                    strict=False,
-                )
-            )
-            for s in SERVICES
-        },
-        memory={
-            s: list(
-                zip(
-                    series.get(f"mem_average_{s}", []),
-                    series.get(f"mem_maximum_{s}", []),
-                    strict=False,
-                )
-            )
-            for s in SERVICES
-        },
+        cpu=average_and_maximum("cpu"),
+        memory=average_and_maximum("mem"),
         running={s: series.get(f"running_{s}", []) for s in SERVICES},
         task_vcpu={s: _task_vcpu(clients["ecs"], cluster, s) for s in SERVICES},
     )
