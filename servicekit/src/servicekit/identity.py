@@ -33,6 +33,11 @@ METADATA_TIMEOUT_SECONDS = 1.0
 log = get_logger("servicekit.identity")
 
 
+def on_ecs() -> bool:
+    """Whether this process runs in an ECS task (the agent sets :data:`METADATA_ENV`)."""
+    return METADATA_ENV in os.environ
+
+
 class TaskIdentity(NamedTuple):
     """What a person needs to tell tasks apart: a short task id and its zone."""
 

@@ -20,12 +20,13 @@ sampling the OpenTelemetry path imports nothing of the X-Ray SDK.
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING
 
 from aws_xray_sdk.core.context import Context
 from aws_xray_sdk.core.daemon_config import DaemonConfig
 from aws_xray_sdk.core.sampling.sampler import DefaultSampler
+
+from servicekit.identity import on_ecs
 
 if TYPE_CHECKING:
     from servicekit.settings import ServiceSettings
@@ -48,7 +49,7 @@ class CentralizedRules:
         self._sampler.load_local_rules(
             json.loads(settings.xray_sampling_rules.read_text(encoding="utf-8"))
         )
-        origin = ECS_ORIGIN if "ECS_CONTAINER_METADATA_URI_V4" in os.environ else None
+        origin = ECS_ORIGIN if on_ecs() else None
         # The pollers' calls run outside any request: the SDK's thread-local
         # context gives them the placeholder segment the SDK expects.
         self._sampler.load_settings(DaemonConfig(settings.xray_daemon_address), Context(), origin)

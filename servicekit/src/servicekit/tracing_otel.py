@@ -64,6 +64,7 @@ from opentelemetry.trace import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import client_facts, request_url
+from servicekit.identity import on_ecs
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.sampling_rules import Decider, LocalRules
 from servicekit.trace_header import (
@@ -162,7 +163,7 @@ def configure(settings: ServiceSettings) -> bool:
     process can replace it or record into it by accident.
     """
     resource = Resource.create({"service.name": settings.service_name})
-    if "ECS_CONTAINER_METADATA_URI_V4" in os.environ:
+    if on_ecs():
         resource = get_aggregated_resources([AwsEcsResourceDetector()], initial_resource=resource)
     rules: Decider = LocalRules.from_file(settings.xray_sampling_rules)
     if settings.xray_centralized_sampling:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import os
 import traceback
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -44,6 +43,7 @@ from aws_xray_sdk.ext.util import calculate_sampling_decision
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import client_facts, request_url
+from servicekit.identity import on_ecs
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.trace_header import (
     TRACE_HEADER,
@@ -203,15 +203,11 @@ def configure(settings: ServiceSettings) -> bool:
         "emitter": OrjsonUDPEmitter(settings.xray_daemon_address),
         "sampling": True,
         "sampling_rules": str(settings.xray_sampling_rules),
-        "plugins": ("ECSPlugin",) if _on_ecs() else (),
+        "plugins": ("ECSPlugin",) if on_ecs() else (),
     }
     options["sampler"] = DefaultSampler() if settings.xray_centralized_sampling else LocalSampler()
     xray_recorder.configure(**options)
     return True
-
-
-def _on_ecs() -> bool:
-    return "ECS_CONTAINER_METADATA_URI_V4" in os.environ
 
 
 def _in_sampled_request() -> bool:
