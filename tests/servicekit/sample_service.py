@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from pydantic import Field, SecretStr
 
 from servicekit.app import create_service_app
+from servicekit.identity import TaskIdentity
 from servicekit.logs import get_logger
 from servicekit.runner import serve
 from servicekit.settings import ServiceSettings
@@ -39,8 +40,8 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def create_app(settings: SampleSettings) -> FastAPI:
-    app = create_service_app(settings, title="sample", lifespan=lifespan)
+def create_app(settings: SampleSettings, identity: TaskIdentity | None = None) -> FastAPI:
+    app = create_service_app(settings, title="sample", lifespan=lifespan, identity=identity)
 
     @app.get("/ok")
     async def ok() -> dict[str, str]:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ from fastapi.testclient import TestClient
 from pydantic import Field
 
 from servicekit.app import create_service_app
+from servicekit.sampling_centralized import STOP_TIMEOUT_SECONDS, StoppableSampler
 from servicekit.settings import ServiceSettings
-from servicekit.tracing import configure_tracing
+from servicekit.tracing import configure_tracing, shutdown_tracing
 from tests.support import (
     NO_SAMPLING_RULES,
     OtlpReceiver,
     SegmentCollector,
+    free_port,
     rules_file,
     sample_all_rules,
 )
@@ -150,21 +153,46 @@ def test_sampled_response_header_tells_the_decision_only_when_asked(
     assert collector.wait_for(1)[0]["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
 
 
-def test_importing_tracing_leaves_no_botocore_client_behind() -> None:
-    # In a fresh interpreter: the SDK's import-time centralized sampler (and
-    # its botocore X-Ray client) is gone once servicekit.tracing_xray is imported.
+def test_preload_leaves_no_botocore_client_behind_and_import_alone_changes_nothing() -> None:
+    # In a fresh interpreter: importing servicekit.tracing_xray leaves the SDK's
+    # global recorder as the SDK made it; the entry point's preload() then drops
+    # the import-time centralized sampler and its botocore X-Ray client.
     probe = """
 import gc
 import servicekit.tracing_xray
 from aws_xray_sdk.core import xray_recorder
 from botocore.client import BaseClient
-clients = [o for o in gc.get_objects() if isinstance(o, BaseClient)]
-print(type(xray_recorder.sampler).__name__, len(clients))
+def clients(): return len([o for o in gc.get_objects() if isinstance(o, BaseClient)])
+print(type(xray_recorder.sampler).__name__)
+import servicekit.tracing
+servicekit.tracing.preload()
+print(type(xray_recorder.sampler).__name__, clients())
 """
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
-    assert done.stdout.split() == ["LocalSampler", "0"]
+    assert done.stdout.split() == ["DefaultSampler", "LocalSampler", "0"]
+
+
+def test_preload_reads_the_backend_as_the_settings_do() -> None:
+    # Variable names are case-insensitive for the settings: preload reads the
+    # same field, so a lower-case name selects the same implementation.
+    probe = """
+import sys
+import servicekit.tracing
+servicekit.tracing.preload()
+print("opentelemetry.sdk.trace" in sys.modules, "aws_xray_sdk" in sys.modules)
+"""
+    env = {k: v for k, v in os.environ.items() if k.upper() != "TRACING_BACKEND"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**env, "tracing_backend": "otel"},
+    )
+    assert done.stdout.split() == ["True", "False"]
 
 
 @pytest.mark.parametrize(
@@ -206,12 +234,32 @@ print(" ".join(sys.modules))
 
 
 @pytest.mark.parametrize(
-    ("centralized", "sampler"), [(True, "DefaultSampler"), (False, "LocalSampler")]
+    ("centralized", "sampler"), [(True, "StoppableSampler"), (False, "LocalSampler")]
 )
 def test_centralized_sampling_is_a_switch(centralized: bool, sampler: str) -> None:
     try:
         configure_tracing(TracedSettings(xray_centralized_sampling=centralized))
         assert type(xray_recorder.sampler).__name__ == sampler
+    finally:
+        configure_tracing(TracedSettings())
+
+
+def test_shutdown_stops_the_centralized_samplers_pollers() -> None:
+    # The SDK's own pollers run until the process exits; the service's end at shutdown.
+    settings = TracedSettings(
+        xray_centralized_sampling=True, xray_daemon_address=f"127.0.0.1:{free_port()}"
+    )
+    try:
+        configure_tracing(settings)
+        sampler = xray_recorder.sampler
+        assert isinstance(sampler, StoppableSampler)
+        sampler.should_trace({"service": "traced"})  # the first decision starts the pollers
+        pollers = [t for t in threading.enumerate() if t.name.startswith("xray-")]
+        assert sorted(t.name for t in pollers) == ["xray-rule-poller", "xray-target-poller"]
+        shutdown_tracing()
+        for thread in pollers:
+            thread.join(STOP_TIMEOUT_SECONDS)
+        assert [t.name for t in pollers if t.is_alive()] == []
     finally:
         configure_tracing(TracedSettings())
 

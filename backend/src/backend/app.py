@@ -18,13 +18,14 @@ from backend.settings import BackendSettings
 from backend.writability import database_writable
 from servicekit.app import create_service_app
 from servicekit.health import add_readiness_check
+from servicekit.identity import TaskIdentity
 from servicekit.logs import get_logger
 from servicekit.tracing import instrument_sqlalchemy
 
 log = get_logger("backend.app")
 
 
-def create_app(settings: BackendSettings) -> FastAPI:
+def create_app(settings: BackendSettings, identity: TaskIdentity | None = None) -> FastAPI:
     """Build the backend; the lifespan opens the database engine and disposes of it.
 
     The schema is the migrations' business: readiness fails (check ``schema``)
@@ -56,7 +57,11 @@ def create_app(settings: BackendSettings) -> FastAPI:
         middleware.append(Middleware(FaultInjectionMiddleware, faults=faults))
 
     app = create_service_app(
-        settings, title="sbcntr backend", lifespan=lifespan, middleware=middleware
+        settings,
+        title="sbcntr backend",
+        lifespan=lifespan,
+        middleware=middleware,
+        identity=identity,
     )
     app.include_router(api.router)
 

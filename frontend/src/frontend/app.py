@@ -21,6 +21,7 @@ from frontend.settings import FrontendSettings
 from servicekit.app import create_service_app
 from servicekit.errors import error_body
 from servicekit.health import HEALTH_PATHS
+from servicekit.identity import TaskIdentity
 from servicekit.logs import get_logger
 
 log = get_logger("frontend.app")
@@ -44,7 +45,7 @@ _ERROR_TITLES = {
 _JSON_PATHS = (*HEALTH_PATHS, "/openapi.json")
 
 
-def create_app(settings: FrontendSettings) -> FastAPI:
+def create_app(settings: FrontendSettings, identity: TaskIdentity | None = None) -> FastAPI:
     """Build the frontend; the lifespan opens the backend client and closes it."""
 
     @asynccontextmanager
@@ -58,7 +59,11 @@ def create_app(settings: FrontendSettings) -> FastAPI:
             log.info("backend client closed")
 
     app = create_service_app(
-        settings, title="sbcntr frontend", lifespan=lifespan, html_errors=_html_error
+        settings,
+        title="sbcntr frontend",
+        lifespan=lifespan,
+        html_errors=_html_error,
+        identity=identity,
     )
     # Styles, scripts and icons are files (no inline <style> or <script>: the CSP).
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

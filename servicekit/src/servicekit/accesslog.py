@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import REQUEST_ID_HEADER, client_facts, new_request_id
 from servicekit.health import HEALTH_PATHS, Lifecycle
-from servicekit.identity import SERVED_BY_HEADER, task_identity
+from servicekit.identity import SERVED_BY_HEADER, TaskIdentity, local_identity
 from servicekit.logs import get_logger, request_id_var
 from servicekit.metrics import UNMATCHED_ROUTE, Metrics
 
@@ -39,11 +39,13 @@ class AccessLogMiddleware:
         lifecycle: Lifecycle,
         metrics: Metrics | None = None,
         trusted_proxies: int = 1,
+        identity: TaskIdentity | None = None,
     ) -> None:
         self.app = app
         self.lifecycle = lifecycle
         self.metrics = metrics
-        self.served_by = (SERVED_BY_HEADER.encode(), task_identity().header_value().encode())
+        served_by = (identity or local_identity()).header_value()
+        self.served_by = (SERVED_BY_HEADER.encode(), served_by.encode())
         self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

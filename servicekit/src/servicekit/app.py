@@ -4,13 +4,17 @@
 services share: the health routes, the access log and tracing middlewares,
 the edge limits (:mod:`servicekit.edge`), the error contract
 (:mod:`servicekit.errors`), and a lifespan that
-configures tracing inside the running loop, runs the service's own start-up
-and shutdown, and freezes the start-up objects out of the garbage collector.
+configures tracing inside the running loop and runs the service's own
+start-up and shutdown. Each shutdown step runs whatever the one before it did:
+a failure is one ``error`` line naming the step.
+
+Building an application changes nothing outside it: what is tuned for the
+whole process (the garbage collector, the task identity read from ECS) is
+the business of the runner that serves it (:mod:`servicekit.runner`).
 """
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
@@ -32,7 +36,7 @@ from servicekit.errors import (
     validation_error,
 )
 from servicekit.health import Lifecycle, health_router
-from servicekit.identity import task_identity
+from servicekit.identity import TaskIdentity, local_identity
 from servicekit.logs import get_logger
 from servicekit.metrics import Metrics
 from servicekit.settings import ServiceSettings
@@ -42,8 +46,6 @@ ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[Mapping[str, A
 
 log = get_logger("servicekit.app")
 
-_YOUNG_COLLECTION_THRESHOLD = 10_000
-
 
 def create_service_app(
     settings: ServiceSettings,
@@ -52,14 +54,17 @@ def create_service_app(
     lifespan: ServiceLifespan | None = None,
     middleware: Sequence[Middleware] = (),
     html_errors: HtmlErrors | None = None,
+    identity: TaskIdentity | None = None,
 ) -> FastAPI:
     """Build a FastAPI app with the shared health, logging, tracing and error handling.
 
     ``lifespan`` is the service's own start-up/shutdown (open and close its
     clients). ``middleware`` runs inside the shared middlewares, so what it
     answers is traced and access-logged too. ``html_errors`` renders the
-    error page of a request that wants HTML (else errors are JSON). Readiness
-    checks are added with :func:`servicekit.health.add_readiness_check`.
+    error page of a request that wants HTML (else errors are JSON). ``identity``
+    is the task serving (the ``X-Served-By`` header, the footer); the runner
+    reads it from ECS before serving, and without it the host's is used.
+    Readiness checks are added with :func:`servicekit.health.add_readiness_check`.
     """
     lifecycle = Lifecycle()
     metrics = (
@@ -69,14 +74,13 @@ def create_service_app(
         if settings.metrics_enabled
         else None
     )
-    identity = task_identity()  # read before serving: the metadata endpoint is asked once
+    identity = identity or local_identity()
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         tracing = configure_tracing(settings)
         try:
             async with lifespan(app) if lifespan is not None else nullcontext():
-                _freeze_startup_objects()
                 if metrics is not None:
                     metrics.start()
                 log.info(
@@ -88,10 +92,14 @@ def create_service_app(
                 )
                 yield
         finally:
-            # After the drain and the in-flight requests: the last minute's figures.
+            # After the drain and the in-flight requests: the last minute's
+            # figures, then the last spans. Metrics.stop() never raises.
             if metrics is not None:
                 await metrics.stop()
-            shutdown_tracing()
+            try:
+                shutdown_tracing()
+            except Exception:
+                log.exception("shutdown step failed", step="tracing")
 
     app = FastAPI(
         title=title,
@@ -122,6 +130,7 @@ def create_service_app(
         lifecycle=lifecycle,
         metrics=metrics,
         trusted_proxies=settings.trusted_proxies,
+        identity=identity,
     )
     if settings.tracing_enabled:
         app.add_middleware(
@@ -131,15 +140,3 @@ def create_service_app(
             trusted_proxies=settings.trusted_proxies,
         )
     return app
-
-
-def _freeze_startup_objects() -> None:
-    # Objects made at start-up live for the whole process; moving them out of
-    # the collector's generations keeps full collections (and p99) short.
-    gc.collect()
-    gc.freeze()
-    # Requests leave no reference cycles behind (the services break the ones
-    # their libraries make), so a young collection finds no garbage: it only
-    # rescans what the requests in flight hold. Running it every 10,000 net
-    # allocations instead of 700 cut the frontend's CPU per request by 3-5%.
-    gc.set_threshold(_YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])

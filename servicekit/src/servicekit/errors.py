@@ -17,7 +17,6 @@ browser (:data:`HtmlErrors`; the frontend's pages).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +29,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.logs import request_id_var
+from servicekit.logs import get_logger, request_id_var
+
+log = get_logger("servicekit.errors")
 
 HtmlErrors = Callable[[Request, int, str], Response | None]
 """A service's HTML error page: ``(request, status, message)`` -> a page, or
@@ -219,8 +220,12 @@ class ErrorBoundaryMiddleware:
     async def _internal_error(scope: Scope, receive: Receive, send: Send) -> None:
         message = "internal error"
         response: Response | None = None
-        with contextlib.suppress(Exception):  # the JSON body below is the fallback
+        try:
             response = _html(Request(scope, receive), 500, message)
+        except Exception:
+            # The JSON body below is the fallback; the page's own failure is
+            # a line of its own (the request's failure is in the access line).
+            log.exception("error page failed", status=500)
         if response is None:
             response = Response(
                 orjson.dumps(error_body("internal_error", message)),

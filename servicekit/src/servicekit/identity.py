@@ -3,8 +3,10 @@
 On ECS (Fargate or EC2) the agent publishes the task metadata endpoint v4 at
 ``ECS_CONTAINER_METADATA_URI_V4``; ``GET {uri}/task`` answers the task's ARN
 and Availability Zone among other things (AWS documentation, "Amazon ECS task
-metadata endpoint version 4"). It is read once, at start-up, and cached:
-neither changes during a task's life. Elsewhere the identity is the host name
+metadata endpoint version 4"). The runner that serves reads it once, before
+serving (:func:`servicekit.runner.serve`), and hands it to the application:
+neither changes during a task's life, and building an application (in tests,
+say) asks nothing of the network. Elsewhere the identity is the host name
 and the process id, so two processes on one machine are told apart.
 
 Every response carries the identity in the ``X-Served-By`` header
@@ -16,7 +18,6 @@ process it started.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
@@ -26,16 +27,10 @@ from typing import NamedTuple
 
 from servicekit.logs import get_logger
 
-METADATA_ENV = "ECS_CONTAINER_METADATA_URI_V4"
 SERVED_BY_HEADER = "x-served-by"
 METADATA_TIMEOUT_SECONDS = 1.0
 
 log = get_logger("servicekit.identity")
-
-
-def on_ecs() -> bool:
-    """Whether this process runs in an ECS task (the agent sets :data:`METADATA_ENV`)."""
-    return METADATA_ENV in os.environ
 
 
 class TaskIdentity(NamedTuple):
@@ -62,7 +57,8 @@ class TaskIdentity(NamedTuple):
         return cls(task=task[:128], zone=(fields.get("az") or "")[:64] or None)
 
 
-def _local_identity() -> TaskIdentity:
+def local_identity() -> TaskIdentity:
+    """The identity of a process outside ECS: the host name and the process id."""
     return TaskIdentity(task=f"{socket.gethostname()}:{os.getpid()}", zone=None)
 
 
@@ -80,13 +76,16 @@ def read_task_metadata(uri: str) -> TaskIdentity:
         arn = str(task["TaskARN"])
     except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("task metadata unavailable", endpoint=uri, cause=repr(exc))
-        return _local_identity()
+        return local_identity()
     zone = task.get("AvailabilityZone")
     return TaskIdentity(task=arn.rsplit("/", 1)[-1], zone=str(zone) if zone else None, on_ecs=True)
 
 
-@functools.cache
-def task_identity() -> TaskIdentity:
-    """This process's identity, read once (the metadata endpoint on ECS, else the host)."""
-    uri = os.environ.get(METADATA_ENV)
-    return read_task_metadata(uri) if uri else _local_identity()
+def task_identity(metadata_uri: str | None) -> TaskIdentity:
+    """This process's identity: from the metadata endpoint on ECS, else the host's.
+
+    ``metadata_uri`` is the settings' ``ECS_CONTAINER_METADATA_URI_V4``. Blocks
+    for at most :data:`METADATA_TIMEOUT_SECONDS` on ECS: call it once, before
+    serving.
+    """
+    return read_task_metadata(metadata_uri) if metadata_uri else local_identity()

@@ -1,8 +1,9 @@
 """JSON logging: one JSON object per line on stdout, for every logger.
 
 The contract (fields, types, levels) is ``docs/log-schema.md``; the FireLens
-configuration parses and routes on it. :func:`configure_logging` is called once
-at start-up. After it, structlog loggers and every standard library logger
+configuration parses and routes on it. :func:`configure_logging` is called at
+start-up (again in tests: every logger, used before or not, follows the last
+call). After it, structlog loggers and every standard library logger
 (uvicorn, SQLAlchemy, ``warnings``) render through the same processors, and an
 uncaught exception becomes one ``critical`` line with its traceback inside.
 """
@@ -24,6 +25,7 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
 _service_name = "unknown"  # set by configure_logging
+_generation = 0  # bumped by configure_logging: loggers rebuild on their next call
 
 # Records that duplicate what the access log line already carries.
 _REDUNDANT_UVICORN_MESSAGES = frozenset({"Exception in ASGI application"})
@@ -150,10 +152,12 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log record of the process to stdout as one JSON line.
 
     ``level`` is a standard level name; records below it are dropped before
-    they are rendered. Safe to call again (tests do); the last call wins.
+    they are rendered. Safe to call again (tests do): the last call wins, for
+    loggers already used too (:class:`_Logger`).
     """
-    global _service_name  # one process, one service
+    global _service_name, _generation  # one process, one service
     _service_name = service
+    _generation += 1
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     shared = _shared_processors(service)
 
@@ -161,7 +165,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         processors=[_add_logger_name, *shared, _render_json],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=_stdout_logger_factory,
-        cache_logger_on_first_use=True,
+        # Each _Logger caches its bound logger until the next configuration.
+        cache_logger_on_first_use=False,
     )
 
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -210,9 +215,31 @@ def _log_uncaught(
     get_logger("servicekit.uncaught").critical("uncaught exception", exc_info=(exc_type, exc, tb))
 
 
+class _Logger:
+    """A named structlog logger that follows the latest :func:`configure_logging`.
+
+    The bound logger is built on first use and kept until the configuration
+    changes (structlog's own cache would keep the first configuration for
+    good); a call costs what a call on structlog's cached logger costs.
+    """
+
+    __slots__ = ("_bound", "_generation", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._bound: Any = None
+        self._generation = -1
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._generation != _generation:
+            self._bound = structlog.get_logger(self._name).bind()
+            self._generation = _generation
+        return getattr(self._bound, attribute)
+
+
 def get_logger(name: str) -> Any:
-    """A structlog logger whose lines carry ``logger=name``."""
-    return structlog.get_logger(name)
+    """A structlog logger whose lines carry ``logger=name``, under the latest configuration."""
+    return _Logger(name)
 
 
 def write_record(logger: str, event: str, level: str, fields: dict[str, Any]) -> None:

@@ -45,11 +45,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from servicekit.logs import write_record
+from servicekit.logs import get_logger, write_record
 
 EMF_MAX_VALUES = 100
 BUCKET_GROWTH = 1.04  # each bucket 4% wider than the last: +-2% around its centre
 _LOG_GROWTH = math.log(BUCKET_GROWTH)
+
+log = get_logger("servicekit.metrics")
 _SMALLEST_MS = 0.001  # below a microsecond, latencies share one bucket
 UNMATCHED_ROUTE = "(unmatched)"
 
@@ -220,15 +222,27 @@ class Metrics:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="emf-metrics")
 
     async def stop(self) -> None:
-        """Stop the periodic writer and flush what is left (called after the drain)."""
+        """Stop the periodic writer and flush what is left (called after the drain).
+
+        Never raises: a failed flush is one ``error`` line, so the shutdown
+        steps after this one still run.
+        """
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.flush()
+        self._flush_logged()
 
     async def _run(self) -> None:
+        # A failed flush is logged and the next interval tries again: the
+        # writer lives as long as the service.
         while True:
             await asyncio.sleep(self.interval_seconds)
+            self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
             self.flush()
+        except Exception:
+            log.exception("metrics flush failed")

@@ -34,7 +34,25 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
-class ServiceSettings(BaseSettings):
+class TracingSelection(BaseSettings):
+    """Which tracing implementation the process uses: the one setting read before the others.
+
+    Each service's ``__main__`` imports the implementation first
+    (:func:`servicekit.tracing.preload`), before the modules its settings live
+    in; :class:`ServiceSettings` inherits the field, so both readings are the
+    same one.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # Which implementation records the traces: the X-Ray SDK sending segments
+    # to the X-Ray daemon (UDP 2000), or OpenTelemetry exporting OTLP/HTTP to
+    # an ADOT collector. Both use X-Ray trace ids, the X-Amzn-Trace-Id header
+    # and the sampling rules file below.
+    tracing_backend: TracingBackend = Field(default="xray-sdk", validation_alias="TRACING_BACKEND")
+
+
+class ServiceSettings(TracingSelection):
     """Configuration common to both services.
 
     Each service subclasses this with its own fields and defaults
@@ -105,15 +123,26 @@ class ServiceSettings(BaseSettings):
         default=False, validation_alias="XRAY_TRUST_INCOMING_SAMPLING"
     )
 
-    # Which implementation records the traces: the X-Ray SDK sending segments
-    # to the X-Ray daemon (UDP 2000), or OpenTelemetry exporting OTLP/HTTP to
-    # an ADOT collector. Both use X-Ray trace ids, the X-Amzn-Trace-Id header
-    # and the sampling rules file above.
-    tracing_backend: TracingBackend = Field(default="xray-sdk", validation_alias="TRACING_BACKEND")
     otel_exporter_otlp_endpoint: str = Field(
         default="http://127.0.0.1:4318",
         validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
         pattern=r"^https?://[^\s/]+(/\S*)?$",
+    )
+    # OpenTelemetry's batch span processor, under OpenTelemetry's own variable
+    # names (read here, once, and passed to the SDK). Exported every second, as
+    # the X-Ray daemon sends segments, in batches of at most 128 spans: fewer
+    # finished spans wait in memory, and a stopped task has less unsent.
+    otel_bsp_schedule_delay: int = Field(
+        default=1000, ge=1, le=600_000, validation_alias="OTEL_BSP_SCHEDULE_DELAY"
+    )
+    otel_bsp_max_export_batch_size: int = Field(
+        default=128, ge=1, le=65_536, validation_alias="OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+    )
+    otel_bsp_max_queue_size: int = Field(
+        default=2048, ge=1, le=1_048_576, validation_alias="OTEL_BSP_MAX_QUEUE_SIZE"
+    )
+    otel_bsp_export_timeout: int = Field(
+        default=30_000, ge=1, le=600_000, validation_alias="OTEL_BSP_EXPORT_TIMEOUT"
     )
 
     # Application metrics (CloudWatch EMF lines on stdout, once a minute).
@@ -128,6 +157,19 @@ class ServiceSettings(BaseSettings):
     metrics_interval_seconds: float = Field(
         default=60, ge=1, le=3600, validation_alias="METRICS_INTERVAL_SECONDS"
     )
+
+    # Set by the ECS agent in every task (servicekit.identity reads the task's
+    # ARN and Availability Zone from it); unset elsewhere.
+    ecs_container_metadata_uri_v4: str | None = Field(
+        default=None, validation_alias="ECS_CONTAINER_METADATA_URI_V4", pattern=r"^https?://\S+$"
+    )
+
+    @model_validator(mode="after")
+    def _check_batch_within_queue(self) -> ServiceSettings:
+        if self.otel_bsp_max_export_batch_size > self.otel_bsp_max_queue_size:
+            msg = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE must not exceed OTEL_BSP_MAX_QUEUE_SIZE"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _check_shutdown_budget(self) -> ServiceSettings:
@@ -145,6 +187,11 @@ class ServiceSettings(BaseSettings):
         if self.api_docs_enabled is None:
             return self.is_development
         return self.api_docs_enabled
+
+    @property
+    def on_ecs(self) -> bool:
+        """Whether this process runs in an ECS task (the agent set the metadata endpoint)."""
+        return self.ecs_container_metadata_uri_v4 is not None
 
     @property
     def is_development(self) -> bool:

@@ -21,9 +21,12 @@ nor botocore.
 from __future__ import annotations
 
 import importlib
-import os
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
+
+from pydantic import ValidationError
+
+from servicekit.settings import TracingSelection
 
 if TYPE_CHECKING:
     import httpx
@@ -57,14 +60,22 @@ def _implementation(backend: str) -> ModuleType:
 def preload() -> None:
     """Import the implementation ``TRACING_BACKEND`` names, before the service's own modules.
 
-    Called first by each service's ``__main__``: the X-Ray SDK frees memory
-    at import (:mod:`servicekit.tracing_xray` says why), which the modules
-    loaded after it then reuse. An unknown value is left to the settings to
-    refuse, with their error message.
+    Called first by each service's ``__main__``: on the X-Ray path the SDK's
+    import-time recorder is then lightened at once
+    (:func:`servicekit.tracing_xray.release_import_time_sampler` says why), so
+    the memory it frees is reused by the modules loaded after it. The setting
+    is read through :class:`servicekit.settings.TracingSelection`, the field
+    the service's settings inherit; an invalid value is left to those settings
+    to refuse, with their error message.
     """
-    backend = os.environ.get("TRACING_BACKEND", "xray-sdk")
-    if backend in _MODULES:
-        _implementation(backend)
+    try:
+        backend = TracingSelection().tracing_backend
+    except ValidationError:
+        return
+    module = _implementation(backend)
+    release = getattr(module, "release_import_time_sampler", None)
+    if release is not None:
+        release()
 
 
 def configure_tracing(settings: ServiceSettings) -> bool:

@@ -36,7 +36,6 @@ facts), each validated once by the SDK.
 from __future__ import annotations
 
 import functools
-import os
 import random
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -64,7 +63,6 @@ from opentelemetry.trace import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import client_facts, request_url
-from servicekit.identity import on_ecs
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.sampling_rules import Decider, LocalRules
 from servicekit.trace_header import (
@@ -163,7 +161,7 @@ def configure(settings: ServiceSettings) -> bool:
     process can replace it or record into it by accident.
     """
     resource = Resource.create({"service.name": settings.service_name})
-    if on_ecs():
+    if settings.on_ecs:
         resource = get_aggregated_resources([AwsEcsResourceDetector()], initial_resource=resource)
     rules: Decider = LocalRules.from_file(settings.xray_sampling_rules)
     if settings.xray_centralized_sampling:
@@ -185,16 +183,15 @@ def configure(settings: ServiceSettings) -> bool:
     # argument, the SDK's hook for choosing it until that is public
     # (tests/servicekit/test_tracing.py fails if requests is loaded again).
     exporter = OTLPSpanExporter(endpoint=endpoint, _transport=Urllib3HTTPTransport())
-    # Exported every second, as the X-Ray daemon sends segments, in batches of
-    # at most 128 spans: fewer finished spans wait in memory, and a stopped
-    # task has less unsent. OpenTelemetry's own variables (OTEL_BSP_*) win.
+    # The batch settings come from the settings (OpenTelemetry's OTEL_BSP_*
+    # names, the project's defaults), all four passed: the SDK reads nothing itself.
     provider.add_span_processor(
         BatchSpanProcessor(
             exporter,
-            schedule_delay_millis=None if os.environ.get("OTEL_BSP_SCHEDULE_DELAY") else 1000,
-            max_export_batch_size=(
-                None if os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") else 128
-            ),
+            max_queue_size=settings.otel_bsp_max_queue_size,
+            schedule_delay_millis=settings.otel_bsp_schedule_delay,
+            max_export_batch_size=settings.otel_bsp_max_export_batch_size,
+            export_timeout_millis=settings.otel_bsp_export_timeout,
         )
     )
     _State.provider, _State.rules = provider, rules
@@ -207,9 +204,15 @@ def shutdown() -> None:
 
     Runs in the lifespan's shutdown, after the drain and the in-flight requests.
     """
-    provider, _State.provider, _State.tracer, _State.rules = _State.provider, None, None, None
-    if provider is not None:
-        provider.shutdown()
+    provider, _State.provider, _State.tracer = _State.provider, None, None
+    rules, _State.rules = _State.rules, None
+    try:
+        if provider is not None:
+            provider.shutdown()
+    finally:
+        stop = getattr(rules, "stop", None)  # the centralized rules' pollers
+        if stop is not None:
+            stop()
 
 
 def _caller(incoming: TraceHeader) -> tuple[Context | None, int | None]:

@@ -34,17 +34,17 @@ import orjson
 from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import xray_recorder
 from aws_xray_sdk.core.context import Context
+from aws_xray_sdk.core.daemon_config import DaemonConfig
 from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
 from aws_xray_sdk.core.models import http
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
-from aws_xray_sdk.core.sampling.sampler import DefaultSampler
 from aws_xray_sdk.ext.util import calculate_sampling_decision
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.asgi import client_facts, request_url
-from servicekit.identity import on_ecs
 from servicekit.logs import get_logger, trace_id_var
+from servicekit.sampling_centralized import ECS_ORIGIN, StoppableSampler
 from servicekit.trace_header import (
     TRACE_HEADER,
     TraceHeader,
@@ -63,18 +63,20 @@ if TYPE_CHECKING:
 log = get_logger("servicekit.tracing")
 
 
-def _drop_import_time_sampler() -> None:
-    # Importing the SDK creates its recorder with a centralized sampler, which
-    # builds a botocore X-Ray client at once (about 16 MB resident). Sampling
-    # is local unless XRAY_CENTRALIZED_SAMPLING is on (configure_tracing then
-    # makes a centralized sampler again), so the client is dropped here, at
-    # import, while the memory can still be reused by what the service loads
-    # next; freed after start-up, it would stay with the process.
+def release_import_time_sampler() -> None:
+    """Give the SDK's global recorder a local sampler, and free the one the import made.
+
+    Importing the SDK creates its recorder with a centralized sampler, which
+    builds a botocore X-Ray client at once (about 16 MB resident). Sampling
+    is local unless XRAY_CENTRALIZED_SAMPLING is on (:func:`configure` then
+    makes a centralized sampler again), so the process's entry point
+    (:func:`servicekit.tracing.preload`) drops the client right after the
+    import, while the memory can still be reused by what the service loads
+    next; freed after start-up, it would stay with the process. Importing this
+    module changes nothing by itself.
+    """
     xray_recorder.configure(sampler=LocalSampler())
     gc.collect()
-
-
-_drop_import_time_sampler()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +205,18 @@ def configure(settings: ServiceSettings) -> bool:
         "emitter": OrjsonUDPEmitter(settings.xray_daemon_address),
         "sampling": True,
         "sampling_rules": str(settings.xray_sampling_rules),
-        "plugins": ("ECSPlugin",) if on_ecs() else (),
+        "plugins": ("ECSPlugin",) if settings.on_ecs else (),
     }
-    options["sampler"] = DefaultSampler() if settings.xray_centralized_sampling else LocalSampler()
-    xray_recorder.configure(**options)
+    sampler = StoppableSampler() if settings.xray_centralized_sampling else LocalSampler()
+    xray_recorder.configure(**options, sampler=sampler)
+    if isinstance(sampler, StoppableSampler):
+        # The recorder hands the daemon's address only to a sampler whose class
+        # is named DefaultSampler: the service's is given it here, as the
+        # recorder would (the origin is the one ECSPlugin sets).
+        origin = ECS_ORIGIN if settings.on_ecs else None
+        sampler.load_settings(
+            DaemonConfig(settings.xray_daemon_address), xray_recorder.context, origin
+        )
     return True
 
 
@@ -439,4 +449,7 @@ def instrument_sqlalchemy(engine: AsyncEngine) -> None:
 
 
 def shutdown() -> None:
-    """Nothing to flush: the SDK sends each segment as it ends."""
+    """Stop the centralized sampler's pollers; nothing to flush (segments are sent as they end)."""
+    sampler = xray_recorder.sampler
+    if isinstance(sampler, StoppableSampler):
+        sampler.stop()
