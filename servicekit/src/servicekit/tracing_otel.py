@@ -31,6 +31,13 @@ An unsampled request builds no recording span: the SDK hands out the API's
 export, and outgoing calls only pass the trace id on (``Sampled=0``). A
 sampled one sets its attributes in two calls (request facts, then response
 facts), each validated once by the SDK.
+
+The exporter's private API used here: the ``_transport`` argument of
+``OTLPSpanExporter`` and the ``_urllib3`` module of
+``opentelemetry-exporter-http-transport`` (the exporter's only way to choose
+urllib3 over requests, until that is public). Both packages are bounded below
+their next minor release, and ``tests/servicekit/test_private_hooks.py`` names
+each hook when an upgrade removes it.
 """
 
 from __future__ import annotations

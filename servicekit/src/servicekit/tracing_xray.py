@@ -1,5 +1,11 @@
 """Tracing with the AWS X-Ray SDK: one segment per request, subsegments for calls out.
 
+The SDK's private API used here, each named by a test in
+``tests/servicekit/test_private_hooks.py`` that fails when an upgrade removes
+it (``aws-xray-sdk`` is bounded below its next minor release): the context's
+``_is_subsegment``, the UDP emitter's ``_socket``, and the centralized
+sampler's poller state (:mod:`servicekit.sampling_centralized`).
+
 The implementation behind :mod:`servicekit.tracing` when
 ``TRACING_BACKEND=xray-sdk`` (the default); that module imports this one only
 then, so the OpenTelemetry path never loads the X-Ray SDK (nor the botocore it
@@ -178,14 +184,18 @@ class ContextVarContext(Context):  # type: ignore[misc]
 
 
 class OrjsonUDPEmitter(UDPEmitter):  # type: ignore[misc]
-    """The SDK's UDP emitter, serializing segment documents with orjson (3x faster)."""
+    """The SDK's UDP emitter, serializing segment documents with orjson (3x faster).
+
+    It sends on the emitter's socket (the SDK's private ``_socket``: there is
+    no public one) to its public ``ip`` and ``port``.
+    """
 
     _HEADER = b'{"format":"json","version":1}\n'
 
     def send_entity(self, entity: Any) -> None:
         try:
             self._socket.sendto(
-                self._HEADER + orjson.dumps(entity.to_dict(), default=str), (self._ip, self._port)
+                self._HEADER + orjson.dumps(entity.to_dict(), default=str), (self.ip, self.port)
             )
         except Exception:
             log.exception("Failed to send entity to the X-Ray daemon")
