@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -57,7 +58,24 @@ def write(output: Path, section: str, results: dict[str, object]) -> None:
     output.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
 
 
+BENCH_PACKAGES = ("servicekit", "backend", "frontend")
+
+
+def missing_packages() -> list[str]:
+    """The packages the bench runs that this environment lacks (the ``bench`` extra)."""
+    return [name for name in BENCH_PACKAGES if importlib.util.find_spec(name) is None]
+
+
 def run(args: argparse.Namespace) -> int:
+    missing = missing_packages()
+    if missing:
+        print(
+            f"sbcntrctl bench: the services are not installed here ({', '.join(missing)}): "
+            "install the tools with their bench extra (uv sync --package sbcntr-tools "
+            "--extra bench) or the whole workspace (python3 dev.py)",
+            file=sys.stderr,
+        )
+        return 2
     quick: bool = args.quick
     options = harness.RunOptions(
         root=ROOT,

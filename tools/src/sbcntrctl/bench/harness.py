@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from sbcntrctl.bench import procs, wrk
-from servicekit.metrics import Metrics
 
 SERVER_CPU = 0
 CLIENT_CPU = 1
@@ -317,6 +316,8 @@ def metrics_record_cost(calls: int = 200_000) -> float:
     server configurations can resolve on this machine (their difference
     varies by several µs from round to round), so it is timed directly.
     """
+    from servicekit.metrics import Metrics  # noqa: PLC0415 - the bench extra's
+
     metrics = Metrics("bench", "sbcntr/bench")
     routes = [f"/v1/items/{{item_id}}/{n}" for n in range(8)]
     began = time.process_time()
