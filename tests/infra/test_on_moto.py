@@ -28,7 +28,7 @@ from sbcntrctl.infra.stacks import DERIVED, FROM_OUTPUTS, STACKS
 from sbcntrctl.release.images import IMAGES
 from tests.infra.emulator import moto_server
 from tests.support import ROOT
-from tests.tools.deploy_support import push_image
+from tests.tools.deploy_support import create_rollback_alarms, push_image
 
 # moto warns for each resource its CloudFormation skips; infra/README.md lists them.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
@@ -196,6 +196,9 @@ def test_environment_from_empty_account_to_deployed_services(
     for image in IMAGES.values():
         push_image(image.repository, release["IMAGE_TAG"])
     push_image("ecr-public/xray/aws-xray-daemon", "3.3.15")
+    # The alarms the deployments roll back on come from the monitoring stack,
+    # which needs a packaged Lambda: here they are made directly.
+    create_rollback_alarms("dev")
 
     # --- deploy both services with those variables (the backend's migration task
     # first). moto's RunTask needs a memory figure on every container, which

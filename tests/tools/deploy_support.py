@@ -167,6 +167,7 @@ def prerequisites(env: dict[str, str], *, capacity_providers: bool = True) -> di
             capacityProviders=["FARGATE", "FARGATE_SPOT"],
             defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}],
         )
+    create_rollback_alarms("dev")
     for repository in REPOSITORIES:
         push_image(repository, env["IMAGE_TAG"])
     # The pull-through cache creates this repository on the first pull.
@@ -179,6 +180,28 @@ def prerequisites(env: dict[str, str], *, capacity_providers: bool = True) -> di
         "BACKEND_SECURITY_GROUP": groups["back"],
         "DB_SECRET_ARN": secret,
     }
+
+
+# The alarms of infra/monitoring.yml the services' deployments roll back on.
+ROLLBACK_ALARMS = ("public-5xx-rate", "frontend-p99-latency")
+
+
+def create_rollback_alarms(environment: str) -> list[str]:
+    """The rollback alarms of ``environment`` as monitoring.yml names them; their names."""
+    cloudwatch = boto3.client("cloudwatch")
+    names = [f"sbcntr-{environment}-{alarm}" for alarm in ROLLBACK_ALARMS]
+    for name in names:
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            Namespace=f"sbcntr/{environment}",
+            MetricName="Latency",
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=3,
+            Threshold=1,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+    return names
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

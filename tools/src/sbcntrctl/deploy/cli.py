@@ -1,8 +1,14 @@
 """``sbcntrctl deploy``: render, verify, diff, migrate, deploy and roll back a service.
 
+While a deploy or a rollback waits, each lifecycle stage of the deployment
+is printed as it happens (stdout); a deployment ECS stopped ends with one line
+on stderr naming who stopped it (an alarm, a lifecycle hook, the circuit
+breaker) and why.
+
 Exit codes: 0 done; 1 a problem was found or an AWS call failed (one line
 says which); 2 a variable or a template is wrong; 3 the deployment failed
-(ECS rolled it back); 4 the deployment did not reach steady state in time.
+(ECS stopped it or rolled it back); 4 the deployment did not reach steady
+state in time.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
         if not cluster:
             print("rollback failed: set --cluster or ECS_CLUSTER", file=sys.stderr)
             return EXIT_INPUT
-        return _report(ecs.rollback(cluster, args.service, args.wait))
+        return _report(ecs.rollback(cluster, args.service, args.wait, progress=stage))
     if args.action == "render-iam":
         print(json.dumps(iam.render(args.service, env, args.dir), indent=2))
         return 0
@@ -107,8 +113,14 @@ def _run(args: argparse.Namespace) -> int:
             apply_capacity=args.apply_capacity,
             # The schema first: the new tasks must find the database at their revision.
             before_update=migrate.before_update(rendered, args.wait),
+            progress=stage,
         )
     )
+
+
+def stage(line: str) -> None:
+    """Print a lifecycle stage at once (the deploy runs for minutes)."""
+    print(line, flush=True)
 
 
 def _report(result: ecs.Result) -> int:

@@ -1,9 +1,16 @@
 """The deploy operations against ECS (boto3), with what the operator relies on:
 
 - a revision becomes a rollback target only once a deployment of it reached
-  steady state: it is then tagged ``sbcntr:steady-state`` (the time). The
-  deploy that waits tags it; a deploy or rollback that finds the service
-  steady on an untagged revision (deployed with ``--wait 0``) tags it then.
+  steady state with at least one task running (a deployment to a service at
+  0 tasks succeeds with nothing run). Rollback reads ECS's own deployment
+  history (``history``), which records deployments made any way; where it
+  cannot be read, the ``sbcntr:steady-state`` tag (the time) this tool puts
+  on such a revision: the deploy that waits tags it; a deploy or rollback
+  that finds the service steady on an untagged revision (deployed with
+  ``--wait 0``) tags it then.
+- while it waits, each change of the deployment's lifecycle stage is passed
+  to ``progress`` as one line, and a deployment ECS stopped is reported with
+  who stopped it (alarm, lifecycle hook, circuit breaker) and why.
 - a deploy keeps the running ``desiredCount`` (target tracking or a schedule
   set it) unless the caller passes one;
 - a deployment that fails (the circuit breaker rolled it back) is reported
@@ -17,16 +24,29 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sbcntrctl.deploy import firelens, preflight, scaling, template, tracing_variant, verify
+from sbcntrctl.deploy import (
+    firelens,
+    history,
+    preflight,
+    scaling,
+    template,
+    tracing_variant,
+    verify,
+)
 from sbcntrctl.deploy.aws import Client
 from sbcntrctl.deploy.aws import DeployError as DeployError  # callers catch ecs.DeployError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[4] / "taskdefs"
 STEADY_TAG = "sbcntr:steady-state"
+POLL_SECONDS = 5.0
+# ECS stamps createdAt with its clock: a deployment is looked for from a
+# little before the local time of the call.
+CLOCK_SKEW = timedelta(minutes=2)
+Progress = Callable[[str], object]
 # CreateService keys UpdateService also takes (desiredCount apart: see deploy).
 UPDATABLE = (
     "capacityProviderStrategy",
@@ -103,12 +123,13 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
 
 def account_problems(rendered: Rendered) -> list[verify.Problem]:
     """What the account lacks for this deploy: cluster, capacity provider, images,
-    roles, log groups, secrets."""
+    roles, log groups, secrets, the alarms its deployments roll back on."""
     strategy = rendered.service_definition.get("capacityProviderStrategy", [])
     return [
         *preflight.cluster(rendered.cluster, strategy),
         *preflight.images(rendered.task_definition),
         *preflight.references(rendered.task_definition),
+        *preflight.alarms(rendered.service_definition),
     ]
 
 
@@ -176,6 +197,7 @@ def deploy(
     desired_count: int | None = None,
     apply_capacity: bool = False,
     before_update: Callable[[str], object] | None = None,
+    progress: Progress | None = None,
 ) -> Result:
     """Check, register, create or update the service, wait until steady, reconcile scaling.
 
@@ -183,6 +205,7 @@ def deploy(
     given; a new one starts with ``desired_count`` or the service definition's.
     ``before_update`` runs with the registered task definition's ARN before the
     service changes (the database migration); when it raises, nothing changes.
+    ``progress`` receives one line per lifecycle stage while it waits.
     """
     found = problems(rendered) or account_problems(rendered)
     if found:
@@ -196,6 +219,7 @@ def deploy(
     if before_update is not None:
         before_update(arn)
     sd = rendered.service_definition
+    since = datetime.now(UTC) - CLOCK_SKEW
     if existing is None:
         count = sd.get("desiredCount", 1) if desired_count is None else desired_count
         ecs.create_service(
@@ -213,7 +237,15 @@ def deploy(
             **{k: sd[k] for k in UPDATABLE if k in sd},
             **keep,
         )
-    wait(rendered.cluster, rendered.service_name, arn, wait_seconds, after="scaling not applied")
+    wait(
+        rendered.cluster,
+        rendered.service_name,
+        arn,
+        wait_seconds,
+        after="scaling not applied",
+        progress=progress,
+        since=since,
+    )
     change = scaling.plan(
         rendered.scaling, rendered.cluster, rendered.service_name, apply_capacity=apply_capacity
     )
@@ -241,9 +273,14 @@ def steady(service: Mapping[str, Any]) -> bool:
     )
 
 
+def ran_steady(service: Mapping[str, Any]) -> bool:
+    """Steady with at least one task running: at 0 tasks nothing of the revision ran."""
+    return steady(service) and service["deployments"][0].get("runningCount", 0) >= 1
+
+
 def record_if_steady(service: Mapping[str, Any]) -> None:
-    """Tag the service's revision as a rollback target when it runs in steady state."""
-    if steady(service):
+    """Tag the service's revision as a rollback target when tasks of it run in steady state."""
+    if ran_steady(service):
         mark_steady(service["taskDefinition"])
 
 
@@ -255,41 +292,133 @@ def mark_steady(arn: str) -> None:
         ecs.tag_resource(resourceArn=arn, tags=[{"key": STEADY_TAG, "value": now}])
 
 
-def wait(cluster: str, name: str, arn: str, wait_seconds: float, *, after: str = "") -> None:
+def wait(
+    cluster: str,
+    name: str,
+    arn: str,
+    wait_seconds: float,
+    *,
+    after: str = "",
+    progress: Progress | None = None,
+    since: datetime | None = None,
+) -> None:
     """Wait until ``name`` runs ``arn`` in steady state, then tag ``arn``; 0 s: do not wait.
 
-    Raises DeploymentFailedError when ECS gave the deployment up (circuit breaker)
-    and DeploymentTimeoutError when ``wait_seconds`` ran out; ``after`` is added
-    to either message (what was not done because of it).
+    The deployment is followed in ECS's deployment history when it can be read
+    (each new lifecycle stage goes to ``progress``), else in DescribeServices.
+    Raises DeploymentFailedError when ECS stopped or rolled the deployment back
+    (the message says whether an alarm, a lifecycle hook or the circuit breaker
+    did, and why) and DeploymentTimeoutError when ``wait_seconds`` ran out;
+    ``after`` is added to either message (what was not done because of it).
+    ``arn`` is tagged only when at least one of its tasks runs.
     """
     if wait_seconds <= 0:
         return
     suffix = f"; {after}" if after else ""
     deadline = time.monotonic() + wait_seconds
+    follower = _Follower(cluster, name, arn, since or datetime.now(UTC) - CLOCK_SKEW, progress)
     while True:
         service = describe_service(cluster, name)
         if service is None:
             msg = f"{cluster}/{name} disappeared during the deployment{suffix}"
             raise DeploymentFailedError(msg)
-        why = verdict(service, arn)
-        if why:
-            reasons = stopped_reasons(cluster, arn)
-            stopped = f"; stopped tasks: {'; '.join(reasons)}" if reasons else ""
-            msg = f"{name}: deployment of {_short(arn)} failed: {why}{stopped}{suffix}"
+        deployment = follower.poll(service)
+        if deployment is not None and deployment.get("status") in history.FINAL:
+            if deployment["status"] == "SUCCESSFUL":
+                if history.ran(deployment):
+                    mark_steady(arn)
+                return
+            msg = (
+                f"{name}: deployment of {_short(arn)} {history.cause(deployment)}"
+                f"{_stopped(cluster, arn)}{suffix}"
+            )
             raise DeploymentFailedError(msg)
-        if service["taskDefinition"] == arn and steady(service):
-            mark_steady(arn)
-            return
+        if deployment is None:
+            why = verdict(service, arn)
+            if why:
+                msg = f"{name}: deployment of {_short(arn)} failed: {why}"
+                raise DeploymentFailedError(f"{msg}{_stopped(cluster, arn)}{suffix}")
+            if service["taskDefinition"] == arn and steady(service):
+                record_if_steady(service)
+                return
         if time.monotonic() > deadline:
-            reasons = stopped_reasons(cluster, arn)
-            stopped = f"; stopped tasks: {'; '.join(reasons)}" if reasons else ""
             msg = (
                 f"{name}: {_short(arn)} not steady after {wait_seconds:g} s "
                 f"(the deployment may still complete: check with aws ecs describe-services)"
-                f"{stopped}{suffix}"
+                f"{_stopped(cluster, arn)}{suffix}"
             )
             raise DeploymentTimeoutError(msg)
-        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+        time.sleep(min(POLL_SECONDS, max(0.1, deadline - time.monotonic())))
+
+
+def _stopped(cluster: str, arn: str) -> str:
+    reasons = stopped_reasons(cluster, arn)
+    return f"; stopped tasks: {'; '.join(reasons)}" if reasons else ""
+
+
+class _Follower:
+    """The deployment of one revision, read from ECS's history while it runs.
+
+    ``poll`` returns the ServiceDeployment once it is found (None before, and
+    always once the history proved unreadable) and passes each new stage line
+    to ``progress``; without the history, the rollout state of DescribeServices.
+    """
+
+    def __init__(
+        self, cluster: str, name: str, arn: str, since: datetime, progress: Progress | None
+    ) -> None:
+        self.cluster, self.name, self.arn, self.since = cluster, name, arn, since
+        self.progress = progress
+        self.deployment_arn = ""
+        self.available = True
+        self.last = ""
+
+    def _say(self, line: str) -> None:
+        if line != self.last and self.progress is not None:
+            self.progress(f"{self.name}: {line}")
+        self.last = line
+
+    def poll(self, service: Mapping[str, Any]) -> dict[str, Any] | None:
+        if self.available:
+            try:
+                found = self._find()
+            except history.Unavailable as exc:
+                self.available = False
+                self._say(f"{exc}; following DescribeServices")
+            else:
+                if found is not None:
+                    self._say(history.stage(found))
+                return found
+        self._say(_rollout(service, self.arn))
+        return None
+
+    def _find(self) -> dict[str, Any] | None:
+        if not self.deployment_arn:
+            briefs = history.briefs(self.cluster, self.name, after=self.since)
+            described = history.describe([b["serviceDeploymentArn"] for b in briefs])
+            revisions = history.task_definitions(
+                [d["targetServiceRevision"]["arn"] for d in described]
+            )
+            mine = [
+                d for d in described if revisions.get(d["targetServiceRevision"]["arn"]) == self.arn
+            ]
+            if not mine:
+                return None
+            self.deployment_arn = mine[0]["serviceDeploymentArn"]
+            return mine[0]
+        found = history.describe([self.deployment_arn])
+        return found[0] if found else None
+
+
+def _rollout(service: Mapping[str, Any], arn: str) -> str:
+    """DescribeServices' view of the deployment of ``arn``: rollout state and tasks."""
+    for deployment in service.get("deployments", []):
+        if deployment.get("taskDefinition") == arn:
+            return (
+                f"rollout {deployment.get('rolloutState', '?')}, "
+                f"{deployment.get('runningCount', 0)}/{deployment.get('desiredCount', 0)} tasks"
+            )
+    return f"waiting for the deployment of {_short(arn)}"
 
 
 def verdict(service: Mapping[str, Any], arn: str) -> str:
@@ -335,12 +464,16 @@ def _short(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
-def rollback(cluster: str, service: str, wait_seconds: float = 600) -> Result:
-    """Point the service at the latest earlier revision that reached steady state.
+def rollback(
+    cluster: str, service: str, wait_seconds: float = 600, progress: Progress | None = None
+) -> Result:
+    """Point the service at the latest earlier revision that ran in steady state.
 
     Needs only the cluster and the service: no template, no deploy variable.
-    Revisions that never ran (registered by a deploy that failed) are skipped
-    and listed in the result's notes. The desiredCount is kept.
+    The target is the newest lower revision of the family with a SUCCESSFUL
+    deployment that ran at least one task in ECS's deployment history, else
+    (history not readable) the newest lower revision tagged ``sbcntr:steady-state``.
+    Revisions passed over are listed in the result's notes. The desiredCount is kept.
     """
     name = service_name(service)
     ecs = Client("ecs")
@@ -351,25 +484,59 @@ def rollback(cluster: str, service: str, wait_seconds: float = 600) -> Result:
     record_if_steady(running)
     current = running["taskDefinition"]
     family, revision = _short(current).rsplit(":", 1)
-    notes = []
-    target = None
-    for arn in _earlier_revisions(family, int(revision)):
-        tags = ecs.list_tags_for_resource(resourceArn=arn)["tags"]
-        if any(t["key"] == STEADY_TAG for t in tags):
-            target = arn
-            break
-        notes.append(f"skipped {_short(arn)}: it never reached steady state")
+    earlier = _earlier_revisions(family, int(revision))
+    try:
+        target, notes = _target_from_history(cluster, name, earlier)
+    except history.Unavailable as exc:
+        target, notes = _target_from_tags(earlier)
+        notes.insert(0, f"{exc}: the {STEADY_TAG} tags decide")
     if target is None:
         msg = (
             f"{name} runs {_short(current)}: no earlier revision of {family} reached steady "
-            "state, so there is nothing safe to roll back to"
+            "state with a task running, so there is nothing safe to roll back to"
         )
         raise DeployError(msg)
+    since = datetime.now(UTC) - CLOCK_SKEW
     ecs.update_service(cluster=cluster, service=name, taskDefinition=target)
-    wait(cluster, name, target, wait_seconds)
+    wait(cluster, name, target, wait_seconds, progress=progress, since=since)
     td = ecs.describe_task_definition(taskDefinition=target)["taskDefinition"]
     app = next(c for c in td["containerDefinitions"] if c["name"] == service)
     return Result(target, td["revision"], app["image"], notes)
+
+
+def _target_from_history(
+    cluster: str, name: str, earlier: list[str]
+) -> tuple[str | None, list[str]]:
+    """Of ``earlier`` (ACTIVE lower revisions), the one whose successful deployment
+    with a task running is the most recent in ECS's history."""
+    seen: set[str] = set()
+    target = None
+    for candidate in history.candidates(cluster, name):
+        if candidate.task_definition not in earlier:
+            continue
+        if candidate.ran:
+            target = candidate.task_definition
+            break
+        seen.add(candidate.task_definition)
+    notes = []
+    for arn in earlier:
+        if arn == target:
+            break
+        why = "its deployment ran no task" if arn in seen else "no successful deployment of it"
+        notes.append(f"skipped {_short(arn)}: {why} in ECS's deployment history")
+    return target, notes
+
+
+def _target_from_tags(earlier: list[str]) -> tuple[str | None, list[str]]:
+    """The newest of ``earlier`` tagged ``sbcntr:steady-state``."""
+    ecs = Client("ecs")
+    notes: list[str] = []
+    for arn in earlier:
+        tags = ecs.list_tags_for_resource(resourceArn=arn)["tags"]
+        if any(t["key"] == STEADY_TAG for t in tags):
+            return arn, notes
+        notes.append(f"skipped {_short(arn)}: it never reached steady state")
+    return None, notes
 
 
 def _earlier_revisions(family: str, below: int) -> list[str]:

@@ -14,6 +14,9 @@ refuse later, or accept and then fail to run (moto enforces none of these).
 - The roles, the ``awslogs`` log groups and the secrets the task definition
   names exist: RegisterTaskDefinition accepts them missing, and the tasks
   then fail to start (ResourceInitializationError).
+- The CloudWatch alarms the service's deployments roll back on exist: ECS
+  watches alarms by name, and one that does not exist never goes to ALARM, so
+  a release that hurts users would not be rolled back.
 """
 
 from __future__ import annotations
@@ -140,3 +143,21 @@ def _exists(client: Client, method: str, missing_code: str, **params: Any) -> bo
             return False
         raise
     return True
+
+
+def alarms(sd: dict[str, Any]) -> list[Problem]:
+    """Every alarm of ``deploymentConfiguration.alarms`` exists in CloudWatch."""
+    names = sd.get("deploymentConfiguration", {}).get("alarms", {}).get("alarmNames", [])
+    if not names:
+        return []
+    found = Client("cloudwatch").describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm"])
+    existing = {a["AlarmName"] for a in found.get("MetricAlarms", [])}
+    return [
+        Problem(
+            "deploymentConfiguration.alarms",
+            f"alarm {name} does not exist: deploy the monitoring stack "
+            "(sbcntrctl infra deploy ENV --only monitoring, infra/README.md)",
+        )
+        for name in names
+        if name not in existing
+    ]

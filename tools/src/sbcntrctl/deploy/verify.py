@@ -347,6 +347,16 @@ def service_definition(sd: dict[str, Any]) -> list[Problem]:
         problems.append(
             Problem("deploymentConfiguration.deploymentCircuitBreaker", "enable it with rollback")
         )
+    alarms = sd.get("deploymentConfiguration", {}).get("alarms", {})
+    if not (alarms.get("alarmNames") and alarms.get("enable") and alarms.get("rollback")):
+        # The circuit breaker catches tasks that do not start; a release that
+        # starts and then answers errors or slowly is caught by the alarms only.
+        problems.append(
+            Problem(
+                "deploymentConfiguration.alarms",
+                "name the alarms of user-facing errors and latency, with enable and rollback",
+            )
+        )
     return problems
 
 

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from sbcntrctl.deploy import ecs
+from sbcntrctl.deploy.cli import stage
 from sbcntrctl.release import images, registry, rollout, scan, smoke
 
 ACTIONS = ("spec", "dockle", "verdict", "push", "deploy", "smoke", "rollback")
@@ -104,7 +105,10 @@ def _push(args: argparse.Namespace) -> int:
 
 def _deploy(args: argparse.Namespace) -> int:
     digests = registry.read_records(args.digests, args.commit)
-    for line in rollout.deploy(args.environment, args.commit, digests, args.wait, args.dir):
+    lines = rollout.deploy(
+        args.environment, args.commit, digests, args.wait, args.dir, progress=stage
+    )
+    for line in lines:
         print(line)
     return 0
 
@@ -120,7 +124,7 @@ def _smoke(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    print(rollout.rollback(args.environment, args.service))
+    print(rollout.rollback(args.environment, args.service, progress=stage))
     return 0
 
 

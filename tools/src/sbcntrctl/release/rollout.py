@@ -8,7 +8,7 @@ come from the outputs of its stacks (infra/, as ``sbcntrctl deploy
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from sbcntrctl.deploy import ecs, migrate, template
@@ -38,8 +38,12 @@ def deploy(
     digests: Mapping[str, str],
     wait_seconds: float,
     directory: Path = ecs.DEFAULT_DIR,
+    progress: Callable[[str], object] | None = None,
 ) -> Iterator[str]:
-    """Deploy each service with its images pinned by digest; one line per service."""
+    """Deploy each service with its images pinned by digest; one line per service.
+
+    ``progress`` receives each lifecycle stage of the deployments as it happens.
+    """
     env = deployment_env(environment)
     env["IMAGE_TAG"] = commit_sha(commit)
     for service in SERVICES:
@@ -52,7 +56,7 @@ def deploy(
         try:
             # The backend's migration task runs first, on the revision being deployed.
             migration = migrate.before_update(rendered, wait_seconds)
-            result = ecs.deploy(rendered, wait_seconds, before_update=migration)
+            result = ecs.deploy(rendered, wait_seconds, before_update=migration, progress=progress)
         except ecs.DeployError as exc:
             msg = f"deploy of {service} to {environment} failed: {exc}"
             raise ReleaseError(msg) from exc
@@ -74,7 +78,9 @@ def frontend_url(environment: str) -> str:
     return url
 
 
-def rollback(environment: str, service: str) -> str:
+def rollback(
+    environment: str, service: str, progress: Callable[[str], object] | None = None
+) -> str:
     """Point ``service`` back at its last revision that reached steady state.
 
     Needs only the cluster (``ECS_CLUSTER``, else ``sbcntr-<env>``, the platform
@@ -82,7 +88,7 @@ def rollback(environment: str, service: str) -> str:
     """
     cluster = os.environ.get("ECS_CLUSTER") or f"sbcntr-{environment}"
     try:
-        result = ecs.rollback(cluster, service)
+        result = ecs.rollback(cluster, service, progress=progress)
     except ecs.DeployError as exc:
         msg = f"rollback of {service} in {environment} failed: {exc}"
         raise ReleaseError(msg) from exc

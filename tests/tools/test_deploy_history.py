@@ -1,0 +1,398 @@
+"""The deploy follows ECS's own record of the deployment, and rollback reads it.
+
+moto has neither ListServiceDeployments, DescribeServiceDeployments nor
+DescribeServiceRevisions: the ECS answers here come from botocore's Stubber,
+which checks every request and answer against the pinned API model, shaped as
+AWS documents them (Amazon ECS API Reference: ListServiceDeployments,
+DescribeServiceDeployments, DescribeServiceRevisions, ServiceDeployment,
+ServiceDeploymentAlarms, DeploymentLifecycleHookDetail; Amazon ECS Developer
+Guide, "View service history using Amazon ECS service deployments" and "Amazon
+ECS service deployment lifecycle stages"). The same calls against moto, where
+they fail, are in test_deploy_moto.py (the fallback on the tags).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from sbcntrctl.deploy import ecs, verify
+from sbcntrctl.infra.stacks import INFRA_DIR
+from tests.tools.deploy_support import ENV, ROLLBACK_ALARMS, TASKDEFS
+
+CLUSTER = "sbcntr-dev"
+NAME = "sbcntr-backend"
+ACCOUNT = "arn:aws:ecs:ap-northeast-1:123456789012"
+TD = f"{ACCOUNT}:task-definition/{NAME}"
+SERVICE_ARN = f"{ACCOUNT}:service/{CLUSTER}/{NAME}"
+CLUSTER_ARN = f"{ACCOUNT}:cluster/{CLUSTER}"
+HOOK = "arn:aws:lambda:ap-northeast-1:123456789012:function:sbcntr-dev-smoke-hook"
+T0 = dt.datetime(2026, 12, 5, 1, 0, tzinfo=dt.UTC)
+
+
+def deployment_arn(n: int) -> str:
+    return f"{ACCOUNT}:service-deployment/{CLUSTER}/{NAME}/d{n}"
+
+
+def revision_arn(n: int) -> str:
+    return f"{ACCOUNT}:service-revision/{CLUSTER}/{NAME}/r{n}"
+
+
+@pytest.fixture
+def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    """Every ECS call of the deploy code goes to one Stubber (no network)."""
+    client = boto3.client(
+        "ecs",
+        region_name="ap-northeast-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    stubber = Stubber(client)
+    monkeypatch.setattr("sbcntrctl.deploy.aws.boto3.client", lambda *_a, **_k: client)
+    monkeypatch.setattr(ecs, "POLL_SECONDS", 0.0)
+    with stubber:
+        yield stubber
+    stubber.assert_no_pending_responses()
+
+
+def service(revision: int, *, running: int = 2) -> dict[str, Any]:
+    """DescribeServices: ``revision`` the one PRIMARY deployment, rolled out."""
+    return {
+        "services": [
+            {
+                "serviceName": NAME,
+                "status": "ACTIVE",
+                "taskDefinition": f"{TD}:{revision}",
+                "deployments": [
+                    {
+                        "id": f"ecs-svc/{revision}",
+                        "status": "PRIMARY",
+                        "taskDefinition": f"{TD}:{revision}",
+                        "desiredCount": running,
+                        "runningCount": running,
+                        "rolloutState": "COMPLETED",
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def brief(n: int, status: str, minutes: int = 0) -> dict[str, Any]:
+    return {
+        "serviceDeploymentArn": deployment_arn(n),
+        "serviceArn": SERVICE_ARN,
+        "clusterArn": CLUSTER_ARN,
+        "createdAt": T0 + dt.timedelta(minutes=minutes),
+        "targetServiceRevisionArn": revision_arn(n),
+        "status": status,
+    }
+
+
+def deployment(n: int, status: str, **fields: Any) -> dict[str, Any]:
+    """A ServiceDeployment of revision ``n`` (its service revision r<n>)."""
+    running = fields.pop("running", 2)
+    return {
+        "serviceDeploymentArn": deployment_arn(n),
+        "serviceArn": SERVICE_ARN,
+        "clusterArn": CLUSTER_ARN,
+        "createdAt": T0,
+        "targetServiceRevision": {
+            "arn": revision_arn(n),
+            "requestedTaskCount": 2,
+            "runningTaskCount": running,
+            "pendingTaskCount": 2 - running,
+        },
+        "status": status,
+        **fields,
+    }
+
+
+def revision(n: int) -> dict[str, Any]:
+    return {
+        "serviceRevisions": [
+            {"serviceRevisionArn": revision_arn(n), "taskDefinition": f"{TD}:{n}"}
+        ],
+        "failures": [],
+    }
+
+
+def expect_found(stubber: Stubber, first: dict[str, Any], n: int = 2) -> None:
+    """The first poll: DescribeServices, then the deployment looked up in the history."""
+    stubber.add_response(
+        "describe_services", service(n - 1), {"cluster": CLUSTER, "services": [NAME]}
+    )
+    stubber.add_response(
+        "list_service_deployments",
+        {"serviceDeployments": [brief(n, first["status"])]},
+        {"cluster": CLUSTER, "service": NAME, "createdAt": {"after": ANY}},
+    )
+    stubber.add_response(
+        "describe_service_deployments",
+        {"serviceDeployments": [first], "failures": []},
+        {"serviceDeploymentArns": [deployment_arn(n)]},
+    )
+    stubber.add_response(
+        "describe_service_revisions", revision(n), {"serviceRevisionArns": [revision_arn(n)]}
+    )
+
+
+def expect_poll(stubber: Stubber, then: dict[str, Any]) -> None:
+    stubber.add_response("describe_services", service(2), {"cluster": CLUSTER, "services": [NAME]})
+    stubber.add_response(
+        "describe_service_deployments",
+        {"serviceDeployments": [then], "failures": []},
+        {"serviceDeploymentArns": [deployment_arn(2)]},
+    )
+
+
+def expect_no_stopped_tasks(stubber: Stubber) -> None:
+    stubber.add_response(
+        "list_tasks",
+        {"taskArns": []},
+        {"cluster": CLUSTER, "family": NAME, "desiredStatus": "STOPPED"},
+    )
+
+
+def follow(lines: list[str]) -> None:
+    ecs.wait(CLUSTER, NAME, f"{TD}:2", 60, progress=lines.append, since=T0)
+
+
+# --- every path of a deployment as the operator sees it
+
+
+def test_success_prints_each_stage_and_tags_the_revision_that_ran(stubbed: Stubber) -> None:
+    expect_found(stubbed, deployment(2, "IN_PROGRESS", lifecycleStage="SCALE_UP", running=0))
+    expect_poll(stubbed, deployment(2, "IN_PROGRESS", lifecycleStage="SCALE_UP", running=0))
+    expect_poll(stubbed, deployment(2, "IN_PROGRESS", lifecycleStage="BAKE_TIME"))
+    expect_poll(stubbed, deployment(2, "SUCCESSFUL", lifecycleStage="CLEAN_UP"))
+    stubbed.add_response("list_tags_for_resource", {"tags": []}, {"resourceArn": f"{TD}:2"})
+    stubbed.add_response(
+        "tag_resource",
+        {},
+        {"resourceArn": f"{TD}:2", "tags": [{"key": ecs.STEADY_TAG, "value": ANY}]},
+    )
+    lines: list[str] = []
+    follow(lines)
+    # One line per change, none for the poll that saw nothing new.
+    assert lines == [
+        f"{NAME}: IN_PROGRESS, SCALE_UP, 0/2 tasks",
+        f"{NAME}: IN_PROGRESS, BAKE_TIME, 2/2 tasks",
+        f"{NAME}: SUCCESSFUL, CLEAN_UP, 2/2 tasks",
+    ]
+
+
+def test_alarm_rollback_is_reported_with_the_alarm_and_the_reason(stubbed: Stubber) -> None:
+    alarms = {
+        "status": "TRIGGERED",
+        "alarmNames": ["sbcntr-dev-public-5xx-rate"],
+        "triggeredAlarmNames": ["sbcntr-dev-public-5xx-rate"],
+    }
+    reason = (
+        "Service deployment rolled back because the alarm sbcntr-dev-public-5xx-rate "
+        "went into ALARM."
+    )
+    expect_found(stubbed, deployment(2, "IN_PROGRESS", lifecycleStage="BAKE_TIME"))
+    expect_poll(
+        stubbed,
+        deployment(
+            2,
+            "ROLLBACK_IN_PROGRESS",
+            lifecycleStage="SCALE_UP",
+            alarms=alarms,
+            statusReason=reason,
+            rollback={"reason": reason, "startedAt": T0, "serviceRevisionArn": revision_arn(1)},
+        ),
+    )
+    expect_poll(
+        stubbed,
+        deployment(2, "ROLLBACK_SUCCESSFUL", alarms=alarms, statusReason=reason, running=0),
+    )
+    expect_no_stopped_tasks(stubbed)
+    lines: list[str] = []
+    with pytest.raises(ecs.DeploymentFailedError) as failed:
+        follow(lines)
+    assert str(failed.value) == (
+        f"{NAME}: deployment of {NAME}:2 rolled back by alarm sbcntr-dev-public-5xx-rate: {reason}"
+    )
+    assert lines[-2:] == [
+        f"{NAME}: ROLLBACK_IN_PROGRESS, SCALE_UP, 2/2 tasks",
+        f"{NAME}: ROLLBACK_SUCCESSFUL, 0/2 tasks",
+    ]
+
+
+def test_a_failed_lifecycle_hook_is_reported_naming_the_hook(stubbed: Stubber) -> None:
+    hook = {
+        "hookId": "h-1",
+        "targetType": "AWS_LAMBDA",
+        "targetArn": HOOK,
+        "status": "FAILED",
+        "timeoutAction": "ROLLBACK",
+    }
+    waiting = {**hook, "status": "IN_PROGRESS"}
+    reason = "Service deployment rolled back because a lifecycle hook failed."
+    expect_found(
+        stubbed,
+        deployment(
+            2,
+            "IN_PROGRESS",
+            lifecycleStage="POST_TEST_TRAFFIC_SHIFT",
+            lifecycleHookDetails=[waiting],
+        ),
+    )
+    expect_poll(
+        stubbed,
+        deployment(
+            2, "ROLLBACK_SUCCESSFUL", lifecycleHookDetails=[hook], statusReason=reason, running=0
+        ),
+    )
+    expect_no_stopped_tasks(stubbed)
+    lines: list[str] = []
+    with pytest.raises(ecs.DeploymentFailedError, match="rolled back by lifecycle hook") as failed:
+        follow(lines)
+    assert "sbcntr-dev-smoke-hook (FAILED)" in str(failed.value)
+    assert reason in str(failed.value)
+    assert lines[0] == (
+        f"{NAME}: IN_PROGRESS, POST_TEST_TRAFFIC_SHIFT, 2/2 tasks, "
+        "hook sbcntr-dev-smoke-hook IN_PROGRESS"
+    )
+
+
+def test_a_circuit_breaker_stop_is_reported_with_the_failed_tasks(stubbed: Stubber) -> None:
+    breaker = {"status": "TRIGGERED", "failureCount": 3, "threshold": 3}
+    expect_found(
+        stubbed,
+        deployment(2, "ROLLBACK_SUCCESSFUL", deploymentCircuitBreaker=breaker, running=0),
+    )
+    expect_no_stopped_tasks(stubbed)
+    with pytest.raises(ecs.DeploymentFailedError) as failed:
+        follow([])
+    assert str(failed.value) == (
+        f"{NAME}: deployment of {NAME}:2 rolled back by the circuit breaker "
+        "(3 failed tasks, threshold 3)"
+    )
+
+
+def test_a_deployment_that_succeeds_at_zero_tasks_is_no_rollback_target(stubbed: Stubber) -> None:
+    # Scale-to-zero at night: the deployment succeeds with nothing run. No tag.
+    expect_found(stubbed, deployment(2, "SUCCESSFUL", running=0))
+    follow([])
+
+
+# --- rollback reads ECS's deployment history
+
+
+def test_rollback_target_from_the_deployment_history(stubbed: Stubber) -> None:
+    """Revision 3 runs; 2 was deployed while the service ran 0 tasks; 1 ran.
+    No revision is tagged: the history alone decides."""
+    stubbed.add_response("describe_services", service(3), {"cluster": CLUSTER, "services": [NAME]})
+    stubbed.add_response(
+        "list_tags_for_resource",
+        {"tags": [{"key": ecs.STEADY_TAG, "value": "x"}]},
+        {"resourceArn": f"{TD}:3"},
+    )
+    stubbed.add_response(
+        "list_task_definitions",
+        {"taskDefinitionArns": [f"{TD}:3", f"{TD}:2", f"{TD}:1"]},
+        {"familyPrefix": NAME, "status": "ACTIVE", "sort": "DESC"},
+    )
+    stubbed.add_response(
+        "list_service_deployments",
+        {
+            "serviceDeployments": [
+                brief(1, "SUCCESSFUL", 0),
+                brief(3, "SUCCESSFUL", 20),
+                brief(2, "SUCCESSFUL", 10),
+            ]
+        },
+        {"cluster": CLUSTER, "service": NAME, "status": ["SUCCESSFUL"]},
+    )
+    order = [deployment_arn(3), deployment_arn(2), deployment_arn(1)]
+    stubbed.add_response(
+        "describe_service_deployments",
+        {
+            "serviceDeployments": [
+                deployment(1, "SUCCESSFUL"),
+                deployment(2, "SUCCESSFUL", running=0),
+                deployment(3, "SUCCESSFUL"),
+            ],
+            "failures": [],
+        },
+        {"serviceDeploymentArns": order},
+    )
+    stubbed.add_response(
+        "describe_service_revisions",
+        {
+            "serviceRevisions": [
+                {"serviceRevisionArn": revision_arn(n), "taskDefinition": f"{TD}:{n}"}
+                for n in (1, 2, 3)
+            ],
+            "failures": [],
+        },
+        {"serviceRevisionArns": [revision_arn(3), revision_arn(2), revision_arn(1)]},
+    )
+    stubbed.add_response(
+        "update_service",
+        {},
+        {"cluster": CLUSTER, "service": NAME, "taskDefinition": f"{TD}:1"},
+    )
+    stubbed.add_response(
+        "describe_task_definition",
+        {
+            "taskDefinition": {
+                "taskDefinitionArn": f"{TD}:1",
+                "revision": 1,
+                "containerDefinitions": [{"name": "backend", "image": "r/sbcntr-backend:abc"}],
+            }
+        },
+        {"taskDefinition": f"{TD}:1"},
+    )
+    result = ecs.rollback(CLUSTER, "backend", wait_seconds=0)
+    assert result.task_definition_arn == f"{TD}:1"
+    assert result.notes == [
+        f"skipped {NAME}:2: its deployment ran no task in ECS's deployment history"
+    ]
+
+
+# --- the definitions: alarm rollback on every service
+
+
+def monitoring_alarms() -> set[str]:
+    """The AlarmName of every alarm of infra/monitoring.yml, for dev."""
+    text = (INFRA_DIR / "monitoring.yml").read_text()
+    return {
+        name.replace("${EnvName}", "dev") for name in re.findall(r'AlarmName: !Sub "([^"]+)"', text)
+    }
+
+
+@pytest.mark.parametrize("name", ["frontend", "backend"])
+def test_every_service_rolls_back_on_the_alarms_of_user_facing_errors(name: str) -> None:
+    sd = ecs.render(name, ENV, TASKDEFS).service_definition
+    alarms = sd["deploymentConfiguration"]["alarms"]
+    assert alarms["enable"] is True
+    assert alarms["rollback"] is True
+    assert "sbcntr-dev-public-5xx-rate" in alarms["alarmNames"]
+    assert set(alarms["alarmNames"]) <= monitoring_alarms()
+    assert {f"sbcntr-dev-{a}" for a in ROLLBACK_ALARMS} <= monitoring_alarms()
+    if name == "frontend":
+        assert "sbcntr-dev-frontend-p99-latency" in alarms["alarmNames"]
+    assert verify.service_definition(sd) == []
+    # UpdateService takes the same deploymentConfiguration (deploy updates with it).
+    update = {k: sd[k] for k in ecs.UPDATABLE if k in sd}
+    params = {"cluster": CLUSTER, "service": NAME, **update}
+    assert verify._model_problems("UpdateService", params) == []
+
+
+@pytest.mark.parametrize("field", ["enable", "rollback", "alarmNames"])
+def test_verify_refuses_a_service_without_alarm_rollback(field: str) -> None:
+    sd = copy.deepcopy(ecs.render("frontend", ENV, TASKDEFS).service_definition)
+    alarms = sd["deploymentConfiguration"]["alarms"]
+    alarms[field] = [] if field == "alarmNames" else False
+    assert [p.field for p in verify.service_definition(sd)] == ["deploymentConfiguration.alarms"]
