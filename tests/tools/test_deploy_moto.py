@@ -416,6 +416,44 @@ def test_verify_checks_the_account_moto_does_not_enforce(stuck: dict[str, str]) 
     assert revisions() == []  # nothing registered
 
 
+def test_verify_and_deploy_refuse_rollback_alarms_that_do_not_exist(
+    stuck: dict[str, str],
+) -> None:
+    """ECS watches deployment alarms by name (Amazon ECS Developer Guide, "How
+    CloudWatch alarms detect Amazon ECS deployment failures"): an alarm that does
+    not exist never goes to ALARM, so nothing would roll a bad release back."""
+    boto3.client("cloudwatch").delete_alarms(AlarmNames=["sbcntr-dev-frontend-p99-latency"])
+    result = run_cli("verify", "frontend", env=cli_env(stuck))
+    assert result.returncode == 1
+    assert (
+        "deploymentConfiguration.alarms: alarm sbcntr-dev-frontend-p99-latency does not exist: "
+        "deploy the monitoring stack"
+    ) in result.stderr
+    assert "frontend: 1 problem" in result.stdout
+    assert run_cli("verify", "backend", env=cli_env(stuck)).returncode == 0
+    refused = run_cli("deploy", "frontend", env=cli_env(stuck))
+    assert refused.returncode == 1
+    assert "sbcntr-dev-frontend-p99-latency does not exist" in refused.stderr
+
+
+def test_a_revision_deployed_at_zero_tasks_is_no_rollback_target(stuck: dict[str, str]) -> None:
+    """Scale-to-zero: a deployment to a service at 0 tasks reaches steady state
+    (0 running of 0 desired) with nothing of the revision ever run. moto has no
+    deployment history (the call fails): the tags decide, and the deploy says so."""
+    done = run_cli("deploy", "frontend", "--desired-count", "0", "--wait", "5", env=cli_env(stuck))
+    assert done.returncode == 0, done.stderr
+    # The stages, as DescribeServices shows them when the history is unavailable.
+    assert "sbcntr-frontend: ECS deployment history not readable" in done.stdout
+    assert "sbcntr-frontend: rollout COMPLETED, 0/0 tasks" in done.stdout
+    assert ecs.STEADY_TAG not in tags("sbcntr-frontend:1")
+    for revision in (1, 2):
+        assert deploy(stuck, wait=5, desired_count=0).revision == revision
+        assert ecs.STEADY_TAG not in tags(f"{BACKEND}:{revision}")
+    with pytest.raises(DeployError, match="no earlier revision of sbcntr-backend reached"):
+        ecs.rollback("sbcntr-dev", "backend", wait_seconds=0)
+    assert service()["taskDefinition"].endswith(f"{BACKEND}:2")
+
+
 def test_verify_with_opentelemetry_checks_the_collectors_image_and_log_group(
     stuck: dict[str, str],
 ) -> None:
