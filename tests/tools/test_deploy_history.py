@@ -280,6 +280,18 @@ def test_a_circuit_breaker_stop_is_reported_with_the_failed_tasks(stubbed: Stubb
     )
 
 
+def test_a_rollback_still_running_when_the_wait_ends_is_a_failure_not_a_timeout(
+    stubbed: Stubber,
+) -> None:
+    breaker = {"status": "TRIGGERED", "failureCount": 2, "threshold": 2}
+    expect_found(stubbed, deployment(2, "ROLLBACK_IN_PROGRESS", deploymentCircuitBreaker=breaker))
+    expect_no_stopped_tasks(stubbed)
+    with pytest.raises(ecs.DeploymentFailedError) as failed:
+        ecs.wait(CLUSTER, NAME, f"{TD}:2", 0.001, since=T0)
+    assert "rolled back by the circuit breaker" in str(failed.value)
+    assert "the rollback was still running after 0.001 s" in str(failed.value)
+
+
 def test_a_deployment_that_succeeds_at_zero_tasks_is_no_rollback_target(stubbed: Stubber) -> None:
     # Scale-to-zero at night: the deployment succeeds with nothing run. No tag.
     expect_found(stubbed, deployment(2, "SUCCESSFUL", running=0))

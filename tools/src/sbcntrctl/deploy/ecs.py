@@ -342,6 +342,13 @@ def wait(
                 record_if_steady(service)
                 return
         if time.monotonic() > deadline:
+            if deployment is not None and deployment.get("status") in history.ROLLED_BACK:
+                msg = (
+                    f"{name}: deployment of {_short(arn)} {history.cause(deployment)} "
+                    f"(the rollback was still running after {wait_seconds:g} s)"
+                    f"{_stopped(cluster, arn)}{suffix}"
+                )
+                raise DeploymentFailedError(msg)
             msg = (
                 f"{name}: {_short(arn)} not steady after {wait_seconds:g} s "
                 f"(the deployment may still complete: check with aws ecs describe-services)"

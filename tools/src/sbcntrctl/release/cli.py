@@ -6,7 +6,8 @@ dockle REF --out FILE                    Dockle's JSON report of a local image
 verdict IMAGE --trivy F --dockle F       the scan gate (accepted findings aside)
 push IMAGE --commit SHA --registry R --out FILE
                                          push once, record the digest
-deploy ENV --commit SHA --digests F...   deploy backend then frontend, pinned by digest
+deploy ENV --commit SHA --digests F...   deploy backend then frontend, pinned by digest,
+                                         printing each deployment stage
 smoke ENV|URL                            pages and API answer 200, then a short load
 rollback ENV SERVICE                     back to the last revision that ran
 """
