@@ -408,3 +408,13 @@ def test_verify_refuses_a_service_without_alarm_rollback(field: str) -> None:
     alarms = sd["deploymentConfiguration"]["alarms"]
     alarms[field] = [] if field == "alarmNames" else False
     assert [p.field for p in verify.service_definition(sd)] == ["deploymentConfiguration.alarms"]
+
+
+@pytest.mark.parametrize("strategy", ["BLUE_GREEN", "CANARY", "LINEAR"])
+def test_verify_refuses_a_strategy_that_swaps_target_groups(strategy: str) -> None:
+    """docs/release.md, "Why rolling in every environment": the maintenance
+    switch and request-count scaling assume the service's one target group."""
+    sd = copy.deepcopy(ecs.render("frontend", ENV, TASKDEFS).service_definition)
+    assert sd["deploymentConfiguration"]["strategy"] == "ROLLING"
+    sd["deploymentConfiguration"]["strategy"] = strategy
+    assert [p.field for p in verify.service_definition(sd)] == ["deploymentConfiguration.strategy"]

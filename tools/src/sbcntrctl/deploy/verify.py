@@ -347,6 +347,17 @@ def service_definition(sd: dict[str, Any]) -> list[Problem]:
         problems.append(
             Problem("deploymentConfiguration.deploymentCircuitBreaker", "enable it with rollback")
         )
+    strategy = sd.get("deploymentConfiguration", {}).get("strategy", "ROLLING")
+    if strategy != "ROLLING":
+        # The maintenance switch and request-count scaling name the service's
+        # one target group; a blue/green swap would leave them on the idle one.
+        problems.append(
+            Problem(
+                "deploymentConfiguration.strategy",
+                f"{strategy} needs the maintenance rule and the scaling label to follow "
+                "the target group ECS serves from; use ROLLING (docs/release.md)",
+            )
+        )
     alarms = sd.get("deploymentConfiguration", {}).get("alarms", {})
     if not (alarms.get("alarmNames") and alarms.get("enable") and alarms.get("rollback")):
         # The circuit breaker catches tasks that do not start; a release that
