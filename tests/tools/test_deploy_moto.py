@@ -440,8 +440,19 @@ def test_a_revision_deployed_at_zero_tasks_is_no_rollback_target(stuck: dict[str
     """Scale-to-zero: a deployment to a service at 0 tasks reaches steady state
     (0 running of 0 desired) with nothing of the revision ever run. moto has no
     deployment history (the call fails): the tags decide, and the deploy says so."""
+    # A deployment that starts with a rollback alarm in ALARM is not watched by
+    # the alarms (AWS Copilot's manifest reference, deployment.rollback_alarms,
+    # after the Amazon ECS Developer Guide's "How CloudWatch alarms detect
+    # Amazon ECS deployment failures"): the deploy says so, and goes on.
+    boto3.client("cloudwatch").set_alarm_state(
+        AlarmName="sbcntr-dev-public-5xx-rate", StateValue="ALARM", StateReason="test"
+    )
     done = run_cli("deploy", "frontend", "--desired-count", "0", "--wait", "5", env=cli_env(stuck))
     assert done.returncode == 0, done.stderr
+    assert (
+        "sbcntr-frontend: alarm sbcntr-dev-public-5xx-rate is in ALARM now: "
+        "ECS will not roll this deployment back on its alarms"
+    ) in done.stdout
     # The stages, as DescribeServices shows them when the history is unavailable.
     assert "sbcntr-frontend: ECS deployment history not readable" in done.stdout
     assert "sbcntr-frontend: rollout COMPLETED, 0/0 tasks" in done.stdout

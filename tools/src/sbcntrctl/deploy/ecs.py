@@ -213,6 +213,9 @@ def deploy(
     existing = describe_service(rendered.cluster, rendered.service_name)
     if existing is not None:
         record_if_steady(existing)
+    if progress is not None:
+        for line in unwatched(rendered.service_definition):
+            progress(f"{rendered.service_name}: {line}")
     ecs = Client("ecs")
     registered = ecs.register_task_definition(**rendered.task_definition)["taskDefinition"]
     arn = registered["taskDefinitionArn"]
@@ -254,6 +257,22 @@ def deploy(
     return Result(
         arn, registered["revision"], app["image"], [f"scaling: {x}" for x in change.lines()]
     )
+
+
+def unwatched(sd: Mapping[str, Any]) -> list[str]:
+    """Warnings for rollback alarms already in ALARM: ECS does not monitor the
+    alarms during a deployment that starts while one of them is in ALARM (AWS
+    Copilot's manifest reference, ``deployment.rollback_alarms``, pointing at
+    the Amazon ECS Developer Guide's "How CloudWatch alarms detect Amazon ECS
+    deployment failures"). A fix released during an incident must still go out,
+    so this warns and does not refuse."""
+    firing = [n for n, state in preflight.alarm_states(dict(sd)).items() if state == "ALARM"]
+    if not firing:
+        return []
+    return [
+        f"alarm {', '.join(firing)} is in ALARM now: ECS will not roll this deployment back "
+        "on its alarms (the circuit breaker still watches the tasks)"
+    ]
 
 
 def _problems(count: int) -> str:

@@ -145,13 +145,20 @@ def _exists(client: Client, method: str, missing_code: str, **params: Any) -> bo
     return True
 
 
+def alarm_states(sd: dict[str, Any]) -> dict[str, str]:
+    """The CloudWatch state (OK, ALARM, INSUFFICIENT_DATA) of each existing alarm of
+    ``deploymentConfiguration.alarms``."""
+    names = sd.get("deploymentConfiguration", {}).get("alarms", {}).get("alarmNames", [])
+    if not names:
+        return {}
+    found = Client("cloudwatch").describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm"])
+    return {a["AlarmName"]: a["StateValue"] for a in found.get("MetricAlarms", [])}
+
+
 def alarms(sd: dict[str, Any]) -> list[Problem]:
     """Every alarm of ``deploymentConfiguration.alarms`` exists in CloudWatch."""
     names = sd.get("deploymentConfiguration", {}).get("alarms", {}).get("alarmNames", [])
-    if not names:
-        return []
-    found = Client("cloudwatch").describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm"])
-    existing = {a["AlarmName"] for a in found.get("MetricAlarms", [])}
+    existing = alarm_states(sd)
     return [
         Problem(
             "deploymentConfiguration.alarms",
