@@ -301,59 +301,63 @@ def test_a_deployment_that_succeeds_at_zero_tasks_is_no_rollback_target(stubbed:
 # --- rollback reads ECS's deployment history
 
 
-def test_rollback_target_from_the_deployment_history(stubbed: Stubber) -> None:
-    """Revision 3 runs; 2 was deployed while the service ran 0 tasks; 1 ran.
-    No revision is tagged: the history alone decides."""
-    stubbed.add_response("describe_services", service(3), {"cluster": CLUSTER, "services": [NAME]})
-    stubbed.add_response(
-        "list_tags_for_resource",
-        {"tags": [{"key": ecs.STEADY_TAG, "value": "x"}]},
-        {"resourceArn": f"{TD}:3"},
+def expect_history(stubber: Stubber, kept: list[tuple[int, int]]) -> None:
+    """ECS's history of successful deployments: (revision, tasks it ran), oldest first."""
+    briefs = [brief(n, "SUCCESSFUL", minutes) for minutes, (n, _) in enumerate(kept)]
+    stubber.add_response(
+        "list_service_deployments",
+        {"serviceDeployments": briefs[::-1]},
+        {"cluster": CLUSTER, "service": NAME, "status": ["SUCCESSFUL"]},
     )
+    newest = [n for n, _ in kept][::-1]
+    stubber.add_response(
+        "describe_service_deployments",
+        {
+            "serviceDeployments": [deployment(n, "SUCCESSFUL", running=ran) for n, ran in kept],
+            "failures": [],
+        },
+        {"serviceDeploymentArns": [deployment_arn(n) for n in newest]},
+    )
+    stubber.add_response(
+        "describe_service_revisions",
+        {"serviceRevisions": [revision(n)["serviceRevisions"][0] for n in newest], "failures": []},
+        {"serviceRevisionArns": [revision_arn(n) for n in newest]},
+    )
+
+
+def expect_tags(stubber: Stubber, n: int, *, tagged: bool) -> None:
+    tags = [{"key": ecs.STEADY_TAG, "value": "2026-12-01T00:00:00Z"}] if tagged else []
+    stubber.add_response("list_tags_for_resource", {"tags": tags}, {"resourceArn": f"{TD}:{n}"})
+
+
+@pytest.mark.parametrize(
+    ("kept", "tagged", "note"),
+    [
+        # Revision 1 ran (2 tasks) and carries no tag: it was deployed another way.
+        ([(1, 2), (2, 0), (3, 2)], [], "its deployments ran no task"),
+        # Revision 1 is older than the history's 90 days; this tool tagged it.
+        ([(2, 0), (3, 2)], [1], "its deployments ran no task"),
+    ],
+    ids=["from-the-history", "older-than-the-history-from-the-tag"],
+)
+def test_rollback_target_from_the_deployment_history(
+    stubbed: Stubber, kept: list[tuple[int, int]], tagged: list[int], note: str
+) -> None:
+    """Revision 3 runs; revision 2 was deployed while the service ran 0 tasks
+    (its deployment SUCCESSFUL, nothing run): it is no target, revision 1 is."""
+    stubbed.add_response("describe_services", service(3), {"cluster": CLUSTER, "services": [NAME]})
+    expect_tags(stubbed, 3, tagged=True)
     stubbed.add_response(
         "list_task_definitions",
         {"taskDefinitionArns": [f"{TD}:3", f"{TD}:2", f"{TD}:1"]},
         {"familyPrefix": NAME, "status": "ACTIVE", "sort": "DESC"},
     )
+    expect_history(stubbed, kept)
+    expect_tags(stubbed, 2, tagged=False)
+    if tagged:
+        expect_tags(stubbed, 1, tagged=True)
     stubbed.add_response(
-        "list_service_deployments",
-        {
-            "serviceDeployments": [
-                brief(1, "SUCCESSFUL", 0),
-                brief(3, "SUCCESSFUL", 20),
-                brief(2, "SUCCESSFUL", 10),
-            ]
-        },
-        {"cluster": CLUSTER, "service": NAME, "status": ["SUCCESSFUL"]},
-    )
-    order = [deployment_arn(3), deployment_arn(2), deployment_arn(1)]
-    stubbed.add_response(
-        "describe_service_deployments",
-        {
-            "serviceDeployments": [
-                deployment(1, "SUCCESSFUL"),
-                deployment(2, "SUCCESSFUL", running=0),
-                deployment(3, "SUCCESSFUL"),
-            ],
-            "failures": [],
-        },
-        {"serviceDeploymentArns": order},
-    )
-    stubbed.add_response(
-        "describe_service_revisions",
-        {
-            "serviceRevisions": [
-                {"serviceRevisionArn": revision_arn(n), "taskDefinition": f"{TD}:{n}"}
-                for n in (1, 2, 3)
-            ],
-            "failures": [],
-        },
-        {"serviceRevisionArns": [revision_arn(3), revision_arn(2), revision_arn(1)]},
-    )
-    stubbed.add_response(
-        "update_service",
-        {},
-        {"cluster": CLUSTER, "service": NAME, "taskDefinition": f"{TD}:1"},
+        "update_service", {}, {"cluster": CLUSTER, "service": NAME, "taskDefinition": f"{TD}:1"}
     )
     stubbed.add_response(
         "describe_task_definition",
@@ -368,9 +372,7 @@ def test_rollback_target_from_the_deployment_history(stubbed: Stubber) -> None:
     )
     result = ecs.rollback(CLUSTER, "backend", wait_seconds=0)
     assert result.task_definition_arn == f"{TD}:1"
-    assert result.notes == [
-        f"skipped {NAME}:2: its deployment ran no task in ECS's deployment history"
-    ]
+    assert result.notes == [f"skipped {NAME}:2: {note}"]
 
 
 # --- the definitions: alarm rollback on every service

@@ -496,9 +496,10 @@ def rollback(
     """Point the service at the latest earlier revision that ran in steady state.
 
     Needs only the cluster and the service: no template, no deploy variable.
-    The target is the newest lower revision of the family with a SUCCESSFUL
-    deployment that ran at least one task in ECS's deployment history, else
-    (history not readable) the newest lower revision tagged ``sbcntr:steady-state``.
+    The target is the newest lower revision of the family that ran: a
+    SUCCESSFUL deployment of it in ECS's deployment history ran at least one
+    task, or it is tagged ``sbcntr:steady-state``; the tag alone decides where
+    the history cannot be read.
     Revisions passed over are listed in the result's notes. The desiredCount is kept.
     """
     name = service_name(service)
@@ -533,36 +534,38 @@ def rollback(
 def _target_from_history(
     cluster: str, name: str, earlier: list[str]
 ) -> tuple[str | None, list[str]]:
-    """Of ``earlier`` (ACTIVE lower revisions), the one whose successful deployment
-    with a task running is the most recent in ECS's history."""
-    seen: set[str] = set()
-    target = None
+    """The newest of ``earlier`` (ACTIVE lower revisions) that ran: a SUCCESSFUL
+    deployment of it in ECS's history ran a task, or this tool tagged it (the
+    history keeps 90 days)."""
+    ran: dict[str, bool] = {}
     for candidate in history.candidates(cluster, name):
-        if candidate.task_definition not in earlier:
-            continue
-        if candidate.ran:
-            target = candidate.task_definition
-            break
-        seen.add(candidate.task_definition)
-    notes = []
+        ran[candidate.task_definition] = ran.get(candidate.task_definition, False) or candidate.ran
+    notes: list[str] = []
     for arn in earlier:
-        if arn == target:
-            break
-        why = "its deployment ran no task" if arn in seen else "no successful deployment of it"
-        notes.append(f"skipped {_short(arn)}: {why} in ECS's deployment history")
-    return target, notes
+        if ran.get(arn) or _tagged(arn):
+            return arn, notes
+        why = (
+            "its deployments ran no task"
+            if arn in ran
+            else "no successful deployment of it in ECS's history, and no tag"
+        )
+        notes.append(f"skipped {_short(arn)}: {why}")
+    return None, notes
 
 
 def _target_from_tags(earlier: list[str]) -> tuple[str | None, list[str]]:
     """The newest of ``earlier`` tagged ``sbcntr:steady-state``."""
-    ecs = Client("ecs")
     notes: list[str] = []
     for arn in earlier:
-        tags = ecs.list_tags_for_resource(resourceArn=arn)["tags"]
-        if any(t["key"] == STEADY_TAG for t in tags):
+        if _tagged(arn):
             return arn, notes
         notes.append(f"skipped {_short(arn)}: it never reached steady state")
     return None, notes
+
+
+def _tagged(arn: str) -> bool:
+    tags = Client("ecs").list_tags_for_resource(resourceArn=arn)["tags"]
+    return any(t["key"] == STEADY_TAG for t in tags)
 
 
 def _earlier_revisions(family: str, below: int) -> list[str]:

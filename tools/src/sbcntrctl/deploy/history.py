@@ -125,7 +125,8 @@ class Candidate:
 
 
 def candidates(cluster: str, service: str) -> Iterator[Candidate]:
-    """The task definitions of the service's successful deployments, newest first."""
+    """The task definitions of the service's successful deployments, newest first
+    (ECS keeps 90 days of them)."""
     successful = briefs(cluster, service, statuses=["SUCCESSFUL"])
     for start in range(0, len(successful), BATCH):
         batch = describe([b["serviceDeploymentArn"] for b in successful[start : start + BATCH]])
