@@ -17,14 +17,18 @@ import copy
 import datetime as dt
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from sbcntrctl.__main__ import build_parser
 from sbcntrctl.deploy import ecs, verify
 from sbcntrctl.infra.stacks import INFRA_DIR
+from sbcntrctl.release import registry, rollout
+from sbcntrctl.release.images import IMAGES
 from tests.tools.deploy_support import ENV, ROLLBACK_ALARMS, TASKDEFS
 
 CLUSTER = "sbcntr-dev"
@@ -420,3 +424,47 @@ def test_verify_refuses_a_strategy_that_swaps_target_groups(strategy: str) -> No
     assert sd["deploymentConfiguration"]["strategy"] == "ROLLING"
     sd["deploymentConfiguration"]["strategy"] = strategy
     assert [p.field for p in verify.service_definition(sd)] == ["deploymentConfiguration.strategy"]
+
+
+# --- release deploy passes the stages and the verdict on
+
+
+def test_release_deploy_prints_the_stages_and_fails_on_a_rollback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The deploy itself is the one tested above; here, what the release step
+    shows of it: each stage as it comes, then the verdict and a non-zero exit."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    records = []
+    for name, image in IMAGES.items():
+        record = tmp_path / f"digest-{name}.json"
+        registry.write_record(record, image, commit, "sha256:" + "ab" * 32)
+        records.append(str(record))
+    monkeypatch.setattr(rollout, "deployment_env", lambda environment: dict(ENV))
+    monkeypatch.setattr(rollout.migrate, "before_update", lambda rendered, wait: None)
+    seen: list[str] = []
+
+    def deploy(rendered: ecs.Rendered, wait: float, **options: Any) -> ecs.Result:
+        seen.append(rendered.service)
+        progress = options["progress"]
+        progress(f"{rendered.service_name}: IN_PROGRESS, SCALE_UP, 0/2 tasks")
+        if rendered.service == "frontend":
+            progress(f"{rendered.service_name}: ROLLBACK_SUCCESSFUL, 0/2 tasks")
+            msg = "rolled back by alarm sbcntr-dev-public-5xx-rate"
+            raise ecs.DeploymentFailedError(msg)
+        return ecs.Result(f"{TD}:7", 7, "r/sbcntr-backend@sha256:ab")
+
+    monkeypatch.setattr(rollout.ecs, "deploy", deploy)
+    args = build_parser().parse_args(
+        ["release", "deploy", "dev", "--commit", commit, "--digests", *records]
+    )
+    assert args.handler(args) != 0
+    out, err = capsys.readouterr()
+    assert seen == ["backend", "frontend"]
+    assert out.splitlines() == [
+        "sbcntr-backend: IN_PROGRESS, SCALE_UP, 0/2 tasks",
+        "dev sbcntr-backend: revision 7, r/sbcntr-backend@sha256:ab",
+        "sbcntr-frontend: IN_PROGRESS, SCALE_UP, 0/2 tasks",
+        "sbcntr-frontend: ROLLBACK_SUCCESSFUL, 0/2 tasks",
+    ]
+    assert "rolled back by alarm sbcntr-dev-public-5xx-rate" in err
