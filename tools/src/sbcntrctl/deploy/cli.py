@@ -29,7 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS)
     parser.add_argument("service", choices=("frontend", "backend"))
     parser.add_argument("--dir", type=Path, default=ecs.DEFAULT_DIR, help="the taskdefs folder")
-    parser.add_argument("--wait", type=float, default=600, help="seconds to wait for steady state")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=600,
+        help="seconds to wait for steady state, the alarms' bake time included (default: 600)",
+    )
     parser.add_argument(
         "--cluster", help="rollback: the cluster (default: ECS_CLUSTER); nothing else is needed"
     )

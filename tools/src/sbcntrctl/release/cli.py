@@ -50,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     deploy.add_argument("environment", choices=("dev", "stg", "prod"))
     deploy.add_argument("--commit", required=True)
     deploy.add_argument("--digests", type=Path, nargs="+", required=True)
-    deploy.add_argument("--wait", type=float, default=900)
+    deploy.add_argument(
+        "--wait",
+        type=float,
+        default=900,
+        help="seconds each service's deployment may take, bake time included (default: 900)",
+    )
     deploy.add_argument("--dir", type=Path, default=ecs.DEFAULT_DIR, help="the taskdefs folder")
     smoke_ = actions.add_parser("smoke", help="pages, API and a short load")
     smoke_.add_argument("target", help="an environment name or the frontend's base URL")
