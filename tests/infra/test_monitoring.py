@@ -73,6 +73,41 @@ def notifier_problems(t: dict[str, Any]) -> list[str]:
     return problems
 
 
+def deployment_alert_problems(t: dict[str, Any]) -> list[str]:
+    """A deployment ECS gives up (SERVICE_DEPLOYMENT_FAILED, Amazon ECS Developer
+    Guide, "Amazon ECS service deployment state change events") of either service
+    reaches the alerts topic, which admits that rule alone from EventBridge
+    (Amazon EventBridge User Guide, "Amazon SNS permissions": a topic policy for
+    events.amazonaws.com, and the key policy for an encrypted topic)."""
+    problems = []
+    rule = t["Resources"].get("DeploymentFailedRule", {}).get("Properties", {})
+    pattern = rule.get("EventPattern", {})
+    if pattern.get("source") != ["aws.ecs"] or pattern.get("detail-type") != [
+        "ECS Deployment State Change"
+    ]:
+        problems.append("the rule must match ECS's deployment state change events")
+    if pattern.get("detail", {}).get("eventName") != ["SERVICE_DEPLOYMENT_FAILED"]:
+        problems.append("the rule must match SERVICE_DEPLOYMENT_FAILED")
+    services = sorted(r["Fn::Sub"][0].rsplit("/", 1)[-1] for r in pattern.get("resources", []))
+    if services != ["sbcntr-backend", "sbcntr-frontend"]:
+        problems.append(f"the rule must cover both services, not {services}")
+    if [x.get("Arn") for x in rule.get("Targets", [])] != [{"Ref": "AlertsTopic"}]:
+        problems.append("the rule must notify the alerts topic")
+    policy = t["Resources"]["AlertsTopicPolicy"]["Properties"]["PolicyDocument"]
+    events = [
+        s for s in policy["Statement"] if s["Principal"] == {"Service": "events.amazonaws.com"}
+    ]
+    source = {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["DeploymentFailedRule", "Arn"]}}}
+    if [s.get("Condition") for s in events] != [source]:
+        problems.append("the topic must admit EventBridge for the rule alone (aws:SourceArn)")
+    if any(s["Principal"] in ("*", {"AWS": "*"}) for s in policy["Statement"]):
+        problems.append("the topic policy must not admit everyone")
+    key = t["Resources"]["AlertsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    if not any(s["Principal"] == {"Service": "events.amazonaws.com"} for s in key):
+        problems.append("EventBridge must be able to use the topic's key")
+    return problems
+
+
 def dashboard(t: dict[str, Any]) -> dict[str, Any]:
     body, names = t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     values = {"EnvName": "dev", "AWS::Region": "ap-northeast-1", **{k: "x" for k in names}}
@@ -84,7 +119,7 @@ def dashboard(t: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(re.sub(r"\$\{([^}]+)\}", fill, body)))
 
 
-@pytest.mark.parametrize("rule", [alarm_problems, notifier_problems])
+@pytest.mark.parametrize("rule", [alarm_problems, notifier_problems, deployment_alert_problems])
 def test_the_template_keeps_the_rule(rule: Any) -> None:
     assert rule(template()) == []
 
@@ -151,3 +186,51 @@ def test_the_rules_fail_on_broken_copies() -> None:
     broken = copy.deepcopy(template())
     broken["Resources"]["NotifierFunction"]["Properties"]["Handler"] = "error_notifier.handler.x"
     assert notifier_problems(broken)
+
+
+def topic_statement(t: dict[str, Any], sid: str) -> Any:
+    """The statement ``sid`` of the topic policy of ``t`` itself (to break it)."""
+    policy = t["Resources"]["AlertsTopicPolicy"]["Properties"]["PolicyDocument"]
+    return next(s for s in policy["Statement"] if s["Sid"] == sid)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda t: t["Resources"]["DeploymentFailedRule"]["Properties"]["EventPattern"][
+                "detail"
+            ].update(eventName=["SERVICE_DEPLOYMENT_COMPLETED"]),
+            "SERVICE_DEPLOYMENT_FAILED",
+        ),
+        (
+            lambda t: t["Resources"]["DeploymentFailedRule"]["Properties"]["EventPattern"][
+                "resources"
+            ].pop(),
+            "both services",
+        ),
+        (
+            lambda t: t["Resources"]["DeploymentFailedRule"]["Properties"].update(Targets=[]),
+            "notify the alerts topic",
+        ),
+        (
+            lambda t: topic_statement(t, "FailedDeploymentsRule").pop("Condition"),
+            "for the rule alone",
+        ),
+        (
+            lambda t: t["Resources"]["AlertsTopicPolicy"]["Properties"]["PolicyDocument"][
+                "Statement"
+            ].append({"Sid": "Open", "Effect": "Allow", "Principal": "*", "Action": "sns:Publish"}),
+            "not admit everyone",
+        ),
+        (
+            lambda t: t["Resources"]["AlertsKey"]["Properties"]["KeyPolicy"]["Statement"].pop(),
+            "the topic's key",
+        ),
+    ],
+)
+def test_the_deployment_alert_rule_fails_on_broken_copies(mutate: Any, expected: str) -> None:
+    broken = copy.deepcopy(template())
+    mutate(broken)
+    problems = deployment_alert_problems(broken)
+    assert any(expected in p for p in problems), problems
