@@ -25,7 +25,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from sbcntrctl.__main__ import build_parser
-from sbcntrctl.deploy import ecs, verify
+from sbcntrctl.deploy import ecs, history, verify
 from sbcntrctl.infra.stacks import INFRA_DIR
 from sbcntrctl.release import registry, rollout
 from sbcntrctl.release.images import IMAGES
@@ -282,6 +282,16 @@ def test_a_circuit_breaker_stop_is_reported_with_the_failed_tasks(stubbed: Stubb
         f"{NAME}: deployment of {NAME}:2 rolled back by the circuit breaker "
         "(3 failed tasks, threshold 3)"
     )
+
+
+def test_a_failed_rollback_and_a_stop_are_told_apart() -> None:
+    breaker = {"status": "TRIGGERED", "failureCount": 3, "threshold": 3}
+    failed = deployment(2, "ROLLBACK_FAILED", deploymentCircuitBreaker=breaker)
+    assert history.cause(failed).startswith(
+        "could not be rolled back (ROLLBACK_FAILED) after being stopped by the circuit breaker"
+    )
+    stopped = deployment(2, "STOPPED", statusReason="Stopped by a user.")
+    assert history.cause(stopped) == "stopped: Stopped by a user."
 
 
 def test_a_rollback_still_running_when_the_wait_ends_is_a_failure_not_a_timeout(

@@ -177,15 +177,19 @@ def cause(deployment: Mapping[str, Any]) -> str:
             f"threshold {breaker.get('threshold', '?')})"
         )
     else:
-        who = "by ECS"
-    verb = "rolled back" if deployment.get("status") in ROLLED_BACK else "stopped"
+        who = ""  # a person or another deployment: ECS's reason says
+    status = deployment.get("status")
+    if status == "ROLLBACK_FAILED":
+        verb = "could not be rolled back (ROLLBACK_FAILED) after being stopped"
+    else:
+        verb = "rolled back" if status in ROLLED_BACK else "stopped"
     reasons = [
         r
         for r in (deployment.get("statusReason"), deployment.get("rollback", {}).get("reason"))
         if r
     ]
     because = f": {'; '.join(dict.fromkeys(reasons))}" if reasons else ""
-    return f"{verb} {who}{because}"
+    return " ".join(filter(None, (verb, who))) + because
 
 
 def _name(arn: str) -> str:
