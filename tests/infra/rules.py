@@ -18,13 +18,15 @@ Templates = Mapping[str, dict[str, Any]]
 Rule = tuple[str, int, int, str]  # protocol, from port, to port, source
 
 # The chain the book draws: internet -> public ALB -> frontend -> internal ALB ->
-# backend -> database; the endpoints admit the two app groups. Nothing else.
+# backend -> database; the endpoints admit the two app groups; the bastion
+# (operations.yml) admits nothing. Nothing else.
 EXPECTED_INGRESS: dict[str, set[Rule]] = {
     "PublicAlbSecurityGroup": {("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0")},
     "FrontendSecurityGroup": {("tcp", 8080, 8080, "sg:PublicAlbSecurityGroup")},
     "InternalAlbSecurityGroup": {("tcp", 80, 80, "sg:FrontendSecurityGroup")},
     "BackendSecurityGroup": {("tcp", 8081, 8081, "sg:InternalAlbSecurityGroup")},
     "DatabaseSecurityGroup": {("tcp", 5432, 5432, "sg:BackendSecurityGroup")},
+    "BastionSecurityGroup": set(),
     "EndpointSecurityGroup": {
         ("tcp", 443, 443, "sg:FrontendSecurityGroup"),
         ("tcp", 443, 443, "sg:BackendSecurityGroup"),
@@ -352,7 +354,17 @@ def edge_problems(edge: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-ENDPOINT_SERVICES = {"ecr.api", "ecr.dkr", "logs", "xray", "ssm", "secretsmanager"}
+ENDPOINT_SERVICES = {
+    "ecr.api",
+    "ecr.dkr",
+    "logs",
+    "xray",
+    "secretsmanager",
+    # Session Manager: ECS Exec to the bastion, the FIS task actions' SSM agent.
+    "ssm",
+    "ssmmessages",
+    "ec2messages",
+}
 
 
 def network_problems(network: Mapping[str, Any]) -> list[str]:

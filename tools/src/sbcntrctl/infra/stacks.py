@@ -51,6 +51,8 @@ STACKS = (
     Stack("edge"),
     Stack("data"),
     Stack("monitoring", optional=True),  # alarms and the error mail (docs/observability.md)
+    Stack("operations", optional=True),  # the bastion and its session log (docs/operations.md)
+    Stack("drills", optional=True),  # FIS experiment templates (docs/operations.md)
 )
 BY_KEY = {stack.key: stack for stack in STACKS}
 
