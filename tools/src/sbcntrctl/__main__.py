@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sbcntrctl import xraycapture
+from sbcntrctl import shell, xraycapture
 from sbcntrctl.bench import cli as bench_cli
 from sbcntrctl.deploy import cli as deploy_cli
 from sbcntrctl.infra import cli as infra_cli
@@ -46,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xraycapture.add_arguments(capture)
     capture.set_defaults(handler=xraycapture.run)
+    session = commands.add_parser(
+        "shell",
+        help="a logged Session Manager shell (or one command) on the environment's bastion",
+        description=shell.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    shell.add_arguments(session)
+    session.set_defaults(handler=shell.run)
     release = commands.add_parser("release", help="the release pipeline's steps")
     release_cli.add_arguments(release)
     release.set_defaults(handler=release_cli.run)
