@@ -8,6 +8,7 @@ import sys
 from sbcntrctl import shell, xraycapture
 from sbcntrctl.bench import cli as bench_cli
 from sbcntrctl.deploy import cli as deploy_cli
+from sbcntrctl.drill import cli as drill_cli
 from sbcntrctl.infra import cli as infra_cli
 from sbcntrctl.loadtest import cli as loadtest_cli
 from sbcntrctl.loadtest import rows as loadtest_rows
@@ -54,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shell.add_arguments(session)
     session.set_defaults(handler=shell.run)
+    drill = commands.add_parser(
+        "drill",
+        help="run one FIS failure drill of infra/drills.yml and report what the services did",
+        description=drill_cli.__doc__,
+    )
+    drill_cli.add_arguments(drill)
+    drill.set_defaults(handler=drill_cli.run)
     release = commands.add_parser("release", help="the release pipeline's steps")
     release_cli.add_arguments(release)
     release.set_defaults(handler=release_cli.run)

@@ -140,15 +140,9 @@ def _run_cloudwatch_capacity(args: argparse.Namespace) -> int:
         "cloudformation": "cloudformation",
     }
     clients = {key: boto3.client(name) for key, name in names.items()}
-    exports = {
-        e["Name"]: e["Value"]
-        for page in clients["cloudformation"].get_paginator("list_exports").paginate()
-        for e in page["Exports"]
-    }
-    load_balancer = args.load_balancer or exports.get(f"sbcntr-{args.cloudwatch}-PublicAlbFullName")
-    target_group = args.target_group or exports.get(
-        f"sbcntr-{args.cloudwatch}-FrontendTargetGroupFullName"
-    )
+    exported_lb, exported_tg = cloudwatch.edge_names(clients["cloudformation"], args.cloudwatch)
+    load_balancer = args.load_balancer or exported_lb
+    target_group = args.target_group or exported_tg
     if not load_balancer or not target_group:
         print(
             "sbcntrctl capacity: no edge stack exports for this environment: give "

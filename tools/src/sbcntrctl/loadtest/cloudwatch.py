@@ -88,6 +88,20 @@ class Window:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+def edge_names(cfn: Any, env: str) -> tuple[str | None, str | None]:
+    """The public ALB's and the frontend target group's full names: the edge stack's
+    ``*FullName`` exports (None when the environment has no edge stack)."""
+    exports = {
+        e["Name"]: e["Value"]
+        for page in cfn.get_paginator("list_exports").paginate()
+        for e in page["Exports"]
+    }
+    return (
+        exports.get(f"sbcntr-{env}-PublicAlbFullName"),
+        exports.get(f"sbcntr-{env}-FrontendTargetGroupFullName"),
+    )
+
+
 def _query(
     qid: str, namespace: str, name: str, dims: dict[str, str], stat: str, period: int
 ) -> dict[str, Any]:
