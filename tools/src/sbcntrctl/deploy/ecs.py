@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sbcntrctl.deploy import (
+    fault_injection,
     firelens,
     history,
     preflight,
@@ -103,7 +104,9 @@ def render(service: str, env: Mapping[str, str], directory: Path = DEFAULT_DIR) 
     return Rendered(
         service,
         env["ECS_CLUSTER"],
-        tracing_variant.apply(documents["task-def"], service, env, directory),
+        fault_injection.apply(
+            tracing_variant.apply(documents["task-def"], service, env, directory), env, directory
+        ),
         documents["service-def"],
         documents["scaling"],
         tracing_variant.task_role_policy(service, env, directory),
@@ -116,6 +119,7 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
         *verify.task_definition(rendered.task_definition),
         *firelens.problems(rendered.task_definition),
         *tracing_variant.problems(rendered.task_definition, rendered.task_role_policy),
+        *fault_injection.problems(rendered.task_definition, rendered.service_definition),
         *verify.service_definition(rendered.service_definition),
         *verify.scaling(rendered.scaling),
     ]
