@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sbcntrctl.deploy import exec_access
 from tests.infra.cfn import resolve, resources
 
-# The paths ECS Exec's managed agent writes to (aws/containers-roadmap#1359,
-# aws-containers/amazon-ecs-exec-checker#21): with a read-only root they must be volumes.
-AGENT_PATHS = frozenset({"/managed-agents", "/var/lib/amazon/ssm", "/var/log/amazon/ssm"})
 # ECS developer guide, "Monitor Amazon ECS containers with ECS Exec", IAM permissions.
 SSMMESSAGES_ACTIONS = frozenset(
     {
@@ -61,24 +59,11 @@ def _statements(policy: Mapping[str, Any]) -> list[dict[str, Any]]:
 def writable_path_problems(
     name: str, definition: Mapping[str, Any], exec_enabled: bool
 ) -> list[str]:
-    """A task definition in the ECS API's shape (camelCase): with ECS Exec on, every
-    read-only-root container mounts the agent's paths writable from task volumes."""
-    if not exec_enabled:
-        return []
-    problems = []
-    volumes = {v["name"] for v in definition.get("volumes", [])}
-    for container in definition.get("containerDefinitions", []):
-        if not container.get("readonlyRootFilesystem"):
-            problems.append(f"{name}/{container['name']}: ECS Exec on a writable root")
-            continue
-        writable = {
-            m["containerPath"]
-            for m in container.get("mountPoints", [])
-            if not m.get("readOnly") and m.get("sourceVolume") in volumes
-        }
-        for path in sorted(AGENT_PATHS - writable):
-            problems.append(f"{name}/{container['name']}: ECS Exec without {path} writable")
-    return problems
+    """``deploy verify``'s rule (sbcntrctl.deploy.exec_access), named for the template."""
+    return [
+        f"{name}/{p.field.removeprefix('containerDefinitions[').rstrip(']')}: {p.message}"
+        for p in exec_access.problems(definition, exec_enabled)
+    ]
 
 
 def _camel(value: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sbcntrctl.deploy.template import render_json
+from sbcntrctl.deploy import ecs
 from tests.infra import operations_rules
 from tests.infra.cfn import template
 from tests.tools.deploy_support import ENV, TASKDEFS
@@ -205,13 +205,16 @@ def test_each_rule_names_a_broken_template(
 
 @pytest.mark.parametrize("service", ["frontend", "backend"])
 def test_the_app_tasks_keep_ecs_exec_off(service: str) -> None:
-    """Exec off on the services; were it on, the writable-path rule would judge them."""
-    service_def = render_json(TASKDEFS / service / "service-def.json", ENV)
-    task_def = render_json(TASKDEFS / service / "task-def.json", ENV)
-    assert service_def.get("enableExecuteCommand", False) is False
-    assert operations_rules.writable_path_problems(service, task_def, exec_enabled=False) == []
-    turned_on = operations_rules.writable_path_problems(service, task_def, exec_enabled=True)
-    assert f"{service}/{service}: ECS Exec without /managed-agents writable" in turned_on
+    """Exec off on the services; turned on, ``deploy verify`` refuses their read-only
+    containers without the agent's paths, naming each missing path."""
+    rendered = ecs.render(service, ENV, TASKDEFS)
+    assert rendered.service_definition.get("enableExecuteCommand", False) is False
+    assert ecs.problems(rendered) == []
+    rendered.service_definition["enableExecuteCommand"] = True
+    found = [str(p) for p in ecs.problems(rendered)]
+    for path in ("/managed-agents", "/var/lib/amazon/ssm", "/var/log/amazon/ssm"):
+        assert f"containerDefinitions[{service}]: ECS Exec without {path} writable" in found
+    assert "containerDefinitions[xray-daemon]: ECS Exec on a writable root" in found
 
 
 def test_the_bastion_task_definition_is_valid_for_register_task_definition() -> None:

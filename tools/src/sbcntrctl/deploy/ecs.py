@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sbcntrctl.deploy import (
+    exec_access,
     fault_injection,
     firelens,
     history,
@@ -120,6 +121,10 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
         *firelens.problems(rendered.task_definition),
         *tracing_variant.problems(rendered.task_definition, rendered.task_role_policy),
         *fault_injection.problems(rendered.task_definition, rendered.service_definition),
+        *exec_access.problems(
+            rendered.task_definition,
+            bool(rendered.service_definition.get("enableExecuteCommand")),
+        ),
         *verify.service_definition(rendered.service_definition),
         *verify.scaling(rendered.scaling),
     ]
