@@ -151,9 +151,23 @@ def scaling_for(start: dt.datetime) -> Any:
     return client
 
 
-def test_a_drill_runs_on_moto_and_reports_from_cloudwatch(
+def test_a_drill_is_refused_runs_reports_and_stops_on_ctrl_c(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Refused before anything starts when the tasks cannot take the drill.
+    args = build_parser().parse_args(["drill", "dev", "cpu-stress-frontend", "--poll", "0"])
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "sbcntr-frontend has no amazon-ssm-agent sidecar container" in err
+    assert aws["fis"].list_experiments()["experiments"] == []
+    assert experiments.preflight(aws["ecs"], "dev", "cpu-stress-backend") == []
+    assert experiments.preflight(aws["ecs"], "dev", "stop-frontend-tasks") == []
+    # moto keeps no enableFaultInjection: DescribeTaskDefinition as ECS answers without it.
+    problems = experiments.preflight(aws["ecs"], "dev", "network-latency-backend")
+    assert problems == ["sbcntr-backend does not set enableFaultInjection (Fargate)"]
+
+    # Then a drill that runs.
     metrics = boto3.client("cloudwatch")
     logs = boto3.client("logs")
     for service in cloudwatch.SERVICES:
@@ -231,8 +245,7 @@ def test_a_drill_runs_on_moto_and_reports_from_cloudwatch(
     [started] = aws["fis"].list_experiments()["experiments"]
     assert started["tags"] == {"StartedBy": "sbcntrctl-drill", "Drill": "stop-backend-tasks"}
 
-
-def test_ctrl_c_stops_the_experiment(aws: dict[str, Any]) -> None:
+    # Ctrl-C stops an experiment and follows it to stopped.
     template_id = experiments.template_id(aws["fis"], "dev", "stop-frontend-tasks")
     experiment_id = experiments.start(aws["fis"], template_id, "stop-frontend-tasks")
     said: list[str] = []
@@ -248,22 +261,6 @@ def test_ctrl_c_stops_the_experiment(aws: dict[str, Any]) -> None:
     assert outcome.stopped_by_us
     assert not outcome.stopped_by_alarm
     assert "stopping the experiment (Ctrl-C)" in said
-
-
-def test_refused_before_starting_when_the_tasks_cannot_take_the_drill(
-    aws: dict[str, Any], capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = build_parser().parse_args(["drill", "dev", "cpu-stress-frontend", "--poll", "0"])
-    assert args.handler(args) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert "sbcntr-frontend has no amazon-ssm-agent sidecar container" in err
-    assert aws["fis"].list_experiments()["experiments"] == []
-    assert experiments.preflight(aws["ecs"], "dev", "cpu-stress-backend") == []
-    assert experiments.preflight(aws["ecs"], "dev", "stop-frontend-tasks") == []
-    # moto keeps no enableFaultInjection: DescribeTaskDefinition as ECS answers without it.
-    problems = experiments.preflight(aws["ecs"], "dev", "network-latency-backend")
-    assert problems == ["sbcntr-backend does not set enableFaultInjection (Fargate)"]
 
 
 def test_the_network_drill_passes_with_fault_injection_enabled() -> None:

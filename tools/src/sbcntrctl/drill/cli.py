@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sbcntrctl.deploy import aws
 from sbcntrctl.drill import experiments, report
 from sbcntrctl.infra.stacks import ENVIRONMENTS
+from sbcntrctl.loadtest import cli as loadtest_cli
 from sbcntrctl.loadtest import cloudwatch
 
 BASELINE = dt.timedelta(seconds=60)
@@ -44,14 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="required to drill prod (default: prod is refused)",
     )
-    parser.add_argument(
-        "--load-balancer",
-        help="the public ALB's full name (app/<name>/<id>); default: the edge stack's export",
-    )
-    parser.add_argument(
-        "--target-group",
-        help="the frontend target group's full name; default: the edge stack's export",
-    )
+    loadtest_cli.add_edge_arguments(parser)
 
 
 def clients() -> dict[str, Any]:

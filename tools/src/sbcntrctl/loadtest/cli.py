@@ -57,6 +57,18 @@ def run_audit(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where CloudWatch's load balancer figures are read (capacity --cloudwatch, drill)."""
+    parser.add_argument(
+        "--load-balancer",
+        help="the public ALB's full name (app/<name>/<id>); default: the edge stack's export",
+    )
+    parser.add_argument(
+        "--target-group",
+        help="the frontend target group's full name; default: the edge stack's export",
+    )
+
+
 def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=Path, help="steps.csv written by the step run")
     parser.add_argument("--cpu", type=Path, help="cpu.csv written with --sample-pids")
@@ -68,14 +80,7 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--start", type=_utc, help="window start, ISO 8601 (UTC if no zone)")
     parser.add_argument("--end", type=_utc, help="window end, ISO 8601 (UTC if no zone)")
-    parser.add_argument(
-        "--load-balancer",
-        help="the public ALB's full name (app/<name>/<id>); default: the edge stack's export",
-    )
-    parser.add_argument(
-        "--target-group",
-        help="the frontend target group's full name; default: the edge stack's export",
-    )
+    add_edge_arguments(parser)
     parser.add_argument("--rps", type=float, default=10.0, help="business requirement (req/s)")
     parser.add_argument("--peak-factor", type=float, default=3.0)
     parser.add_argument("--cpu-target", type=float, default=70.0, help="target tracking CPU %%")
