@@ -250,3 +250,37 @@ def test_the_bastion_task_definition_is_valid_for_register_task_definition() -> 
     )
     assert not report.has_errors(), report.generate_report()
     assert json.dumps(raw).count("/var/lib/amazon/ssm") == 1
+
+
+def test_each_experiment_template_is_valid_for_create_experiment_template() -> None:
+    """drills.yml's experiments, as the FIS API takes them, against the pinned botocore model."""
+    from botocore.session import get_session  # noqa: PLC0415
+    from botocore.validate import ParamValidator  # noqa: PLC0415
+
+    from tests.infra.cfn import resolve, resources  # noqa: PLC0415
+
+    names: dict[str, Any] = {
+        "EnvName": "dev",
+        "StopTaskPercent": "50",
+        "FaultMinutes": "5",
+        "LatencyMilliseconds": "200",
+        "AWS::AccountId": "123456789012",
+        "AWS::Region": "ap-northeast-1",
+        "AWS::Partition": "aws",
+        "ExperimentRole.Arn": "arn:aws:iam::123456789012:role/sbcntr-dev-drills",
+        "ExperimentLogGroup.Arn": "arn:aws:logs:ap-northeast-1:123456789012:log-group:x:*",
+        "import:sbcntr-dev-PublicSubnets": "subnet-0p1,subnet-0p2",
+        "import:sbcntr-dev-PrivateSubnet1": "subnet-0a1",
+        "import:sbcntr-dev-DataSubnets": "subnet-0d1,subnet-0d2",
+        "import:sbcntr-dev-VpcId": "vpc-0a",
+    }
+    model = get_session().get_service_model("fis")
+    shape = model.operation_model("CreateExperimentTemplate").input_shape
+    experiments = resources(template("drills"), "AWS::FIS::ExperimentTemplate")
+    assert len(experiments) == 7
+    for name, experiment in experiments.items():
+        # Tag keys and target names are free-form: their case changes nothing here.
+        params = operations_rules._camel(resolve(experiment["Properties"], names))
+        params["clientToken"] = name
+        report = ParamValidator().validate(params, shape)
+        assert not report.has_errors(), (name, report.generate_report())
