@@ -9,6 +9,8 @@ aws:ecs:task actions", limitations).
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +25,14 @@ from tests.tools.deploy_support import ENV, TASKDEFS
 Templates = dict[str, dict[str, Any]]
 
 
+@functools.cache
+def _parsed(key: str) -> dict[str, Any]:
+    return template(key)
+
+
 def templates() -> Templates:
-    return {key: template(key) for key in ("operations", "drills", "monitoring")}
+    """Fresh copies to break (the templates are parsed once per session)."""
+    return {key: copy.deepcopy(_parsed(key)) for key in ("operations", "drills", "monitoring")}
 
 
 def problems(t: Templates) -> list[str]:
