@@ -6,6 +6,8 @@ one passing on the templates as they are and naming a break made on purpose.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +44,7 @@ UNSCOPABLE = frozenset(
         "logs:CreateLogDelivery",
         "logs:PutResourcePolicy",
         "logs:DescribeResourcePolicies",
+        "tag:GetResources",
     }
 )
 USER_FACING_ALARMS = ("public-5xx-rate", "frontend-p99-latency")
@@ -172,6 +175,8 @@ def _unscoped(tpl: Mapping[str, Any]) -> list[str]:
         for statement in statements:
             if statement.get("Effect") != "Allow" or _as_list(statement.get("Resource")) != ["*"]:
                 continue
+            if "ecs:cluster" in json.dumps(statement.get("Condition", {})):
+                continue  # held to one cluster by its condition
             for action in _as_list(statement["Action"]):
                 if action not in UNSCOPABLE:
                     problems.append(f"{name}: {action} on every resource")
@@ -230,6 +235,6 @@ def drills_problems(drills: Mapping[str, Any], monitoring: Mapping[str, Any]) ->
     for statement in _policies(drills).get("ExperimentRole", []):
         for resource in _as_list(statement.get("Resource")):
             text = str(resource)
-            if ":ecs:" in text and "sbcntr-${EnvName}/" not in text:
+            if ":ecs:" in text and not re.search(r"[:/]sbcntr-\$\{EnvName\}(/|['\"]|$)", text):
                 problems.append(f"ExperimentRole: {statement.get('Sid')} reaches other clusters")
     return problems

@@ -70,6 +70,11 @@ def stop_conditions(t: Templates, logical: str) -> list[dict[str, Any]]:
     return found
 
 
+def experiment_statement(t: Templates, sid: str) -> dict[str, Any]:
+    (found,) = [s for s in experiment_role(t) if s.get("Sid") == sid]
+    return found
+
+
 def experiment_role(t: Templates) -> list[dict[str, Any]]:
     statements: list[dict[str, Any]] = props(t, "drills", "ExperimentRole")["Policies"][0][
         "PolicyDocument"
@@ -184,12 +189,17 @@ BROKEN: list[tuple[str, Callable[[Templates], Any], str]] = [
     ),
     (
         "stop any task of the account",
-        lambda t: experiment_role(t)[1].update(Resource="*"),
+        lambda t: experiment_statement(t, "StopAndDescribeTheServicesTasks").update(Resource="*"),
         "ExperimentRole: ecs:DescribeTasks on every resource",
     ),
     (
+        "list tasks of every cluster",
+        lambda t: experiment_statement(t, "FindTheServicesTasks").pop("Condition"),
+        "ExperimentRole: ecs:ListTasks on every resource",
+    ),
+    (
         "stop tasks of every cluster",
-        lambda t: experiment_role(t)[1].update(
+        lambda t: experiment_statement(t, "StopAndDescribeTheServicesTasks").update(
             Resource={
                 "Fn::Sub": "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/*"
             }
