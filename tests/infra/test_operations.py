@@ -302,3 +302,21 @@ def test_each_experiment_template_is_valid_for_create_experiment_template() -> N
         params["clientToken"] = name
         report = ParamValidator().validate(params, shape)
         assert not report.has_errors(), (name, report.generate_report())
+
+
+def test_the_bastion_admits_nothing() -> None:
+    """Sessions come through Session Manager: an inbound rule on the bastion is a break."""
+    from tests.infra import rules  # noqa: PLC0415
+
+    broken = templates()
+    props(broken, "operations", "BastionSecurityGroup")["SecurityGroupIngress"] = [
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "CidrIp": "203.0.113.0/24"}
+    ]
+    assert "BastionSecurityGroup: unexpected ingress ('tcp', 22, 22, '203.0.113.0/24')" in (
+        rules.security_group_problems({"operations": broken["operations"]})
+    )
+    assert not [
+        p
+        for p in rules.security_group_problems({"operations": templates()["operations"]})
+        if p.startswith("BastionSecurityGroup")
+    ]
