@@ -45,6 +45,12 @@ UNSCOPABLE = frozenset(
         "logs:PutResourcePolicy",
         "logs:DescribeResourcePolicies",
         "tag:GetResources",
+        "fis:ListExperimentTemplates",
+        "fis:ListExperiments",
+        "ecs:DescribeTaskDefinition",
+        "cloudwatch:GetMetricData",
+        "application-autoscaling:DescribeScalingActivities",
+        "cloudformation:ListExports",
     }
 )
 USER_FACING_ALARMS = ("public-5xx-rate", "frontend-p99-latency")
