@@ -4,6 +4,7 @@ cluster with its capacity providers, images in ECR)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -100,22 +101,59 @@ def aws_env(url: str) -> dict[str, str]:
     }
 
 
-def push_image(repository: str, tag: str) -> None:
-    """Create ``repository`` if needed and put an image manifest tagged ``tag``."""
-    ecr = boto3.client("ecr")
-    with suppress(ecr.exceptions.RepositoryAlreadyExistsException):
-        ecr.create_repository(repositoryName=repository)
+# The task definitions' default runtimePlatform (cpuArchitecture ARM64, LINUX).
+TASK_PLATFORM = "linux/arm64"
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def image_manifest(platform: str, seed: str) -> tuple[str, bytes]:
+    """An OCI image manifest and the config blob it names (``os``/``architecture`` of
+    ``platform``, OCI image spec "Image Configuration"), as the bytes a push sends."""
+    system, architecture, *variant = platform.split("/")
+    config = {"architecture": architecture, "os": system, "rootfs": {"type": "layers"}}
+    if variant:
+        config["variant"] = variant[0]
+    blob = json.dumps({**config, "config": {"Labels": {"seed": seed}}}).encode()
     manifest = {
         "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "mediaType": MANIFEST,
         "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 7023,
-            "digest": "sha256:" + tag.encode().hex().ljust(64, "0")[:64],
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "size": len(blob),
+            "digest": "sha256:" + hashlib.sha256(blob).hexdigest(),
         },
         "layers": [],
     }
-    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+    return json.dumps(manifest), blob
+
+
+def push_image(
+    repository: str, tag: str, platforms: tuple[str, ...] = (TASK_PLATFORM,)
+) -> dict[str, bytes]:
+    """Create ``repository`` if needed and push an image index tagged ``tag`` whose
+    images are built for ``platforms``: each platform's manifest first (ECR refuses
+    an index naming a manifest it does not hold: ReferencedImagesNotFoundException),
+    then the index. Returns the config blobs by digest."""
+    ecr = boto3.client("ecr")
+    with suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=repository)
+    entries, blobs = [], {}
+    for platform in platforms:
+        manifest, blob = image_manifest(platform, f"{repository}:{tag}")
+        blobs["sha256:" + hashlib.sha256(blob).hexdigest()] = blob
+        digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+        ecr.put_image(repositoryName=repository, imageManifest=manifest, imageDigest=digest)
+        system, architecture, *variant = platform.split("/")
+        described = {"os": system, "architecture": architecture}
+        if variant:
+            described["variant"] = variant[0]
+        entries.append(
+            {"mediaType": MANIFEST, "size": len(manifest), "digest": digest, "platform": described}
+        )
+    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}
+    ecr.put_image(repositoryName=repository, imageManifest=json.dumps(index), imageTag=tag)
+    return blobs
 
 
 def prerequisites(env: dict[str, str], *, capacity_providers: bool = True) -> dict[str, str]:

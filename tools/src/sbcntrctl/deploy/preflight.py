@@ -11,6 +11,10 @@ refuse later, or accept and then fail to run (moto enforces none of these).
   verify`` checks; an image under a pull-through cache prefix needs the cache
   rule (the repository appears on the first pull). A missing image is only
   found by ECS when tasks fail to start (CannotPullContainerError).
+- Every such image is built for the task's ``runtimePlatform`` (its index
+  lists that platform, or its config names it: ``platforms``). ECS registers
+  an ARM64 task definition pinned to an amd64-only image, and the tasks never
+  start.
 - The roles, the ``awslogs`` log groups and the secrets the task definition
   names exist: RegisterTaskDefinition accepts them missing, and the tasks
   then fail to start (ResourceInitializationError).
@@ -24,6 +28,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sbcntrctl.deploy import platforms
 from sbcntrctl.deploy.aws import AwsError, Client, error_code
 from sbcntrctl.deploy.verify import Problem
 
@@ -54,10 +59,12 @@ def cluster(name: str, strategy: list[dict[str, Any]]) -> list[Problem]:
     ]
 
 
-def images(td: dict[str, Any]) -> list[Problem]:
-    """Every image of ``td`` hosted in ECR exists (or comes through a cache rule)."""
+def images(td: dict[str, Any], fetch: platforms.Download = platforms.download) -> list[Problem]:
+    """Every image of ``td`` hosted in ECR exists (or comes through a cache rule) and
+    runs on the task's platform (``fetch`` downloads an image config from ECR)."""
     problems = []
     ecr = Client("ecr")
+    wanted = platforms.task_platform(td)
     for container in td.get("containerDefinitions", []):
         match = ECR_IMAGE.match(container.get("image", ""))
         if not match:
@@ -79,6 +86,18 @@ def images(td: dict[str, Any]) -> list[Problem]:
                 )
             else:
                 raise
+            continue
+        ref = f"{repository}@{digest}" if digest else f"{repository}:{tag or 'latest'}"
+        found = platforms.image_platforms(ecr, match["account"], repository, image_id, fetch)
+        if not platforms.runs_on(found, wanted):
+            problems.append(
+                Problem(
+                    where,
+                    f"{ref} is built for "
+                    f"{', '.join(found) or 'no platform'}, not for {wanted} "
+                    "(runtimePlatform): build and push it for that platform",
+                )
+            )
     return problems
 
 
