@@ -1,9 +1,9 @@
 """Reading the templates in tests: parse, and resolve the intrinsic functions they use.
 
-``resolve`` substitutes ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::ImportValue``
-and ``Fn::Join`` from a table of names (parameters, pseudo parameters, resource
-ids and attributes, export names), so a policy or a lifecycle policy in a
-template can be compared with the JSON it becomes in AWS.
+``resolve`` substitutes ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::ImportValue``,
+``Fn::Join`` and ``Fn::If`` from a table of names (parameters, pseudo parameters,
+resource ids and attributes, export names, ``Condition:<name>`` as a bool), so a
+policy or a lifecycle policy in a template can be compared with the JSON it becomes in AWS.
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ def resolve(value: Any, names: Mapping[str, Any]) -> Any:
             return _lookup(names, ".".join(parts))
         if function == "Fn::ImportValue":
             return _lookup(names, "import:" + resolve(argument, names))
+        if function == "Fn::If":
+            condition, when_true, when_false = argument
+            chosen = when_true if _lookup(names, f"Condition:{condition}") else when_false
+            return resolve(chosen, names)
         if function == "Fn::Join":
             separator, items = argument
             return separator.join(str(resolve(i, names)) for i in resolve(items, names))

@@ -19,6 +19,7 @@ from sbcntrctl.infra.stacks import DERIVED, FROM_OUTPUTS, USER_SUPPLIED
 from sbcntrctl.release.images import IMAGES
 from tests.infra.cfn import resolve, resources
 from tests.infra.cfn import template as load
+from tests.infra.iam import allows
 from tests.support import ROOT
 
 TASKDEFS = ROOT / "taskdefs"
@@ -211,30 +212,6 @@ def test_roles_the_tasks_use_are_created() -> None:
         for key in ("executionRoleArn", "taskRoleArn"):
             name = td[key].rsplit("/", 1)[1]
             assert name in created, f"{service} {key}: {name} is not created by platform.yml"
-
-
-def _arn_pattern(resource: str) -> re.Pattern[str]:
-    """IAM's ARN matching: ``*`` any run of characters (``:`` and ``/`` included), ``?``
-    one character, everything else literal and case-sensitive (IAM User Guide, "IAM
-    JSON policy elements: Resource", wildcards in ARNs)."""
-    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in resource)
-    return re.compile("".join(parts))
-
-
-def allows(policy: dict[str, Any], action: str, resource: str) -> bool:
-    """Whether ``policy`` allows ``action`` on ``resource``: an Allow matches and no Deny
-    does (statements with a Condition are not counted as allowing)."""
-    verdicts = set()
-    for st in policy["Statement"]:
-        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-        if not any(_arn_pattern(a).fullmatch(action) for a in actions):
-            continue
-        if any(_arn_pattern(r).fullmatch(resource) for r in resources):
-            if st["Effect"] == "Deny":
-                return False
-            verdicts.add("Condition" not in st)
-    return True in verdicts
 
 
 # What the ECS agent does with the execution role for a container (Amazon ECS developer

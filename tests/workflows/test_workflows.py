@@ -112,6 +112,77 @@ def image_tag_problems(workflow: dict[str, Any]) -> list[str]:
     return problems
 
 
+SPEC = "${{ steps.spec.outputs.%s }}"
+MAIN_ONLY = "github.ref == 'refs/heads/main'"
+
+
+def build_platform_problems(workflow: dict[str, Any]) -> list[str]:
+    """Every image build targets the spec's platform (the tasks' runtimePlatform), with
+    QEMU set up for it first, and reads and writes the BuildKit cache of that platform."""
+    problems = []
+    for job, spec in workflow["jobs"].items():
+        qemu = None
+        for step in spec["steps"]:
+            uses = step.get("uses", "")
+            if "setup-qemu-action" in uses:
+                qemu = step.get("with", {}).get("platforms")
+            if "build-push-action" not in uses:
+                continue
+            given = step["with"]
+            if given.get("platforms") != SPEC % "platform":
+                problems.append(f"{job}: platforms must be the spec's platform")
+            if qemu != SPEC % "platform":
+                problems.append(f"{job}: QEMU is not set up for the platform before the build")
+            scope = SPEC % "cache-scope"
+            if given.get("cache-from") != f"type=gha,scope={scope}":
+                problems.append(f"{job}: cache-from must read the platform's scope")
+            if given.get("cache-to") != f"type=gha,mode=max,scope={scope}":
+                problems.append(f"{job}: cache-to must write the platform's scope (mode=max)")
+    return problems
+
+
+def scanned_image_problems(workflow: dict[str, Any]) -> list[str]:
+    """The release builds one platform into the engine, and Trivy, Dockle and the SBOM read
+    that image, the one ``release push`` pushes."""
+    problems = []
+    ref = SPEC % "ref"
+    for job, step in steps(workflow):
+        uses, given = step.get("uses", ""), step.get("with", {})
+        if "build-push-action" in uses and (
+            given.get("load") is not True or "," in str(given.get("platforms"))
+        ):
+            problems.append(f"{job}: build one platform and load it (what is scanned is pushed)")
+        if "trivy-action" in uses and given.get("image-ref") != ref:
+            problems.append(f"{job}: Trivy must scan {ref}")
+        if "sbom-action" in uses and given.get("image") != ref:
+            problems.append(f"{job}: the SBOM must describe {ref}")
+        if "release dockle" in step.get("run", "") and step.get("env", {}).get("REF") != ref:
+            problems.append(f"{job}: Dockle must read {ref}")
+    return problems
+
+
+def role_problems(workflow: dict[str, Any]) -> list[str]:
+    """The images job assumes the push role; every job in an environment assumes that
+    environment's deploy role, and the release's deploy jobs run for main only."""
+    problems = []
+    for job, spec in workflow["jobs"].items():
+        for step in spec["steps"]:
+            if "configure-aws-credentials" not in step.get("uses", ""):
+                continue
+            role = step["with"].get("role-to-assume")
+            want = (
+                "${{ vars.DEPLOY_ROLE_ARN }}"
+                if "environment" in spec
+                else ("${{ vars.PUSH_ROLE_ARN }}")
+            )
+            if role != want:
+                problems.append(f"{job}: assumes {role}, not {want}")
+        on_main = workflow["on"] == {"push": {"branches": ["main"]}}
+        if on_main and "environment" in spec and spec.get("if") != MAIN_ONLY:
+            problems.append(f"{job}: an environment job must run for main only")
+    return problems
+
+
 RULES = (
     unpinned_actions,
     jobs_without_permissions,
@@ -137,6 +208,7 @@ def test_release_order_approval_and_tags() -> None:
     release = load("release.yml")
     assert release_order_problems(release) == []
     assert image_tag_problems(release) == []
+    assert scanned_image_problems(release) == []
     assert release["on"] == {"push": {"branches": ["main"]}}
     assert release["jobs"]["images"]["strategy"]["matrix"]["image"] == list(IMAGES)
 
@@ -217,6 +289,23 @@ def _stand_in(word: str) -> str:
     return values.get(word, word.replace("$IMAGE", "backend"))
 
 
+@pytest.mark.parametrize("name", ["ci.yml", "release.yml"])
+def test_images_are_built_for_the_tasks_platform_with_the_cache_written(name: str) -> None:
+    assert build_platform_problems(load(name)) == []
+
+
+@pytest.mark.parametrize("name", ["release.yml", "rollback.yml"])
+def test_each_job_assumes_the_role_of_its_step(name: str) -> None:
+    assert role_problems(load(name)) == []
+
+
+def test_stg_admits_main_only_as_the_docs_set_it_up() -> None:
+    """GitHub's OIDC subject of a job in an environment names no branch, so the stg
+    environment's deployment branch rule is what keeps other branches out of stg."""
+    text = " ".join((ROOT / "docs" / "release.md").read_text(encoding="utf-8").split())
+    assert '`stg` and `prod`, each with "Deployment branches: main only"' in text
+
+
 # --- each rule fails on a broken copy
 
 
@@ -249,6 +338,46 @@ def test_rules_fail_on_broken_workflows() -> None:
     build = next(s for _, s in steps(broken) if "build-push-action" in s.get("uses", ""))
     build["with"]["tags"] = "sbcntr-backend:latest"
     assert image_tag_problems(broken)
+
+
+def test_platform_cache_scan_and_role_rules_fail_on_broken_copies() -> None:
+    def build(workflow: dict[str, Any]) -> dict[str, Any]:
+        return next(s for _, s in steps(workflow) if "build-push-action" in s.get("uses", ""))
+
+    broken = _mutated("release.yml")
+    del build(broken)["with"]["platforms"]  # built for the runner: linux/amd64
+    assert build_platform_problems(broken) == ["images: platforms must be the spec's platform"]
+    broken = _mutated("ci.yml")
+    del build(broken)["with"]["cache-to"]  # the cache is never written
+    assert build_platform_problems(broken) == [
+        "images: cache-to must write the platform's scope (mode=max)"
+    ]
+    broken = _mutated("release.yml")
+    broken["jobs"]["images"]["steps"] = [
+        s for s in broken["jobs"]["images"]["steps"] if "setup-qemu" not in s.get("uses", "")
+    ]
+    assert build_platform_problems(broken) == [
+        "images: QEMU is not set up for the platform before the build"
+    ]
+
+    broken = _mutated("release.yml")
+    build(broken)["with"]["platforms"] = "linux/amd64,linux/arm64"  # cannot be loaded
+    assert scanned_image_problems(broken)
+    trivy = next(s for _, s in steps(broken) if "trivy-action" in s.get("uses", ""))
+    trivy["with"]["image-ref"] = "sbcntr-backend:other"
+    assert "images: Trivy must scan ${{ steps.spec.outputs.ref }}" in (
+        scanned_image_problems(broken)
+    )
+
+    broken = _mutated("release.yml")
+    prod = broken["jobs"]["prod"]
+    login = next(s for s in prod["steps"] if "configure-aws" in s.get("uses", ""))
+    login["with"]["role-to-assume"] = "${{ vars.PUSH_ROLE_ARN }}"
+    del broken["jobs"]["stg"]["if"]
+    assert role_problems(broken) == [
+        "stg: an environment job must run for main only",
+        "prod: assumes ${{ vars.PUSH_ROLE_ARN }}, not ${{ vars.DEPLOY_ROLE_ARN }}",
+    ]
 
 
 # --- the linters

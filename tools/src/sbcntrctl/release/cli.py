@@ -1,7 +1,8 @@
 """``sbcntrctl release``: what each job of the release workflow runs.
 
-spec IMAGE --commit SHA [--registry R]   the image's Dockerfile, context and ref
-                                         (key=value lines for $GITHUB_OUTPUT)
+spec IMAGE --commit SHA [--registry R]   the image's Dockerfile, context, ref, build
+                                         platform and cache scope (key=value lines
+                                         for $GITHUB_OUTPUT)
 dockle REF --out FILE                    Dockle's JSON report of a local image
 verdict IMAGE --trivy F --dockle F       the scan gate (accepted findings aside)
 push IMAGE --commit SHA --registry R --out FILE
@@ -80,6 +81,8 @@ def _spec(args: argparse.Namespace) -> int:
     print(f"context={image.context}")
     print(f"repository={image.repository}")
     print(f"ref={image.ref(args.commit, args.registry)}")
+    print(f"platform={images.PLATFORM}")
+    print(f"cache-scope={image.cache_scope}")
     return 0
 
 

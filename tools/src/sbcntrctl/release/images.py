@@ -4,6 +4,10 @@ This is the one list of the project's images: the workflows' build matrices,
 the scan acceptances, the digest pinning and the ECR repositories of
 ``infra/registry.yml`` are checked against it (tests/workflows, tests/infra).
 
+Every image is built for ``PLATFORM``, the platform the task definitions run
+on (``runtimePlatform``: ARM64, Linux); ``sbcntrctl deploy verify`` refuses an
+image whose manifest does not list the task's platform.
+
 A release tags every image with the full commit SHA and nothing else: ECR
 repositories are IMMUTABLE, so a tag names one image for good, and the running
 task definition pins the digest that tag resolved to.
@@ -26,6 +30,12 @@ class Image:
     dockerfile: str
     context: str
 
+    @property
+    def cache_scope(self) -> str:
+        """The BuildKit cache scope of the image's builds for ``PLATFORM`` (the CI
+        builds on main write it, the release reads and writes it)."""
+        return f"{self.name}-{PLATFORM.replace('/', '-')}"
+
     def ref(self, commit: str, registry: str = "") -> str:
         """``<registry>/<repository>:<commit>`` (no registry: the local name)."""
         prefix = f"{registry.rstrip('/')}/" if registry else ""
@@ -46,6 +56,10 @@ IMAGES: dict[str, Image] = {
         ),
     )
 }
+
+# The task definitions' runtimePlatform (taskdefs/*/task-def.json: cpuArchitecture
+# ARM64, operatingSystemFamily LINUX) as a build platform.
+PLATFORM = "linux/arm64"
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
