@@ -104,9 +104,7 @@ class Layers:
 @pytest.fixture
 def layers(account: str) -> Layers:
     served = Layers()
-    boto3.DEFAULT_SESSION.events.register(  # type: ignore[union-attr]
-        "before-call.ecr.GetDownloadUrlForLayer", served.answer
-    )
+    boto3.DEFAULT_SESSION.events.register("before-call.ecr.GetDownloadUrlForLayer", served.answer)
     return served
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sbcntrctl.deploy import ecs
+from sbcntrctl.deploy import ecs, platforms
 from sbcntrctl.release import images, pinning, registry, scan, smoke
 from tests.conftest import StartService
 from tests.integration.conftest import start_stack
@@ -41,6 +42,39 @@ def test_every_image_builds_from_a_dockerfile_that_exists() -> None:
         assert (ROOT / image.dockerfile).is_file()
         assert (ROOT / image.context).is_dir()
         assert image.repository.startswith("sbcntr-")
+
+
+def test_images_are_built_for_the_platform_the_tasks_run_on() -> None:
+    """The build platform is the task definitions' runtimePlatform (ARM64 by default), so
+    the pushed images pass ``deploy verify``; spec hands it and the cache scope to the
+    workflows."""
+    for service in ("frontend", "backend"):
+        td = ecs.render(service, ENV, TASKDEFS).task_definition
+        assert platforms.task_platform(td) == images.PLATFORM == "linux/arm64"
+    sbcntrctl = str(Path(sys.executable).parent / "sbcntrctl")
+    done = subprocess.run(
+        [sbcntrctl, "release", "spec", "log-router", "--commit", COMMIT],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "platform=linux/arm64\ncache-scope=log-router-linux-arm64\n" in done.stdout
+
+
+def test_the_readmes_tag_and_build_images_as_the_pipeline_does() -> None:
+    """One tag scheme: the full commit SHA (``release spec``/``push`` refuse anything
+    else), built for the release's platform."""
+    for readme in (ROOT / "infra" / "README.md", ROOT / "taskdefs" / "README.md"):
+        text = readme.read_text(encoding="utf-8")
+        tags = re.findall(r"IMAGE_TAG=(\$\([^)]*\)|\S+)", text)
+        assert tags, readme
+        assert set(tags) == {"$(git rev-parse HEAD)"}, readme
+        assert "--short" not in text
+        assert "<env>-<commit>" not in text
+    infra = (ROOT / "infra" / "README.md").read_text(encoding="utf-8")
+    builds = [line for line in infra.splitlines() if line.startswith("docker ") and "build" in line]
+    assert len(builds) == len(images.IMAGES)
+    assert all(f"--platform {images.PLATFORM}" in line for line in builds)
 
 
 # --- the scan gate
