@@ -369,3 +369,9 @@ CALLS: tuple[Call, ...] = (*_push(), *_deploy())
 NOT_SCOPABLE_BY_ENVIRONMENT = frozenset(
     {"application-autoscaling:PutScheduledAction", "application-autoscaling:DeleteScheduledAction"}
 )
+
+
+def uncovered(actions: list[str], role: str = "deploy") -> list[str]:
+    """The calls among ``actions`` (IAM action names) that no row of ``role`` makes."""
+    made = {c.needs[0].action for c in CALLS if c.role == role}
+    return sorted(set(actions) - made)

@@ -262,6 +262,13 @@ def test_every_row_names_its_documentation_and_the_table_covers_first_deploys() 
         assert first in calls
 
 
+def test_a_call_without_a_row_is_named() -> None:
+    """tests/tools/test_deploy_migrate.py records a first release deploy on moto and
+    requires a row for every call it made; a call no row makes is named."""
+    assert table.uncovered(["ecs:CreateService", "ecs:DeleteService"]) == ["ecs:DeleteService"]
+    assert table.uncovered(["ecr:PutImage"], role="push") == []
+
+
 def test_the_scp_denies_what_the_policy_denies_and_exempts_the_same_roles() -> None:
     """The SCP cannot take a parameter: it names the roles, and the templates accept
     only the break-glass role's documented name."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -240,6 +241,25 @@ def create_rollback_alarms(environment: str) -> list[str]:
             ComparisonOperator="GreaterThanThreshold",
         )
     return names
+
+
+@contextmanager
+def recorded_calls() -> Iterator[list[str]]:
+    """The AWS calls this process makes through boto3's default session meanwhile, as
+    IAM action names (``<signing name>:<operation>``, e.g. ``ecs:CreateService``)."""
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(f"{model.service_model.signing_name}:{model.name}")
+
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    events = boto3.DEFAULT_SESSION.events
+    events.register("before-call", record, unique_id="recorded-calls")
+    try:
+        yield calls
+    finally:
+        events.unregister("before-call", unique_id="recorded-calls")
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -23,6 +23,7 @@ from botocore.validate import ParamValidator
 
 from sbcntrctl.deploy import ecs, migrate
 from sbcntrctl.release import rollout
+from tests.infra import release_permissions
 from tests.support import ROOT
 from tests.tools.deploy_support import (
     ENV,
@@ -31,6 +32,7 @@ from tests.tools.deploy_support import (
     moto_server,
     prerequisites,
     push_image,
+    recorded_calls,
     run_cli,
 )
 
@@ -270,8 +272,13 @@ def test_release_deploy_migrates_before_the_backend_on_moto(
             repositoryName=repository, imageIds=[{"imageTag": commit}]
         )
         digests[repository] = described["imageDetails"][0]["imageDigest"]
-    lines = list(rollout.deploy("dev", commit, digests, wait_seconds=0))
+    with recorded_calls() as calls:
+        lines = list(rollout.deploy("dev", commit, digests, wait_seconds=0))
     assert [line.split()[1] for line in lines] == ["sbcntr-backend:", "sbcntr-frontend:"]
+    # A first deploy into an empty environment: every call it made has a row in the
+    # table the CI roles are checked against (tests/infra/test_ci_identity.py).
+    assert {"ecs:CreateService", "application-autoscaling:PutScalingPolicy"} <= set(calls)
+    assert release_permissions.uncovered(calls) == []
     [task] = migration_tasks(moto_env)
     backend = boto3.client("ecs").describe_services(
         cluster=moto_env["ECS_CLUSTER"], services=["sbcntr-backend"]
