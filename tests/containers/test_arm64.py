@@ -29,12 +29,12 @@ SERVICES = {"backend": "sbcntr-backend", "frontend": "sbcntr-frontend"}
 
 def python_version() -> str:
     """The image's Python (``FROM python:3.11.x-...`` in the Dockerfiles)."""
-    versions = set()
+    versions: set[str] = set()
     for service in SERVICES:
         text = (ROOT / f"Dockerfile.{service}").read_text(encoding="utf-8")
         versions |= set(re.findall(r"^FROM python:(\d+\.\d+)\.", text, re.MULTILINE))
     (version,) = versions
-    return version
+    return str(version)
 
 
 @pytest.fixture(scope="module")
