@@ -8,8 +8,10 @@ documentation page that says so. ``{env}`` stands for the environment, the other
 braces for the account; ``tests/infra/test_ci_identity.py`` requires the roles of
 infra/ci.yml to allow every row and nothing beyond the rows.
 
-To extend: add a ``Call`` to ``CALLS`` (a new image's repository reaches the rows
-through ``IMAGES``), then the grant to infra/ci.yml.
+To extend: add a row to ``_push``, ``_verify``, ``_service`` or ``_deploy``
+(``one(...)`` for a call AWS authorizes as the action of its name, ``Call(...)``
+with every ``Need`` otherwise), then the grant to infra/ci.yml. A new image's
+repository reaches the rows through ``IMAGES``.
 """
 
 from __future__ import annotations
@@ -85,280 +87,170 @@ class Call:
         return tuple(n.at(env) for n in self.needs)
 
 
+def one(
+    role: str, action: str, resource: str, doc: str, what: str = "", *, writes: bool = False
+) -> Call:
+    """A call AWS authorizes as the one action of its name."""
+    return Call(role, f"{action} {what}".strip(), (Need(action, resource),), doc, writes)
+
+
 def _push() -> list[Call]:
-    rows = [
-        Call(
-            "push",
-            "ecr:GetAuthorizationToken (ECR login)",
-            (Need("ecr:GetAuthorizationToken", "*"),),
-            ECR_AUTH,
-        )
-    ]
+    rows = [one("push", "ecr:GetAuthorizationToken", "*", ECR_AUTH, "(ECR login)")]
+    layers = (
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:InitiateLayerUpload",
+        "ecr:UploadLayerPart",
+        "ecr:CompleteLayerUpload",
+        "ecr:PutImage",
+        "ecr:BatchGetImage",
+    )
     for repo in REPOSITORIES:
         arn = f"{ECR}/{repo}"
-        rows.append(
+        rows += [
+            one("push", "ecr:DescribeImages", arn, SAR_ECR, f"{repo} (is the tag there?)"),
             Call(
-                "push",
-                f"ecr:DescribeImages {repo} (is the tag there?)",
-                (Need("ecr:DescribeImages", arn),),
-                SAR_ECR,
-            )
-        )
-        layers = (
-            "ecr:BatchCheckLayerAvailability",
-            "ecr:InitiateLayerUpload",
-            "ecr:UploadLayerPart",
-            "ecr:CompleteLayerUpload",
-            "ecr:PutImage",
-            "ecr:BatchGetImage",
-        )
-        rows.append(
-            Call(
-                "push",
-                f"docker push {repo}",
-                tuple(Need(a, arn) for a in layers),
-                ECR_PUSH,
-                writes=True,
-            )
-        )
+                "push", f"docker push {repo}", tuple(Need(a, arn) for a in layers), ECR_PUSH, True
+            ),
+        ]
     return rows
+
+
+def _verify() -> list[Call]:
+    """``sbcntrctl deploy verify``, before anything is registered."""
+    rows = [
+        one("deploy", "cloudformation:DescribeStacks", stack_arn, CFN, name)
+        for stack in STACKS
+        if stack.key != "ci"
+        for name in [stack.name("{env}")]
+        for stack_arn in [f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/0f1e2d3c"]
+    ]
+    rows.append(one("deploy", "ecs:DescribeClusters", CLUSTER, SAR_ECS))
+    for repo in REPOSITORIES + MIRRORED:
+        arn = f"{ECR}/{repo}"
+        rows += [
+            one("deploy", "ecr:DescribeImages", arn, SAR_ECR, repo),
+            one("deploy", "ecr:BatchGetImage", arn, ECR_BLOB, f"{repo} (platforms)"),
+            one("deploy", "ecr:GetDownloadUrlForLayer", arn, ECR_BLOB, f"{repo} (image config)"),
+        ]
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:sbcntr/{{env}}/database-AbCdEf"
+    rows += [
+        one("deploy", "ecr:DescribePullThroughCacheRules", "*", SAR_ECR),
+        one("deploy", "logs:DescribeLogGroups", "*", LOOKUPS),
+        one("deploy", "secretsmanager:DescribeSecret", secret, LOOKUPS),
+        *(one("deploy", "iam:GetRole", r, LOOKUPS, r.rsplit("/", 1)[1]) for r in TASK_ROLES),
+    ]
+    return rows
+
+
+def _service(service: str) -> list[Call]:
+    """Registering, creating or updating one service, and its scaling."""
+    env_tag = {"aws:RequestTag/Environment": "{env}"}
+    family = f"{ECS}:task-definition/sbcntr-{service}:7"
+    arn = f"{ECS}:service/sbcntr-{{env}}/sbcntr-{service}"
+    name = f"sbcntr-{service}"
+    passes = tuple(Need("iam:PassRole", r, TO_ECS_TASKS) for r in TASK_ROLES if f"-{service}-" in r)
+    alarm = (
+        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:"
+        f"TargetTracking-service/sbcntr-{{env}}/{name}-AlarmHigh-0a1b"
+    )
+    register_tag = {"ecs:CreateAction": "RegisterTaskDefinition", **env_tag}
+    create_tag = {"ecs:CreateAction": "CreateService", **env_tag}
+    slr = {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}
+    steady = {"aws:ResourceTag/Environment": "{env}"}
+    return [
+        Call(
+            "deploy",
+            f"ecs:RegisterTaskDefinition {name} (tags, roles)",
+            (
+                Need("ecs:RegisterTaskDefinition", "*", env_tag),
+                Need("ecs:TagResource", family, register_tag),
+                *passes,
+            ),
+            f"{TAG_ON_CREATE}; {PASS_ROLE}",
+            writes=True,
+        ),
+        one("deploy", "ecs:DescribeServices", arn, SAR_ECS, name),
+        Call(
+            "deploy",
+            f"ecs:CreateService {name} (first deploy, tags)",
+            (Need("ecs:CreateService", arn), Need("ecs:TagResource", arn, create_tag)),
+            TAG_ON_CREATE,
+            writes=True,
+        ),
+        one("deploy", "ecs:UpdateService", arn, SAR_ECS, name, writes=True),
+        Call(
+            "deploy",
+            f"ecs:TagResource {name} revision (steady state)",
+            (Need("ecs:TagResource", family, steady),),
+            SAR_ECS,
+            writes=True,
+        ),
+        one("deploy", "ecs:ListTagsForResource", family, SAR_ECS, f"{name} revision"),
+        Call(
+            "deploy",
+            f"application-autoscaling:RegisterScalableTarget {name} (the first one)",
+            (
+                Need("application-autoscaling:RegisterScalableTarget", "*"),
+                Need("ecs:DescribeServices", arn),
+                Need("ecs:UpdateService", arn),
+                Need("iam:CreateServiceLinkedRole", AUTOSCALING_SLR, slr),
+            ),
+            f"{SCALING}; {SCALING_SLR}",
+            writes=True,
+        ),
+        Call(
+            "deploy",
+            f"application-autoscaling:PutScalingPolicy {name} (target tracking)",
+            (
+                Need("application-autoscaling:PutScalingPolicy", "*"),
+                Need("cloudwatch:PutMetricAlarm", alarm),
+                Need("cloudwatch:DescribeAlarms", alarm),
+                Need("cloudwatch:DeleteAlarms", alarm),
+            ),
+            SCALING,
+            writes=True,
+        ),
+        Call(
+            "deploy",
+            f"application-autoscaling:DeleteScalingPolicy {name} (target tracking)",
+            (
+                Need("application-autoscaling:DeleteScalingPolicy", "*"),
+                Need("cloudwatch:DescribeAlarms", alarm),
+                Need("cloudwatch:DeleteAlarms", alarm),
+            ),
+            SCALING,
+            writes=True,
+        ),
+    ]
 
 
 def _deploy() -> list[Call]:
-    rows = []
-    for stack in STACKS:
-        name = stack.name("{env}")
-        arn = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/0f1e2d3c"
-        if stack.key != "ci":
-            rows.append(
-                Call(
-                    "deploy",
-                    f"cloudformation:DescribeStacks {name}",
-                    (Need("cloudformation:DescribeStacks", arn),),
-                    CFN,
-                )
-            )
-    rows.append(
-        Call("deploy", "ecs:DescribeClusters", (Need("ecs:DescribeClusters", CLUSTER),), SAR_ECS)
-    )
-    for repo in REPOSITORIES + MIRRORED:
-        arn = f"{ECR}/{repo}"
-        rows.append(
-            Call(
-                "deploy", f"ecr:DescribeImages {repo}", (Need("ecr:DescribeImages", arn),), SAR_ECR
-            )
-        )
-        rows.append(
-            Call(
-                "deploy",
-                f"ecr:BatchGetImage {repo} (platforms)",
-                (Need("ecr:BatchGetImage", arn),),
-                ECR_BLOB,
-            )
-        )
-        rows.append(
-            Call(
-                "deploy",
-                f"ecr:GetDownloadUrlForLayer {repo} (image config)",
-                (Need("ecr:GetDownloadUrlForLayer", arn),),
-                ECR_BLOB,
-            )
-        )
-    rows.append(
-        Call(
-            "deploy",
-            "ecr:DescribePullThroughCacheRules",
-            (Need("ecr:DescribePullThroughCacheRules", "*"),),
-            SAR_ECR,
-        )
-    )
-    rows.append(
-        Call("deploy", "logs:DescribeLogGroups", (Need("logs:DescribeLogGroups", "*"),), LOOKUPS)
-    )
-    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:sbcntr/{{env}}/database-AbCdEf"
-    rows.append(
-        Call(
-            "deploy",
-            "secretsmanager:DescribeSecret",
-            (Need("secretsmanager:DescribeSecret", secret),),
-            LOOKUPS,
-        )
-    )
-    rows += [
-        Call("deploy", f"iam:GetRole {r.rsplit('/', 1)[1]}", (Need("iam:GetRole", r),), LOOKUPS)
-        for r in TASK_ROLES
-    ]
-    env_tag = {"aws:RequestTag/Environment": "{env}"}
-    for service in SERVICES:
-        family = f"{ECS}:task-definition/sbcntr-{service}:7"
-        roles = [r for r in TASK_ROLES if f"-{service}-" in r]
-        passes = tuple(Need("iam:PassRole", r, TO_ECS_TASKS) for r in roles)
-        service_arn = f"{ECS}:service/sbcntr-{{env}}/sbcntr-{service}"
-        rows += [
-            Call(
-                "deploy",
-                f"ecs:RegisterTaskDefinition sbcntr-{service} (tags, roles)",
-                (
-                    Need("ecs:RegisterTaskDefinition", "*", env_tag),
-                    Need(
-                        "ecs:TagResource",
-                        family,
-                        {"ecs:CreateAction": "RegisterTaskDefinition", **env_tag},
-                    ),
-                    *passes,
-                ),
-                f"{TAG_ON_CREATE}; {PASS_ROLE}",
-                writes=True,
-            ),
-            Call(
-                "deploy",
-                f"ecs:DescribeServices sbcntr-{service}",
-                (Need("ecs:DescribeServices", service_arn),),
-                SAR_ECS,
-            ),
-            Call(
-                "deploy",
-                f"ecs:CreateService sbcntr-{service} (first deploy, tags)",
-                (
-                    Need("ecs:CreateService", service_arn),
-                    Need(
-                        "ecs:TagResource",
-                        service_arn,
-                        {"ecs:CreateAction": "CreateService", **env_tag},
-                    ),
-                ),
-                TAG_ON_CREATE,
-                writes=True,
-            ),
-            Call(
-                "deploy",
-                f"ecs:UpdateService sbcntr-{service}",
-                (Need("ecs:UpdateService", service_arn),),
-                SAR_ECS,
-                writes=True,
-            ),
-            Call(
-                "deploy",
-                f"ecs:TagResource sbcntr-{service} revision (steady state)",
-                (Need("ecs:TagResource", family, {"aws:ResourceTag/Environment": "{env}"}),),
-                SAR_ECS,
-                writes=True,
-            ),
-            Call(
-                "deploy",
-                f"ecs:ListTagsForResource sbcntr-{service} revision",
-                (Need("ecs:ListTagsForResource", family),),
-                SAR_ECS,
-            ),
-            Call(
-                "deploy",
-                f"application-autoscaling:RegisterScalableTarget sbcntr-{service} (the first one)",
-                (
-                    Need("application-autoscaling:RegisterScalableTarget", "*"),
-                    Need("ecs:DescribeServices", service_arn),
-                    Need("ecs:UpdateService", service_arn),
-                    Need(
-                        "iam:CreateServiceLinkedRole",
-                        AUTOSCALING_SLR,
-                        {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"},
-                    ),
-                ),
-                f"{SCALING}; {SCALING_SLR}",
-                writes=True,
-            ),
-        ]
-        alarm = (
-            f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:"
-            f"TargetTracking-service/sbcntr-{{env}}/sbcntr-{service}-AlarmHigh-0a1b"
-        )
-        rows += [
-            Call(
-                "deploy",
-                f"application-autoscaling:PutScalingPolicy sbcntr-{service} (target tracking)",
-                (
-                    Need("application-autoscaling:PutScalingPolicy", "*"),
-                    Need("cloudwatch:PutMetricAlarm", alarm),
-                    Need("cloudwatch:DescribeAlarms", alarm),
-                    Need("cloudwatch:DeleteAlarms", alarm),
-                ),
-                SCALING,
-                writes=True,
-            ),
-            Call(
-                "deploy",
-                f"application-autoscaling:DeleteScalingPolicy sbcntr-{service} (target tracking)",
-                (
-                    Need("application-autoscaling:DeleteScalingPolicy", "*"),
-                    Need("cloudwatch:DescribeAlarms", alarm),
-                    Need("cloudwatch:DeleteAlarms", alarm),
-                ),
-                SCALING,
-                writes=True,
-            ),
-        ]
     backend = f"{ECS}:task-definition/sbcntr-backend:7"
-    rows.append(
-        Call(
-            "deploy",
-            "ecs:RunTask sbcntr-backend (the migration)",
-            (
-                Need("ecs:RunTask", backend, {"ecs:cluster": CLUSTER}),
-                *(Need("iam:PassRole", r, TO_ECS_TASKS) for r in TASK_ROLES if "-backend-" in r),
-            ),
-            f"{RUN_TASK}; {PASS_ROLE}",
-            writes=True,
-        )
+    migration = Call(
+        "deploy",
+        "ecs:RunTask sbcntr-backend (the migration)",
+        (
+            Need("ecs:RunTask", backend, {"ecs:cluster": CLUSTER}),
+            *(Need("iam:PassRole", r, TO_ECS_TASKS) for r in TASK_ROLES if "-backend-" in r),
+        ),
+        f"{RUN_TASK}; {PASS_ROLE}",
+        writes=True,
     )
-    rows += [
-        Call(
-            "deploy",
-            "ecs:DescribeTasks",
-            (Need("ecs:DescribeTasks", f"{ECS}:task/sbcntr-{{env}}/0123abcd"),),
-            SAR_ECS,
-        ),
-        Call(
-            "deploy",
-            "ecs:ListTasks",
-            (Need("ecs:ListTasks", f"{ECS}:container-instance/sbcntr-{{env}}/*"),),
-            SAR_ECS,
-        ),
-        Call(
-            "deploy",
-            "ecs:DescribeTaskDefinition",
-            (Need("ecs:DescribeTaskDefinition", "*"),),
-            SAR_ECS,
-        ),
-        Call(
-            "deploy",
-            "ecs:ListTaskDefinitions (rollback)",
-            (Need("ecs:ListTaskDefinitions", "*"),),
-            SAR_ECS,
-        ),
+    scaling = "application-autoscaling:"
+    return [
+        *_verify(),
+        *(row for service in SERVICES for row in _service(service)),
+        migration,
+        one("deploy", "ecs:DescribeTasks", f"{ECS}:task/sbcntr-{{env}}/0123abcd", SAR_ECS),
+        one("deploy", "ecs:ListTasks", f"{ECS}:container-instance/sbcntr-{{env}}/*", SAR_ECS),
+        one("deploy", "ecs:DescribeTaskDefinition", "*", SAR_ECS),
+        one("deploy", "ecs:ListTaskDefinitions", "*", SAR_ECS, "(rollback)"),
+        one("deploy", f"{scaling}DescribeScalableTargets", "*", SCALING),
+        one("deploy", f"{scaling}DescribeScalingPolicies", "*", SCALING),
+        one("deploy", f"{scaling}DescribeScheduledActions", "*", SCALING),
+        one("deploy", f"{scaling}PutScheduledAction", "*", SCALING, writes=True),
+        one("deploy", f"{scaling}DeleteScheduledAction", "*", SCALING, writes=True),
     ]
-    for action in (
-        "DescribeScalableTargets",
-        "DescribeScalingPolicies",
-        "DescribeScheduledActions",
-    ):
-        rows.append(
-            Call(
-                "deploy",
-                f"application-autoscaling:{action}",
-                (Need(f"application-autoscaling:{action}", "*"),),
-                SCALING,
-            )
-        )
-    for action in ("PutScheduledAction", "DeleteScheduledAction"):
-        rows.append(
-            Call(
-                "deploy",
-                f"application-autoscaling:{action}",
-                (Need(f"application-autoscaling:{action}", "*"),),
-                SCALING,
-                writes=True,
-            )
-        )
-    return rows
 
 
 CALLS: tuple[Call, ...] = (*_push(), *_deploy())
