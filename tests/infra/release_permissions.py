@@ -26,6 +26,7 @@ ECS = f"arn:aws:ecs:{REGION}:{ACCOUNT}"
 ECR = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role"
 CLUSTER = f"{ECS}:cluster/sbcntr-{{env}}"
+CLOUDWATCH = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}"
 SERVICES = ("frontend", "backend")
 REPOSITORIES = tuple(image.repository for image in IMAGES.values())
 # The X-Ray daemon, mirrored by the registry's pull-through cache (infra/registry.yml).
@@ -34,6 +35,12 @@ TASK_ROLES = tuple(
     f"{ROLE}/sbcntr-{{env}}-{s}-{k}" for s in SERVICES for k in ("execution", "task")
 )
 TO_ECS_TASKS = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+# deploymentConfiguration.alarms of each service (taskdefs/*/service-def.json): the
+# deploy reads their state first (sbcntrctl deploy verify).
+ROLLBACK_ALARMS = {
+    "frontend": ("public-5xx-rate", "frontend-p99-latency"),
+    "backend": ("public-5xx-rate",),
+}
 AUTOSCALING_SLR = (
     f"{ROLE}/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
     "AWSServiceRoleForApplicationAutoScaling_ECSService"
@@ -57,6 +64,12 @@ SCALING_SLR = (
 )
 CFN = "AWS CloudFormation API Reference: DescribeStacks"
 LOOKUPS = "Service Authorization Reference: IAM, CloudWatch Logs, Secrets Manager (Get/Describe)"
+HISTORY = (
+    "Amazon ECS API Reference: ListServiceDeployments, DescribeServiceDeployments, "
+    "DescribeServiceRevisions; Service Authorization Reference (service-deployment, "
+    "service-revision resources)"
+)
+ALARMS = "Amazon CloudWatch API Reference: DescribeAlarms; Service Authorization Reference (alarm)"
 
 
 @dataclass(frozen=True)
@@ -149,10 +162,7 @@ def _service(service: str) -> list[Call]:
     arn = f"{ECS}:service/sbcntr-{{env}}/sbcntr-{service}"
     name = f"sbcntr-{service}"
     passes = tuple(Need("iam:PassRole", r, TO_ECS_TASKS) for r in TASK_ROLES if f"-{service}-" in r)
-    alarm = (
-        f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:"
-        f"TargetTracking-service/sbcntr-{{env}}/{name}-AlarmHigh-0a1b"
-    )
+    alarm = f"{CLOUDWATCH}:alarm:TargetTracking-service/sbcntr-{{env}}/{name}-AlarmHigh-0a1b"
     register_tag = {"ecs:CreateAction": "RegisterTaskDefinition", **env_tag}
     create_tag = {"ecs:CreateAction": "CreateService", **env_tag}
     slr = {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"}
@@ -186,6 +196,30 @@ def _service(service: str) -> list[Call]:
             writes=True,
         ),
         one("deploy", "ecs:ListTagsForResource", family, SAR_ECS, f"{name} revision"),
+        Call(
+            "deploy",
+            f"cloudwatch:DescribeAlarms {name} (its rollback alarms)",
+            tuple(
+                Need("cloudwatch:DescribeAlarms", f"{CLOUDWATCH}:alarm:sbcntr-{{env}}-{alarm}")
+                for alarm in ROLLBACK_ALARMS[service]
+            ),
+            ALARMS,
+        ),
+        one("deploy", "ecs:ListServiceDeployments", arn, HISTORY, name),
+        one(
+            "deploy",
+            "ecs:DescribeServiceDeployments",
+            f"{ECS}:service-deployment/sbcntr-{{env}}/{name}/0a1b2c3d",
+            HISTORY,
+            name,
+        ),
+        one(
+            "deploy",
+            "ecs:DescribeServiceRevisions",
+            f"{ECS}:service-revision/sbcntr-{{env}}/{name}/4567890123",
+            HISTORY,
+            name,
+        ),
         Call(
             "deploy",
             f"application-autoscaling:RegisterScalableTarget {name} (the first one)",

@@ -243,14 +243,20 @@ def create_rollback_alarms(environment: str) -> list[str]:
     return names
 
 
+# Service prefixes of IAM (Service Authorization Reference) that differ from the API's
+# signing name: CloudWatch signs as "monitoring".
+IAM_PREFIXES = {"monitoring": "cloudwatch"}
+
+
 @contextmanager
 def recorded_calls() -> Iterator[list[str]]:
     """The AWS calls this process makes through boto3's default session meanwhile, as
-    IAM action names (``<signing name>:<operation>``, e.g. ``ecs:CreateService``)."""
+    IAM action names (``<service prefix>:<operation>``, e.g. ``ecs:CreateService``)."""
     calls: list[str] = []
 
     def record(model: Any, **_: Any) -> None:
-        calls.append(f"{model.service_model.signing_name}:{model.name}")
+        prefix = model.service_model.signing_name
+        calls.append(f"{IAM_PREFIXES.get(prefix, prefix)}:{model.name}")
 
     if boto3.DEFAULT_SESSION is None:
         boto3.setup_default_session()
