@@ -32,8 +32,9 @@ from typing import Any
 import gevent
 from locust import HttpUser, events, task
 from locust.env import Environment
+from locust.runners import STATE_MISSING, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
-from sbcntrctl.loadtest import runinfo, shapes, steps
+from sbcntrctl.loadtest import generators, runinfo, shapes, steps
 from sbcntrctl.loadtest.thresholds import RunFigures, Thresholds, missed
 
 ITEM_IDS = re.compile(r'action="/items/(\d+)/favorite"')
@@ -137,12 +138,31 @@ def add_options(parser: Any) -> None:
 
 
 def _is_worker(environment: Environment) -> bool:
-    return type(environment.runner).__name__ == "WorkerRunner"
+    return isinstance(environment.runner, WorkerRunner)
+
+
+def _is_master(environment: Environment) -> bool:
+    return isinstance(environment.runner, MasterRunner)
 
 
 # Requests per wall-clock second they started in (workers send theirs to the master).
 SECONDS = steps.SecondBins()
 OPTIONS: list[Any] = []  # the run's parsed options, once Locust has them
+# The load generators' CPU and losses (workers send their readings to the master).
+GENERATORS = generators.Generators()
+# On a worker: the wall-clock end of the run, sent by the master (the shape runs there).
+WINDOW: dict[str, float] = {}
+# Seconds the master waits at the end for each worker's last report (sent every 3 s).
+FINAL_REPORT_WAIT = 10.0
+
+
+def ends_at(environment: Environment) -> float | None:
+    """When the run's last phase ends (wall clock): no request starts later.
+
+    The shape runs in the local or master process; a worker knows the end from
+    the master's window message.
+    """
+    return getattr(environment.shape_class, "ends_at", None) or WINDOW.get("ends_at")
 
 
 @events.init.add_listener
@@ -162,6 +182,13 @@ def check_options(environment: Environment, **_: Any) -> None:
     if not environment.stop_timeout:
         environment.stop_timeout = DEFAULT_STOP_TIMEOUT
     OPTIONS[:] = [options]
+    if _is_worker(environment):
+        assert environment.runner is not None
+        environment.runner.register_message(shapes.WINDOW_MESSAGE, _take_window)
+
+
+def _take_window(msg: Any, **_: Any) -> None:
+    WINDOW["ends_at"] = float(msg.data["ends_at"])
 
 
 @events.request.add_listener
@@ -182,11 +209,13 @@ def record_request(
 @events.report_to_master.add_listener
 def send_seconds(data: dict[str, Any], **_: Any) -> None:
     data["sbcntr_seconds"] = SECONDS.take()
+    data[generators.REPORT_KEY] = CPU.take()
 
 
 @events.worker_report.add_listener
-def merge_seconds(data: dict[str, Any], **_: Any) -> None:
+def merge_seconds(client_id: str, data: dict[str, Any], **_: Any) -> None:
     SECONDS.merge(data.get("sbcntr_seconds", {}))
+    GENERATORS.report(client_id, data)
 
 
 class SbcntrUser(HttpUser):
@@ -216,9 +245,9 @@ class SbcntrUser(HttpUser):
         self.next_start += 1 / self.environment.parsed_options.user_rps
         now = time.time()
         self.next_start = max(self.next_start, now)
-        ends_at = getattr(self.environment.shape_class, "ends_at", None)
-        if ends_at is not None and self.next_start >= ends_at:
-            return ends_at - now + 60  # waits there until the shape stops it
+        end = ends_at(self.environment)
+        if end is not None and self.next_start >= end:
+            return end - now + 60  # waits there until the shape stops it
         return self.next_start - now
 
     def actions(self) -> list[Action]:
@@ -228,8 +257,8 @@ class SbcntrUser(HttpUser):
     @task
     def next_action(self) -> None:
         """One request: an action picked by weight among those that can act now."""
-        ends_at = getattr(self.environment.shape_class, "ends_at", None)
-        if ends_at is not None and time.time() >= ends_at:
+        end = ends_at(self.environment)
+        if end is not None and time.time() >= end:
             return  # the run is over; the shape stops this user within a second
         weights, actions = zip(*self.actions(), strict=True)
         random.choices(actions, weights)[0]()  # noqa: S311 - not for security
@@ -356,13 +385,36 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
 
 
+def _await_final_reports(environment: Environment) -> list[str]:
+    """On a master, wait for each worker's last report (sent after its users stopped,
+    so it holds their last requests); one problem line per worker that sent none."""
+    if not _is_master(environment):
+        return []
+    deadline = time.monotonic() + FINAL_REPORT_WAIT
+    while GENERATORS.waiting_for() and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    return [
+        f"worker {g.name} sent no last report within {FINAL_REPORT_WAIT:.0f} s: its last "
+        "requests are missing from the figures"
+        for g in GENERATORS.waiting_for()
+    ]
+
+
 @events.quitting.add_listener
 def check_thresholds(environment: Environment, **_: Any) -> None:
-    """Print the verdict and write the run's reports; a missed threshold makes locust exit 1."""
+    """Print the verdict and write the run's reports; a missed threshold makes locust exit 1.
+
+    In a distributed run this runs on the master, over the figures of every
+    worker's requests; a worker lost during the run fails it.
+    """
     if environment.parsed_options is None or environment.runner is None:
         return
     if _is_worker(environment) or not STARTED:
         return  # a worker, or a web UI closed before any run: nothing to report
+    late = _await_final_reports(environment)
+    if not _is_master(environment):
+        for found in CPU.take():
+            GENERATORS.take("local", found)
     options = environment.parsed_options
     limits = Thresholds(
         options.max_error_ratio, options.max_p95_ms, options.max_p99_ms, options.min_rps
@@ -373,13 +425,24 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
     ends_at = getattr(shape, "ends_at", None) or now
     sending = min(now, ends_at) - started  # requests start only in this window
     figures = _figures(environment, sending)
-    problems = missed(figures, limits)
+    problems = missed(figures, limits) + GENERATORS.problems(started) + late
     for problem in problems:
         print(f"THRESHOLD MISSED: {problem}")
+    for warning in GENERATORS.warnings():
+        print(f"WARNING: {warning}")
+    generated = GENERATORS.summary(distributed=_is_master(environment))
     print(
         f"run {options.run_id}: {figures.requests} requests, {figures.failures} failed, "
         f"p95 {figures.p95_ms:.0f} ms, p99 {figures.p99_ms:.0f} ms, {figures.rps:.2f} req/s "
         f"over {sending:.1f} s: {'FAIL' if problems else 'PASS'}"
+    )
+    print(
+        "load generators: "
+        + ", ".join(
+            f"{g['name']} CPU {g['cpu_percent']:.0f}% (peak {g['peak_cpu_percent']:.0f}%)"
+            + (" LOST" if g["lost"] else "")
+            for g in generated["generators"]
+        )
     )
     if problems:
         environment.process_exit_code = 1
@@ -393,6 +456,7 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
         "seconds": round(sending, 3),
         **vars(figures),
         "missed": problems,
+        **generated,
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if options.shape != "soak" and shape is not None:
@@ -412,10 +476,94 @@ def note_start(**_: Any) -> None:
     STARTED.append(time.time())
 
 
+class CpuMeter:
+    """This process's CPU readings while it generates load (a local run or a worker).
+
+    One reading when the run starts, one every ``interval`` seconds, and a last
+    one (``final``) when all its users have stopped; :meth:`take` hands over
+    the readings not taken yet (a worker sends them to the master with its report).
+    """
+
+    def __init__(self, interval: float = 3.0) -> None:
+        self.interval = interval
+        self.pending: list[dict[str, Any]] = []
+        self.loop: gevent.Greenlet[Any, Any] | None = None
+
+    def read(self, *, final: bool = False) -> None:
+        self.pending.append(generators.reading(time.time(), time.process_time(), final=final))
+
+    def start(self) -> None:
+        self.stop_loop()
+        self.pending = []
+        self.read()
+
+        def every_interval() -> None:
+            while True:
+                gevent.sleep(self.interval)
+                self.read()
+
+        self.loop = gevent.spawn(every_interval)
+
+    def stop_loop(self) -> None:
+        if self.loop is not None:
+            self.loop.kill()
+            self.loop = None
+
+    def stop(self) -> None:
+        self.stop_loop()
+        self.read(final=True)
+
+    def take(self) -> list[dict[str, Any]]:
+        taken, self.pending = self.pending, []
+        return taken
+
+
+CPU = CpuMeter()
+
+
+@events.test_start.add_listener
+def start_generator(environment: Environment, **_: Any) -> None:
+    """Measure this process's CPU while it generates load; on a master, watch for lost workers."""
+    if _is_master(environment):
+        GENERATORS.by_name.clear()
+        gevent.spawn(_watch_workers, environment)
+    else:
+        CPU.start()
+
+
+@events.test_stop.add_listener
+def stop_generator(environment: Environment, **_: Any) -> None:
+    if not _is_master(environment):
+        CPU.stop()
+
+
+def _watch_workers(environment: Environment) -> None:
+    """Note each worker that goes missing (no heartbeat) or leaves while the run goes on.
+
+    Workers that stopped with the run leave too, after their master told them
+    to stop: only those gone while it still ran are lost.
+    """
+    runner = environment.runner
+    assert isinstance(runner, MasterRunner)
+    while runner.state not in (STATE_STOPPING, STATE_STOPPED):
+        for worker in runner.clients.all:
+            GENERATORS.get(worker.id)  # known from the start, even before its first report
+        for generator in GENERATORS.by_name.values():
+            client = runner.clients.get(generator.name)
+            if generator.lost_at is None and (client is None or client.state == STATE_MISSING):
+                generator.lost_at = time.time()
+        gevent.sleep(0.5)
+
+
 @events.test_start.add_listener
 def sample_cpu(environment: Environment, **_: Any) -> None:
     """With --sample-pids, record the CPU time of local service processes every second
-    and once more when the run stops (several PIDs of one name added together)."""
+    and once more when the run stops (several PIDs of one name added together).
+
+    A process that exits during the run is reported on stderr once and no longer
+    sampled (``sbcntrctl capacity`` then refuses the steps its samples do not
+    cover); the others go on. ``cpu.csv`` is closed however the run ends.
+    """
     options = environment.parsed_options
     if options is None or not options.sample_pids or _is_worker(environment):
         return
@@ -429,23 +577,36 @@ def sample_cpu(environment: Environment, **_: Any) -> None:
 
     def sample() -> None:
         now = time.time()
-        for name, of_name in pids.items():
-            used = sum(cpu_seconds(pid) for pid in of_name)
+        for name, of_name in list(pids.items()):
+            try:
+                if not all(runinfo.running(pid) for pid in of_name):
+                    raise ProcessLookupError
+                used = sum(cpu_seconds(pid) for pid in of_name)
+            except OSError:  # ProcessLookupError, or /proc/PID gone while read
+                print(
+                    f"sample-pids: {name} ({'+'.join(map(str, of_name))}) exited "
+                    f"{now - STARTED[-1]:.0f} s into the run: its CPU is no longer sampled",
+                    file=sys.stderr,
+                )
+                del pids[name]
+                continue
             out.write(f"{now:.3f},{name},{used:.3f}\n")
         out.flush()
 
     def loop() -> None:
-        while True:
+        while pids:
             sample()
             gevent.sleep(1)
 
     sampler = gevent.spawn(loop)
 
     def last_sample(**_: Any) -> None:
-        sampler.kill()
-        sample()  # after the last request: the final phase is covered to its end
-        out.close()
         environment.events.test_stop.remove_listener(last_sample)
+        sampler.kill()
+        try:
+            sample()  # after the last request: the final phase is covered to its end
+        finally:
+            out.close()
 
     environment.events.test_stop.add_listener(last_sample)
 
