@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
-from locust import HttpUser, events, task
+from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import STATE_MISSING, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
@@ -218,15 +218,24 @@ def merge_seconds(client_id: str, data: dict[str, Any], **_: Any) -> None:
     GENERATORS.report(client_id, data)
 
 
-class SbcntrUser(HttpUser):
+class SbcntrUser(FastHttpUser):
+    """One simulated user: its think time, its run marks, and one request per time slot.
+
+    Locust's FastHttpUser (geventhttpclient): several times less CPU per request
+    than HttpUser (requests), so one worker core carries more req/s
+    (loadtest/README.md has the measured figures). It keeps cookies and
+    connections per user as HttpUser did; redirects are not followed.
+    """
+
     abstract = True
     host = LOCAL_FRONTEND  # what `dev.py up` serves; --host or the web UI override it
 
     def on_start(self) -> None:
         self.run_id: str = self.environment.parsed_options.run_id
-        self.client.headers.update(
-            {"User-Agent": f"sbcntr-loadtest/{self.run_id}", "X-Load-Test-Run": self.run_id}
-        )
+        self.run_headers = {
+            "User-Agent": f"sbcntr-loadtest/{self.run_id}",
+            "X-Load-Test-Run": self.run_id,
+        }
         # Users arrive all at once when a phase starts; each begins at a random
         # point of its first think time, so requests start evenly spread at the
         # phase's rate instead of in bursts of every user at the same instant.
@@ -272,7 +281,7 @@ class SbcntrUser(HttpUser):
             method,
             path,
             name=name,
-            headers={"X-Request-Id": f"{self.run_id}-{uuid.uuid4().hex[:16]}"},
+            headers={**self.run_headers, "X-Request-Id": f"{self.run_id}-{uuid.uuid4().hex[:16]}"},
             allow_redirects=False,
             catch_response=True,
             **kwargs,
