@@ -27,6 +27,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -34,7 +35,7 @@ from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import STATE_MISSING, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
-from sbcntrctl.loadtest import generators, runinfo, shapes, steps
+from sbcntrctl.loadtest import generators, runinfo, shapes, steps, upload, verdict
 from sbcntrctl.loadtest.thresholds import RunFigures, Thresholds, missed
 
 ITEM_IDS = re.compile(r'action="/items/(\d+)/favorite"')
@@ -129,6 +130,13 @@ def add_options(parser: Any) -> None:
         help="folder for summary.json, steps.csv, cpu.csv; default reports/<run id>",
     )
     add(
+        "--upload-s3",
+        env_var="LOAD_UPLOAD_S3",
+        default="",
+        help="s3://BUCKET/PREFIX/: upload the reports there at the end (a master on ECS)",
+        **hidden,
+    )
+    add(
         "--sample-pids",
         env_var="LOAD_SAMPLE_PIDS",
         default="",
@@ -176,6 +184,8 @@ def check_options(environment: Environment, **_: Any) -> None:
         shapes.phases(shapes.ShapeOptions.from_options(options))
         if options.sample_pids and not _is_worker(environment):
             runinfo.parse_pids(options.sample_pids)
+        if options.upload_s3:
+            upload.parse(options.upload_s3)
     except ValueError as exc:
         print(f"locust -f loadtest/: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -435,28 +445,6 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
     sending = min(now, ends_at) - started  # requests start only in this window
     figures = _figures(environment, sending)
     problems = missed(figures, limits) + GENERATORS.problems(started) + late
-    for problem in problems:
-        print(f"THRESHOLD MISSED: {problem}")
-    for warning in GENERATORS.warnings():
-        print(f"WARNING: {warning}")
-    generated = GENERATORS.summary(distributed=_is_master(environment))
-    print(
-        f"run {options.run_id}: {figures.requests} requests, {figures.failures} failed, "
-        f"p95 {figures.p95_ms:.0f} ms, p99 {figures.p99_ms:.0f} ms, {figures.rps:.2f} req/s "
-        f"over {sending:.1f} s: {'FAIL' if problems else 'PASS'}"
-    )
-    print(
-        "load generators: "
-        + ", ".join(
-            f"{g['name']} CPU {g['cpu_percent']:.0f}% (peak {g['peak_cpu_percent']:.0f}%)"
-            + (" LOST" if g["lost"] else "")
-            for g in generated["generators"]
-        )
-    )
-    if problems:
-        environment.process_exit_code = 1
-    folder = runinfo.report_dir(options.run_id, options.report_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     summary = {
         "run_id": options.run_id,
         "shape": options.shape,
@@ -465,8 +453,14 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
         "seconds": round(sending, 3),
         **vars(figures),
         "missed": problems,
-        **generated,
+        "warnings": GENERATORS.warnings(),
+        **GENERATORS.summary(distributed=_is_master(environment)),
     }
+    print("\n".join(verdict.render(summary)))
+    if problems:
+        environment.process_exit_code = 1
+    folder = runinfo.report_dir(options.run_id, options.report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if options.shape != "soak" and shape is not None:
         shape_of_run = shapes.ShapeOptions.from_options(options)
@@ -475,6 +469,26 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
         rows = steps.summarize(SECONDS, phases, started, users)
         steps.write_csv(folder / "steps.csv", rows)
     print(f"reports: {folder}")
+    if options.upload_s3:
+        _upload(environment, folder)
+
+
+def _upload(environment: Environment, folder: Path) -> None:
+    """Upload the reports (Locust wrote its HTML report before this); a failure fails the run."""
+    import boto3  # noqa: PLC0415 - only a run that uploads needs it
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    options = environment.parsed_options
+    assert options is not None
+    html = Path(options.html_file) if options.html_file else None
+    try:
+        written = upload.upload(options.upload_s3, options.run_id, folder, html, boto3.client)
+    except (BotoCoreError, ClientError, OSError) as exc:
+        print(f"upload to {options.upload_s3} failed: {exc}", file=sys.stderr)
+        environment.process_exit_code = 1
+        return
+    for url in written:
+        print(f"uploaded: {url}")
 
 
 STARTED: list[float] = []  # when each run of this process started
