@@ -32,7 +32,7 @@ from botocore.validate import ParamValidator
 
 from sbcntrctl.__main__ import build_parser
 from sbcntrctl.loadtest import ecs
-from tests.support import stop_process
+from tests.support import ROOT, free_port, stop_process
 from tests.tools.deploy_support import aws_env, running_moto_server
 
 SBCNTRCTL = str(Path(sys.executable).parent / "sbcntrctl")
@@ -141,6 +141,8 @@ def test_a_run_starts_master_then_workers_collects_the_reports_and_stops_every_t
         summary = {
             "run_id": "ecs-1",
             "shape": "step",
+            "started_at": "2026-11-27T01:00:00.000+00:00",
+            "ended_at": "2026-11-27T01:00:15.000+00:00",
             "seconds": 15.0,
             "requests": 11250,
             "failures": 0,
@@ -164,6 +166,11 @@ def test_a_run_starts_master_then_workers_collects_the_reports_and_stops_every_t
     assert run.returncode == 0, output + errors
     assert "run ecs-1: 11250 requests, 0 failed, p95 120 ms, p99 200 ms, 750.00 req/s" in output
     assert json.loads((tmp_path / "reports" / "summary.json").read_text()) == summary
+    # STEP4 reads the same window from CloudWatch
+    assert (
+        "sbcntrctl capacity --cloudwatch dev --start 2026-11-27T01:00:00.000+00:00 "
+        "--end 2026-11-27T01:00:15.000+00:00" in output
+    )
     assert (tmp_path / "reports" / "locust.html").read_text() == "<html>"
     assert {t["lastStatus"] for t in tasks_of_run(account["cluster"], 13)} == {"STOPPED"}
 
@@ -245,3 +252,33 @@ def test_every_loadtest_subcommand_and_option_has_help() -> None:
     )
     assert "(default: sbcntr-ENV)" in shown.stdout
     assert "(300.0)" in shown.stdout
+
+
+def test_the_master_uploads_its_reports_under_its_own_prefix(
+    account: dict[str, str], tmp_path: Path
+) -> None:
+    """A real (local, one-second) run with --upload-s3: the reports and the HTML report land
+    under ``loadtest/<caller's user id>/<run id>/``, the prefix the task role allows."""
+    result = subprocess.run(
+        [
+            *(str(Path(sys.executable).parent / "locust"), "-f", str(ROOT / "loadtest")),
+            *("--headless", "--only-summary", "--host", f"http://127.0.0.1:{free_port()}"),
+            *("--run-id", "up-1", "--shape-duration", "1", "--report-dir", str(tmp_path)),
+            *("--html", str(tmp_path / "locust.html")),
+            *("--upload-s3", f"s3://{account['bucket']}/loadtest/"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]  # nothing answered: every request failed
+    user_id = boto3.client("sts").get_caller_identity()["UserId"]
+    listed = boto3.client("s3").list_objects_v2(Bucket=account["bucket"], Prefix="loadtest/")
+    keys = sorted(item["Key"] for item in listed["Contents"])
+    assert keys == [
+        f"loadtest/{user_id}/up-1/{name}" for name in ("locust.html", "steps.csv", "summary.json")
+    ]
+    assert f"uploaded: s3://{account['bucket']}/loadtest/{user_id}/up-1/summary.json" in (
+        result.stdout
+    )

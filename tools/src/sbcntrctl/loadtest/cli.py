@@ -213,6 +213,12 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
         help="the load generators' group: may reach the ALB, and its members the master on 5557",
     )
     run.add_argument("--cluster", help="ECS cluster (default: sbcntr-ENV)")
+    run.add_argument(
+        "--public-ip",
+        action="store_true",
+        help="give the tasks public IPs: for public subnets when the app subnets have no "
+        "route to an internet-facing ALB (no NAT) (default: off)",
+    )
     run.add_argument("--run-id", help="marks the run's requests and rows (default: ecs-<UTC time>)")
     run.add_argument(
         "--shape", choices=shapes.SHAPE_NAMES, default="steady", help="load shape (%(default)s)"
@@ -269,6 +275,7 @@ def _plan(args: argparse.Namespace, account: str, region: str) -> ecs.Plan:
         workers=args.workers,
         run_id=args.run_id or ecs.default_run_id(),
         options=options,
+        assign_public_ip=args.public_ip,
     )
     ecs.check(plan)
     shape = shapes.ShapeOptions(
@@ -339,9 +346,16 @@ def run_loadtest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    print("\n".join(verdict.render(ecs.read_summary(reports))))
+    summary = ecs.read_summary(reports)
+    print("\n".join(verdict.render(summary)))
     print(f"reports: {', '.join(str(p) for p in written)}")
-    return 1 if ecs.read_summary(reports)["missed"] else 0
+    print(
+        f"STEP3: sbcntrctl audit --run-id {plan.run_id} --stats {reports / 'summary.json'} "
+        "--log <the services' logs of the window>\n"
+        f"STEP4: sbcntrctl capacity --cloudwatch {plan.env_name} "
+        f"--start {summary['started_at']} --end {summary['ended_at']}"
+    )
+    return 1 if summary["missed"] else 0
 
 
 def _shape_namespace(plan: ecs.Plan) -> argparse.Namespace:
