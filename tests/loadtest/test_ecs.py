@@ -29,8 +29,10 @@ import botocore.session
 import httpx
 import pytest
 from botocore.validate import ParamValidator
+from parliament import analyze_policy_string
 
 from sbcntrctl.__main__ import build_parser
+from sbcntrctl.deploy.template import render_json
 from sbcntrctl.loadtest import ecs
 from tests.support import ROOT, free_port, stop_process
 from tests.tools.deploy_support import aws_env, running_moto_server
@@ -282,3 +284,17 @@ def test_the_master_uploads_its_reports_under_its_own_prefix(
     assert f"uploaded: s3://{account['bucket']}/loadtest/{user_id}/up-1/summary.json" in (
         result.stdout
     )
+
+
+def test_the_roles_may_do_only_what_a_run_needs() -> None:
+    """The master's task role writes only its own prefix (``${aws:userid}`` is
+    ``<role id>:<task id>`` for an ECS task role: IAM User Guide, "IAM policy
+    elements: Variables and tags"); both policies pass an IAM linter."""
+    env = {"AWS_ACCOUNT_ID": "123456789012", "LOADTEST_BUCKET": "reports"}
+    master = render_json(ecs.TASKDEFS / "iam" / "task-role-policy-master.json", env)
+    (statement,) = master["Statement"]
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"] == "arn:aws:s3:::reports/loadtest/${aws:userid}/*"
+    execution = render_json(ecs.TASKDEFS / "iam" / "execution-role-policy.json", env)
+    for policy in (master, execution):
+        assert analyze_policy_string(json.dumps(policy)).findings == []
