@@ -24,7 +24,8 @@ class SbcntrShape(LoadTestShape):
         self.ends_at = self.started_at + total_seconds(options)
         if isinstance(self.runner, MasterRunner):
             # the workers' users check the end themselves (loadtest/users.py)
-            self.runner.send_message(WINDOW_MESSAGE, {"ends_at": self.ends_at})
+            window = {"started_at": self.started_at, "ends_at": self.ends_at}
+            self.runner.send_message(WINDOW_MESSAGE, window)
 
     def tick(self) -> Tick:
         options = ShapeOptions.from_options(self.runner.environment.parsed_options)

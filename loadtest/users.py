@@ -173,6 +173,21 @@ def ends_at(environment: Environment) -> float | None:
     return getattr(environment.shape_class, "ends_at", None) or WINDOW.get("ends_at")
 
 
+def phase_started_at(environment: Environment, now: float) -> float | None:
+    """When the phase running at ``now`` started (wall clock), or None outside a shaped run.
+
+    Users pace themselves from it, not from when they were spawned: users spawned
+    late (a worker spawning thousands, a loaded machine) still make every request
+    of the phase, instead of the run falling short by their delay.
+    """
+    started = getattr(environment.shape_class, "started_at", None) or WINDOW.get("started_at")
+    options = environment.parsed_options
+    if started is None or options is None:
+        return None
+    phase = shapes.phase_at(now - started, shapes.ShapeOptions.from_options(options))
+    return started + phase.start if phase is not None else None
+
+
 @events.init.add_listener
 def check_options(environment: Environment, **_: Any) -> None:
     """Refuse bad options before anything is sent: one line naming the option, exit 2."""
@@ -198,7 +213,7 @@ def check_options(environment: Environment, **_: Any) -> None:
 
 
 def _take_window(msg: Any, **_: Any) -> None:
-    WINDOW["ends_at"] = float(msg.data["ends_at"])
+    WINDOW.update(started_at=float(msg.data["started_at"]), ends_at=float(msg.data["ends_at"]))
 
 
 @events.request.add_listener
@@ -247,11 +262,15 @@ class SbcntrUser(FastHttpUser):
             "X-Load-Test-Run": self.run_id,
         }
         # Users arrive all at once when a phase starts; each begins at a random
-        # point of its first think time, so requests start evenly spread at the
-        # phase's rate instead of in bursts of every user at the same instant.
+        # point of the phase's first think time, so requests start evenly spread
+        # at the phase's rate instead of in bursts of every user at the same
+        # instant. A user spawned late starts at once the request it should
+        # already have made.
         interval = 1 / self.environment.parsed_options.user_rps
-        self.next_start = time.time() + random.uniform(0, interval)  # noqa: S311
-        gevent.sleep(self.next_start - time.time())
+        now = time.time()
+        anchor = phase_started_at(self.environment, now) or now
+        self.next_start = max(now, anchor + random.uniform(0, interval))  # noqa: S311
+        gevent.sleep(self.next_start - now)
 
     def wait_time(self) -> float:
         """Think time that starts this user's requests every ``1 / --user-rps`` seconds.
@@ -547,8 +566,8 @@ CPU = CpuMeter()
 @events.test_start.add_listener
 def start_generator(environment: Environment, **_: Any) -> None:
     """Measure this process's CPU while it generates load; on a master, watch for lost workers."""
+    GENERATORS.by_name.clear()  # a new run (the web UI starts several in one process)
     if _is_master(environment):
-        GENERATORS.by_name.clear()
         gevent.spawn(_watch_workers, environment)
     else:
         CPU.start()

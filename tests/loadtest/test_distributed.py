@@ -66,6 +66,10 @@ class Cluster:
             *("--host", self.target, "--run-id", run_id, "--shape", "steady"),
             *("--target-rps", str(RATE), "--shape-duration", str(SECONDS)),
             *("--report-dir", str(self.workdir / run_id), "--only-summary", *extra),
+            # the services' latency on a machine shared with other work is not what
+            # this run checks (tests/loadtest/test_smoke.py uses the same limits)
+            *("--max-p95-ms", "1000", "--max-p99-ms", "2000"),
+            *("--min-rps", str(RATE * 0.95)),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -162,8 +166,8 @@ def test_the_cluster_delivers_the_asked_rate_and_the_audit_passes(cluster: Clust
     output = _finish(master, workers)
     assert master.returncode == 0, output[-5000:]
     summary = json.loads((cluster.workdir / "cluster-1" / "summary.json").read_text())
-    print(f"{RATE:g} req/s asked of 2 workers for {SECONDS} s: {summary['rps']:.2f} req/s")
-    assert RATE * 0.95 <= summary["rps"] <= RATE * 1.05
+    print(next(line for line in output.splitlines() if line.startswith("run cluster-1:")))
+    assert RATE * 0.95 <= summary["rps"] <= RATE * 1.05, output[-3000:]
     assert summary["workers"] == 2
     assert [g["lost"] for g in summary["generators"]] == [False, False]
     assert all(g["cpu_percent"] > 0 for g in summary["generators"])

@@ -19,7 +19,7 @@ def test_every_request_carries_the_run_marks_and_a_unique_request_id(tmp_path: P
             [
                 *(LOCUST, "-f", str(ROOT / "loadtest"), "--headless", "--only-summary"),
                 *("--host", server.url, "--run-id", "marks-1", "--shape-duration", "3"),
-                *("--target-rps", "4", "--report-dir", str(tmp_path)),
+                *("--target-rps", "10", "--report-dir", str(tmp_path)),
             ],
             capture_output=True,
             text=True,
@@ -30,7 +30,8 @@ def test_every_request_carries_the_run_marks_and_a_unique_request_id(tmp_path: P
     assert "requests," in result.stdout, result.stderr[-3000:]
     assert len(server.requests) >= 8
     ids = []
-    for (method, path, headers), body in zip(server.requests, server.bodies, strict=True):
+    for (method, path, sent), body in zip(server.requests, server.bodies, strict=True):
+        headers = {name.title(): value for name, value in sent.items()}  # case-insensitive
         assert headers["User-Agent"] == "sbcntr-loadtest/marks-1"
         assert headers["X-Load-Test-Run"] == "marks-1"
         assert re.fullmatch(r"marks-1-[0-9a-f]{16}", headers["X-Request-Id"])
