@@ -264,13 +264,16 @@ class SbcntrUser(FastHttpUser):
         # Users arrive all at once when a phase starts; each begins at a random
         # point of the phase's first think time, so requests start evenly spread
         # at the phase's rate instead of in bursts of every user at the same
-        # instant. A user spawned late starts at once the request it should
-        # already have made.
+        # instant. A user spawned late sends at once the request it should
+        # already have sent, then keeps its place in the think time (users
+        # spawned late together do not all send in the same instant after).
         interval = 1 / self.environment.parsed_options.user_rps
         now = time.time()
         anchor = phase_started_at(self.environment, now) or now
-        self.next_start = max(now, anchor + random.uniform(0, interval))  # noqa: S311
-        gevent.sleep(self.next_start - now)
+        self.next_start = anchor + random.uniform(0, interval)  # noqa: S311
+        if self.next_start < now - interval:  # more than a think time late: no catching up
+            self.next_start = now + random.uniform(0, interval)  # noqa: S311
+        gevent.sleep(max(0.0, self.next_start - now))
 
     def wait_time(self) -> float:
         """Think time that starts this user's requests every ``1 / --user-rps`` seconds.
