@@ -1,14 +1,16 @@
 """The load shape of ``locust -f loadtest/``, chosen with ``--shape`` (or LOAD_SHAPE):
 ``steady``, ``step``, ``spike`` or ``soak``. Each ends with a phase at its
-baseline rate and stops by itself (sbcntrctl.loadtest.shapes)."""
+baseline rate and stops by itself (sbcntrctl.loadtest.shapes). In a distributed
+run the shape runs on the master and sets the users of the whole cluster."""
 
 from __future__ import annotations
 
 import time
 
 from locust import LoadTestShape
+from locust.runners import MasterRunner
 
-from sbcntrctl.loadtest.shapes import ShapeOptions, Tick, tick, total_seconds
+from sbcntrctl.loadtest.shapes import WINDOW_MESSAGE, ShapeOptions, Tick, tick, total_seconds
 
 
 class SbcntrShape(LoadTestShape):
@@ -20,6 +22,10 @@ class SbcntrShape(LoadTestShape):
         self.started_at = time.time()
         options = ShapeOptions.from_options(self.runner.environment.parsed_options)
         self.ends_at = self.started_at + total_seconds(options)
+        if isinstance(self.runner, MasterRunner):
+            # the workers' users check the end themselves (loadtest/users.py)
+            window = {"started_at": self.started_at, "ends_at": self.ends_at}
+            self.runner.send_message(WINDOW_MESSAGE, window)
 
     def tick(self) -> Tick:
         options = ShapeOptions.from_options(self.runner.environment.parsed_options)

@@ -27,13 +27,15 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import HttpUser, events, task
+from locust import FastHttpUser, events, task
 from locust.env import Environment
+from locust.runners import STATE_MISSING, STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
-from sbcntrctl.loadtest import runinfo, shapes, steps
+from sbcntrctl.loadtest import generators, runinfo, shapes, steps, upload, verdict
 from sbcntrctl.loadtest.thresholds import RunFigures, Thresholds, missed
 
 ITEM_IDS = re.compile(r'action="/items/(\d+)/favorite"')
@@ -128,6 +130,13 @@ def add_options(parser: Any) -> None:
         help="folder for summary.json, steps.csv, cpu.csv; default reports/<run id>",
     )
     add(
+        "--upload-s3",
+        env_var="LOAD_UPLOAD_S3",
+        default="",
+        help="s3://BUCKET/PREFIX/: upload the reports there at the end (a master on ECS)",
+        **hidden,
+    )
+    add(
         "--sample-pids",
         env_var="LOAD_SAMPLE_PIDS",
         default="",
@@ -137,12 +146,46 @@ def add_options(parser: Any) -> None:
 
 
 def _is_worker(environment: Environment) -> bool:
-    return type(environment.runner).__name__ == "WorkerRunner"
+    return isinstance(environment.runner, WorkerRunner)
+
+
+def _is_master(environment: Environment) -> bool:
+    return isinstance(environment.runner, MasterRunner)
 
 
 # Requests per wall-clock second they started in (workers send theirs to the master).
 SECONDS = steps.SecondBins()
 OPTIONS: list[Any] = []  # the run's parsed options, once Locust has them
+# The load generators' CPU and losses (workers send their readings to the master).
+GENERATORS = generators.Generators()
+# On a worker: the wall-clock end of the run, sent by the master (the shape runs there).
+WINDOW: dict[str, float] = {}
+# Seconds the master waits at the end for each worker's last report (sent every 3 s).
+FINAL_REPORT_WAIT = 10.0
+
+
+def ends_at(environment: Environment) -> float | None:
+    """When the run's last phase ends (wall clock): no request starts later.
+
+    The shape runs in the local or master process; a worker knows the end from
+    the master's window message.
+    """
+    return getattr(environment.shape_class, "ends_at", None) or WINDOW.get("ends_at")
+
+
+def phase_started_at(environment: Environment, now: float) -> float | None:
+    """When the phase running at ``now`` started (wall clock), or None outside a shaped run.
+
+    Users pace themselves from it, not from when they were spawned: users spawned
+    late (a worker spawning thousands, a loaded machine) still make every request
+    of the phase, instead of the run falling short by their delay.
+    """
+    started = getattr(environment.shape_class, "started_at", None) or WINDOW.get("started_at")
+    options = environment.parsed_options
+    if started is None or options is None:
+        return None
+    phase = shapes.phase_at(now - started, shapes.ShapeOptions.from_options(options))
+    return started + phase.start if phase is not None else None
 
 
 @events.init.add_listener
@@ -156,12 +199,21 @@ def check_options(environment: Environment, **_: Any) -> None:
         shapes.phases(shapes.ShapeOptions.from_options(options))
         if options.sample_pids and not _is_worker(environment):
             runinfo.parse_pids(options.sample_pids)
+        if options.upload_s3:
+            upload.parse(options.upload_s3)
     except ValueError as exc:
         print(f"locust -f loadtest/: {exc}", file=sys.stderr)
         sys.exit(2)
     if not environment.stop_timeout:
         environment.stop_timeout = DEFAULT_STOP_TIMEOUT
     OPTIONS[:] = [options]
+    if _is_worker(environment):
+        assert environment.runner is not None
+        environment.runner.register_message(shapes.WINDOW_MESSAGE, _take_window)
+
+
+def _take_window(msg: Any, **_: Any) -> None:
+    WINDOW.update(started_at=float(msg.data["started_at"]), ends_at=float(msg.data["ends_at"]))
 
 
 @events.request.add_listener
@@ -182,28 +234,46 @@ def record_request(
 @events.report_to_master.add_listener
 def send_seconds(data: dict[str, Any], **_: Any) -> None:
     data["sbcntr_seconds"] = SECONDS.take()
+    data[generators.REPORT_KEY] = CPU.take()
 
 
 @events.worker_report.add_listener
-def merge_seconds(data: dict[str, Any], **_: Any) -> None:
+def merge_seconds(client_id: str, data: dict[str, Any], **_: Any) -> None:
     SECONDS.merge(data.get("sbcntr_seconds", {}))
+    GENERATORS.report(client_id, data)
 
 
-class SbcntrUser(HttpUser):
+class SbcntrUser(FastHttpUser):
+    """One simulated user: its think time, its run marks, and one request per time slot.
+
+    Locust's FastHttpUser (geventhttpclient): several times less CPU per request
+    than HttpUser (requests), so one worker core carries more req/s
+    (loadtest/README.md has the measured figures). It keeps cookies and
+    connections per user as HttpUser did; redirects are not followed.
+    """
+
     abstract = True
     host = LOCAL_FRONTEND  # what `dev.py up` serves; --host or the web UI override it
 
     def on_start(self) -> None:
         self.run_id: str = self.environment.parsed_options.run_id
-        self.client.headers.update(
-            {"User-Agent": f"sbcntr-loadtest/{self.run_id}", "X-Load-Test-Run": self.run_id}
-        )
+        self.run_headers = {
+            "User-Agent": f"sbcntr-loadtest/{self.run_id}",
+            "X-Load-Test-Run": self.run_id,
+        }
         # Users arrive all at once when a phase starts; each begins at a random
-        # point of its first think time, so requests start evenly spread at the
-        # phase's rate instead of in bursts of every user at the same instant.
+        # point of the phase's first think time, so requests start evenly spread
+        # at the phase's rate instead of in bursts of every user at the same
+        # instant. A user spawned late sends at once the request it should
+        # already have sent, then keeps its place in the think time (users
+        # spawned late together do not all send in the same instant after).
         interval = 1 / self.environment.parsed_options.user_rps
-        self.next_start = time.time() + random.uniform(0, interval)  # noqa: S311
-        gevent.sleep(self.next_start - time.time())
+        now = time.time()
+        anchor = phase_started_at(self.environment, now) or now
+        self.next_start = anchor + random.uniform(0, interval)  # noqa: S311
+        if self.next_start < now - interval:  # more than a think time late: no catching up
+            self.next_start = now + random.uniform(0, interval)  # noqa: S311
+        gevent.sleep(max(0.0, self.next_start - now))
 
     def wait_time(self) -> float:
         """Think time that starts this user's requests every ``1 / --user-rps`` seconds.
@@ -216,9 +286,9 @@ class SbcntrUser(HttpUser):
         self.next_start += 1 / self.environment.parsed_options.user_rps
         now = time.time()
         self.next_start = max(self.next_start, now)
-        ends_at = getattr(self.environment.shape_class, "ends_at", None)
-        if ends_at is not None and self.next_start >= ends_at:
-            return ends_at - now + 60  # waits there until the shape stops it
+        end = ends_at(self.environment)
+        if end is not None and self.next_start >= end:
+            return end - now + 60  # waits there until the shape stops it
         return self.next_start - now
 
     def actions(self) -> list[Action]:
@@ -228,8 +298,8 @@ class SbcntrUser(HttpUser):
     @task
     def next_action(self) -> None:
         """One request: an action picked by weight among those that can act now."""
-        ends_at = getattr(self.environment.shape_class, "ends_at", None)
-        if ends_at is not None and time.time() >= ends_at:
+        end = ends_at(self.environment)
+        if end is not None and time.time() >= end:
             return  # the run is over; the shape stops this user within a second
         weights, actions = zip(*self.actions(), strict=True)
         random.choices(actions, weights)[0]()  # noqa: S311 - not for security
@@ -243,7 +313,7 @@ class SbcntrUser(HttpUser):
             method,
             path,
             name=name,
-            headers={"X-Request-Id": f"{self.run_id}-{uuid.uuid4().hex[:16]}"},
+            headers={**self.run_headers, "X-Request-Id": f"{self.run_id}-{uuid.uuid4().hex[:16]}"},
             allow_redirects=False,
             catch_response=True,
             **kwargs,
@@ -356,13 +426,36 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
 
 
+def _await_final_reports(environment: Environment) -> list[str]:
+    """On a master, wait for each worker's last report (sent after its users stopped,
+    so it holds their last requests); one problem line per worker that sent none."""
+    if not _is_master(environment):
+        return []
+    deadline = time.monotonic() + FINAL_REPORT_WAIT
+    while GENERATORS.waiting_for() and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    return [
+        f"worker {g.name} sent no last report within {FINAL_REPORT_WAIT:.0f} s: its last "
+        "requests are missing from the figures"
+        for g in GENERATORS.waiting_for()
+    ]
+
+
 @events.quitting.add_listener
 def check_thresholds(environment: Environment, **_: Any) -> None:
-    """Print the verdict and write the run's reports; a missed threshold makes locust exit 1."""
+    """Print the verdict and write the run's reports; a missed threshold makes locust exit 1.
+
+    In a distributed run this runs on the master, over the figures of every
+    worker's requests; a worker lost during the run fails it.
+    """
     if environment.parsed_options is None or environment.runner is None:
         return
     if _is_worker(environment) or not STARTED:
         return  # a worker, or a web UI closed before any run: nothing to report
+    late = _await_final_reports(environment)
+    if not _is_master(environment):
+        for found in CPU.take():
+            GENERATORS.take("local", found)
     options = environment.parsed_options
     limits = Thresholds(
         options.max_error_ratio, options.max_p95_ms, options.max_p99_ms, options.min_rps
@@ -373,18 +466,7 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
     ends_at = getattr(shape, "ends_at", None) or now
     sending = min(now, ends_at) - started  # requests start only in this window
     figures = _figures(environment, sending)
-    problems = missed(figures, limits)
-    for problem in problems:
-        print(f"THRESHOLD MISSED: {problem}")
-    print(
-        f"run {options.run_id}: {figures.requests} requests, {figures.failures} failed, "
-        f"p95 {figures.p95_ms:.0f} ms, p99 {figures.p99_ms:.0f} ms, {figures.rps:.2f} req/s "
-        f"over {sending:.1f} s: {'FAIL' if problems else 'PASS'}"
-    )
-    if problems:
-        environment.process_exit_code = 1
-    folder = runinfo.report_dir(options.run_id, options.report_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    problems = missed(figures, limits) + GENERATORS.problems(started) + late
     summary = {
         "run_id": options.run_id,
         "shape": options.shape,
@@ -393,7 +475,14 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
         "seconds": round(sending, 3),
         **vars(figures),
         "missed": problems,
+        "warnings": GENERATORS.warnings(),
+        **GENERATORS.summary(distributed=_is_master(environment)),
     }
+    print("\n".join(verdict.render(summary)))
+    if problems:
+        environment.process_exit_code = 1
+    folder = runinfo.report_dir(options.run_id, options.report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if options.shape != "soak" and shape is not None:
         shape_of_run = shapes.ShapeOptions.from_options(options)
@@ -402,6 +491,26 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
         rows = steps.summarize(SECONDS, phases, started, users)
         steps.write_csv(folder / "steps.csv", rows)
     print(f"reports: {folder}")
+    if options.upload_s3:
+        _upload(environment, folder)
+
+
+def _upload(environment: Environment, folder: Path) -> None:
+    """Upload the reports (Locust wrote its HTML report before this); a failure fails the run."""
+    import boto3  # noqa: PLC0415 - only a run that uploads needs it
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    options = environment.parsed_options
+    assert options is not None
+    html = Path(options.html_file) if options.html_file else None
+    try:
+        written = upload.upload(options.upload_s3, options.run_id, folder, html, boto3.client)
+    except (BotoCoreError, ClientError, OSError) as exc:
+        print(f"upload to {options.upload_s3} failed: {exc}", file=sys.stderr)
+        environment.process_exit_code = 1
+        return
+    for url in written:
+        print(f"uploaded: {url}")
 
 
 STARTED: list[float] = []  # when each run of this process started
@@ -412,10 +521,94 @@ def note_start(**_: Any) -> None:
     STARTED.append(time.time())
 
 
+class CpuMeter:
+    """This process's CPU readings while it generates load (a local run or a worker).
+
+    One reading when the run starts, one every ``interval`` seconds, and a last
+    one (``final``) when all its users have stopped; :meth:`take` hands over
+    the readings not taken yet (a worker sends them to the master with its report).
+    """
+
+    def __init__(self, interval: float = 3.0) -> None:
+        self.interval = interval
+        self.pending: list[dict[str, Any]] = []
+        self.loop: gevent.Greenlet[Any, Any] | None = None
+
+    def read(self, *, final: bool = False) -> None:
+        self.pending.append(generators.reading(time.time(), time.process_time(), final=final))
+
+    def start(self) -> None:
+        self.stop_loop()
+        self.pending = []
+        self.read()
+
+        def every_interval() -> None:
+            while True:
+                gevent.sleep(self.interval)
+                self.read()
+
+        self.loop = gevent.spawn(every_interval)
+
+    def stop_loop(self) -> None:
+        if self.loop is not None:
+            self.loop.kill()
+            self.loop = None
+
+    def stop(self) -> None:
+        self.stop_loop()
+        self.read(final=True)
+
+    def take(self) -> list[dict[str, Any]]:
+        taken, self.pending = self.pending, []
+        return taken
+
+
+CPU = CpuMeter()
+
+
+@events.test_start.add_listener
+def start_generator(environment: Environment, **_: Any) -> None:
+    """Measure this process's CPU while it generates load; on a master, watch for lost workers."""
+    GENERATORS.by_name.clear()  # a new run (the web UI starts several in one process)
+    if _is_master(environment):
+        gevent.spawn(_watch_workers, environment)
+    else:
+        CPU.start()
+
+
+@events.test_stop.add_listener
+def stop_generator(environment: Environment, **_: Any) -> None:
+    if not _is_master(environment):
+        CPU.stop()
+
+
+def _watch_workers(environment: Environment) -> None:
+    """Note each worker that goes missing (no heartbeat) or leaves while the run goes on.
+
+    Workers that stopped with the run leave too, after their master told them
+    to stop: only those gone while it still ran are lost.
+    """
+    runner = environment.runner
+    assert isinstance(runner, MasterRunner)
+    while runner.state not in (STATE_STOPPING, STATE_STOPPED):
+        for worker in runner.clients.all:
+            GENERATORS.get(worker.id)  # known from the start, even before its first report
+        for generator in GENERATORS.by_name.values():
+            client = runner.clients.get(generator.name)
+            if generator.lost_at is None and (client is None or client.state == STATE_MISSING):
+                generator.lost_at = time.time()
+        gevent.sleep(0.5)
+
+
 @events.test_start.add_listener
 def sample_cpu(environment: Environment, **_: Any) -> None:
     """With --sample-pids, record the CPU time of local service processes every second
-    and once more when the run stops (several PIDs of one name added together)."""
+    and once more when the run stops (several PIDs of one name added together).
+
+    A process that exits during the run is reported on stderr once and no longer
+    sampled (``sbcntrctl capacity`` then refuses the steps its samples do not
+    cover); the others go on. ``cpu.csv`` is closed however the run ends.
+    """
     options = environment.parsed_options
     if options is None or not options.sample_pids or _is_worker(environment):
         return
@@ -429,23 +622,36 @@ def sample_cpu(environment: Environment, **_: Any) -> None:
 
     def sample() -> None:
         now = time.time()
-        for name, of_name in pids.items():
-            used = sum(cpu_seconds(pid) for pid in of_name)
+        for name, of_name in list(pids.items()):
+            try:
+                if not all(runinfo.running(pid) for pid in of_name):
+                    raise ProcessLookupError
+                used = sum(cpu_seconds(pid) for pid in of_name)
+            except OSError:  # ProcessLookupError, or /proc/PID gone while read
+                print(
+                    f"sample-pids: {name} ({'+'.join(map(str, of_name))}) exited "
+                    f"{now - STARTED[-1]:.0f} s into the run: its CPU is no longer sampled",
+                    file=sys.stderr,
+                )
+                del pids[name]
+                continue
             out.write(f"{now:.3f},{name},{used:.3f}\n")
         out.flush()
 
     def loop() -> None:
-        while True:
+        while pids:
             sample()
             gevent.sleep(1)
 
     sampler = gevent.spawn(loop)
 
     def last_sample(**_: Any) -> None:
-        sampler.kill()
-        sample()  # after the last request: the final phase is covered to its end
-        out.close()
         environment.events.test_stop.remove_listener(last_sample)
+        sampler.kill()
+        try:
+            sample()  # after the last request: the final phase is covered to its end
+        finally:
+            out.close()
 
     environment.events.test_stop.add_listener(last_sample)
 

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     sizing = commands.add_parser("capacity", help="STEP2/4/5: size tasks from a step run")
     loadtest_cli.add_capacity_arguments(sizing)
     sizing.set_defaults(handler=loadtest_cli.run_capacity)
+    loadtest = commands.add_parser("loadtest", help="distributed load runs (Fargate)")
+    loadtest_cli.add_loadtest_arguments(loadtest)
+    loadtest.set_defaults(handler=loadtest_cli.run_loadtest)
     rows = commands.add_parser(
         "loadtest-rows", help="count or delete the rows load runs wrote (SQLite)"
     )

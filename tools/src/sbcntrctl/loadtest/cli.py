@@ -1,4 +1,4 @@
-"""``sbcntrctl audit`` and ``sbcntrctl capacity``."""
+"""``sbcntrctl audit``, ``sbcntrctl capacity`` and ``sbcntrctl loadtest ecs run``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import ClientError
 
-from sbcntrctl.loadtest import audit, capacity, cloudwatch, runinfo
+from sbcntrctl.loadtest import audit, capacity, cloudwatch, ecs, runinfo, shapes, verdict
 
 
 def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -172,3 +173,202 @@ def _run_cloudwatch_capacity(args: argparse.Namespace) -> int:
         result = capacity.recommend(service, step, args.rps, args.peak_factor, args.cpu_target)
         print("\n".join(result.arithmetic))
     return 0 if all(check.met is not False for check in checks) else 1
+
+
+SHAPE_OPTIONS = {
+    "shape": "LOAD_SHAPE",
+    "target_rps": "LOAD_TARGET_RPS",
+    "user_rps": "LOAD_USER_RPS",
+    "shape_duration": "LOAD_DURATION",
+    "step_rps": "LOAD_STEP_RPS",
+    "step_seconds": "LOAD_STEP_SECONDS",
+    "steps": "LOAD_STEPS",
+}
+
+
+def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_subparsers(dest="where", required=True)
+    on_ecs = where.add_parser("ecs", help="distributed runs as Fargate tasks in the VPC")
+    actions = on_ecs.add_subparsers(dest="action", required=True)
+    run = actions.add_parser(
+        "run",
+        help="run a master and N workers on Fargate, collect the reports, print the verdict",
+        description=(
+            "Start the Locust master task, then N worker tasks pointed at it, wait for the "
+            "run, stop every task started (also on Ctrl+C), download the master's reports "
+            "from S3 to --reports and print the verdict (loadtest/README.md)."
+        ),
+    )
+    run.add_argument("env", choices=("dev", "stg", "prod"), help="the environment (ENV_NAME)")
+    run.add_argument("--workers", type=int, required=True, help="worker tasks (1 vCPU each)")
+    run.add_argument("--target", required=True, help="the URL the users call: the public ALB's")
+    run.add_argument("--image-tag", required=True, help="tag of the sbcntr-loadtest image in ECR")
+    run.add_argument("--bucket", required=True, help="S3 bucket the master uploads reports to")
+    run.add_argument(
+        "--subnets", required=True, help="the app subnets, comma-separated (subnet-a,subnet-b)"
+    )
+    run.add_argument(
+        "--security-group",
+        required=True,
+        help="the load generators' group: may reach the ALB, and its members the master on 5557",
+    )
+    run.add_argument("--cluster", help="ECS cluster (default: sbcntr-ENV)")
+    run.add_argument(
+        "--public-ip",
+        action="store_true",
+        help="give the tasks public IPs: for public subnets when the app subnets have no "
+        "route to an internet-facing ALB (no NAT) (default: off)",
+    )
+    run.add_argument("--run-id", help="marks the run's requests and rows (default: ecs-<UTC time>)")
+    run.add_argument(
+        "--shape", choices=shapes.SHAPE_NAMES, default="steady", help="load shape (%(default)s)"
+    )
+    run.add_argument("--target-rps", type=float, help="steady/soak rate, spike baseline (10)")
+    run.add_argument("--user-rps", type=float, help="requests/s of one user (0.5)")
+    run.add_argument("--shape-duration", type=float, help="seconds of the whole run (60)")
+    run.add_argument("--step-rps", type=float, help="step: rate each step adds (10)")
+    run.add_argument("--step-seconds", type=float, help="step: hold time of each step (0: even)")
+    run.add_argument("--steps", type=int, help="step: number of steps (5)")
+    run.add_argument(
+        "--load-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other LOAD_* option of the run, e.g. LOAD_MAX_P95_MS=300 (repeatable)",
+    )
+    run.add_argument(
+        "--reports", type=Path, help="where the reports go (default: reports/<run id>)"
+    )
+    run.add_argument(
+        "--start-timeout",
+        type=float,
+        default=300.0,
+        help="seconds for the master to run (%(default)s)",
+    )
+    run.add_argument(
+        "--poll-seconds", type=float, default=5.0, help="DescribeTasks interval (%(default)s)"
+    )
+
+
+def _plan(args: argparse.Namespace, account: str, region: str) -> ecs.Plan:
+    options = {
+        variable: str(getattr(args, name))
+        for name, variable in SHAPE_OPTIONS.items()
+        if getattr(args, name) is not None
+    }
+    for pair in args.load_env:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.startswith("LOAD_"):
+            msg = f"--load-env {pair!r}: give LOAD_NAME=VALUE"
+            raise ValueError(msg)
+        options[name] = value
+    plan = ecs.Plan(
+        env_name=args.env,
+        account=account,
+        region=region,
+        cluster=args.cluster or f"sbcntr-{args.env}",
+        image_tag=args.image_tag,
+        bucket=args.bucket,
+        subnets=[s.strip() for s in args.subnets.split(",") if s.strip()],
+        security_group=args.security_group,
+        target=args.target,
+        workers=args.workers,
+        run_id=args.run_id or ecs.default_run_id(),
+        options=options,
+        assign_public_ip=args.public_ip,
+    )
+    ecs.check(plan)
+    shape = shapes.ShapeOptions(
+        shape=args.shape,
+        **{
+            key: value
+            for key, value in (
+                ("target_rps", args.target_rps),
+                ("user_rps", args.user_rps),
+                ("duration", args.shape_duration),
+                ("step_rps", args.step_rps),
+                ("step_seconds", args.step_seconds),
+                ("steps", args.steps),
+            )
+            if value is not None
+        },
+    )
+    shapes.phases(shape)  # the options' own checks, before anything starts
+    return plan
+
+
+def run_loadtest(args: argparse.Namespace) -> int:
+    """Exit 0: the run passed; 1: it missed a threshold; 2: refused or failed; 130: Ctrl+C."""
+    try:
+        identity = boto3.client("sts").get_caller_identity()
+        region = boto3.session.Session().region_name or "ap-northeast-1"
+        plan = _plan(args, identity["Account"], region)
+    except ValueError as exc:
+        print(f"sbcntrctl loadtest ecs run: {exc}", file=sys.stderr)
+        return 2
+    run = ecs.Run(plan, boto3.client("ecs"), poll_seconds=args.poll_seconds)
+    total = shapes.total_seconds(shapes.ShapeOptions.from_options(_shape_namespace(plan)))
+    reports = args.reports or runinfo.report_dir(plan.run_id, "")
+    try:
+        master_td, worker_td = run.register("master"), run.register("worker")
+        (master,) = run.start(master_td, 1, ecs.master_environment(plan))
+        print(f"run {plan.run_id}: master task {master.rsplit('/', 1)[-1]} starting")
+        address = run.wait_for_ip(master, args.start_timeout)
+        workers: list[str] = []
+        left = plan.workers
+        while left:
+            count = min(left, ecs.RUN_TASK_MOST)
+            workers += run.start(worker_td, count, {"LOCUST_MASTER_NODE_HOST": address})
+            left -= count
+        print(f"master at {address}; {len(workers)} worker tasks; the run lasts {total:g} s")
+        # the workers start, then the master waits for them, runs the shape and uploads
+        stopped = run.wait_for_master(master, workers, args.start_timeout * 2 + total + 120)
+    except KeyboardInterrupt:
+        for arn in run.stop_all("sbcntrctl loadtest ecs run interrupted"):
+            print(f"stopped {arn.rsplit('/', 1)[-1]}")
+        print("interrupted: every task of the run stopped", file=sys.stderr)
+        return 130
+    except (ecs.LoadRunError, ClientError) as exc:
+        for arn in run.stop_all("sbcntrctl loadtest ecs run failed"):
+            print(f"stopped {arn.rsplit('/', 1)[-1]}")
+        print(f"sbcntrctl loadtest ecs run: {exc}", file=sys.stderr)
+        return 2
+    run.stop_all("sbcntrctl loadtest ecs run: the run ended")
+    exit_code = next(
+        (c.get("exitCode") for c in stopped.get("containers", []) if c["name"] == ecs.CONTAINER),
+        None,
+    )
+    try:
+        written = ecs.collect(boto3.client("s3"), plan.bucket, plan.run_id, master, reports)
+    except (ecs.LoadRunError, ClientError) as exc:
+        print(
+            f"sbcntrctl loadtest ecs run: master exited {exit_code}; reports: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    summary = ecs.read_summary(reports)
+    print("\n".join(verdict.render(summary)))
+    print(f"reports: {', '.join(str(p) for p in written)}")
+    print(
+        f"STEP3: sbcntrctl audit --run-id {plan.run_id} --stats {reports / 'summary.json'} "
+        "--log <the services' logs of the window>\n"
+        f"STEP4: sbcntrctl capacity --cloudwatch {plan.env_name} "
+        f"--start {summary['started_at']} --end {summary['ended_at']}"
+    )
+    return 1 if summary["missed"] else 0
+
+
+def _shape_namespace(plan: ecs.Plan) -> argparse.Namespace:
+    """The run's shape options as Locust would parse them from the LOAD_* variables."""
+    values = plan.options
+    return argparse.Namespace(
+        shape=values.get("LOAD_SHAPE", "steady"),
+        target_rps=float(values.get("LOAD_TARGET_RPS", 10.0)),
+        user_rps=float(values.get("LOAD_USER_RPS", 0.5)),
+        shape_duration=float(values.get("LOAD_DURATION", 60.0)),
+        step_rps=float(values.get("LOAD_STEP_RPS", 10.0)),
+        step_seconds=float(values.get("LOAD_STEP_SECONDS", 0.0)),
+        steps=int(values.get("LOAD_STEPS", 5)),
+        spike_factor=float(values.get("LOAD_SPIKE_FACTOR", 5.0)),
+        spike_seconds=float(values.get("LOAD_SPIKE_SECONDS", 0.0)),
+    )

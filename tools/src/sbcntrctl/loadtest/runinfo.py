@@ -56,7 +56,17 @@ def parse_pids(spec: str) -> dict[str, list[int]]:
         raise ValueError(msg)
     for name, pids_of in found.items():
         for pid in pids_of:
-            if not Path(f"/proc/{pid}").exists():
+            if not running(pid):
                 msg = f"--sample-pids: {name}={pid}: no such process"
                 raise ValueError(msg)
     return found
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists and has not exited (a zombie, whose
+    parent has not collected it yet, has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

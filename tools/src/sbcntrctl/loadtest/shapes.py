@@ -27,6 +27,9 @@ from typing import Any
 Tick = tuple[int, float] | None
 
 SHAPE_NAMES = ("steady", "step", "spike", "soak")
+# A distributed run's shape runs on the master, which sends its workers the run's
+# wall-clock end under this Locust message type: no worker starts a request later.
+WINDOW_MESSAGE = "sbcntr_window"
 
 
 @dataclass(frozen=True)
