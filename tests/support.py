@@ -30,6 +30,8 @@ _SCRUBBED = (
     "ENVIRONMENT",
     "DATABASE_URL",
     "DATABASE_PASSWORD",
+    "DATABASE_AUTH",
+    "DATABASE_SSL_ROOT_CERT",
     "BACKEND_URL",
     "AWS_XRAY_SDK_ENABLED",
     "AWS_XRAY_DAEMON_ADDRESS",
@@ -468,11 +470,121 @@ def sample_all_rules() -> dict[str, Any]:
     return dict(rules)
 
 
+@dataclass(frozen=True)
+class SelfMadeCa:
+    """A self-made certificate authority: its certificate (PEM file) and key."""
+
+    cert_file: Path
+    key: Any
+    cert: Any
+
+    @classmethod
+    def create(cls, directory: Path, name: str) -> SelfMadeCa:
+        import datetime  # noqa: PLC0415 - test helper only
+
+        from cryptography import x509  # noqa: PLC0415
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+        from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .sign(key, hashes.SHA256())
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_file = directory / f"{name}.pem"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return cls(cert_file, key, cert)
+
+    def issue_server_cert(self, host_names: list[str]) -> tuple[bytes, bytes]:
+        """A server certificate for ``host_names`` (DNS names or IP addresses) and its key, PEM."""
+        import datetime  # noqa: PLC0415 - test helper only
+
+        from cryptography import x509  # noqa: PLC0415
+        from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_names[0])]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName([_san(name) for name in host_names]),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _san(name: str) -> Any:
+    import ipaddress  # noqa: PLC0415 - test helper only
+
+    from cryptography import x509  # noqa: PLC0415
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+PASSWORD_LOGIN_GROUP = "password_login"
+"""Members of this role must give their password (scram-sha-256); every other role is trusted."""
+
+
 class PostgresServer:
     """A throwaway PostgreSQL server on a loopback port (the Debian server binaries).
 
     Runs as the ``postgres`` system user when started by root (PostgreSQL
-    refuses to run as root); trust authentication for the role ``app``.
+    refuses to run as root); trust authentication for the role ``app`` and
+    every other role except the members of :data:`PASSWORD_LOGIN_GROUP`.
+    It accepts TLS too, with a certificate for the IP address 127.0.0.1 (the
+    address of its URLs, not the name ``localhost``) issued by a self-made CA
+    whose certificate is :attr:`ca_file`.
     """
 
     def __init__(self) -> None:
@@ -498,6 +610,28 @@ class PostgresServer:
             os.chown(self.root, owner.pw_uid, owner.pw_gid)
         self.process: subprocess.Popen[bytes] | None = None
         self.databases = 0
+        self.ca = SelfMadeCa.create(self.root / "ca", "sbcntr-test-ca")
+        self.ca_file = self.ca.cert_file
+
+    def _server_options(self) -> list[str]:
+        """Write pg_hba.conf (and the TLS files); the server's extra ``-c`` options."""
+        (self.data / "pg_hba.conf").write_text(
+            f"host all +{PASSWORD_LOGIN_GROUP} 127.0.0.1/32 scram-sha-256\n"
+            "host all all 127.0.0.1/32 trust\n"
+            "local all all trust\n"
+        )
+        cert, key = self.root / "server.crt", self.root / "server.key"
+        cert_pem, key_pem = self.ca.issue_server_cert(["127.0.0.1"])
+        cert.write_bytes(cert_pem)
+        key.write_bytes(key_pem)
+        key.chmod(0o600)
+        if self.as_user:
+            import pwd  # noqa: PLC0415 - test helper only
+
+            owner = pwd.getpwnam("postgres")
+            for path in (cert, key):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        return ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}"]
 
     def start(self) -> PostgresServer:
         subprocess.run(
@@ -515,6 +649,7 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
+        options = self._server_options()
         log = (self.root / "server.log").open("wb")
         self.process = subprocess.Popen(
             [
@@ -530,6 +665,7 @@ class PostgresServer:
                 str(self.root),
                 "-c",
                 "fsync=off",
+                *options,
             ],
             stdout=log,
             stderr=log,
@@ -537,6 +673,8 @@ class PostgresServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.psql("SELECT 1").returncode == 0:
+                created = self.psql(f"CREATE ROLE {PASSWORD_LOGIN_GROUP} NOLOGIN")
+                assert created.returncode == 0, created.stderr
                 return self
             time.sleep(0.1)
         msg = f"PostgreSQL did not start: {(self.root / 'server.log').read_text()[-2000:]}"

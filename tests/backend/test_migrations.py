@@ -199,6 +199,7 @@ def test_seed_is_refused_outside_development_and_test(
         "--seed",
         ENVIRONMENT=environment,
         DATABASE_PASSWORD="unused-by-trust-auth",
+        DATABASE_SSL_ROOT_CERT=str(postgres.ca_file),
     )
     assert status == 2
     assert lines[-1]["event"] == "seed data refused"
@@ -211,6 +212,7 @@ def test_seed_is_refused_outside_development_and_test(
         "migrate",
         ENVIRONMENT=environment,
         DATABASE_PASSWORD="unused-by-trust-auth",
+        DATABASE_SSL_ROOT_CERT=str(postgres.ca_file),
     )
     assert status == 0, lines
     assert lines[-1]["to_revision"] == HEAD

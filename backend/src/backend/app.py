@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from starlette.middleware import Middleware
 
 from backend import api
+from backend.connect import ConnectOptions
 from backend.database import create_engine, ping
 from backend.faults import FaultInjectionMiddleware, Faults, faults_router, readiness_fault
 from backend.revision_check import RevisionCheck, SchemaNotReadyError, database_revision
+from backend.roles import RoleCheck, SchemaRightsError
 from backend.settings import BackendSettings
 from backend.writability import database_writable
 from servicekit.app import create_service_app
@@ -25,22 +27,37 @@ from servicekit.tracing import instrument_sqlalchemy
 log = get_logger("backend.app")
 
 
-def create_app(settings: BackendSettings, identity: TaskIdentity | None = None) -> FastAPI:
+def create_app(
+    settings: BackendSettings,
+    identity: TaskIdentity | None = None,
+    *,
+    connect_options: ConnectOptions | None = None,
+) -> FastAPI:
     """Build the backend; the lifespan opens the database engine and disposes of it.
 
     The schema is the migrations' business: readiness fails (check ``schema``)
-    while the database is behind this code's revision.
+    while the database is behind this code's revision. Outside development,
+    on PostgreSQL, the service refuses to start when its database user can
+    change the schema, and readiness (check ``database_role``) fails while it
+    could. ``connect_options`` replaces the TLS context and credentials the
+    settings choose (:meth:`BackendSettings.connect_options`).
     """
     url = settings.database_url_object()
     revision_check = RevisionCheck()
+    role_check = (
+        RoleCheck() if settings.database_is_postgresql and not settings.is_development else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(url, settings.database_pool_size)
+        options = connect_options or settings.connect_options()
+        engine = create_engine(url, settings.database_pool_size, options=options)
         instrument_sqlalchemy(engine)
         app.state.engine = engine
         app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
         try:
+            if role_check is not None:
+                await _refuse_schema_rights(engine, role_check)
             await _log_revision(engine, revision_check)
             yield
         finally:
@@ -74,6 +91,12 @@ def create_app(settings: BackendSettings, identity: TaskIdentity | None = None) 
     add_readiness_check(app, "database", database_ready)
     add_readiness_check(app, "database_writes", lambda: database_writable(app.state.engine))
     add_readiness_check(app, "schema", schema_ready)
+    if role_check is not None:
+
+        async def role_ready() -> None:
+            await role_check(app.state.engine)
+
+        add_readiness_check(app, "database_role", role_ready)
     if settings.fault_injection_enabled:
         app.include_router(faults_router(faults))
         add_readiness_check(app, "fault_injection", partial(readiness_fault, faults))
@@ -93,3 +116,17 @@ async def _log_revision(engine: AsyncEngine, revision_check: RevisionCheck) -> N
         log.warning("database unreachable", database=database, error=str(exc)[:300])
     else:
         log.info("database ready", database=database, revision=revision)
+
+
+async def _refuse_schema_rights(engine: AsyncEngine, role_check: RoleCheck) -> None:
+    """Raise :class:`SchemaRightsError` (after one ``critical`` line) when the user can run DDL.
+
+    An unreachable database is left to readiness, which runs the same check.
+    """
+    try:
+        await role_check(engine)
+    except SchemaRightsError as exc:
+        log.critical("database user can change the schema", reason=str(exc))
+        raise
+    except Exception as exc:  # readiness (check database_role) runs it again
+        log.warning("database role not checked", error=str(exc)[:300])

@@ -22,16 +22,24 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from backend.connect import ConnectOptions
+
 SQLITE_BUSY_TIMEOUT_SECONDS = 15
 
 
 def create_engine(
-    url: URL, pool_size: int, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS
+    url: URL,
+    pool_size: int,
+    *,
+    options: ConnectOptions | None = None,
+    sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS,
 ) -> AsyncEngine:
     """An engine for ``url``; for SQLite, WAL mode and a busy timeout for concurrent writers.
 
-    ``sqlite_busy_timeout`` is how long a SQLite statement waits for another
-    connection's lock before failing with "database is locked".
+    ``options`` (PostgreSQL) give each new connection its TLS context and its
+    password (an IAM token); the pool then recycles connections before a
+    token expires. ``sqlite_busy_timeout`` is how long a SQLite statement
+    waits for another connection's lock before failing with "database is locked".
     """
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -41,7 +49,12 @@ def create_engine(
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+    options = options or ConnectOptions()
+    engine = create_async_engine(
+        url, pool_size=pool_size, pool_pre_ping=True, pool_recycle=options.pool_recycle
+    )
+    options.install(engine.sync_engine)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:

@@ -3,8 +3,10 @@
 Runs before the service starts, once per release: ``dev.py up`` locally, the
 one-shot ``migrate`` service in compose, a one-off ECS task
 (``sbcntrctl deploy migrate backend``) on AWS. It reads the service's own
-settings (``DATABASE_URL``, ``DATABASE_PASSWORD``), so it reaches the same
-database with the same credentials.
+settings (``DATABASE_URL``, ``DATABASE_PASSWORD`` or ``DATABASE_AUTH``,
+``DATABASE_SSL_ROOT_CERT``) and connects as the schema's owner; on
+PostgreSQL it then grants the service's role DML on the tables
+(:func:`backend.roles.grant_app_role`, in the same transaction).
 
 Every run holds one exclusive lock for its whole transaction, so runners
 started together apply each migration exactly once and the later ones find
@@ -46,9 +48,11 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend import seed as seed_data
+from backend.connect import ConnectOptions
 from backend.database import create_engine
 from backend.migrations import REVISIONS
 from backend.revision_check import read_revision
+from backend.roles import grant_app_role
 from backend.settings import BackendSettings
 from servicekit.logs import configure_logging, get_logger
 from servicekit.runner import load_settings_or_report
@@ -92,9 +96,13 @@ def _driver_autocommit(dbapi_connection: Any, _: Any) -> None:
 
 
 @asynccontextmanager
-async def locked_transaction(url: URL) -> AsyncIterator[AsyncConnection]:
+async def locked_transaction(
+    url: URL, options: ConnectOptions | None = None
+) -> AsyncIterator[AsyncConnection]:
     """A connection in a transaction that holds the migration lock; committed on success."""
-    engine = create_engine(url, pool_size=1, sqlite_busy_timeout=SQLITE_LOCK_WAIT_SECONDS)
+    engine = create_engine(
+        url, pool_size=1, options=options, sqlite_busy_timeout=SQLITE_LOCK_WAIT_SECONDS
+    )
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _driver_autocommit)
         event.listen(engine.sync_engine, "begin", _begin_exclusive)
@@ -121,9 +129,19 @@ class Outcome:
     seeded: bool = False
 
 
-async def upgrade(url: URL, revision: str = "head", *, seed: bool = False) -> Outcome:
-    """Upgrade to ``revision`` (and seed when asked) in one locked transaction."""
-    async with locked_transaction(url) as conn:
+async def upgrade(
+    url: URL,
+    revision: str = "head",
+    *,
+    seed: bool = False,
+    options: ConnectOptions | None = None,
+) -> Outcome:
+    """Upgrade to ``revision`` (and seed when asked) in one locked transaction.
+
+    On PostgreSQL the service's role is (re)granted DML on every table in the
+    same transaction.
+    """
+    async with locked_transaction(url, options) as conn:
         before = await conn.run_sync(read_revision)
         if before is None and await conn.run_sync(_has_tables_of_baseline):
             # Made by the service's own create_all before migrations existed:
@@ -131,23 +149,27 @@ async def upgrade(url: URL, revision: str = "head", *, seed: bool = False) -> Ou
             await conn.run_sync(lambda sync: command.stamp(alembic_config(sync), BASELINE))
             log.info("database created before migrations adopted", revision=BASELINE)
         await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+        if url.get_backend_name() == "postgresql":
+            await conn.run_sync(grant_app_role)
         seeded = await seed_data.seed(conn) if seed else False
         after = await conn.run_sync(read_revision)
     return Outcome(before, after, seeded)
 
 
-async def downgrade(url: URL, revision: str) -> Outcome:
+async def downgrade(url: URL, revision: str, options: ConnectOptions | None = None) -> Outcome:
     """Downgrade to ``revision`` in one locked transaction."""
-    async with locked_transaction(url) as conn:
+    async with locked_transaction(url, options) as conn:
         before = await conn.run_sync(read_revision)
         await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), revision))
         after = await conn.run_sync(read_revision)
     return Outcome(before, after)
 
 
-async def write_revision(url: URL, message: str, revision_id: str) -> None:
+async def write_revision(
+    url: URL, message: str, revision_id: str, options: ConnectOptions | None = None
+) -> None:
     """Write migration ``revision_id`` from the difference between the models and ``url``."""
-    async with locked_transaction(url) as conn:
+    async with locked_transaction(url, options) as conn:
         await conn.run_sync(
             lambda sync: command.revision(
                 alembic_config(sync), message, autogenerate=True, rev_id=revision_id
@@ -185,14 +207,15 @@ def main(argv: Sequence[str]) -> int:
         )
         return 2
     url = settings.database_url_object()
+    options = settings.connect_options()
     database = url.render_as_string(hide_password=True)
     try:
         if args.command == "migrate":
-            outcome = asyncio.run(upgrade(url, seed=args.seed))
+            outcome = asyncio.run(upgrade(url, seed=args.seed, options=options))
         elif args.command == "downgrade":
-            outcome = asyncio.run(downgrade(url, args.revision))
+            outcome = asyncio.run(downgrade(url, args.revision, options))
         else:
-            asyncio.run(write_revision(url, args.message, args.id))
+            asyncio.run(write_revision(url, args.message, args.id, options))
             return 0
     except Exception as exc:
         log.exception("migration failed", command=args.command, database=database, error=str(exc))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+import ssl
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, FilePath, SecretStr, model_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from backend.connect import ConnectOptions, rds_iam_tokens_for, verify_full
 from servicekit.settings import ServiceSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/backend.sqlite3"
@@ -18,9 +23,11 @@ _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncp
 class BackendSettings(ServiceSettings):
     """``DATABASE_URL`` picks the database: SQLite by default, PostgreSQL (Aurora) in AWS.
 
-    On ECS the password comes separately, from Secrets Manager, as
-    ``DATABASE_PASSWORD``; outside development a server database must have
-    it, and the URL itself must not carry one.
+    Outside development a PostgreSQL database must be reached with verified
+    TLS (``DATABASE_SSL_ROOT_CERT``, the CA bundle), and authenticated either
+    by ``DATABASE_AUTH=iam`` (an RDS IAM token per connection: the service on
+    ECS) or by ``DATABASE_PASSWORD`` (a secret: the migration task), never by
+    a password in the URL (docs/database-access.md).
     """
 
     service_name: str = "backend"
@@ -33,6 +40,9 @@ class BackendSettings(ServiceSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     database_password: SecretStr | None = None
+    database_auth: Literal["password", "iam"] = "password"
+    database_ssl_root_cert: FilePath | None = None
+    aws_region: str | None = Field(default=None, validation_alias="AWS_REGION")
     database_pool_size: int = Field(default=10, ge=1, le=100)
 
     # Fault injection for drills: refused unless FAULT_INJECTION_ENABLED is true.
@@ -44,17 +54,40 @@ class BackendSettings(ServiceSettings):
     @model_validator(mode="after")
     def _check_database(self) -> BackendSettings:
         url = self.database_url_object()
-        if url.get_backend_name() == "postgresql" and not self.is_development:
+        postgresql = url.get_backend_name() == "postgresql"
+        if not postgresql and (self.database_auth == "iam" or self.database_ssl_root_cert):
+            msg = "DATABASE_AUTH=iam and DATABASE_SSL_ROOT_CERT need a PostgreSQL DATABASE_URL"
+            raise ValueError(msg)
+        if self.database_auth == "iam" and self.database_password is not None:
+            msg = "DATABASE_PASSWORD must not be set with DATABASE_AUTH=iam (one credential)"
+            raise ValueError(msg)
+        if self.database_ssl_root_cert is not None:
+            try:
+                verify_full(self.database_ssl_root_cert)
+            except ssl.SSLError as exc:
+                msg = f"DATABASE_SSL_ROOT_CERT is not a PEM CA bundle: {exc}"
+                raise ValueError(msg) from None
+        if postgresql and not self.is_development:
             if make_url(self.database_url).password is not None:
                 msg = (
                     "DATABASE_URL must not contain a password outside development: "
-                    "pass it as DATABASE_PASSWORD (a secret)"
+                    "use DATABASE_AUTH=iam, or DATABASE_PASSWORD (a secret)"
                 )
                 raise ValueError(msg)
-            if self.database_password is None or not self.database_password.get_secret_value():
+            no_password = (
+                self.database_password is None or not self.database_password.get_secret_value()
+            )
+            if self.database_auth == "password" and no_password:
                 msg = (
                     "DATABASE_PASSWORD is required for a PostgreSQL DATABASE_URL "
-                    "outside development"
+                    "outside development (or DATABASE_AUTH=iam)"
+                )
+                raise ValueError(msg)
+            if self.database_ssl_root_cert is None:
+                msg = (
+                    "DATABASE_SSL_ROOT_CERT (the database's CA bundle) is required for a "
+                    "PostgreSQL DATABASE_URL outside development: the server's certificate "
+                    "must be verified"
                 )
                 raise ValueError(msg)
         return self
@@ -74,6 +107,23 @@ class BackendSettings(ServiceSettings):
             )
             raise ValueError(msg)
         return self
+
+    @property
+    def database_is_postgresql(self) -> bool:
+        return self.database_url_object().get_backend_name() == "postgresql"
+
+    def connect_options(self) -> ConnectOptions:
+        """TLS and per-connection credentials for the engine (nothing for SQLite)."""
+        if not self.database_is_postgresql:
+            return ConnectOptions()
+        tokens = None
+        if self.database_auth == "iam":
+            tokens = rds_iam_tokens_for(self.database_url_object(), self.aws_region)
+        ca_bundle: Path | None = self.database_ssl_root_cert
+        return ConnectOptions(
+            password_provider=tokens,
+            ssl_context=verify_full(ca_bundle) if ca_bundle is not None else None,
+        )
 
     def database_url_object(self) -> URL:
         """``DATABASE_URL`` with its async driver and ``DATABASE_PASSWORD`` applied."""
