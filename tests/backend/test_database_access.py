@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 import ssl
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import boto3
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -27,7 +29,16 @@ from backend.database import create_engine, ping
 from backend.roles import APP_ROLE, SchemaRightsError
 from backend.settings import BackendSettings
 from tests.backend.conftest import migrate
+from tests.backend.test_migrations import run_cli
 from tests.support import PASSWORD_LOGIN_GROUP, PostgresServer, SelfMadeCa
+from tests.tools.deploy_support import aws_env, moto_server
+
+MOTO_CLIENT = {
+    "region_name": "ap-northeast-1",
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+}
+__all__ = ["moto_server"]  # the fixture
 
 
 def as_user(database_url: str, user: str, host: str = "127.0.0.1") -> str:
@@ -262,3 +273,45 @@ def test_readiness_names_the_certificate_failure(migrated: str, tmp_path: Path) 
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert "certificate verify failed" in ready.json()["checks"]["database"]
+
+
+def test_the_migration_task_connects_as_the_owner_named_by_its_secret(
+    postgres: PostgresServer, tmp_path: Path, moto_server: str
+) -> None:
+    """As ``sbcntrctl deploy migrate`` runs it on ECS: the task definition's service settings
+    (IAM authentication as the app role, verified TLS) plus the secret's ARN; the migration
+    reads the owner's credentials from Secrets Manager and migrates as the owner.
+    """
+    database_url = postgres.new_database()
+    owner = f"owner_{postgres.databases}"  # like RDS's master user: CREATEROLE, not superuser
+    name = make_url(database_url).database
+    sql(
+        database_url,
+        f"CREATE ROLE {owner} LOGIN CREATEROLE PASSWORD 'owner-pw' IN ROLE {PASSWORD_LOGIN_GROUP}",
+    )
+    sql(database_url, f"ALTER DATABASE {name} OWNER TO {owner}")
+    secrets = boto3.client("secretsmanager", endpoint_url=moto_server, **MOTO_CLIENT)
+    arn = secrets.create_secret(
+        Name="sbcntr/dev/database",
+        SecretString=json.dumps({"username": owner, "password": "owner-pw"}),
+    )["ARN"]
+
+    status, lines = run_cli(
+        tmp_path,
+        as_user(database_url, APP_ROLE),
+        "migrate",
+        ENVIRONMENT="production",
+        DATABASE_AUTH="iam",
+        DATABASE_SSL_ROOT_CERT=str(postgres.ca_file),
+        DATABASE_MIGRATION_SECRET_ARN=arn,
+        **aws_env(moto_server),
+    )
+    assert status == 0, lines[-1]
+    assert lines[-1]["event"] == "database migrated"
+    assert owner in lines[-1]["database"]
+    assert "owner-pw" not in json.dumps(lines)
+    owners = sql(
+        database_url, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+    )
+    assert [row[0] for row in owners] == [owner]
+    assert sql(database_url, "SELECT count(*) FROM items", user=APP_ROLE)[0][0] == 0

@@ -94,3 +94,21 @@ def rds_iam_tokens_for(url: URL, region: str | None) -> RdsIamTokens:
         msg = "DATABASE_AUTH=iam needs a host and a user in DATABASE_URL"
         raise ValueError(msg)
     return RdsIamTokens(url.host, url.port or 5432, url.username, region)
+
+
+def secret_credentials(secret_arn: str, region: str | None = None) -> tuple[str, str]:
+    """The ``username`` and ``password`` of a Secrets Manager secret (JSON), read now.
+
+    The migration task reads the schema owner's credentials this way, with its
+    own task role (``secretsmanager:GetSecretValue`` on the secret, and
+    ``kms:Decrypt`` through Secrets Manager for its customer-managed key:
+    AWS Secrets Manager API Reference, "GetSecretValue"), so that no service
+    task holds them.
+    """
+    import json  # noqa: PLC0415 - only in the migration task
+
+    import botocore.session  # noqa: PLC0415
+
+    client = botocore.session.get_session().create_client("secretsmanager", region_name=region)
+    value = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])
+    return str(value["username"]), str(value["password"])

@@ -4,7 +4,9 @@ Runs before the service starts, once per release: ``dev.py up`` locally, the
 one-shot ``migrate`` service in compose, a one-off ECS task
 (``sbcntrctl deploy migrate backend``) on AWS. It reads the service's own
 settings (``DATABASE_URL``, ``DATABASE_PASSWORD`` or ``DATABASE_AUTH``,
-``DATABASE_SSL_ROOT_CERT``) and connects as the schema's owner; on
+``DATABASE_SSL_ROOT_CERT``) and connects as the schema's owner: on ECS the
+user and password of the secret ``DATABASE_MIGRATION_SECRET_ARN``, read
+with the migration task's own role (no service task can read it). On
 PostgreSQL it then grants the service's role DML on the tables
 (:func:`backend.roles.grant_app_role`, in the same transaction).
 
@@ -206,8 +208,11 @@ def main(argv: Sequence[str]) -> int:
             reason="seed data is for development and test only",
         )
         return 2
-    url = settings.database_url_object()
-    options = settings.connect_options()
+    try:
+        url, options = settings.migration_connection()
+    except Exception as exc:
+        log.critical("migration credentials not read", error=str(exc)[:300])
+        return 2
     database = url.render_as_string(hide_password=True)
     try:
         if args.command == "migrate":

@@ -10,7 +10,7 @@ from pydantic import Field, FilePath, SecretStr, model_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from backend.connect import ConnectOptions, rds_iam_tokens_for, verify_full
+from backend.connect import ConnectOptions, rds_iam_tokens_for, secret_credentials, verify_full
 from servicekit.settings import ServiceSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/backend.sqlite3"
@@ -43,6 +43,10 @@ class BackendSettings(ServiceSettings):
     database_auth: Literal["password", "iam"] = "password"
     database_ssl_root_cert: FilePath | None = None
     aws_region: str | None = Field(default=None, validation_alias="AWS_REGION")
+    # Read by `python -m backend migrate` only: the schema owner's credentials.
+    database_migration_secret_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$"
+    )
     database_pool_size: int = Field(default=10, ge=1, le=100)
 
     # Fault injection for drills: refused unless FAULT_INJECTION_ENABLED is true.
@@ -111,6 +115,22 @@ class BackendSettings(ServiceSettings):
     @property
     def database_is_postgresql(self) -> bool:
         return self.database_url_object().get_backend_name() == "postgresql"
+
+    def migration_connection(self) -> tuple[URL, ConnectOptions]:
+        """The URL and options ``python -m backend migrate`` connects with.
+
+        With ``DATABASE_MIGRATION_SECRET_ARN`` (on ECS): as the user and with the
+        password of that secret, read now, over the same verified TLS; without
+        it: as the service does.
+        """
+        if self.database_migration_secret_arn is None:
+            return self.database_url_object(), self.connect_options()
+        user, password = secret_credentials(self.database_migration_secret_arn, self.aws_region)
+        url = self.database_url_object().set(username=user, password=password)
+        ca_bundle = self.database_ssl_root_cert
+        return url, ConnectOptions(
+            ssl_context=verify_full(ca_bundle) if ca_bundle is not None else None
+        )
 
     def connect_options(self) -> ConnectOptions:
         """TLS and per-connection credentials for the engine (nothing for SQLite)."""
