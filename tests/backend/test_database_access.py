@@ -303,7 +303,7 @@ def test_the_migration_task_connects_as_the_owner_named_by_its_secret(
         ENVIRONMENT="production",
         DATABASE_AUTH="iam",
         DATABASE_SSL_ROOT_CERT=str(postgres.ca_file),
-        DATABASE_MIGRATION_SECRET_ARN=arn,
+        DATABASE_OWNER_CREDENTIALS_ARN=arn,
         **aws_env(moto_server),
     )
     assert status == 0, lines[-1]

@@ -68,6 +68,9 @@ def resolve(value: Any, names: Mapping[str, Any]) -> Any:
         if function == "Fn::Join":
             separator, items = argument
             return separator.join(str(resolve(i, names)) for i in resolve(items, names))
+        if function == "Fn::If":
+            condition, if_true, if_false = argument
+            return resolve(if_true if _lookup(names, f"Condition:{condition}") else if_false, names)
         if function == "Fn::Sub":
             text, local = (argument, {}) if isinstance(argument, str) else argument
             table = {**names, **{k: resolve(v, names) for k, v in local.items()}}

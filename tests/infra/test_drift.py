@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from backend.roles import APP_ROLE
 from sbcntrctl.deploy import ecs, template
 from sbcntrctl.infra.stacks import DERIVED, FROM_OUTPUTS, USER_SUPPLIED
 from sbcntrctl.release.images import IMAGES
@@ -54,6 +56,7 @@ POLICY_FILES = {
     "sbcntr-dev-backend-execution": "execution-role-policy-backend.json",
     "sbcntr-dev-frontend-task": "task-role-policy-frontend.json",
     "sbcntr-dev-backend-task": "task-role-policy-backend.json",
+    "sbcntr-dev-backend-migrate": "migrate-role-policy-backend.json",
 }
 
 
@@ -322,3 +325,64 @@ def test_every_export_imported_by_a_template_or_a_tool_is_exported() -> None:
             imported.add("sbcntr-${EnvName}-" + name)
     assert "sbcntr-${EnvName}-PublicAlbFullName" in imported
     assert sorted(imported - exported) == []
+
+
+# The database's resource id per engine, as the data stack's GetAtt would return it.
+RESOURCE_IDS = {True: "cluster-ABCDEFGHIJKLMNOP", False: "db-ABCDEFGHIJKLMNOP"}
+
+
+def data_names(aurora: bool) -> dict[str, Any]:
+    return {
+        **NAMES,
+        "Condition:IsAurora": aurora,
+        "AuroraCluster.DBClusterResourceId": RESOURCE_IDS[True],
+        "RdsInstance.DbiResourceId": RESOURCE_IDS[False],
+        "AuroraCluster.Endpoint.Address": "sbcntr-dev.cluster-x.ap-northeast-1.rds.amazonaws.com",
+        "RdsInstance.Endpoint.Address": "sbcntr-dev.x.ap-northeast-1.rds.amazonaws.com",
+    }
+
+
+@pytest.mark.parametrize("aurora", [True, False], ids=["aurora", "rds"])
+def test_database_connect_policy_is_exactly_its_taskdefs_file(aurora: bool) -> None:
+    """The data stack attaches rds-db:connect for the service's role to the backend task role.
+
+    Amazon RDS User Guide, "Creating and using an IAM policy for IAM database
+    access": the resource is ``arn:aws:rds-db:<region>:<account>:dbuser:<resource
+    id>/<user>``, the resource id being the cluster's (Aurora) or the instance's.
+    """
+    data = load("data")
+    (policy,) = resources(data, "AWS::IAM::RolePolicy").values()
+    props = resolve(policy["Properties"], data_names(aurora))
+    assert props["RoleName"] == "sbcntr-dev-backend-task"
+    assert props["RoleName"] in platform_roles()
+    env = {**RENDER_ENV, "DB_RESOURCE_ID": RESOURCE_IDS[aurora]}
+    expected = template.render_json(TASKDEFS / "iam" / "database-policy-backend.json", env)
+    assert props["PolicyDocument"] == expected
+    outputs = {
+        name: resolve(data["Outputs"][name]["Value"], data_names(aurora))
+        for name in ("DatabaseResourceId", "DatabaseUrl")
+    }
+    assert outputs["DatabaseResourceId"] == RESOURCE_IDS[aurora]
+    user = make_url(outputs["DatabaseUrl"]).username
+    assert user == APP_ROLE
+
+    db_user = f"arn:aws:rds-db:{REGION}:{ACCOUNT}:dbuser:{RESOURCE_IDS[aurora]}"
+    assert allows(expected, "rds-db:connect", f"{db_user}/{APP_ROLE}")
+    # The master user (the schema's owner), another database, another action: refused.
+    assert not allows(expected, "rds-db:connect", f"{db_user}/app")
+    assert not allows(expected, "rds-db:connect", f"{db_user}x/{APP_ROLE}")
+    assert not allows(expected, "rds-db:*", f"{db_user}/{APP_ROLE}")
+
+
+def test_the_backend_logs_in_with_iam_over_tls_with_the_ca_bundle_of_its_image() -> None:
+    td = ecs.render("backend", RENDER_ENV, TASKDEFS).task_definition
+    backend = next(c for c in td["containerDefinitions"] if c["name"] == "backend")
+    env = {e["name"]: e["value"] for e in backend["environment"]}
+    assert env["DATABASE_AUTH"] == "iam"
+    assert env["DATABASE_OWNER_CREDENTIALS_ARN"] == SECRET_ARN
+    assert "secrets" not in backend
+    dockerfile = (ROOT / "Dockerfile.backend").read_text()
+    assert re.search(rf"^COPY .* {re.escape(env['DATABASE_SSL_ROOT_CERT'])}$", dockerfile, re.M)
+    for engine in ("AuroraCluster", "RdsInstance"):
+        props = load("data")["Resources"][engine]["Properties"]
+        assert props["EnableIAMDatabaseAuthentication"] is True, engine

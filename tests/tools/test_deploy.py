@@ -15,7 +15,7 @@ import pytest
 import yaml
 from parliament import analyze_policy_string
 
-from sbcntrctl.deploy import ecs, iam, template, verify
+from sbcntrctl.deploy import ecs, iam, migrate, template, verify
 from tests.support import ROOT
 from tests.tools.deploy_support import ENV, SERVICES, TASKDEFS, moto_server, run_cli
 
@@ -163,7 +163,9 @@ BROKEN_TASK_DEFINITIONS: list[tuple[str, Mutation, str]] = [
     ),
     (
         "secret not from an ARN",
-        lambda td: td["containerDefinitions"][0]["secrets"][0].update(valueFrom="hunter2"),
+        lambda td: td["containerDefinitions"][0].update(
+            secrets=[{"name": "DATABASE_PASSWORD", "valueFrom": "hunter2"}]
+        ),
         "secrets.DATABASE_PASSWORD",
     ),
     (
@@ -342,13 +344,19 @@ def test_log_buffer_limit_counts_lines_within_the_task_memory() -> None:
 def test_task_definitions_use_the_roles_the_policies_are_for(service: str) -> None:
     env = {**ENV, "ENV_NAME": "stg"}
     td = ecs.render(service, env, TASKDEFS).task_definition
-    names = iam.role_names(service, env)
+    names = iam.role_names(service, env, TASKDEFS)
+    migration = {"migrate": f"sbcntr-stg-{service}-migrate"} if service == "backend" else {}
     assert names == {
         "execution": f"sbcntr-stg-{service}-execution",
         "task": f"sbcntr-stg-{service}-task",
+        **migration,
     }
     assert td["executionRoleArn"] == f"arn:aws:iam::123456789012:role/{names['execution']}"
     assert td["taskRoleArn"] == f"arn:aws:iam::123456789012:role/{names['task']}"
+    if migration:
+        assert migrate.migration_role_arn(td["taskRoleArn"]) == (
+            f"arn:aws:iam::123456789012:role/{names['migrate']}"
+        )
     policies = iam.render(service, env, TASKDEFS)
     assert set(policies) == set(names.values())
 
@@ -361,13 +369,22 @@ def _actions(policy: dict[str, Any]) -> set[str]:
     return found
 
 
-def test_only_the_backend_execution_role_reads_the_database_secret() -> None:
-    front = iam.render("frontend", ENV, TASKDEFS)["sbcntr-dev-frontend-execution"]
-    back = iam.render("backend", ENV, TASKDEFS)["sbcntr-dev-backend-execution"]
-    assert not {"secretsmanager:GetSecretValue", "kms:Decrypt"} & _actions(front)
-    assert ENV["DB_SECRET_ARN"] not in json.dumps(front)
-    assert {"secretsmanager:GetSecretValue", "kms:Decrypt"} <= _actions(back)
-    assert ENV["SECRETS_KMS_KEY_ARN"] in json.dumps(back)
+def test_only_the_migration_role_reads_the_database_secret() -> None:
+    """The service's tasks hold no database password: no secret in the task definition,
+    none readable by its roles; the migration task's own role reads the owner's."""
+    read = {"secretsmanager:GetSecretValue", "kms:Decrypt"}
+    policies = {**iam.render("frontend", ENV, TASKDEFS), **iam.render("backend", ENV, TASKDEFS)}
+    for role, policy in policies.items():
+        if role == "sbcntr-dev-backend-migrate":
+            assert read <= _actions(policy)
+            assert ENV["DB_SECRET_ARN"] in json.dumps(policy)
+            assert ENV["SECRETS_KMS_KEY_ARN"] in json.dumps(policy)
+        else:
+            assert not read & _actions(policy), role
+            assert ENV["DB_SECRET_ARN"] not in json.dumps(policy), role
+    for service in SERVICES:
+        td = ecs.render(service, ENV, TASKDEFS).task_definition
+        assert all("secrets" not in c for c in td["containerDefinitions"]), service
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -394,7 +411,11 @@ def test_render_iam_prints_both_policies_and_names_what_is_missing() -> None:
     done = run_cli("render-iam", "backend", env=ENV)
     assert done.returncode == 0, done.stderr
     policies = json.loads(done.stdout)
-    assert set(policies) == {"sbcntr-dev-backend-execution", "sbcntr-dev-backend-task"}
+    assert set(policies) == {
+        "sbcntr-dev-backend-execution",
+        "sbcntr-dev-backend-task",
+        "sbcntr-dev-backend-migrate",
+    }
     env = {k: v for k, v in ENV.items() if k != "SECRETS_KMS_KEY_ARN"}
     missing = run_cli("render-iam", "backend", env=env)
     assert missing.returncode == 2

@@ -60,6 +60,16 @@ def test_run_task_input_is_valid_for_the_ecs_api() -> None:
     # The service's own network: private subnets, its security group, no public IP.
     assert params["networkConfiguration"] == rendered.service_definition["networkConfiguration"]
     assert params["taskDefinition"] == TASK_DEFINITION
+    # Its own role, the only one that may read the schema owner's secret; passing it
+    # needs iam:PassRole on it (RunTask API reference, overrides.taskRoleArn).
+    task_role = rendered.task_definition["taskRoleArn"]
+    assert task_role == "arn:aws:iam::123456789012:role/sbcntr-dev-backend-task"
+    assert params["overrides"]["taskRoleArn"] == task_role.removesuffix("task") + "migrate"
+
+
+def test_a_task_role_without_the_naming_rule_has_no_migration_role() -> None:
+    with pytest.raises(ecs.DeployError, match="does not end in -task"):
+        migrate.migration_role_arn("arn:aws:iam::123456789012:role/custom")
 
 
 def test_ecs_runs_the_command_compose_runs_without_the_seed() -> None:

@@ -5,7 +5,7 @@ one-shot ``migrate`` service in compose, a one-off ECS task
 (``sbcntrctl deploy migrate backend``) on AWS. It reads the service's own
 settings (``DATABASE_URL``, ``DATABASE_PASSWORD`` or ``DATABASE_AUTH``,
 ``DATABASE_SSL_ROOT_CERT``) and connects as the schema's owner: on ECS the
-user and password of the secret ``DATABASE_MIGRATION_SECRET_ARN``, read
+user and password of the secret ``DATABASE_OWNER_CREDENTIALS_ARN``, read
 with the migration task's own role (no service task can read it). On
 PostgreSQL it then grants the service's role DML on the tables
 (:func:`backend.roles.grant_app_role`, in the same transaction).

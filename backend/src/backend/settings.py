@@ -44,7 +44,7 @@ class BackendSettings(ServiceSettings):
     database_ssl_root_cert: FilePath | None = None
     aws_region: str | None = Field(default=None, validation_alias="AWS_REGION")
     # Read by `python -m backend migrate` only: the schema owner's credentials.
-    database_migration_secret_arn: str | None = Field(
+    database_owner_credentials_arn: str | None = Field(
         default=None, pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:\S+$"
     )
     database_pool_size: int = Field(default=10, ge=1, le=100)
@@ -119,13 +119,13 @@ class BackendSettings(ServiceSettings):
     def migration_connection(self) -> tuple[URL, ConnectOptions]:
         """The URL and options ``python -m backend migrate`` connects with.
 
-        With ``DATABASE_MIGRATION_SECRET_ARN`` (on ECS): as the user and with the
+        With ``DATABASE_OWNER_CREDENTIALS_ARN`` (on ECS): as the user and with the
         password of that secret, read now, over the same verified TLS; without
         it: as the service does.
         """
-        if self.database_migration_secret_arn is None:
+        if self.database_owner_credentials_arn is None:
             return self.database_url_object(), self.connect_options()
-        user, password = secret_credentials(self.database_migration_secret_arn, self.aws_region)
+        user, password = secret_credentials(self.database_owner_credentials_arn, self.aws_region)
         url = self.database_url_object().set(username=user, password=password)
         ca_bundle = self.database_ssl_root_cert
         return url, ConnectOptions(

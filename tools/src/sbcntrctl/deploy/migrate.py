@@ -9,9 +9,13 @@ task to stop. Success is the app container's exit code 0; anything else
 :class:`~sbcntrctl.deploy.ecs.DeployError` naming the task, its stop code and
 reason, and the exit code, and the service is not updated.
 
-The same image, task role, secrets and log routing as the service: the
-migration reaches the database exactly as the new code will, and its log
-lines arrive with the backend's (FireLens, the task id as log stream).
+The same image, settings and log routing as the service, so the migration
+reaches the database exactly as the new code will and its log lines arrive
+with the backend's (FireLens, the task id as log stream), but its own task
+role (``overrides.taskRoleArn``: ``sbcntr-<env>-<service>-migrate``, see
+:func:`migration_role_arn`), the only role that may read the schema owner's
+credentials (docs/database-access.md). RunTask then needs ``iam:PassRole``
+on that role as well (Amazon ECS API Reference, "RunTask", overrides).
 The task's health check does not matter here: ECS does not stop a task
 started by RunTask for being unhealthy (Amazon ECS Developer Guide,
 "Determining task health using container health checks").
@@ -63,6 +67,14 @@ def has_migrations(service: str) -> bool:
     return service in MIGRATE_COMMANDS
 
 
+def migration_role_arn(task_role_arn: str) -> str:
+    """The migration's role next to the service's task role: ``...-task`` -> ``...-migrate``."""
+    if not task_role_arn.endswith("-task"):
+        msg = f"task role {task_role_arn} does not end in -task: no migration role beside it"
+        raise DeployError(msg)
+    return task_role_arn.removesuffix("-task") + "-migrate"
+
+
 def run_task_input(rendered: Rendered, task_definition_arn: str) -> dict[str, Any]:
     """RunTask's parameters: the service's network and capacity, the migrate command."""
     sd = rendered.service_definition
@@ -73,9 +85,10 @@ def run_task_input(rendered: Rendered, task_definition_arn: str) -> dict[str, An
         "startedBy": STARTED_BY,
         "networkConfiguration": sd["networkConfiguration"],
         "overrides": {
+            "taskRoleArn": migration_role_arn(rendered.task_definition["taskRoleArn"]),
             "containerOverrides": [
                 {"name": rendered.service, "command": MIGRATE_COMMANDS[rendered.service]}
-            ]
+            ],
         },
     }
     # No tags: tagging on RunTask needs ecs:TagResource besides ecs:RunTask

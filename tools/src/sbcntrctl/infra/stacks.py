@@ -73,6 +73,7 @@ FROM_OUTPUTS: dict[str, tuple[str, str]] = {
     "BACKEND_ALB_RESOURCE_LABEL": ("edge", "BackendAlbResourceLabel"),
     "BACKEND_URL": ("edge", "BackendUrl"),
     "DATABASE_URL": ("data", "DatabaseUrl"),
+    "DB_RESOURCE_ID": ("data", "DatabaseResourceId"),
 }
 # Known without an output: the account (from the stack ids), region, environment.
 DERIVED = ("AWS_ACCOUNT_ID", "AWS_REGION", "ENV_NAME")
