@@ -13,6 +13,11 @@ also applies the settings (Container Insights) and the capacity providers with
 their default strategy, as CloudFormation does, so the deploy's check that the
 service's capacity provider is attached sees what AWS would have.
 
+moto's RDS instance lacks the ``DbiResourceId`` attribute CloudFormation
+returns; the data stack's ``DatabaseResourceId`` output and the backend's
+``rds-db:connect`` policy name it, so ``_database_attribute_with_resource_id``
+returns moto's own resource id for it.
+
 moto's change sets also stop short of what CloudFormation does: executing one
 neither resolves ``Fn::ImportValue`` (on creation) nor publishes the stack's
 outputs and exports. ``_execute_change_set`` below executes a change set with
@@ -30,6 +35,7 @@ import httpx
 from moto.cloudformation import models, parsing
 from moto.core.common_models import CloudFormationModel
 from moto.ecs.models import Cluster, ecs_backends
+from moto.rds.models import Database
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import ThreadedMotoServer
 
@@ -168,6 +174,17 @@ def _execute_change_set(
     change_set.execution_status = "EXECUTE_COMPLETE"
 
 
+_database_attribute = Database.get_cfn_attribute
+
+
+def _database_attribute_with_resource_id(self: Database, attribute_name: str) -> Any:
+    # CloudFormation returns DbiResourceId for AWS::RDS::DBInstance; moto knows the
+    # value (dbi_resource_id) but not the attribute.
+    if attribute_name == "DbiResourceId":
+        return self.dbi_resource_id
+    return _database_attribute(self, attribute_name)
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """Start the server (with the secret provider registered); yield its URL."""
@@ -175,6 +192,10 @@ def moto_server() -> Iterator[str]:
         cached.cache_clear()  # the model list is read from subclasses once, then cached
     models.CloudFormationBackend.execute_change_set = _execute_change_set  # type: ignore[method-assign]
     Cluster.create_from_cloudformation_json = staticmethod(_cluster_from_template)
+    Database.get_cfn_attribute = _database_attribute_with_resource_id  # type: ignore[method-assign]
+    Database.has_cfn_attr = classmethod(  # type: ignore[method-assign, assignment]
+        lambda _cls, attr: attr in ("Endpoint.Address", "Endpoint.Port", "DbiResourceId")
+    )
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
