@@ -35,7 +35,7 @@ import httpx
 from moto.cloudformation import models, parsing
 from moto.core.common_models import CloudFormationModel
 from moto.ecs.models import Cluster, ecs_backends
-from moto.rds.models import Database
+from moto.rds.models import DBInstance
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import ThreadedMotoServer
 
@@ -174,10 +174,10 @@ def _execute_change_set(
     change_set.execution_status = "EXECUTE_COMPLETE"
 
 
-_database_attribute = Database.get_cfn_attribute
+_database_attribute = DBInstance.get_cfn_attribute
 
 
-def _database_attribute_with_resource_id(self: Database, attribute_name: str) -> Any:
+def _database_attribute_with_resource_id(self: DBInstance, attribute_name: str) -> Any:
     # CloudFormation returns DbiResourceId for AWS::RDS::DBInstance; moto knows the
     # value (dbi_resource_id) but not the attribute.
     if attribute_name == "DbiResourceId":
@@ -192,8 +192,8 @@ def moto_server() -> Iterator[str]:
         cached.cache_clear()  # the model list is read from subclasses once, then cached
     models.CloudFormationBackend.execute_change_set = _execute_change_set  # type: ignore[method-assign]
     Cluster.create_from_cloudformation_json = staticmethod(_cluster_from_template)
-    Database.get_cfn_attribute = _database_attribute_with_resource_id  # type: ignore[method-assign]
-    Database.has_cfn_attr = classmethod(  # type: ignore[method-assign, assignment]
+    DBInstance.get_cfn_attribute = _database_attribute_with_resource_id  # type: ignore[method-assign]
+    DBInstance.has_cfn_attr = classmethod(  # type: ignore[method-assign, assignment]
         lambda _cls, attr: attr in ("Endpoint.Address", "Endpoint.Port", "DbiResourceId")
     )
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)

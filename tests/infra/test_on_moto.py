@@ -130,7 +130,7 @@ def test_environment_from_empty_account_to_deployed_services(
     assert variables["ENV_NAME"] == "dev"
     assert variables["ECS_CLUSTER"] == "sbcntr-dev"
     assert variables["BACKEND_URL"].startswith("http://sbcntr-dev-internal-")
-    assert variables["DATABASE_URL"].startswith("postgresql://app@sbcntr-dev.")
+    assert variables["DATABASE_URL"].startswith("postgresql://sbcntr_app@sbcntr-dev.")
     assert variables["DATABASE_URL"].endswith(".rds.amazonaws.com:5432/sbcntr")
 
     ec2 = boto3.client("ec2")
