@@ -31,7 +31,7 @@ ENV = {
     "ECS_CLUSTER": "sbcntr-dev",
     "IMAGE_TAG": "0a1b2c3",
     "LOG_BUCKET": "sbcntr-logs-123456789012",
-    "DATABASE_URL": "postgresql://app@sbcntr-db.cluster-x.ap-northeast-1.rds.amazonaws.com:5432/sbcntr",
+    "DATABASE_URL": "postgresql://sbcntr_app@sbcntr-db.cluster-x.ap-northeast-1.rds.amazonaws.com:5432/sbcntr",
     "DB_SECRET_ARN": "arn:aws:secretsmanager:ap-northeast-1:123456789012:secret:sbcntr-db-AbCdEf",
     "SECRETS_KMS_KEY_ARN": "arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab-34cd",
     "BACKEND_URL": "http://internal-sbcntr-backend-123.ap-northeast-1.elb.amazonaws.com",

@@ -169,6 +169,29 @@ BROKEN_TASK_DEFINITIONS: list[tuple[str, Mutation, str]] = [
         "secrets.DATABASE_PASSWORD",
     ),
     (
+        "database password authentication",
+        lambda td: td["containerDefinitions"][0]["environment"].remove(
+            {"name": "DATABASE_AUTH", "value": "iam"}
+        ),
+        "environment.DATABASE_AUTH",
+    ),
+    (
+        "database without the CA bundle",
+        lambda td: td["containerDefinitions"][0]["environment"].remove(
+            {"name": "DATABASE_SSL_ROOT_CERT", "value": "/etc/ssl/certs/rds-global-bundle.pem"}
+        ),
+        "environment.DATABASE_SSL_ROOT_CERT",
+    ),
+    (
+        "database password secret in the service",
+        lambda td: td["containerDefinitions"][0].update(
+            secrets=[
+                {"name": "DATABASE_PASSWORD", "valueFrom": f"{ENV['DB_SECRET_ARN']}:password::"}
+            ]
+        ),
+        "secrets.DATABASE_PASSWORD",
+    ),
+    (
         "latest tag",
         lambda td: td["containerDefinitions"][0].update(
             image="123.dkr.ecr.x.amazonaws.com/sbcntr-backend:latest"

@@ -331,6 +331,33 @@ def _app_container(where: str, c: dict[str, Any]) -> list[Problem]:
         found.append(
             Problem(f"{where}.stopTimeout", f"must exceed drain + grace ({budget:g} s) by 5 s")
         )
+    return found + _database_access(where, c, env)
+
+
+def _database_access(where: str, c: dict[str, Any], env: dict[str, str]) -> list[Problem]:
+    """A PostgreSQL client: IAM tokens, verified TLS, no password (docs/database-access.md)."""
+    if not env.get("DATABASE_URL", "").startswith("postgresql"):
+        return []
+    found = []
+    if env.get("DATABASE_AUTH") != "iam":
+        found.append(
+            Problem(f"{where}.environment.DATABASE_AUTH", "must be iam: no long-lived password")
+        )
+    if not env.get("DATABASE_SSL_ROOT_CERT"):
+        found.append(
+            Problem(
+                f"{where}.environment.DATABASE_SSL_ROOT_CERT",
+                "the CA bundle is required: the database's certificate must be verified",
+            )
+        )
+    for secret in c.get("secrets", []):
+        if secret.get("name") == "DATABASE_PASSWORD":
+            found.append(
+                Problem(
+                    f"{where}.secrets.DATABASE_PASSWORD",
+                    "the service holds no database password (the migration reads the owner's)",
+                )
+            )
     return found
 
 
