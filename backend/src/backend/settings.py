@@ -26,8 +26,10 @@ class BackendSettings(ServiceSettings):
     Outside development a PostgreSQL database must be reached with verified
     TLS (``DATABASE_SSL_ROOT_CERT``, the CA bundle), and authenticated either
     by ``DATABASE_AUTH=iam`` (an RDS IAM token per connection: the service on
-    ECS) or by ``DATABASE_PASSWORD`` (a secret: the migration task), never by
-    a password in the URL (docs/database-access.md).
+    ECS) or by ``DATABASE_PASSWORD`` (a secret), never by a password in the
+    URL. ``python -m backend migrate`` on ECS connects as the schema's owner
+    whose credentials the secret ``DATABASE_OWNER_CREDENTIALS_ARN`` holds
+    (docs/database-access.md).
     """
 
     service_name: str = "backend"
