@@ -141,15 +141,21 @@ def references(td: dict[str, Any]) -> list[Problem]:
                 problems.append(
                     Problem(f"{where}.logConfiguration", f"log group {group} does not exist")
                 )
-        for secret in container.get("secrets", []):
-            value = str(secret.get("valueFrom", ""))
+        # Secrets injected by ECS (secrets.valueFrom), and secrets the application
+        # reads itself by ARN (environment, e.g. the migration's DATABASE_OWNER_CREDENTIALS_ARN).
+        named = [
+            (f"{where}.secrets.{v.get('name')}", str(v.get("valueFrom", "")))
+            for v in container.get("secrets", [])
+        ] + [
+            (f"{where}.environment.{v.get('name')}", str(v.get("value", "")))
+            for v in container.get("environment", [])
+        ]
+        for field, value in named:
             if not value.startswith("arn:aws:secretsmanager:"):
                 continue
             arn = ":".join(value.split(":")[:7])
             if not _exists(secrets, "describe_secret", "ResourceNotFoundException", SecretId=arn):
-                problems.append(
-                    Problem(f"{where}.secrets.{secret.get('name')}", f"secret {arn} does not exist")
-                )
+                problems.append(Problem(field, f"secret {arn} does not exist"))
     return problems
 
 
