@@ -13,6 +13,8 @@ import itertools
 import json
 import re
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,13 @@ from backend.roles import APP_ROLE, SchemaRightsError
 from backend.settings import BackendSettings
 from tests.backend.conftest import migrate
 from tests.backend.test_migrations import run_cli
-from tests.support import PASSWORD_LOGIN_GROUP, PostgresServer, SelfMadeCa
+from tests.support import (
+    PASSWORD_LOGIN_GROUP,
+    PostgresServer,
+    SelfMadeCa,
+    base_env,
+    free_port,
+)
 from tests.tools.deploy_support import aws_env, moto_server
 
 MOTO_CLIENT = {
@@ -315,3 +323,33 @@ def test_the_migration_task_connects_as_the_owner_named_by_its_secret(
     )
     assert [row[0] for row in owners] == [owner]
     assert sql(database_url, "SELECT count(*) FROM items", user=APP_ROLE)[0][0] == 0
+
+
+def test_the_service_process_exits_when_its_user_can_change_the_schema(
+    migrated: str, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The real ``python -m backend``, as ECS starts it: it stops before serving."""
+    env = base_env(
+        DATABASE_URL=migrated,
+        ENVIRONMENT="production",
+        DATABASE_PASSWORD="unused-by-trust-auth",
+        DATABASE_SSL_ROOT_CERT=str(postgres.ca_file),
+        AWS_XRAY_SDK_ENABLED="false",
+        PORT=str(free_port()),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "backend"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 3, result.stderr[-2000:]  # start-up failed (servicekit.runner)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    refused = [line for line in lines if line["event"] == "database user can change the schema"]
+    assert refused, result.stdout[-2000:]
+    assert refused[0]["level"] == "critical"
+    assert "is a superuser" in refused[0]["reason"]
+    assert not any(line["event"] == "database ready" for line in lines)
