@@ -266,6 +266,8 @@ def _deploy() -> list[Call]:
         (
             Need("ecs:RunTask", backend, {"ecs:cluster": CLUSTER}),
             *(Need("iam:PassRole", r, TO_ECS_TASKS) for r in TASK_ROLES if "-backend-" in r),
+            # overrides.taskRoleArn: the migration's own role (sbcntrctl.deploy.migrate)
+            Need("iam:PassRole", f"{ROLE}/sbcntr-{{env}}-backend-migrate", TO_ECS_TASKS),
         ),
         f"{RUN_TASK}; {PASS_ROLE}",
         writes=True,
