@@ -78,4 +78,7 @@ FROM_OUTPUTS: dict[str, tuple[str, str]] = {
 # Known without an output: the account (from the stack ids), region, environment.
 DERIVED = ("AWS_ACCOUNT_ID", "AWS_REGION", "ENV_NAME")
 # Chosen per deploy by the user.
-USER_SUPPLIED = {"IMAGE_TAG": "the tag of the images pushed for this release (the git commit)"}
+USER_SUPPLIED = {
+    "IMAGE_TAG": "the tag of the images pushed for this release (the git commit)",
+    "LOADTEST_BUCKET": "the S3 bucket a distributed load run's master uploads its reports to",
+}
