@@ -198,6 +198,7 @@ def test_seed_is_refused_outside_development_and_test(
         "migrate",
         "--seed",
         ENVIRONMENT=environment,
+        ALLOWED_HOSTS="backend.internal",
         DATABASE_PASSWORD="unused-by-trust-auth",
     )
     assert status == 2
@@ -210,6 +211,7 @@ def test_seed_is_refused_outside_development_and_test(
         database_url,
         "migrate",
         ENVIRONMENT=environment,
+        ALLOWED_HOSTS="backend.internal",
         DATABASE_PASSWORD="unused-by-trust-auth",
     )
     assert status == 0, lines

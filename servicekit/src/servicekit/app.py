@@ -127,7 +127,11 @@ def create_service_app(
         app.add_middleware(item.cls, *item.args, **item.kwargs)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(ErrorBoundaryMiddleware)
-    app.add_middleware(BrowserSecurityMiddleware)
+    app.add_middleware(
+        BrowserSecurityMiddleware,
+        allowed_hosts=settings.hosts_allowed,
+        trusted_proxies=settings.trusted_proxies,
+    )
     app.add_middleware(
         AccessLogMiddleware,
         lifecycle=lifecycle,
