@@ -4,8 +4,8 @@ Two layers, because a limit must hold before the bytes it guards are kept:
 
 * :class:`LimitedHttpProtocol`, uvicorn's httptools protocol with bounds the
   stock one lacks: the request line and headers must arrive within
-  ``HTTP_HEADER_TIMEOUT_SECONDS`` of the connection (or of the previous
-  request's end) and fit ``MAX_REQUEST_HEADER_BYTES`` and
+  ``HTTP_HEADER_TIMEOUT_SECONDS`` of the connection (or of the first byte of a
+  later request) and fit ``MAX_REQUEST_HEADER_BYTES`` and
   ``MAX_REQUEST_HEADERS``; a body must arrive within
   ``HTTP_BODY_TIMEOUT_SECONDS`` of its headers; an HTTP/1.1 request must name
   its ``Host``. A refused request is answered (408, 431 or 400, the JSON error
@@ -15,8 +15,37 @@ Two layers, because a limit must hold before the bytes it guards are kept:
   ``MAX_REQUEST_BODY_BYTES`` is a 413, refused from ``Content-Length`` before
   any of it is read, or as soon as a streamed (chunked) body passes the limit.
 
-Requests refused by the protocol never reach the application: each is one
-``warning`` line (``request refused``) instead of an access line.
+A connection is always under exactly one deadline: the header timeout (from
+the connection, or from the first byte of a later request), the body timeout
+(from the headers), the response being written (the application's), or the
+keep-alive (``HTTP_KEEP_ALIVE_SECONDS``, from the end of the last response).
+Bytes that start no request (the CR/LF a parser skips between messages) move
+none of them. A pipelined request waits behind the response before it; if its
+headers are not in by their deadline, the connection closes after that
+response. An ``Upgrade:`` request (no route takes WebSocket) is served as
+plain HTTP and its connection closed after the answer.
+
+Every refusal is recorded once, with the status the client got. A request
+refused before the application saw it is one ``warning`` line (``request
+refused``) instead of an access line, counted in the metrics under the route
+``(refused)``; one the application was already running (its body too slow)
+is recorded by the access log with the refusal's status (:class:`Refusal`),
+whatever the application then answered into the closed connection.
+
+Private interfaces used, and why: uvicorn has no hook for these limits, so
+the protocol subclasses ``uvicorn.protocols.http.httptools_impl.HttpToolsProtocol``,
+overrides its parser callbacks (``on_message_begin``, ``on_header``,
+``on_headers_complete``, ``on_message_complete``, ``on_response_complete``),
+replaces ``data_received`` (uvicorn's stops the keep-alive on any byte), and
+uses its state: ``parser``, ``url``, ``headers``, ``cycle``, ``pipeline``,
+``timeout_keep_alive``/``timeout_keep_alive_task``/
+``_unset_keepalive_if_required``/``timeout_keep_alive_handler``, and on the
+request cycle ``keep_alive``, ``disconnected``, ``message_event``,
+``response_started``, ``response_complete``, ``scope``. From httptools it
+relies on a callback's exception being the ``__context__`` of
+``HttpParserError`` and on ``HttpParserUpgrade``. ``servicekit/pyproject.toml``
+keeps both packages below their next minor, and
+``tests/servicekit/test_edge_hooks.py`` names any of these an upgrade breaks.
 """
 
 from __future__ import annotations
