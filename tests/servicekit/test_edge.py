@@ -39,6 +39,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         MAX_REQUEST_HEADER_BYTES="8192",
         MAX_REQUEST_HEADERS="50",
         HTTP_KEEP_ALIVE_SECONDS=str(KEEP_ALIVE),
+        ALLOWED_HOSTS="x",  # the Host these tests send
         METRICS_INTERVAL_SECONDS="1",
     )
     yield service
