@@ -198,19 +198,39 @@ def test_slow_clients_are_closed_within_the_header_timeout_while_others_are_serv
         return closed, latencies
 
     closed, latencies = asyncio.run(run())
+    report_held(
+        capsys,
+        frontend,
+        closed,
+        (fds_before, peak_fds),
+        f"slow clients, header timeout {HEADER_TIMEOUT:g}s",
+        HEADER_TIMEOUT,
+        f"20 ordinary requests meanwhile, slowest {max(latencies) * 1000:.0f} ms; ",
+    )
+
+
+def report_held(
+    capsys: pytest.CaptureFixture[str],
+    frontend: Service,
+    closed: list[float | None],
+    fds: tuple[int, int],
+    what: str,
+    limit: float,
+    meanwhile: str = "",
+) -> None:
+    """Print how long the server held the clients; each closed within ``limit`` (+2.5 s)."""
     time.sleep(0.5)
     fds_after = open_fds(frontend)
     held = [seconds for seconds in closed if seconds is not None]
     with capsys.disabled():
         print(
-            f"\n{SLOW_CLIENTS} slow clients, header timeout {HEADER_TIMEOUT:g}s: "
-            f"{len(held)} closed by the server, longest held {max(held):.2f}s; "
-            f"20 ordinary requests meanwhile, slowest {max(latencies) * 1000:.0f} ms; "
-            f"frontend fds before/peak/after {fds_before}/{peak_fds}/{fds_after}"
+            f"\n{SLOW_CLIENTS} {what}: {len(held)} closed by the server, longest held "
+            f"{max(held, default=0):.2f}s; {meanwhile}frontend fds before/peak/after "
+            f"{fds[0]}/{fds[1]}/{fds_after}"
         )
     assert len(held) == SLOW_CLIENTS
-    assert max(held) < HEADER_TIMEOUT + 2.5
-    assert fds_after <= fds_before + 5
+    assert max(held) < limit + 2.5
+    assert fds_after <= fds[0] + 5
 
 
 def test_kept_alive_connections_sending_crlf_are_closed_at_the_keep_alive(
@@ -255,16 +275,11 @@ def test_kept_alive_connections_sending_crlf_are_closed_at_the_keep_alive(
         return await clients
 
     closed = asyncio.run(run())
-    time.sleep(0.5)
-    fds_after = open_fds(frontend)
-    held = [seconds for seconds in closed if seconds is not None]
-    with capsys.disabled():
-        print(
-            f"\n{SLOW_CLIENTS} kept-alive clients sending CR/LF every 0.5s, keep-alive "
-            f"{KEEP_ALIVE}s: {len(held)} closed by the server, longest held "
-            f"{max(held, default=0):.2f}s; frontend fds before/peak/after "
-            f"{fds_before}/{peak_fds}/{fds_after}"
-        )
-    assert len(held) == SLOW_CLIENTS
-    assert max(held) < KEEP_ALIVE + 2.5
-    assert fds_after <= fds_before + 5
+    report_held(
+        capsys,
+        frontend,
+        closed,
+        (fds_before, peak_fds),
+        f"kept-alive clients sending CR/LF every 0.5s, keep-alive {KEEP_ALIVE}s",
+        KEEP_ALIVE,
+    )
