@@ -10,7 +10,17 @@ first ``MAX_DETAILED`` lines in full: service, route, status, message, request
 id and a link to the request's X-Ray trace). An error storm is one mail per
 ``WINDOW_SECONDS`` per log group: while a window is open, further lines are
 only counted (a conditional write on a DynamoDB item decides, so concurrent
-invocations agree), and the next summary says how many were held back.
+invocations agree), and the next summary says how many were held back. The
+window is given back when the publish fails, and the invocation then fails so
+that Lambda retries it (CloudWatch Logs invokes asynchronously: two retries):
+a failed mail neither loses the batch nor silences the window.
+
+Every message fits SNS (the Publish API reference,
+https://docs.aws.amazon.com/sns/latest/api/API_Publish.html): the body at most
+262,144 UTF-8 bytes, cut on a character boundary with a line saying so; the
+subject one line of printable ASCII under 100 characters. A log event that
+cannot be read (no timestamp, one out of range) is named in the mail and
+skipped; the rest of its batch is sent.
 
 Environment: ``TOPIC_ARN``, ``STATE_TABLE``, ``WINDOW_SECONDS`` (300),
 ``MAX_DETAILED`` (10), ``ENV_NAME``; ``AWS_REGION`` is set by Lambda.
@@ -22,16 +32,31 @@ import base64
 import datetime as dt
 import gzip
 import json
+import logging
 import os
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
-SUBJECT_LIMIT = 100  # SNS: subjects of at most 100 characters
-MESSAGE_LIMIT = 200_000  # SNS: at most 256 KB; keep room for the envelope
+# SNS Publish (API reference, Publish): "Subjects must be ASCII text that begins
+# with a letter, number, or punctuation mark; must not include line breaks or
+# control characters; and must be less than 100 characters long." The message:
+# "up to 256 KB (262,144 bytes, not 262,144 characters)".
+SUBJECT_LIMIT = 99
+MESSAGE_LIMIT_BYTES = 262_144
+CUT_FOOTER = "\n\n[message cut at SNS's 256 KB limit: the full lines are in {log_group}]"
+_NOT_SUBJECT_TEXT = re.compile(r"[^\x20-\x7e]+")
+
+log = logging.getLogger(__name__)
+
+
+class UnreadableEventError(ValueError):
+    """A log event without a usable id, timestamp or message."""
 
 
 @dataclass(frozen=True)
@@ -44,20 +69,32 @@ class ErrorLine:
     status: int | None
     request_id: str
     trace_id: str
-    exception: str
+    exception: str  # the last line of the traceback, when there is one
 
     @classmethod
     def parse(cls, event: dict[str, Any], log_group: str) -> ErrorLine:
-        """A log event as the services write it (docs/log-schema.md); raw text if not JSON."""
+        """A log event as the services write it (docs/log-schema.md); raw text if not JSON.
+
+        Raises :class:`UnreadableEventError` for an event without a message or with
+        a timestamp that is no instant.
+        """
         try:
-            line = json.loads(event["message"])
-        except (TypeError, ValueError):
+            timestamp_ms = int(event["timestamp"])
+            _when(timestamp_ms)
+            raw = event["message"]
+        except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            raise UnreadableEventError(msg[:200]) from exc
+        try:
+            line = json.loads(raw)
+        except (TypeError, ValueError, RecursionError):  # RecursionError: nested too deep
             line = None
         if not isinstance(line, dict):
-            line = {"event": str(event["message"])}
+            line = {"event": str(raw)}
         status = line.get("status")
+        exception = str(line.get("exception", "")).strip()
         return cls(
-            timestamp_ms=int(event["timestamp"]),
+            timestamp_ms=timestamp_ms,
             service=str(line.get("service") or log_group.rsplit("/", 1)[-1]),
             level=str(line.get("level", "error")),
             message=str(line.get("event", "")),
@@ -65,7 +102,7 @@ class ErrorLine:
             status=status if isinstance(status, int) else None,
             request_id=str(line.get("request_id", "")),
             trace_id=str(line.get("trace_id", "")),
-            exception=str(line.get("exception", "")),
+            exception=exception.splitlines()[-1] if exception else "",
         )
 
 
@@ -87,6 +124,24 @@ def _when(timestamp_ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def subject_text(text: str) -> str:
+    """``text`` as an SNS subject: one line of printable ASCII, under 100 characters."""
+    cleaned = _NOT_SUBJECT_TEXT.sub(" ", text).strip()
+    if len(cleaned) > SUBJECT_LIMIT:
+        cleaned = cleaned[: SUBJECT_LIMIT - 3].rstrip() + "..."
+    return cleaned or "error lines"
+
+
+def message_text(text: str, log_group: str) -> str:
+    """``text`` cut to SNS's message limit in UTF-8 bytes, never inside a character."""
+    data = text.encode("utf-8")
+    if len(data) <= MESSAGE_LIMIT_BYTES:
+        return text
+    footer = CUT_FOOTER.format(log_group=log_group)
+    room = MESSAGE_LIMIT_BYTES - len(footer.encode("utf-8"))
+    return data[:room].decode("utf-8", "ignore") + footer
+
+
 def summary(
     env_name: str,
     log_group: str,
@@ -94,13 +149,20 @@ def summary(
     held_back: int,
     region: str,
     max_detailed: int,
+    unreadable: Sequence[str] = (),
 ) -> tuple[str, str]:
-    """(subject, body) of one notification."""
+    """(subject, body) of one notification, within SNS's limits.
+
+    ``unreadable`` names the events that could not be read (id and why).
+    """
     services = sorted({line.service for line in lines})
-    subject = f"[sbcntr {env_name}] {len(lines)} error line(s) from {', '.join(services)}"
-    body = [f"{len(lines)} error line(s) in {log_group}."]
+    count = len(lines) + len(unreadable)
+    subject = f"[sbcntr {env_name}] {count} error line(s) from {', '.join(services) or '-'}"
+    body = [f"{count} error line(s) in {log_group}."]
     if held_back:
         body.append(f"{held_back} more error line(s) since the last mail were held back.")
+    if unreadable:
+        body.append(f"{len(unreadable)} log event(s) could not be read: {'; '.join(unreadable)}")
     for line in lines[:max_detailed]:
         body += [
             "",
@@ -112,11 +174,10 @@ def summary(
             f"  trace:      {trace_url(region, line.trace_id) if line.trace_id else '-'}",
         ]
         if line.exception:
-            body.append("  " + line.exception.strip().splitlines()[-1])
+            body.append("  " + line.exception)
     if len(lines) > max_detailed:
         body += ["", f"... and {len(lines) - max_detailed} more in this batch."]
-    text = "\n".join(body)
-    return subject[:SUBJECT_LIMIT], text[:MESSAGE_LIMIT]
+    return subject_text(subject), message_text("\n".join(body), log_group)
 
 
 class RateLimit:
@@ -126,8 +187,8 @@ class RateLimit:
         self.table = table
         self.window_seconds = window_seconds
 
-    def open_window(self, key: str, count: int, now: float) -> int | None:
-        """Held-back count of the previous window if a new one opened (send); None if not."""
+    def open_window(self, key: str, count: int, now: float) -> Window | None:
+        """The window opened for this send; None when one is open (``count`` held back)."""
         try:
             old = self.table.update_item(
                 Key={"key": key},
@@ -149,7 +210,45 @@ class RateLimit:
                 ExpressionAttributeValues={":n": count},
             )
             return None
-        return int(old.get("Attributes", {}).get("held_back", 0))
+        attributes = old.get("Attributes", {})
+        previous = attributes.get("sent_at")
+        return Window(
+            key,
+            int(now),
+            None if previous is None else int(previous),
+            int(attributes.get("held_back", 0)),
+        )
+
+    def give_back(self, window: Window, count: int) -> None:
+        """Undo :meth:`open_window` after a failed send: the previous window and its
+        held-back count come back (with what was held back meanwhile), so that the
+        next attempt sends."""
+        restore = "REMOVE sent_at" if window.previous_sent_at is None else "SET sent_at = :previous"
+        values: dict[str, Any] = {":ours": window.sent_at, ":held": window.held_back}
+        if window.previous_sent_at is not None:
+            values[":previous"] = window.previous_sent_at
+        separator = " SET" if window.previous_sent_at is None else ","
+        try:
+            self.table.update_item(
+                Key={"key": window.key},
+                UpdateExpression=f"{restore}{separator} held_back = held_back + :held",
+                ConditionExpression="sent_at = :ours",
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            # Another invocation has opened a newer window since: it stands.
+
+
+@dataclass(frozen=True)
+class Window:
+    """A notification window this invocation opened (what :meth:`RateLimit.give_back` undoes)."""
+
+    key: str
+    sent_at: int
+    previous_sent_at: int | None
+    held_back: int  # the previous window's count, reported by this send
 
 
 def handle(
@@ -166,15 +265,30 @@ def handle(
     if payload.get("messageType") != "DATA_MESSAGE":
         return {"sent": False, "lines": 0}  # CONTROL_MESSAGE: CloudWatch's reachability check
     log_group = payload["logGroup"]
-    lines = [ErrorLine.parse(e, log_group) for e in payload.get("logEvents", [])]
-    if not lines:
+    lines: list[ErrorLine] = []
+    unreadable: list[str] = []
+    for event in payload.get("logEvents", []):
+        try:
+            lines.append(ErrorLine.parse(event, log_group))
+        except UnreadableEventError as exc:
+            event_id = str(event.get("id", "?"))[:64] if isinstance(event, dict) else "?"
+            log.warning("unreadable log event %s in %s: %s", event_id, log_group, exc)
+            unreadable.append(f"{event_id} ({exc})")
+    count = len(lines) + len(unreadable)
+    if not count:
         return {"sent": False, "lines": 0}
-    held_back = limit.open_window(log_group, len(lines), time.time() if now is None else now)
-    if held_back is None:
-        return {"sent": False, "lines": len(lines)}
-    subject, message = summary(env_name, log_group, lines, held_back, region, max_detailed)
-    sns.publish(TopicArn=topic_arn, Subject=subject, Message=message)
-    return {"sent": True, "lines": len(lines), "held_back": held_back}
+    window = limit.open_window(log_group, count, time.time() if now is None else now)
+    if window is None:
+        return {"sent": False, "lines": count}
+    subject, message = summary(
+        env_name, log_group, lines, window.held_back, region, max_detailed, unreadable
+    )
+    try:
+        sns.publish(TopicArn=topic_arn, Subject=subject, Message=message)
+    except Exception:
+        limit.give_back(window, count)
+        raise
+    return {"sent": True, "lines": count, "held_back": window.held_back}
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

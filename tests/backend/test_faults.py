@@ -38,7 +38,9 @@ def test_fault_settings_are_refused_unless_enabled(variable: dict[str, object]) 
 @pytest.mark.parametrize("environment", ["staging", "production"])
 def test_fault_injection_is_refused_outside_development_and_test(environment: str) -> None:
     with pytest.raises(ValidationError, match="FAULT_INJECTION_ENABLED is refused outside"):
-        BackendSettings(fault_injection_enabled=True, environment=environment)  # type: ignore[arg-type]
+        BackendSettings(
+            fault_injection_enabled=True, environment=environment, allowed_hosts="backend.internal"
+        )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("client_host", ["10.0.1.23", "192.168.1.5", "testclient"])
@@ -124,6 +126,7 @@ def test_backend_with_fault_injection_in_production_exits_2_naming_the_variable(
     env = base_env(
         PORT=str(free_port()),
         ENVIRONMENT="production",
+        ALLOWED_HOSTS="backend.internal",
         FAULT_INJECTION_ENABLED="true",
         DATABASE_URL=sqlite_url(tmp_path / "f.sqlite3"),
     )

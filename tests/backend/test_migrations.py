@@ -198,6 +198,7 @@ def test_seed_is_refused_outside_development_and_test(
         "migrate",
         "--seed",
         ENVIRONMENT=environment,
+        ALLOWED_HOSTS="backend.internal",
         DATABASE_PASSWORD="unused-by-trust-auth",
         DATABASE_SSL_ROOT_CERT=str(postgres.ca_file),
     )
@@ -211,6 +212,7 @@ def test_seed_is_refused_outside_development_and_test(
         database_url,
         "migrate",
         ENVIRONMENT=environment,
+        ALLOWED_HOSTS="backend.internal",
         DATABASE_PASSWORD="unused-by-trust-auth",
         DATABASE_SSL_ROOT_CERT=str(postgres.ca_file),
     )

@@ -42,6 +42,7 @@ def test_plain_urls_get_the_async_driver_and_the_password(ca_bundle: Path) -> No
         database_password=SecretStr("s3cret"),
         database_ssl_root_cert=ca_bundle,
         environment="production",
+        allowed_hosts="backend.internal",
     )
     url = settings.database_url_object()
     assert url.drivername == "postgresql+asyncpg"
@@ -52,7 +53,11 @@ def test_plain_urls_get_the_async_driver_and_the_password(ca_bundle: Path) -> No
 
 def test_postgres_outside_development_needs_the_password_secret() -> None:
     with pytest.raises(ValidationError, match="DATABASE_PASSWORD is required"):
-        BackendSettings(database_url="postgresql://app@db:5432/x", environment="production")
+        BackendSettings(
+            database_url="postgresql://app@db:5432/x",
+            environment="production",
+            allowed_hosts="backend.internal",
+        )
 
 
 def test_password_in_url_is_refused_outside_development() -> None:
@@ -61,6 +66,7 @@ def test_password_in_url_is_refused_outside_development() -> None:
             database_url="postgresql://app:pw@db:5432/x",
             database_password=SecretStr("pw"),
             environment="staging",
+            allowed_hosts="backend.internal",
         )
 
 

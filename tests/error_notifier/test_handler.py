@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from error_notifier import handler
 from tests.tools.deploy_support import aws_env
@@ -124,13 +126,95 @@ def test_an_error_storm_is_one_mail_per_window_and_the_next_counts_the_rest(
     assert "145 more error line(s) since the last mail were held back." in mail["Message"]
 
 
+# SNS's limits, from the Publish API reference
+# (https://docs.aws.amazon.com/sns/latest/api/API_Publish.html): a message of
+# "up to 256 KB (262,144 bytes, not 262,144 characters)"; a subject of "ASCII
+# text ... must not include line breaks or control characters; and must be
+# less than 100 characters long". moto checks neither: the tests do.
+SNS_MESSAGE_BYTES = 262_144
+SNS_SUBJECT = re.compile(r"^[\x20-\x7e]{1,99}$")
+
+
+def assert_fits_sns(mail: dict[str, Any]) -> None:
+    assert len(mail["Message"].encode("utf-8")) <= SNS_MESSAGE_BYTES
+    assert SNS_SUBJECT.match(mail["Subject"]), mail["Subject"]
+
+
 def test_long_batches_are_cut_and_subjects_fit_sns_limits(aws: dict[str, Any]) -> None:
     lines = [error_line(n, service="backend" + "x" * 120) for n in range(25)]
     call(aws, payload(lines), 1000)
     [mail] = mails(aws)
-    assert len(mail["Subject"]) <= handler.SUBJECT_LIMIT
+    assert_fits_sns(mail)
     assert mail["Message"].count("request id:") == 10
     assert "... and 15 more in this batch." in mail["Message"]
+
+
+@pytest.mark.parametrize("character", ["x", "\u00e9", "\u3042", "\U0001f600"])
+def test_a_huge_message_is_cut_by_utf8_bytes_with_a_footer(
+    aws: dict[str, Any], character: str
+) -> None:
+    """Ten lines of 100,000 characters: 1 to 4 bytes each in UTF-8."""
+    lines = [error_line(n, event=character * 100_000) for n in range(10)]
+    call(aws, payload(lines), 1000)
+    [mail] = mails(aws)
+    assert_fits_sns(mail)
+    assert len(mail["Message"].encode("utf-8")) > SNS_MESSAGE_BYTES - 1000  # cut, not emptied
+    assert mail["Message"].endswith(f"the full lines are in {GROUP}]")
+
+
+def test_a_subject_is_one_ascii_line(aws: dict[str, Any]) -> None:
+    line = error_line(1, service="back\nend\u00e9\t" + "\u3042" * 200)
+    call(aws, payload([line]), 1000)
+    [mail] = mails(aws)
+    assert_fits_sns(mail)
+    assert mail["Subject"].startswith("[sbcntr stg] 1 error line(s) from back end")
+
+
+def test_malformed_events_are_reported_and_the_rest_sent(aws: dict[str, Any]) -> None:
+    event = payload(
+        [
+            error_line(1, exception="   \n  "),  # whitespace only
+            "[" * 100_000 + "]" * 100_000,  # nested deeper than the JSON parser goes
+            error_line(2),
+        ]
+    )
+    data = json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    data["logEvents"][2]["timestamp"] = 10**20  # no instant
+    data["logEvents"].append({"id": "no-message", "timestamp": 1_795_000_000_000})
+    event = {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(data).encode()))}}
+    result = call(aws, event, 1000)
+    assert result == {"sent": True, "lines": 4, "held_back": 0}
+    [mail] = mails(aws)
+    assert_fits_sns(mail)
+    body = mail["Message"]
+    assert "2 log event(s) could not be read: 2 (" in body
+    assert "no-message (KeyError" in body
+    assert "request id: req-1" in body
+
+
+def test_a_failed_publish_gives_the_window_back(aws: dict[str, Any]) -> None:
+    """The invocation fails (Lambda retries it) and the next one sends."""
+    limit = handler.RateLimit(aws["table"], 300)
+    missing = aws["topic"] + "-missing"
+    with pytest.raises(ClientError):
+        handler.handle(
+            payload([error_line(1)]), aws["sns"], limit, missing, "stg", REGION, 10, 1000
+        )
+    assert call(aws, payload([error_line(1)]), 1001)["sent"]  # the retry
+    assert len(mails(aws)) == 1
+
+
+def test_a_failed_publish_keeps_the_previous_window_and_its_count(aws: dict[str, Any]) -> None:
+    assert call(aws, payload([error_line(0)]), 1000)["sent"]
+    assert not call(aws, payload([error_line(1)] * 3), 1100)["sent"]  # 3 held back
+    limit = handler.RateLimit(aws["table"], 300)
+    missing = aws["topic"] + "-missing"
+    with pytest.raises(ClientError):
+        handler.handle(
+            payload([error_line(2)]), aws["sns"], limit, missing, "stg", REGION, 10, 1400
+        )
+    result = call(aws, payload([error_line(2)]), 1401)
+    assert result == {"sent": True, "lines": 1, "held_back": 3}
 
 
 def test_control_messages_send_nothing(aws: dict[str, Any]) -> None:

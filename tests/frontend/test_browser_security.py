@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -46,8 +48,10 @@ def test_the_stylesheet_is_served(frontend: TestClient) -> None:
         {"Origin": "null"},
         {"Referer": "https://evil.example/attack.html"},
         {"Origin": "http://testserver.evil.example"},
+        {"Origin": "https://testserver"},
+        {"Origin": "http://testserver:8080"},
     ],
-    ids=["origin", "opaque-origin", "referer", "lookalike"],
+    ids=["origin", "opaque-origin", "referer", "lookalike", "other-scheme", "other-port"],
 )
 def test_cross_site_form_posts_are_refused_and_change_nothing(
     frontend: TestClient, backend: Service, headers: dict[str, str]
@@ -80,3 +84,44 @@ def test_same_site_and_non_browser_posts_are_served(
 ) -> None:
     response = frontend.post("/items", data={"title": "mine"}, headers=headers)
     assert response.status_code == 303
+
+
+def test_a_foreign_host_is_refused_but_health_checks_answer(frontend: TestClient) -> None:
+    """DNS rebinding: a page on evil.example whose name now points at the service."""
+    for path in ["/", "/items", "/api/items"]:
+        response = frontend.get(path, headers={"Host": "evil.example"})
+        assert response.status_code == 400, path
+    assert frontend.get("/api/items", headers={"Host": "evil.example"}).json()["error"] == (
+        "bad_request"
+    )
+    # The load balancer's health checks name the task's address.
+    assert frontend.get("/healthz", headers={"Host": "10.0.1.23:8080"}).status_code == 200
+
+
+def test_allowed_hosts_take_a_domain_and_its_subdomains(make_frontend: Any) -> None:
+    client = make_frontend(backend_url="http://127.0.0.1:9", allowed_hosts=".example.com")
+    for host in ["example.com", "www.example.com", "WWW.Example.com:443"]:
+        assert client.get("/static/style.css", headers={"Host": host}).status_code == 200, host
+    for host in ["testserver", "example.com.evil.example", "badexample.com"]:
+        assert client.get("/static/style.css", headers={"Host": host}).status_code == 400, host
+
+
+def test_a_form_field_that_is_not_utf8_is_a_422_naming_it(
+    frontend: TestClient, backend: Service
+) -> None:
+    items = len(httpx.get(f"{backend.url}/v1/items").json()["data"])
+    response = frontend.post(
+        "/items",
+        content=b"title=ok&content=caf%E9",  # latin-1, not UTF-8
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 422
+    assert "content" in response.text
+    assert len(httpx.get(f"{backend.url}/v1/items").json()["data"]) == items
+    accepted = frontend.post(
+        "/items",
+        content=b"title=caf%C3%A9+au+lait",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert accepted.status_code == 303
+    assert httpx.get(f"{backend.url}/v1/items").json()["data"][0]["title"] == "café au lait"

@@ -11,6 +11,9 @@ docs/edge-limits.md):
   second: the frontend closes every one within its header timeout while
   ordinary requests are still served, and its file descriptors return to the
   baseline.
+* as many kept-alive connections that, after one answered request, send
+  CR/LF every half second: the frontend closes every one at its keep-alive
+  (2 s here), and its file descriptors return to the baseline.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from tests.integration.conftest import Stack, start_stack
 from tests.support import Service
 
 HEADER_TIMEOUT = 2.0
+KEEP_ALIVE = 2
 BURST = 20
 BODY_BYTES = 10 * 2**20
 SLOW_CLIENTS = int(os.environ.get("SLOW_CLIENTS", "300"))
@@ -36,7 +40,11 @@ SLOW_CLIENTS = int(os.environ.get("SLOW_CLIENTS", "300"))
 
 @pytest.fixture
 def edge_stack(start: StartService, tmp_path: Path) -> Stack:
-    env = {"AWS_XRAY_SDK_ENABLED": "false", "HTTP_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT)}
+    env = {
+        "AWS_XRAY_SDK_ENABLED": "false",
+        "HTTP_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+        "HTTP_KEEP_ALIVE_SECONDS": str(KEEP_ALIVE),
+    }
     return start_stack(start, tmp_path, backend_env=env, frontend_env=env)
 
 
@@ -63,7 +71,7 @@ async def big_post(port: int, *, chunked: bool) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % BODY_BYTES
     writer.write(
-        b"POST /api/items HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+        b"POST /api/items HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         + framing
         + b"\r\n\r\n"
     )
@@ -130,7 +138,7 @@ def test_slow_clients_are_closed_within_the_header_timeout_while_others_are_serv
     frontend = edge_stack.frontend
     warm_up(frontend)
     fds_before = open_fds(frontend)
-    request = b"GET /api/items HTTP/1.1\r\nHost: edge\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    request = b"GET /api/items HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
 
     async def slow_client() -> float | None:
         """Drip the request; the seconds until the server closed it (None: never)."""
@@ -190,16 +198,88 @@ def test_slow_clients_are_closed_within_the_header_timeout_while_others_are_serv
         return closed, latencies
 
     closed, latencies = asyncio.run(run())
+    report_held(
+        capsys,
+        frontend,
+        closed,
+        (fds_before, peak_fds),
+        f"slow clients, header timeout {HEADER_TIMEOUT:g}s",
+        HEADER_TIMEOUT,
+        f"20 ordinary requests meanwhile, slowest {max(latencies) * 1000:.0f} ms; ",
+    )
+
+
+def report_held(
+    capsys: pytest.CaptureFixture[str],
+    frontend: Service,
+    closed: list[float | None],
+    fds: tuple[int, int],
+    what: str,
+    limit: float,
+    meanwhile: str = "",
+) -> None:
+    """Print how long the server held the clients; each closed within ``limit`` (+2.5 s)."""
     time.sleep(0.5)
     fds_after = open_fds(frontend)
     held = [seconds for seconds in closed if seconds is not None]
     with capsys.disabled():
         print(
-            f"\n{SLOW_CLIENTS} slow clients, header timeout {HEADER_TIMEOUT:g}s: "
-            f"{len(held)} closed by the server, longest held {max(held):.2f}s; "
-            f"20 ordinary requests meanwhile, slowest {max(latencies) * 1000:.0f} ms; "
-            f"frontend fds before/peak/after {fds_before}/{peak_fds}/{fds_after}"
+            f"\n{SLOW_CLIENTS} {what}: {len(held)} closed by the server, longest held "
+            f"{max(held, default=0):.2f}s; {meanwhile}frontend fds before/peak/after "
+            f"{fds[0]}/{fds[1]}/{fds_after}"
         )
     assert len(held) == SLOW_CLIENTS
-    assert max(held) < HEADER_TIMEOUT + 2.5
-    assert fds_after <= fds_before + 5
+    assert max(held) < limit + 2.5
+    assert fds_after <= fds[0] + 5
+
+
+def test_kept_alive_connections_sending_crlf_are_closed_at_the_keep_alive(
+    edge_stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frontend = edge_stack.frontend
+    warm_up(frontend)
+    fds_before = open_fds(frontend)
+
+    async def parked_client() -> float | None:
+        """One answered request, then CR/LF every 0.5 s; seconds until closed (None: never)."""
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", frontend.port)
+        except OSError:
+            return None
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            await reader.readuntil(b'"ok"}')
+            start = time.monotonic()
+            while time.monotonic() - start < KEEP_ALIVE + 10:
+                writer.write(b"\r\n")
+                await writer.drain()
+                try:
+                    if await asyncio.wait_for(reader.read(65536), 0.5) == b"":
+                        return time.monotonic() - start
+                except TimeoutError:
+                    continue
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            return time.monotonic() - start
+        finally:
+            writer.close()
+        return None
+
+    peak_fds = fds_before
+
+    async def run() -> list[float | None]:
+        nonlocal peak_fds
+        clients = asyncio.gather(*(parked_client() for _ in range(SLOW_CLIENTS)))
+        while not clients.done():
+            peak_fds = max(peak_fds, open_fds(frontend))
+            await asyncio.sleep(0.1)
+        return await clients
+
+    closed = asyncio.run(run())
+    report_held(
+        capsys,
+        frontend,
+        closed,
+        (fds_before, peak_fds),
+        f"kept-alive clients sending CR/LF every 0.5s, keep-alive {KEEP_ALIVE}s",
+        KEEP_ALIVE,
+    )

@@ -19,6 +19,7 @@ class DocsSettings(ServiceSettings):
 
 
 def client(**settings: object) -> TestClient:
+    settings.setdefault("allowed_hosts", "testserver")
     return TestClient(create_service_app(DocsSettings(**settings), title="docs"))  # type: ignore[arg-type]
 
 

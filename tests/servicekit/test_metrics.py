@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import httpx
 import jsonschema
 import pytest
 
-from servicekit.metrics import BUCKET_GROWTH, Distribution, Metrics
+from servicekit.metrics import BUCKET_GROWTH, ROUTABLE_METHODS, Distribution, Metrics
 from tests.servicekit.test_logs import start_sample
 from tests.support import Service
 
@@ -186,3 +187,35 @@ def test_a_running_service_counts_every_request_and_its_latency(sample: Service)
         # The server's time lies between the sleep it was asked for and what the
         # client measured (which adds the round trip); buckets are within 2%.
         assert slept * 0.98 <= server <= client * 1.02, (q, slept, server, client)
+
+
+# Methods the HTTP parser (llhttp) reads; any other token is a malformed request.
+PARSED_METHODS = (
+    *("DELETE", "GET", "HEAD", "POST", "PUT", "CONNECT", "OPTIONS", "TRACE", "COPY", "LOCK"),
+    *("MKCOL", "MOVE", "PROPFIND", "PROPPATCH", "SEARCH", "UNLOCK", "BIND", "REBIND"),
+    *("UNBIND", "ACL", "REPORT", "MKACTIVITY", "CHECKOUT", "MERGE", "M-SEARCH", "NOTIFY"),
+    *("SUBSCRIBE", "UNSUBSCRIBE", "PATCH", "PURGE", "MKCALENDAR", "LINK", "UNLINK", "SOURCE"),
+)
+
+
+def test_fifty_methods_make_a_bounded_number_of_routes(sample: Service) -> None:
+    """Unknown methods and 405s are one route: a client cannot add billed metrics."""
+    methods = [*PARSED_METHODS, *[f"X{n:02d}" for n in range(50 - len(PARSED_METHODS))]]
+    assert len(set(methods)) == 50
+    for method in methods:
+        for path in ("/ok", "/nope"):
+            with socket.create_connection(("127.0.0.1", sample.port), timeout=10) as sock:
+                sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+                sock.recv(65536)
+    sample.stop()
+    routes = {line["Route"] for line in metric_lines(sample) if "Route" in line}
+    # GET, HEAD and OPTIONS /ok (served; OPTIONS lists the methods); the routable
+    # methods on an unmatched path; (other method) and (refused) for the rest.
+    assert routes <= {
+        "GET /ok",
+        "HEAD /ok",
+        "OPTIONS /ok",
+        "(other method)",
+        "(refused)",
+        *(f"{method} (unmatched)" for method in ROUTABLE_METHODS),
+    }, routes

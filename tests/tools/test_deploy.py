@@ -252,6 +252,9 @@ ADDRESSES = {"AWS_XRAY_DAEMON_ADDRESS", "BACKEND_URL", "DATABASE_URL", "ENVIRONM
 # The OTLP endpoint is an address too; TRACING_BACKEND is chosen by a variable
 # on both sides (the task definition's variant: tests/tools/test_deploy_tracing.py).
 ADDRESSES |= {"OTEL_EXPORTER_OTLP_ENDPOINT", "TRACING_BACKEND"}
+# Compose publishes the frontend with no proxy in front and calls the backend
+# by its compose name: the proxy count and the host names differ by design.
+ADDRESSES |= {"TRUSTED_PROXIES", "ALLOWED_HOSTS"}
 
 
 @pytest.mark.parametrize("service", SERVICES)

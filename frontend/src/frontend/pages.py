@@ -35,6 +35,7 @@ from frontend.backend_client import (
     backend_tasks,
     track_backend_tasks,
 )
+from servicekit.forms import read_form
 from servicekit.identity import TaskIdentity
 from servicekit.logs import request_id_var, trace_id_var
 
@@ -236,7 +237,7 @@ class ItemForm(BaseModel):
 )
 async def add_item(request: Request, backend: BackendDep) -> Response:
     """Create an item; bad input shows the form again, a failed write says so, keeping it."""
-    submitted = await request.form()
+    submitted = await read_form(request)
     title, name, content = (_text(submitted.get(field)) for field in ("title", "name", "content"))
     form = {"title": title, "name": name, "content": content}
     try:

@@ -10,7 +10,12 @@ Every response also says which task served it (``X-Served-By``, see
 :mod:`servicekit.identity`).
 
 Level by outcome: health checks ``debug``; 5xx, unhandled exceptions and
-requests cut short by shutdown ``error``; 4xx ``warning``; the rest ``info``.
+requests cut short by shutdown ``error``; 4xx ``warning`` (a client that went
+away before its request was read is a 499, see :mod:`servicekit.errors`); the
+rest ``info``. A request the edge refused while the application ran it (a body
+that did not arrive in time) is recorded with the status the client got
+(:class:`servicekit.edge.Refusal`), not what the application then answered
+into a closed connection.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from servicekit.asgi import REQUEST_ID_HEADER, client_facts, new_request_id
+from servicekit.asgi import REQUEST_ID_HEADER, REQUEST_ID_SCOPE_KEY, client_facts, new_request_id
+from servicekit.edge import REFUSAL_SCOPE_KEY, Refusal
 from servicekit.health import HEALTH_PATHS, Lifecycle
 from servicekit.identity import SERVED_BY_HEADER, TaskIdentity, local_identity
 from servicekit.logs import get_logger, request_id_var
@@ -57,6 +63,7 @@ class AccessLogMiddleware:
         incoming_id, user_agent, client_ip, _ = client_facts(scope, self.trusted_proxies)
         request_id = incoming_id or new_request_id()
         token = request_id_var.set(request_id)
+        scope[REQUEST_ID_SCOPE_KEY] = request_id
         status = 500
         request_id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
 
@@ -82,7 +89,11 @@ class AccessLogMiddleware:
             cancelled = isinstance(error, asyncio.CancelledError)
             self.lifecycle.request_finished(cancelled=cancelled)
             duration_ms = (time.perf_counter() - start) * 1000
-            self._log(scope, status, duration_ms, user_agent, client_ip, error, cancelled)
+            refusal: Refusal | None = scope.get(REFUSAL_SCOPE_KEY)
+            if refusal is not None:
+                status = refusal.status
+            fields = {"refused": refusal.error, "reason": refusal.message} if refusal else {}
+            self._log(scope, status, duration_ms, user_agent, client_ip, error, cancelled, fields)
             if self.metrics is not None and scope["path"] not in HEALTH_PATHS:
                 route = scope.get("route")
                 template = getattr(route, "path", UNMATCHED_ROUTE)
@@ -98,9 +109,11 @@ class AccessLogMiddleware:
         client_ip: str,
         error: BaseException | None,
         cancelled: bool,
+        extra: dict[str, Any],
     ) -> None:
         path: str = scope["path"]
         fields: dict[str, Any] = {
+            **extra,
             "method": scope["method"],
             "path": path,
             "status": status,
@@ -108,7 +121,9 @@ class AccessLogMiddleware:
             "client_ip": client_ip,
             "user_agent": user_agent,
         }
-        if cancelled:
+        if extra:  # refused by the edge: the client's doing, whatever the application did
+            access_log.warning("request", **fields)
+        elif cancelled:
             access_log.error("request", cancelled=True, **fields)
         elif error is not None:
             access_log.error("request", exc_info=error, **fields)

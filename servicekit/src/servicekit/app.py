@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 
 from servicekit.accesslog import AccessLogMiddleware
 from servicekit.browser import BrowserSecurityMiddleware
@@ -31,6 +32,7 @@ from servicekit.edge import BodyLimitMiddleware
 from servicekit.errors import (
     ErrorBoundaryMiddleware,
     HtmlErrors,
+    client_disconnected,
     document_error_bodies,
     http_error,
     validation_error,
@@ -119,12 +121,17 @@ def create_service_app(
     app.include_router(health_router())
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, client_disconnected)
     # add_middleware wraps the app: the last one added runs first.
     for item in reversed(middleware):
         app.add_middleware(item.cls, *item.args, **item.kwargs)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(ErrorBoundaryMiddleware)
-    app.add_middleware(BrowserSecurityMiddleware)
+    app.add_middleware(
+        BrowserSecurityMiddleware,
+        allowed_hosts=settings.hosts_allowed,
+        trusted_proxies=settings.trusted_proxies,
+    )
     app.add_middleware(
         AccessLogMiddleware,
         lifecycle=lifecycle,

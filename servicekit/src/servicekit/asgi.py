@@ -10,6 +10,9 @@ from typing import NamedTuple
 from starlette.types import Scope
 
 REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID_SCOPE_KEY = "servicekit.request_id"
+"""Scope key holding the request's id once the access log has chosen it (the
+edge answers a refusal of a running request with the same id)."""
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 _USER_AGENT_MAX = 256
 _ADDRESS_MAX = 45  # the longest textual IPv6 address

@@ -7,17 +7,24 @@
   site's own files only, no inline code, no framing), ``X-Frame-Options:
   DENY`` for browsers older than ``frame-ancestors``, and
   ``Referrer-Policy: same-origin``;
+* a request whose ``Host`` names no host of ``ALLOWED_HOSTS`` is refused with
+  400 (health checks excepted: the load balancer's name the task's address):
+  a page on a domain rebound to the service's address (DNS rebinding) cannot
+  read from it. A request without ``Host`` (HTTP/1.0; never a browser) passes;
 * a write (``POST``, ``PUT``, ``PATCH``, ``DELETE``) whose ``Origin`` (or,
-  without one, ``Referer``) names another site is refused with 403 before
-  the application sees it: a page elsewhere cannot make a visitor's browser
-  add items or mark notifications read. Browsers send ``Origin`` with every
-  cross-site write; a request with neither header (an API client, a script,
-  the frontend calling the backend) is not a browser's cross-site request and
-  passes.
+  without one, ``Referer``) is another origin than the request's own (scheme,
+  host and port, the scheme as the load balancer received it:
+  ``X-Forwarded-Proto`` when ``TRUSTED_PROXIES`` is above 0) is refused with
+  403 before the application sees it: a page elsewhere cannot make a
+  visitor's browser add items or mark notifications read. Browsers send
+  ``Origin`` with every cross-site write; a request with neither header (an
+  API client, a script, the frontend calling the backend) is not a browser's
+  cross-site request and passes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -25,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.errors import http_error
+from servicekit.health import HEALTH_PATHS
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -42,38 +50,96 @@ _HTML = [
 ]
 
 
-def _source_host(headers: dict[bytes, bytes]) -> str | None:
-    """The ``host[:port]`` a write came from per ``Origin``/``Referer``; None when neither says."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int | None]
+
+
+def _split_host(host: str) -> tuple[str, int | None] | None:
+    """``host[:port]`` as (lower-case name, port or None); None when it is not one."""
+    name, port = host.strip().lower(), ""
+    if name.startswith("["):
+        name, _, port = name.partition("]")
+        name += "]"
+        port = port.removeprefix(":")
+    elif ":" in name:
+        name, _, port = name.rpartition(":")
+    if port and not port.isdigit():
+        return None
+    return name.rstrip("."), int(port) if port else None
+
+
+def _source_origin(headers: dict[bytes, bytes]) -> Origin | None:
+    """The (scheme, host, port) a write came from per ``Origin``/``Referer``; None when
+    neither says, ``("", "", None)`` when it is no origin this service can have."""
     source = headers.get(b"origin") or headers.get(b"referer")
     if source is None:
         return None
-    text = source.decode("latin-1").strip()
-    if text == "null":
-        return ""  # an opaque origin (sandboxed frame, data: URL) is never this site
-    return urlsplit(text).netloc.lower()
+    parts = urlsplit(source.decode("latin-1").strip())  # "null": an opaque origin
+    scheme = parts.scheme.lower()
+    host = _split_host(parts.netloc.rpartition("@")[2])
+    if scheme not in _DEFAULT_PORTS or host is None:
+        return ("", "", None)
+    return scheme, host[0], host[1] or _DEFAULT_PORTS[scheme]
+
+
+def host_allowed(host: str, allowed: Sequence[str]) -> bool:
+    """Whether ``host`` (a ``Host`` header's name, no port) is one of ``allowed``
+    (exact names, or ``.example.com`` for the domain and its subdomains)."""
+    for entry in allowed:
+        if host == entry or (entry.startswith(".") and (host.endswith(entry) or host == entry[1:])):
+            return True
+    return False
 
 
 class BrowserSecurityMiddleware:
-    """Adds the security headers and refuses cross-site writes (see the module)."""
+    """Adds the security headers, refuses foreign hosts and cross-origin writes (see the module)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: Sequence[str] | None = None, trusted_proxies: int = 1
+    ) -> None:
         self.app = app
+        self.allowed_hosts = allowed_hosts
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = dict(scope["headers"])
+        raw_host = headers.get(b"host")
+        host = _split_host(raw_host.decode("latin-1")) if raw_host is not None else None
+        if (
+            raw_host is not None
+            and self.allowed_hosts is not None
+            and scope["path"] not in HEALTH_PATHS
+            and (host is None or not host_allowed(host[0], self.allowed_hosts))
+        ):
+            await self._refuse(scope, receive, send, 400, "host not allowed")
+            return
         if scope["method"] in _UNSAFE_METHODS:
-            headers = dict(scope["headers"])
-            source = _source_host(headers)
-            host = headers.get(b"host", b"").decode("latin-1").lower()
-            if source is not None and source != host:
-                request = Request(scope, receive)
-                refusal = HTTPException(403, "cross-site request refused")
-                response = await http_error(request, refusal)
-                await response(scope, receive, self._with_headers(scope, send))
+            source = _source_origin(headers)
+            if source is not None and source != self._own_origin(scope, headers, host):
+                await self._refuse(scope, receive, send, 403, "cross-site request refused")
                 return
         await self.app(scope, receive, self._with_headers(scope, send))
+
+    def _own_origin(
+        self, scope: Scope, headers: dict[bytes, bytes], host: tuple[str, int | None] | None
+    ) -> Origin | None:
+        scheme = str(scope.get("scheme", "http"))
+        forwarded = headers.get(b"x-forwarded-proto")
+        if self.trusted_proxies > 0 and forwarded:
+            scheme = forwarded.decode("latin-1").rpartition(",")[2].strip().lower()
+        if host is None or scheme not in _DEFAULT_PORTS:
+            return None
+        return scheme, host[0], host[1] or _DEFAULT_PORTS[scheme]
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, status: int, message: str
+    ) -> None:
+        response = await http_error(Request(scope, receive), HTTPException(status, message))
+        await response(scope, receive, self._with_headers(scope, send))
 
     @staticmethod
     def _with_headers(scope: Scope, send: Send) -> Send:

@@ -4,8 +4,8 @@ Two layers, because a limit must hold before the bytes it guards are kept:
 
 * :class:`LimitedHttpProtocol`, uvicorn's httptools protocol with bounds the
   stock one lacks: the request line and headers must arrive within
-  ``HTTP_HEADER_TIMEOUT_SECONDS`` of the connection (or of the previous
-  request's end) and fit ``MAX_REQUEST_HEADER_BYTES`` and
+  ``HTTP_HEADER_TIMEOUT_SECONDS`` of the connection (or of the first byte of a
+  later request) and fit ``MAX_REQUEST_HEADER_BYTES`` and
   ``MAX_REQUEST_HEADERS``; a body must arrive within
   ``HTTP_BODY_TIMEOUT_SECONDS`` of its headers; an HTTP/1.1 request must name
   its ``Host``. A refused request is answered (408, 431 or 400, the JSON error
@@ -15,14 +15,43 @@ Two layers, because a limit must hold before the bytes it guards are kept:
   ``MAX_REQUEST_BODY_BYTES`` is a 413, refused from ``Content-Length`` before
   any of it is read, or as soon as a streamed (chunked) body passes the limit.
 
-Requests refused by the protocol never reach the application: each is one
-``warning`` line (``request refused``) instead of an access line.
+A connection is always under exactly one deadline: the header timeout (from
+the connection, or from the first byte of a later request), the body timeout
+(from the headers), the response being written (the application's), or the
+keep-alive (``HTTP_KEEP_ALIVE_SECONDS``, from the end of the last response).
+Bytes that start no request (the CR/LF a parser skips between messages) move
+none of them. A pipelined request waits behind the response before it; if its
+headers are not in by their deadline, the connection closes after that
+response. An ``Upgrade:`` request (no route takes WebSocket) is served as
+plain HTTP and its connection closed after the answer.
+
+Every refusal is recorded once, with the status the client got. A request
+refused before the application saw it is one ``warning`` line (``request
+refused``) instead of an access line, counted in the metrics under the route
+``(refused)``; one the application was already running (its body too slow)
+is recorded by the access log with the refusal's status (:class:`Refusal`),
+whatever the application then answered into the closed connection.
+
+Private interfaces used, and why: uvicorn has no hook for these limits, so
+the protocol subclasses ``uvicorn.protocols.http.httptools_impl.HttpToolsProtocol``,
+overrides its parser callbacks (``on_message_begin``, ``on_header``,
+``on_headers_complete``, ``on_message_complete``, ``on_response_complete``),
+replaces ``data_received`` (uvicorn's stops the keep-alive on any byte), and
+uses its state: ``parser``, ``url``, ``headers``, ``cycle``, ``pipeline``,
+``timeout_keep_alive``/``timeout_keep_alive_task``/
+``_unset_keepalive_if_required``/``timeout_keep_alive_handler``, and on the
+request cycle ``keep_alive``, ``disconnected``, ``message_event``,
+``response_started``, ``response_complete``, ``scope``. From httptools it
+relies on a callback's exception being the ``__context__`` of
+``HttpParserError`` and on ``HttpParserUpgrade``. ``servicekit/pyproject.toml``
+keeps both packages below their next minor, and
+``tests/servicekit/test_edge_hooks.py`` names any of these an upgrade breaks.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import httptools
 import orjson
@@ -30,8 +59,11 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from servicekit.asgi import new_request_id
+from servicekit.asgi import REQUEST_ID_SCOPE_KEY, new_request_id
 from servicekit.logs import get_logger, request_id_var
+
+if TYPE_CHECKING:
+    from servicekit.metrics import Metrics
 
 log = get_logger("servicekit.edge")
 
@@ -58,6 +90,21 @@ class EdgeLimits(NamedTuple):
     max_headers: int
     header_timeout: float
     body_timeout: float
+
+
+REFUSAL_SCOPE_KEY = "servicekit.refusal"
+"""Scope key under which the protocol leaves the :class:`Refusal` of a request
+the application was already running (the access log records it)."""
+REFUSED_ROUTE = "(refused)"
+"""The metrics route of requests refused before the application saw them."""
+
+
+class Refusal(NamedTuple):
+    """What the edge answered a request instead of the application."""
+
+    status: int
+    error: str
+    message: str
 
 
 class _Refused(Exception):  # noqa: N818 - raised from parser callbacks to stop parsing
@@ -121,6 +168,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     """
 
     limits: ClassVar[EdgeLimits]
+    metrics: ClassVar[Metrics | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -131,13 +179,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._has_host = False
         self._in_message = False
         self._lingering = False
+        self._upgraded = False
         self._raw_transport: asyncio.Transport | None = None
+        self._request_started = 0.0
 
     # Connection and parser callbacks ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._raw_transport = transport
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
+        self._request_started = self.loop.time()
         # A client that connects and sends nothing is held no longer than one
         # that sends its headers slowly.
         self._arm(self.limits.header_timeout, self._header_timed_out)
@@ -147,15 +198,24 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering:
-            return  # the request was refused: what still arrives is dropped
-        self._unset_keepalive_if_required()
+        # Unlike uvicorn's, this does not stop the keep-alive clock: bytes that
+        # start no request (the CR/LF the parser skips between messages) must
+        # not hold an idle connection open. :meth:`on_message_begin` stops it.
+        if self._lingering or self._upgraded:
+            return  # refused, or past an Upgrade request: what still arrives is dropped
         if self._reading_headers:
             self._header_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # No WebSocket routes: an upgrade request is served as plain HTTP.
+            # No WebSocket routes: the request is served as plain HTTP, and the
+            # connection closed after its response (the parser stops at an
+            # upgrade, so nothing after it could be read as a request).
+            self._upgraded = True
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+                if self.cycle.response_complete:
+                    self.transport.close()
             return
         except httptools.HttpParserError as exc:
             refused = exc.__context__
@@ -180,7 +240,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_message = True
         self._has_host = False
+        # A request starts: the keep-alive clock gives way to the header
+        # deadline (a new connection's is already running since it opened).
+        self._unset_keepalive_if_required()
         if self._deadline is None:
+            self._request_started = self.loop.time()
             self._arm(self.limits.header_timeout, self._header_timed_out)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -218,6 +282,17 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._reading_headers = True
         self._header_bytes = 0
         self._header_count = 0
+        if self.cycle is not None and self.cycle.response_complete and not self.pipeline:
+            # The application answered before the body was in: the connection
+            # is idle only now, so the keep-alive clock starts now.
+            self._arm_keep_alive()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._deadline is not None:
+            # A request (the next one's headers, or this one's unread body) is
+            # still arriving: its deadline, not the keep-alive, bounds it.
+            self._unset_keepalive_if_required()
 
     def close_connection(self) -> None:
         """Close now, or, while the client may still be sending, stop writing and linger."""
@@ -239,6 +314,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def _arm(self, seconds: float, callback: Any) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(seconds, callback)
+
+    def _arm_keep_alive(self) -> None:
+        if not self.transport.is_closing() and self.cycle.keep_alive:
+            self._unset_keepalive_if_required()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -277,18 +359,33 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         )
 
     def _refuse(self, status: int, error: str, message: str) -> None:
-        """Answer ``status`` with the JSON error body and close the connection."""
+        """Answer ``status`` with the JSON error body and close the connection.
+
+        The refusal is recorded once: by the access log when the application
+        is already running the request (it then receives a disconnect, and
+        what it answers is dropped), else by one ``request refused`` line here,
+        and in both cases counted by the metrics with the status sent.
+        """
         self._disarm()
         if self.transport.is_closing():
             return
-        if self.cycle is not None and not self.cycle.response_complete:
-            # The application is waiting for the rest of the body: it now
-            # receives a disconnect, and what it sends is dropped.
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
+        cycle = self.cycle
+        running = (
+            cycle is not None
+            and not cycle.response_complete
+            and all(queued is not cycle for queued, _ in self.pipeline)
+        )
         request_id = new_request_id()
+        if running:
+            scope = cast("dict[str, Any]", cycle.scope)
+            scope[REFUSAL_SCOPE_KEY] = Refusal(status, error, message)
+            cycle.disconnected = True
+            cycle.message_event.set()
+            request_id = scope.get(REQUEST_ID_SCOPE_KEY) or request_id
         self.transport.write(refusal_response(status, error, message, request_id))
         self.transport.close()
+        if running:
+            return
         log.warning(
             "request refused",
             status=status,
@@ -297,11 +394,24 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             request_id=request_id,
             peer=self.client[0] if self.client else "",
         )
+        if self.metrics is not None:
+            self.metrics.record_request("", REFUSED_ROUTE, status, self._elapsed_ms())
+
+    def _elapsed_ms(self) -> float:
+        return (self.loop.time() - self._request_started) * 1000
 
 
-def limited_protocol(limits: EdgeLimits) -> type[LimitedHttpProtocol]:
-    """The protocol class uvicorn should use for a server with ``limits``."""
-    return type("LimitedHttpProtocol", (LimitedHttpProtocol,), {"limits": limits})
+def limited_protocol(
+    limits: EdgeLimits, metrics: Metrics | None = None
+) -> type[LimitedHttpProtocol]:
+    """The protocol class uvicorn should use for a server with ``limits``.
+
+    ``metrics`` (the application's) counts the requests refused before the
+    application saw them, under the route :data:`REFUSED_ROUTE`.
+    """
+    return type(
+        "LimitedHttpProtocol", (LimitedHttpProtocol,), {"limits": limits, "metrics": metrics}
+    )
 
 
 class BodyTooLarge(HTTPException):

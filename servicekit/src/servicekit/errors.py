@@ -8,6 +8,10 @@ browser (:data:`HtmlErrors`; the frontend's pages).
 * :func:`validation_error` and :func:`http_error` answer what FastAPI raises
   (422 bad input, 404, 405 with the full ``Allow``, 413...). A body that is not
   JSON, or not UTF-8, is a 422 like any other bad input.
+* :func:`client_disconnected` answers a request whose client went away (or
+  was cut off by the edge's body timeout) before its body was read: a 499
+  (nginx's "client closed request"), so that it is logged at ``warning`` and
+  counted with the 4xx, never as a server error. Nobody reads that answer.
 * :class:`ErrorBoundaryMiddleware` answers an unhandled exception with a JSON
   500 that says ``Connection: close`` (the server closes the connection after
   an unhandled error; saying so lets a client's pool drop it rather than meet a
@@ -26,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +51,7 @@ _ERROR_CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    499: "client_closed_request",
     500: "internal_error",
 }
 # What FastAPI raises when a request body cannot be read as JSON text (invalid
@@ -145,10 +151,27 @@ def _field_name(err: Any) -> str:
     return ".".join(str(part) for part in err["loc"][1:]) or str(err["loc"][0])
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""The status recorded for a request whose client left before it was read."""
+
+
+async def client_disconnected(request: Request, exc: Exception) -> Response:
+    """The 499 of a request whose body could not be read: the client went away."""
+    return JSONResponse(
+        error_body(
+            _ERROR_CODES[CLIENT_CLOSED_REQUEST], "the client closed the connection mid-request"
+        ),
+        status_code=CLIENT_CLOSED_REQUEST,
+    )
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status, detail = exc.status_code, str(exc.detail)
     headers = dict(exc.headers or {})
+    if status == 400 and isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI reports a body it could not read as a parse error.
+        return await client_disconnected(request, exc.__cause__)
     if status == 400 and detail == _BODY_PARSE_ERROR:
         return await validation_error(
             request,

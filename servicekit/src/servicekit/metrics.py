@@ -17,14 +17,17 @@ A line, beside the fields every log line has (docs/log-schema.md)::
      "Latency": {"Values": [...], "Counts": [...], "Max": ..., "Min": ...,
                  "Count": 120, "Sum": ...}}
 
-Dimensions stay small: the service and the route *template* (never a raw
-path; unmatched requests are one route, ``(unmatched)``), and the service
-alone (service-wide percentiles for alarms). Latency is a distribution of
-values and counts, the form CloudWatch takes for percentiles (the same form
-the OpenTelemetry collector's ``awsemfexporter`` writes): each value is the
-centre of a logarithmic bucket 4% wide, so any percentile read back is within
-2% of the measured one. At most 100 values per line (EMF's limit); a wider
-distribution continues on further lines that carry only the latency.
+Dimensions stay small: the service and the route *template* (never a raw path;
+unmatched requests are one route per method, ``GET (unmatched)``; a method no
+route serves, and every 405, is the one route ``(other method)`` whatever the
+client sent; requests the edge refused before the application saw them are
+``(refused)``), and the service alone (service-wide percentiles for alarms).
+Latency is a distribution of values and counts, the form CloudWatch takes for
+percentiles (the same form the OpenTelemetry collector's ``awsemfexporter``
+writes): each value is the centre of a logarithmic bucket 4% wide, so any
+percentile read back is within 2% of the measured one. At most 100 values per
+line (EMF's limit); a wider distribution continues on further lines that carry
+only the latency.
 
 The frontend also records its backend calls per operation (``BackendCalls``,
 ``BackendErrors``, ``BackendLatency`` with dimensions ``Service, Operation``).
@@ -54,6 +57,9 @@ _LOG_GROWTH = math.log(BUCKET_GROWTH)
 log = get_logger("servicekit.metrics")
 _SMALLEST_MS = 0.001  # below a microsecond, latencies share one bucket
 UNMATCHED_ROUTE = "(unmatched)"
+OTHER_METHOD_ROUTE = "(other method)"
+# The methods routes may serve; any other a client sends is counted as one.
+ROUTABLE_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclass
@@ -126,7 +132,15 @@ class Metrics:
     # --- recording (hot path)
 
     def record_request(self, method: str, route: str, status: int, duration_ms: float) -> None:
-        """One served request; ``route`` is the route template (never a raw path)."""
+        """One request; ``route`` is the route template (never a raw path).
+
+        The method is the client's choice: one that no route serves, and any
+        405, is counted under :data:`OTHER_METHOD_ROUTE`, so that clients
+        cannot add series (each a billed CloudWatch metric). An empty
+        ``method`` records ``route`` alone (the edge's :data:`servicekit.edge.REFUSED_ROUTE`).
+        """
+        if method and (status == 405 or method not in ROUTABLE_METHODS):
+            method, route = "", OTHER_METHOD_ROUTE
         key = (method, route)
         stats = self._routes.get(key)
         if stats is None:
@@ -154,7 +168,7 @@ class Metrics:
         calls, self._calls = self._calls, {}
         documents = []
         for (method, route), stats in sorted(routes.items()):
-            dims = {"Service": self.service, "Route": f"{method} {route}"}
+            dims = {"Service": self.service, "Route": f"{method} {route}" if method else route}
             counts = {
                 "Requests": stats.requests,
                 "Status2xx": stats.classes[2],

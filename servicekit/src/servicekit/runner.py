@@ -134,7 +134,7 @@ def build_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
         app,
         host=settings.host,
         port=settings.port,
-        http=limited_protocol(limits),
+        http=limited_protocol(limits, app.state.metrics),
         ws="none",
         log_config=None,
         access_log=False,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from servicekit.sampling_rules import LocalRules
 
@@ -32,6 +32,18 @@ def _sampling_rules_file(path: Path) -> Path:
 
 def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
+
+
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+    return value
+
+
+# Where ALLOWED_HOSTS is not set in development and test: the loopback names,
+# and ``testserver``, the host Starlette's test client sends.
+DEVELOPMENT_HOSTS = ("localhost", ".localhost", "127.0.0.1", "[::1]", "testserver")
+_HOST_ENTRY = r"^(\.?[a-z0-9]([a-z0-9.-]*[a-z0-9])?|\[[0-9a-f:.]+\])$"
 
 
 class TracingSelection(BaseSettings):
@@ -92,6 +104,15 @@ class ServiceSettings(TracingSelection):
     # Proxies in front of the service that append to X-Forwarded-For: the
     # client address is the right-most entry they did not write (1: the ALB).
     trusted_proxies: int = Field(default=1, ge=0, le=10)
+    # The Host names the service answers for (comma-separated; ".example.com"
+    # also takes its subdomains). Any other Host is a 400: a page whose domain
+    # is rebound to the service's address cannot use it. Required outside
+    # development and test (DEVELOPMENT_HOSTS there when unset).
+    allowed_hosts: Annotated[
+        tuple[Annotated[str, Field(pattern=_HOST_ENTRY, max_length=253)], ...],
+        NoDecode,
+        BeforeValidator(_comma_separated),
+    ] = ()
     # /docs and /openapi.json: on in development and test unless set.
     api_docs_enabled: bool | None = None
 
@@ -180,6 +201,21 @@ class ServiceSettings(TracingSelection):
             )
             raise ValueError(msg)
         return self
+
+    @model_validator(mode="after")
+    def _check_allowed_hosts(self) -> ServiceSettings:
+        if not self.allowed_hosts and not self.is_development:
+            msg = (
+                "ALLOWED_HOSTS is required outside development and test: the host names "
+                "clients use for this service, comma-separated"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def hosts_allowed(self) -> tuple[str, ...]:
+        """``ALLOWED_HOSTS``, or :data:`DEVELOPMENT_HOSTS` where it may be left unset."""
+        return self.allowed_hosts or DEVELOPMENT_HOSTS
 
     @property
     def docs_enabled(self) -> bool:
