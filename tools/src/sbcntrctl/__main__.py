@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
-from sbcntrctl import shell, xraycapture
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sbcntrctl import awsenv, shell, xraycapture
 from sbcntrctl.bench import cli as bench_cli
+from sbcntrctl.deploy import aws
 from sbcntrctl.deploy import cli as deploy_cli
 from sbcntrctl.drill import cli as drill_cli
 from sbcntrctl.infra import cli as infra_cli
@@ -71,9 +75,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the subcommand; its exit status.
+
+    An AWS failure no subcommand turned into its own message still ends as
+    one line on stderr (the call, the reason, the fix) with status 1, never
+    a traceback.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except (BotoCoreError, ClientError) as exc:
+        operation = getattr(exc, "operation_name", "AWS call")
+        return _failed(args, str(aws.explain(operation, {}, exc)))
+    except (awsenv.RegionError, aws.DeployError) as exc:
+        return _failed(args, str(exc))
+    return status
+
+
+def _failed(args: argparse.Namespace, message: str) -> int:
+    action = getattr(args, "action", None)
+    command = f"{args.command} {action}" if isinstance(action, str) else args.command
+    print(f"sbcntrctl {command}: {message}", file=sys.stderr)
+    return 1
+
+
 def main() -> None:
-    args = build_parser().parse_args()
-    sys.exit(args.handler(args))
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -36,9 +35,10 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sbcntrctl import awsenv
 from sbcntrctl.deploy import aws
 from sbcntrctl.infra import cloudformation
-from sbcntrctl.infra.stacks import BY_KEY, ENVIRONMENTS
+from sbcntrctl.infra.stacks import BY_KEY, env_name
 
 PLUGIN = "session-manager-plugin"
 PLUGIN_INSTALL = (
@@ -92,7 +92,7 @@ class Bastion:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("env", choices=ENVIRONMENTS, help="the environment whose bastion to reach")
+    parser.add_argument("env", type=env_name, help="the environment whose bastion to reach")
     parser.add_argument(
         "command",
         nargs="*",
@@ -145,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def ecs_client() -> Any:
-    """The ECS client of the session (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL)."""
-    return boto3.client("ecs", region_name=os.environ.get("AWS_REGION") or None)
+    """The ECS client, in the region of :mod:`sbcntrctl.awsenv`'s one rule."""
+    return awsenv.client("ecs")
 
 
 def _exec_agent(container: dict[str, Any]) -> str:

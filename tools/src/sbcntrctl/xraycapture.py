@@ -100,7 +100,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     sock.setblocking(False)
     port = sock.getsockname()[1]
-    with sock, args.out.open("a") as out:
+    try:
+        out_file = args.out.open("a")
+    except OSError as exc:
+        sock.close()
+        print(f"sbcntrctl xray-capture: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with sock, out_file as out:
         capture = Capture(sock, out)
         signal.signal(signal.SIGTERM, capture.stop)
         signal.signal(signal.SIGINT, capture.stop)

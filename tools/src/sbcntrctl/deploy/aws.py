@@ -1,16 +1,15 @@
 """boto3 clients whose failures are one line: the call, the resource and the fix.
 
-Credentials, region and endpoint come from the standard AWS environment
-(``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL`` for an emulator).
+The region is :mod:`sbcntrctl.awsenv`'s rule; credentials and endpoint come
+from the standard AWS environment (``AWS_PROFILE``, ``AWS_ENDPOINT_URL`` for an
+emulator).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -19,6 +18,8 @@ from botocore.exceptions import (
     NoRegionError,
     PartialCredentialsError,
 )
+
+from sbcntrctl import awsenv
 
 
 class DeployError(Exception):
@@ -66,6 +67,9 @@ RESOURCE_PARAMETERS = (
     "ScheduledActionName",
     "repositoryName",
     "ecrRepositoryPrefixes",
+    "StackName",
+    "RuleArn",
+    "RuleArns",
     "cluster",
     "clusters",
 )
@@ -107,7 +111,7 @@ def explain(operation: str, params: dict[str, Any], error: Exception) -> AwsErro
             "set AWS_PROFILE (aws sso login) or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
         )
     if isinstance(error, NoRegionError):
-        return AwsError(operation, resource, "no region", "set AWS_REGION")
+        return AwsError(operation, resource, "no region", awsenv.NO_REGION_FIX)
     return AwsError(operation, resource, _shorten(" ".join(str(error).split())), DEFAULT_FIX)
 
 
@@ -126,12 +130,9 @@ class Client:
     def _boto(self) -> Any:
         if self._client is None:
             try:
-                # AWS_REGION, as ecspresso and the other SDKs read it; boto3
-                # itself reads only AWS_DEFAULT_REGION and the profile.
-                region = os.environ.get("AWS_REGION") or None
-                self._client = boto3.client(self._service, region_name=region)
-            except BotoCoreError as exc:
-                raise explain(f"{self._service} client", {}, exc) from exc
+                self._client = awsenv.client(self._service)
+            except awsenv.RegionError as exc:
+                raise AwsError(f"{self._service} client", "(account)", exc.reason, exc.fix) from exc
         return self._client
 
     def __getattr__(self, name: str) -> Callable[..., Any]:

@@ -28,9 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from sbcntrctl import awsenv
 from sbcntrctl.deploy.ecs import DeployError, Rendered
 
 MIGRATE_COMMANDS: dict[str, list[str]] = {"backend": ["python", "-m", "backend", "migrate"]}
@@ -132,7 +132,7 @@ def run(
     if not has_migrations(rendered.service):
         msg = f"{rendered.service} has no database migrations"
         raise DeployError(msg)
-    client = boto3.client("ecs")
+    client = awsenv.client("ecs")
     try:
         started = client.run_task(**run_task_input(rendered, task_definition_arn))
     except ClientError as exc:
@@ -177,7 +177,7 @@ def run_latest(
     poll_seconds: float = POLL_SECONDS,
 ) -> MigrationTask:
     """Register the rendered task definition (the release's image) and run its migration."""
-    client = boto3.client("ecs")
+    client = awsenv.client("ecs")
     registered = client.register_task_definition(**rendered.task_definition)["taskDefinition"]
     return run(rendered, registered["taskDefinitionArn"], timeout_seconds, poll_seconds)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sbcntrctl.infra import cloudformation, envfile
-from sbcntrctl.infra.stacks import ENVIRONMENTS
+from sbcntrctl.infra.stacks import env_name
 
 
 class SourceError(Exception):
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--from-stack",
         metavar="ENV",
-        choices=ENVIRONMENTS,
+        type=env_name,
         help="take the variables from the outputs of the stacks of ENV (infra/)",
     )
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import time
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sbcntrctl import awsenv
 from sbcntrctl.deploy import aws
 from sbcntrctl.drill import experiments, report
-from sbcntrctl.infra.stacks import ENVIRONMENTS
+from sbcntrctl.infra.stacks import env_name
 from sbcntrctl.loadtest import cli as loadtest_cli
 from sbcntrctl.loadtest import cloudwatch
 
@@ -24,7 +23,7 @@ CLIENTS = ("fis", "ecs", "cloudwatch", "application-autoscaling", "logs", "cloud
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("env", choices=ENVIRONMENTS, help="the environment to drill")
+    parser.add_argument("env", type=env_name, help="the environment to drill")
     parser.add_argument(
         "name",
         choices=sorted(experiments.DRILLS),
@@ -49,8 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def clients() -> dict[str, Any]:
-    region = os.environ.get("AWS_REGION") or None
-    return {name: boto3.client(name, region_name=region) for name in CLIENTS}
+    return {name: awsenv.client(name) for name in CLIENTS}
 
 
 def settle(seconds: float) -> None:

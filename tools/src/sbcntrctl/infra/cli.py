@@ -6,15 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from sbcntrctl import awsenv
+from sbcntrctl.deploy.aws import DeployError
 from sbcntrctl.infra import cloudformation, envfile, maintenance
-from sbcntrctl.infra.stacks import BY_KEY, ENVIRONMENTS, INFRA_DIR, STACKS, USER_SUPPLIED, Stack
+from sbcntrctl.infra.stacks import (
+    BY_KEY,
+    ENV_NAME_RULE,
+    INFRA_DIR,
+    STACKS,
+    USER_SUPPLIED,
+    Stack,
+    env_name,
+)
 
 
 def add_infra_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("deploy", "outputs", "delete"))
-    parser.add_argument("env", choices=ENVIRONMENTS)
+    parser.add_argument("env", type=env_name, help=f"the environment: {ENV_NAME_RULE}")
     parser.add_argument(
         "--only",
         action="append",
@@ -45,11 +53,11 @@ def run_infra(args: argparse.Namespace) -> int:
         if args.action == "outputs":
             return _outputs(args)
         return _delete(args)
-    except cloudformation.InfraError as exc:
+    except (cloudformation.InfraError, DeployError, awsenv.RegionError) as exc:
         print(f"infra {args.action} failed: {exc}", file=sys.stderr)
         return 1
-    except (BotoCoreError, ClientError) as exc:
-        print(f"infra {args.action} failed: {exc}", file=sys.stderr)
+    except OSError as exc:  # a template (--dir) or the --env-file
+        print(f"infra {args.action} failed: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
 
 
@@ -137,7 +145,7 @@ def _delete(args: argparse.Namespace) -> int:
 
 def add_maintenance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("on", "off", "status"))
-    parser.add_argument("env", choices=ENVIRONMENTS)
+    parser.add_argument("env", type=env_name, help=f"the environment: {ENV_NAME_RULE}")
 
 
 def run_maintenance(args: argparse.Namespace) -> int:
@@ -146,7 +154,7 @@ def run_maintenance(args: argparse.Namespace) -> int:
             state = maintenance.status(args.env)
         else:
             state = maintenance.switch(args.env, on=args.action == "on")
-    except (cloudformation.InfraError, BotoCoreError, ClientError) as exc:
+    except (cloudformation.InfraError, DeployError, awsenv.RegionError) as exc:
         print(f"maintenance {args.action} failed: {exc}", file=sys.stderr)
         return 1
     print(f"{BY_KEY['edge'].name(args.env)}: maintenance {state.live}")

@@ -1,7 +1,8 @@
 """Stack operations through the CloudFormation API (boto3).
 
-Credentials, region and endpoint come from the standard AWS environment
-(``AWS_REGION``, ``AWS_PROFILE``, ``AWS_ENDPOINT_URL`` for an emulator).
+The region is :mod:`sbcntrctl.awsenv`'s rule; credentials and endpoint come
+from the standard AWS environment (``AWS_PROFILE``, ``AWS_ENDPOINT_URL`` for an
+emulator). Every failed call raises :class:`AwsError`, one line with the fix.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.exceptions import ClientError
-
+from sbcntrctl import awsenv
+from sbcntrctl.deploy.aws import AwsError, Client
 from sbcntrctl.infra.stacks import BY_KEY, FROM_OUTPUTS, INFRA_DIR, STACKS, Stack
 
 POLL_SECONDS = 5.0
@@ -27,14 +27,14 @@ class InfraError(Exception):
 
 
 def _cfn() -> Any:
-    return boto3.client("cloudformation")
+    return Client("cloudformation")
 
 
 def describe(stack_name: str) -> dict[str, Any] | None:
     """The stack, or None when it does not exist (or was deleted)."""
     try:
         stacks = _cfn().describe_stacks(StackName=stack_name)["Stacks"]
-    except ClientError as exc:
+    except AwsError as exc:
         if "does not exist" in str(exc):
             return None
         raise
@@ -96,7 +96,7 @@ def plan(
             Capabilities=["CAPABILITY_NAMED_IAM"],
             Tags=[{"Key": "Service", "Value": "sbcntr"}, {"Key": "Environment", "Value": env}],
         )
-    except ClientError as exc:
+    except AwsError as exc:
         # CloudFormation fails the change set ("didn't contain changes", below);
         # an emulator may refuse the request at once instead.
         if "No updates are to be performed" in str(exc):
@@ -150,7 +150,7 @@ def execute(change_set: ChangeSet, wait_seconds: float, poll_seconds: float = PO
         _cfn().execute_change_set(
             ChangeSetName=change_set.change_set_id, StackName=change_set.stack_name
         )
-    except ClientError as exc:
+    except AwsError as exc:
         msg = f"{change_set.stack_name}: {exc}"
         raise InfraError(msg) from exc
     return wait(change_set.stack_name, started, wait_seconds, poll_seconds, DONE)
@@ -199,7 +199,7 @@ def delete(stack_name: str, wait_seconds: float, poll_seconds: float = POLL_SECO
     started = datetime.now(UTC)
     try:
         _cfn().delete_stack(StackName=stack_name)
-    except ClientError as exc:
+    except AwsError as exc:
         msg = f"{stack_name}: {exc}"
         raise InfraError(msg) from exc
     return wait(stack_name, started, wait_seconds, poll_seconds, ("DELETE_COMPLETE",))
@@ -240,7 +240,7 @@ def task_variables(env: str) -> dict[str, str]:
     network = describe(BY_KEY["network"].name(env)) or {}
     # arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>
     found["AWS_ACCOUNT_ID"] = network["StackId"].split(":")[4]
-    found["AWS_REGION"] = _cfn().meta.region_name
+    found["AWS_REGION"] = awsenv.region()
     found["ENV_NAME"] = env
     return found
 
@@ -256,7 +256,7 @@ def services_in_cluster(env: str) -> list[str]:
     )
     if cluster is None:
         return []
-    ecs = boto3.client("ecs")
+    ecs = Client("ecs")
     arns = ecs.list_services(cluster=cluster).get("serviceArns", [])
     names = []
     for start in range(0, len(arns), 10):  # DescribeServices takes at most 10

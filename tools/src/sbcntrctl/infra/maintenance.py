@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-
+from sbcntrctl.deploy.aws import Client
 from sbcntrctl.infra import cloudformation
 from sbcntrctl.infra.stacks import BY_KEY
 
@@ -36,7 +35,7 @@ def _edge(env: str) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _elbv2() -> Any:
-    return boto3.client("elbv2")
+    return Client("elbv2")
 
 
 def status(env: str) -> Status:

@@ -9,12 +9,33 @@ own (the repository, the notifier's code) and are deployed only when named.
 
 from __future__ import annotations
 
+import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 INFRA_DIR = Path(__file__).resolve().parents[4] / "infra"
-ENVIRONMENTS = ("dev", "stg", "prod")
+# An environment is any name of this form (the templates' EnvName AllowedPattern):
+# it goes into stack, cluster, bucket, log group and role names.
+ENV_NAME_PATTERN = "^[a-z][a-z0-9]{1,7}$"
+ENV_NAME_RULE = "2-8 lowercase letters or digits, starting with a letter (dev, stg, prod, qa...)"
+# Per-environment values of the usual environments, given to a stack that is created
+# (or lacks the parameter) unless --param gives another; any other name takes the
+# templates' defaults. One /16 per environment, so environments can be peered later.
+ENVIRONMENT_PARAMETERS: dict[str, dict[str, str]] = {
+    "dev": {"VpcCidrPrefix": "10.10"},
+    "stg": {"VpcCidrPrefix": "10.20"},
+    "prod": {"VpcCidrPrefix": "10.30"},
+}
+
+
+def env_name(value: str) -> str:
+    """argparse ``type`` of an environment name: ``value``, or the rule it breaks."""
+    if not re.fullmatch(ENV_NAME_PATTERN.strip("^$"), value):
+        msg = f"{value!r}: an environment name is {ENV_NAME_RULE}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 @dataclass(frozen=True)

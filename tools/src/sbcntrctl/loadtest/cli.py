@@ -7,9 +7,10 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-import boto3
 from botocore.exceptions import ClientError
 
+from sbcntrctl import awsenv
+from sbcntrctl.infra.stacks import env_name
 from sbcntrctl.loadtest import audit, capacity, cloudwatch, ecs, runinfo, shapes, verdict
 
 
@@ -76,7 +77,7 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cloudwatch",
         metavar="ENV",
-        choices=("dev", "stg", "prod"),
+        type=env_name,
         help="STEP4 on a deployed environment: read the window --start..--end from CloudWatch",
     )
     parser.add_argument("--start", type=_utc, help="window start, ISO 8601 (UTC if no zone)")
@@ -145,7 +146,7 @@ def _run_cloudwatch_capacity(args: argparse.Namespace) -> int:
         "logs": "logs",
         "cloudformation": "cloudformation",
     }
-    clients = {key: boto3.client(name) for key, name in names.items()}
+    clients = {key: awsenv.client(name) for key, name in names.items()}
     exported_lb, exported_tg = cloudwatch.edge_names(clients["cloudformation"], args.cloudwatch)
     load_balancer = args.load_balancer or exported_lb
     target_group = args.target_group or exported_tg
@@ -199,7 +200,7 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
             "from S3 to --reports and print the verdict (loadtest/README.md)."
         ),
     )
-    run.add_argument("env", choices=("dev", "stg", "prod"), help="the environment (ENV_NAME)")
+    run.add_argument("env", type=env_name, help="the environment (ENV_NAME)")
     run.add_argument("--workers", type=int, required=True, help="worker tasks (1 vCPU each)")
     run.add_argument("--target", required=True, help="the URL the users call: the public ALB's")
     run.add_argument("--image-tag", required=True, help="tag of the sbcntr-loadtest image in ECR")
@@ -300,13 +301,13 @@ def _plan(args: argparse.Namespace, account: str, region: str) -> ecs.Plan:
 def run_loadtest(args: argparse.Namespace) -> int:
     """Exit 0: the run passed; 1: it missed a threshold; 2: refused or failed; 130: Ctrl+C."""
     try:
-        identity = boto3.client("sts").get_caller_identity()
-        region = boto3.session.Session().region_name or "ap-northeast-1"
+        identity = awsenv.client("sts").get_caller_identity()
+        region = awsenv.region()
         plan = _plan(args, identity["Account"], region)
     except ValueError as exc:
         print(f"sbcntrctl loadtest ecs run: {exc}", file=sys.stderr)
         return 2
-    run = ecs.Run(plan, boto3.client("ecs"), poll_seconds=args.poll_seconds)
+    run = ecs.Run(plan, awsenv.client("ecs"), poll_seconds=args.poll_seconds)
     total = shapes.total_seconds(shapes.ShapeOptions.from_options(_shape_namespace(plan)))
     reports = args.reports or runinfo.report_dir(plan.run_id, "")
     try:
@@ -339,7 +340,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
         None,
     )
     try:
-        written = ecs.collect(boto3.client("s3"), plan.bucket, plan.run_id, master, reports)
+        written = ecs.collect(awsenv.client("s3"), plan.bucket, plan.run_id, master, reports)
     except (ecs.LoadRunError, ClientError) as exc:
         print(
             f"sbcntrctl loadtest ecs run: master exited {exit_code}; reports: {exc}",

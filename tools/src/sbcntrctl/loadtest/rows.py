@@ -53,11 +53,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     connection = sqlite3.connect(args.database, timeout=15)
     try:
-        with connection:  # one transaction, committed at the end
+        with connection:  # one transaction, committed at the end (rolled back on failure)
             found = marked_rows(connection, args.run_id, delete=args.delete)
+    except sqlite3.DatabaseError as exc:
+        print(f"sbcntrctl loadtest-rows: {args.database}: {_explain(exc)}", file=sys.stderr)
+        return 2
     finally:
         connection.close()
     done = "deleted" if args.delete else "found"
     scope = f"run {args.run_id}" if args.run_id else "load runs"
     print(", ".join(f"{n} {table}" for table, n in found.items()) + f" of {scope} {done}")
     return 0
+
+
+def _explain(error: sqlite3.DatabaseError) -> str:
+    """What is wrong with the file, and what to give instead."""
+    text = str(error)
+    if text == "file is not a database":
+        return "not a SQLite database (give the backend's data/backend.sqlite3)"
+    if text.startswith("no such table"):
+        table = text.rsplit(" ", 1)[-1]
+        return f"no table {table}: not the backend's database, or not migrated (backend migrate)"
+    return f"{text} (give the backend's SQLite database)"

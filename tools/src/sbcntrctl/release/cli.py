@@ -16,13 +16,13 @@ rollback ENV SERVICE                     back to the last revision that ran
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 from sbcntrctl.deploy import ecs
 from sbcntrctl.deploy.cli import stage
+from sbcntrctl.infra.stacks import env_name
 from sbcntrctl.release import images, registry, rollout, scan, smoke
 
 ACTIONS = ("spec", "dockle", "verdict", "push", "deploy", "smoke", "rollback")
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     push.add_argument("--registry", required=True)
     push.add_argument("--out", type=Path, required=True)
     deploy = actions.add_parser("deploy", help="deploy the recorded digests")
-    deploy.add_argument("environment", choices=("dev", "stg", "prod"))
+    deploy.add_argument("environment", type=env_name, help="the environment (infra/)")
     deploy.add_argument("--commit", required=True)
     deploy.add_argument("--digests", type=Path, nargs="+", required=True)
     deploy.add_argument(
@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     smoke_.add_argument("--seconds", type=int, default=30)
     smoke_.add_argument("--rps", type=float, default=5)
     rollback = actions.add_parser("rollback", help="back to the last revision that ran")
-    rollback.add_argument("environment", choices=("dev", "stg", "prod"))
+    rollback.add_argument("environment", type=env_name, help="the environment (infra/)")
     rollback.add_argument("service", choices=("frontend", "backend"))
 
 
@@ -95,8 +95,8 @@ def _dockle(args: argparse.Namespace) -> int:
 def _verdict(args: argparse.Namespace) -> int:
     result = scan.verdict(
         args.image,
-        json.loads(args.trivy.read_text(encoding="utf-8")),
-        json.loads(args.dockle.read_text(encoding="utf-8")),
+        images.read_json(args.trivy, "a Trivy JSON report"),
+        images.read_json(args.dockle, "a Dockle JSON report"),
         scan.load_accepted(args.accepted),
     )
     print(scan.render(args.image, result))

@@ -15,8 +15,11 @@ task definition pins the digest that tag resolved to.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 class ReleaseError(Exception):
@@ -86,4 +89,16 @@ def image(name: str) -> Image:
         return IMAGES[name]
     except KeyError:
         msg = f"unknown image {name!r}; one of {', '.join(IMAGES)}"
+        raise ReleaseError(msg) from None
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON document in ``path`` (``what`` it should be); ReleaseError in one line."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        msg = f"{path}: cannot read {what}: {exc.strerror}"
+        raise ReleaseError(msg) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"{path}: not {what} (not JSON: {exc})"
         raise ReleaseError(msg) from None

@@ -12,15 +12,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from sbcntrctl.release.images import Image, ReleaseError, commit_sha, digest
+from sbcntrctl import awsenv
+from sbcntrctl.release.images import Image, ReleaseError, commit_sha, digest, read_json
 
 
 def pushed_digest(image: Image, commit: str, ecr: Any = None) -> str | None:
     """The digest of ``<repository>:<commit>`` in ECR, or None when the tag is not there."""
-    ecr = ecr or boto3.client("ecr")
+    ecr = ecr or awsenv.client("ecr")
     try:
         described = ecr.describe_images(
             repositoryName=image.repository, imageIds=[{"imageTag": commit_sha(commit)}]
@@ -37,7 +37,7 @@ def pushed_digest(image: Image, commit: str, ecr: Any = None) -> str | None:
 
 def push(image: Image, commit: str, registry: str, ecr: Any = None) -> tuple[str, bool]:
     """Push ``<registry>/<repository>:<commit>`` unless the tag exists; (digest, pushed)."""
-    ecr = ecr or boto3.client("ecr")
+    ecr = ecr or awsenv.client("ecr")
     existing = pushed_digest(image, commit, ecr)
     if existing is not None:
         return existing, False
@@ -68,7 +68,10 @@ def read_records(paths: list[Path], commit: str) -> dict[str, str]:
     """repository -> digest from the records of one commit; ReleaseError on a mix-up."""
     digests: dict[str, str] = {}
     for path in paths:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = read_json(path, "a digest record (release push --out)")
+        if not isinstance(record, dict) or not {"repository", "digest"} <= set(record):
+            msg = f"{path}: not a digest record (release push --out): no repository and digest"
+            raise ReleaseError(msg)
         if record.get("commit") != commit_sha(commit):
             msg = f"{path} records commit {record.get('commit')!r}, not {commit}"
             raise ReleaseError(msg)
