@@ -340,6 +340,53 @@ def test_scaling_drops_what_scaling_json_no_longer_holds_after_a_dry_run(
     assert policies() == [f"{BACKEND}-cpu"]
 
 
+def capacity() -> tuple[int, int]:
+    (target,) = boto3.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="ecs", ResourceIds=[f"service/sbcntr-dev/{BACKEND}"]
+    )["ScalableTargets"]
+    return target["MinCapacity"], target["MaxCapacity"]
+
+
+def test_removing_the_schedule_at_night_starts_the_service_again(steady: dict[str, str]) -> None:
+    """The reproduction: the evening action set 0/0, then a deploy turned the schedule off.
+
+    Before, the deploy kept 0/0 and deleted the morning start too: the service
+    stayed at zero tasks for good. Application Auto Scaling applies a scheduled
+    action by setting the target's min/max (User Guide, "Scheduled scaling for
+    Application Auto Scaling"), which is what the test does in its place.
+    """
+    deploy({**steady, "SCALE_TO_ZERO_OUTSIDE_HOURS": "true"})
+    wanted = capacity()
+    assert wanted[1] > 0
+    boto3.client("application-autoscaling").register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId=f"service/sbcntr-dev/{BACKEND}",
+        ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=0,
+        MaxCapacity=0,
+    )  # what sbcntr-backend-evening-stop does at 20:00
+    off = {**steady, "SCALE_TO_ZERO_OUTSIDE_HOURS": "false"}
+    result = deploy(off)
+    assert scheduled_actions() == []
+    assert capacity() == wanted
+    restored = [note for note in result.notes if "register scalable target" in note]
+    assert restored == [
+        f"scaling: register scalable target service/sbcntr-dev/{BACKEND}: "
+        f"min {wanted[0]}, max {wanted[1]} (back from 0/0 to scaling.json's: the schedule "
+        "that set it is removed)"
+    ]
+    # Without a schedule, an operator's own min/max are kept as before.
+    boto3.client("application-autoscaling").register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId=f"service/sbcntr-dev/{BACKEND}",
+        ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=1,
+        MaxCapacity=3,
+    )
+    deploy(off)
+    assert capacity() == (1, 3)
+
+
 # --- 5. every AWS failure is one line naming the call, the resource and the fix
 
 

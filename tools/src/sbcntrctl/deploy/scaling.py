@@ -6,6 +6,9 @@ longer holds (or that a switch turned off) is removed. :func:`plan` lists the ch
 them; :func:`apply` makes them. The target's current minimum and maximum are
 kept (a scheduled action or an operator may have set them) unless the caller
 asks to apply the file's values; a new target starts with the file's values.
+One exception: when the schedule goes (its actions are deleted, or it is off
+while the target is stopped at max 0), nothing would ever start the service
+again, so the target returns to the file's values and the plan says so.
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ class Plan:
     scheduled_actions: list[dict[str, Any]] = field(default_factory=list)
     delete_policies: list[str] = field(default_factory=list)
     delete_scheduled_actions: list[str] = field(default_factory=list)
+    # why (min, max) goes back to the file's without --apply-capacity: the schedule went
+    restored: str = ""
 
     def lines(self) -> list[str]:
         """The plan, one change a line, as ``diff`` and ``deploy`` print it."""
         out = []
         if self.register is not None:
             low, high = self.register
-            out.append(f"register scalable target {self.resource_id}: min {low}, max {high}")
+            why = f" ({self.restored})" if self.restored else ""
+            out.append(f"register scalable target {self.resource_id}: min {low}, max {high}{why}")
         elif self.current is not None and self.current != self.wanted:
             low, high = self.current
             out.append(
@@ -81,6 +87,22 @@ def plan(
     keep_actions = {a["ScheduledActionName"] for a in actions}
     by_policy = {p["PolicyName"]: p for p in existing_policies}
     by_action = {a["ScheduledActionName"]: a for a in existing_actions}
+    delete_actions = sorted(
+        a["ScheduledActionName"]
+        for a in existing_actions
+        if a["ScheduledActionName"] not in keep_actions
+    )
+    restored = ""
+    if register is None and current is not None and current != wanted:
+        stopped = current[1] == 0 and not actions
+        if delete_actions or stopped:
+            # Without its schedule nothing would move the target again (a stop action
+            # may have left it at 0/0, and the start action is being removed too).
+            register = wanted
+            restored = (
+                f"back from {current[0]}/{current[1]} to scaling.json's: the schedule that "
+                "set it is removed"
+            )
     return Plan(
         resource,
         register,
@@ -89,11 +111,8 @@ def plan(
         [p for p in policies if not _holds(by_policy.get(p["PolicyName"]), p)],
         [a for a in actions if not _holds(by_action.get(a["ScheduledActionName"]), a)],
         sorted(p["PolicyName"] for p in existing_policies if p["PolicyName"] not in keep_policies),
-        sorted(
-            a["ScheduledActionName"]
-            for a in existing_actions
-            if a["ScheduledActionName"] not in keep_actions
-        ),
+        delete_actions,
+        restored,
     )
 
 

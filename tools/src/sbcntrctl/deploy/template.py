@@ -10,6 +10,9 @@ Supported, with go-config's semantics:
   default, as with ecspresso.
 - ``... | json_escape``: the value escaped for a JSON string (Go's
   ``json.Marshal`` without the quotes, ``<``, ``>``, ``&`` as ``\\u003c``...).
+- ``{{ if env `NAME` `` }}...{{ end }}``: Go's ``if`` on that value: the text
+  between is kept when NAME is set and not empty, dropped otherwise (an
+  optional list entry, such as a third subnet). No ``else``, no nesting.
 
 Any other function (ecspresso's ``ssm``, ``secretsmanager_arn``, ``tfstate``,
 ``cfn_output``..., Go's ``printf``...) is refused, naming it. A value that
@@ -28,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 _ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
+_IF = re.compile(r"\{\{\s*if\s(.*?)\}\}(.*?)\{\{\s*end\s*\}\}", re.S)
+_BLOCK = re.compile(r"\{\{\s*(if|else|end|range|with)\b")
 _TOKEN = re.compile(r"\s*(`[^`]*`|\"(?:[^\"\\]|\\.)*\"|\||[A-Za-z_][A-Za-z0-9_]*|\S+)")
 _PIPE = "|"
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
@@ -121,7 +126,32 @@ def _parse(action: str, source: Path, line: int) -> tuple[str, list[str], bool]:
     return function, arguments, bool(pipes)
 
 
+def _conditionals(text: str, env: Mapping[str, str], source: Path) -> str:
+    """``text`` with each ``{{ if env ... }}...{{ end }}`` kept or dropped.
+
+    A dropped block leaves its newlines, so later errors name the right line.
+    """
+
+    def keep_or_drop(match: re.Match[str]) -> str:
+        line = text.count("\n", 0, match.start()) + 1
+        function, arguments, escaped = _parse(match.group(1), source, line)
+        body = match.group(2)
+        if function != "env" or escaped or _BLOCK.search(body):
+            msg = f"{source}:{line}: only {{{{ if env `NAME` `` }}}}...{{{{ end }}}}, unnested"
+            raise TemplateError(msg)
+        return body if go_env(env, arguments) else "\n" * body.count("\n")
+
+    rendered = _IF.sub(keep_or_drop, text)
+    stray = _BLOCK.search(rendered)
+    if stray:
+        line = rendered.count("\n", 0, stray.start()) + 1
+        msg = f"{source}:{line}: {stray.group(1)} without its if/end (sbcntrctl renders if...end)"
+        raise TemplateError(msg)
+    return rendered
+
+
 def _render(text: str, env: Mapping[str, str], source: Path) -> tuple[str, list[_Substitution]]:
+    text = _conditionals(text, env, source)
     missing: list[str] = []
     unescaped: list[str] = []
     out: list[str] = []

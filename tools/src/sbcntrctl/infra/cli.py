@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sbcntrctl import awsenv
 from sbcntrctl.deploy.aws import DeployError
-from sbcntrctl.infra import cloudformation, envfile, maintenance
+from sbcntrctl.infra import cloudformation, envfile, maintenance, retained
 from sbcntrctl.infra.stacks import (
     BY_KEY,
     ENV_NAME_RULE,
@@ -36,6 +36,13 @@ def add_infra_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a template parameter, passed to every stack that declares it (repeatable)",
+    )
+    parser.add_argument(
+        "--purge-retained",
+        action="store_true",
+        help="delete: also delete what the stacks keep (log groups, log bucket, database "
+        "secret; their KMS keys scheduled for deletion), so ENV can be created again; "
+        "default: keep them and list them",
     )
     parser.add_argument("--yes", action="store_true", help="execute without asking")
     parser.add_argument("--env-file", type=Path, help="outputs: write the variables here")
@@ -95,6 +102,15 @@ def _confirm(question: str, args: argparse.Namespace) -> bool:
 def _deploy(args: argparse.Namespace) -> int:
     parameters = _parameters(args)
     for stack in _selected(args):
+        if not stack.shared and cloudformation.describe(stack.name(args.env)) is None:
+            kept = retained.blocking(args.env, stack, args.dir)
+            if kept:
+                msg = (
+                    f"{stack.name(args.env)} cannot be created: a deleted {args.env} kept "
+                    f"{', '.join(map(str, kept))} (fix: sbcntrctl infra delete {args.env} "
+                    "--purge-retained deletes them; or choose another environment name)"
+                )
+                raise cloudformation.InfraError(msg)
         change_set = cloudformation.plan(stack, args.env, parameters, args.dir, args.poll)
         if change_set.change_set_id is None:
             print(f"{change_set.stack_name}: no changes")
@@ -135,11 +151,22 @@ def _delete(args: argparse.Namespace) -> int:
         )
         raise cloudformation.InfraError(msg)
     names = ", ".join(s.name(args.env) for s in stacks)
-    if not _confirm(f"delete {names}?", args):
+    purge = " and what they keep" if args.purge_retained else ""
+    if not _confirm(f"delete {names}{purge}?", args):
         return 2
     for stack in stacks:
         status = cloudformation.delete(stack.name(args.env), args.wait, args.poll)
         print(f"{stack.name(args.env)}: {status}")
+    kept = retained.left_behind(args.env, [s for s in STACKS if not s.shared], args.dir)
+    if args.purge_retained:
+        for line in retained.purge(kept):
+            print(line)
+    elif kept:
+        print(f"kept (DeletionPolicy Retain): {', '.join(map(str, kept))}")
+        print(
+            f"  {args.env} cannot be created again while they exist: "
+            f"sbcntrctl infra delete {args.env} --purge-retained deletes them"
+        )
     return 0
 
 

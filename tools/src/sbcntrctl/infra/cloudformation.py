@@ -16,7 +16,15 @@ from typing import Any
 
 from sbcntrctl import awsenv
 from sbcntrctl.deploy.aws import AwsError, Client
-from sbcntrctl.infra.stacks import BY_KEY, FROM_OUTPUTS, INFRA_DIR, STACKS, Stack
+from sbcntrctl.infra.stacks import (
+    BY_KEY,
+    ENVIRONMENT_PARAMETERS,
+    FROM_OUTPUTS,
+    INFRA_DIR,
+    OPTIONAL,
+    STACKS,
+    Stack,
+)
 
 POLL_SECONDS = 5.0
 DONE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE")
@@ -69,6 +77,12 @@ def plan(
     if "EnvName" in declared:
         given["EnvName"] = env
     existing = describe(name)
+    previous = {p["ParameterKey"] for p in (existing or {}).get("Parameters", [])}
+    for key, value in ENVIRONMENT_PARAMETERS.get(env, {}).items():
+        # The environment's own value on creation (and when the stack predates the
+        # parameter); afterwards the stack keeps what it was created with.
+        if key in declared and key not in given and key not in previous:
+            given[key] = value
     if existing is not None and existing["StackStatus"] == "ROLLBACK_COMPLETE":
         msg = (
             f"{name} is ROLLBACK_COMPLETE (its creation failed; see its events): delete it "
@@ -76,7 +90,6 @@ def plan(
         )
         raise InfraError(msg)
     creating = existing is None or existing["StackStatus"] == "REVIEW_IN_PROGRESS"
-    previous = {p["ParameterKey"] for p in (existing or {}).get("Parameters", [])}
     params: list[dict[str, str | bool]] = [
         {"ParameterKey": k, "ParameterValue": v} for k, v in sorted(given.items())
     ]
@@ -233,7 +246,7 @@ def task_variables(env: str) -> dict[str, str]:
             continue
         if output in by_stack[key]:
             found[variable] = by_stack[key][output]
-        else:
+        elif variable not in OPTIONAL:
             missing.append(f"{variable}: output {output} of {BY_KEY[key].name(env)}")
     if missing:
         raise InfraError("missing from the stacks:\n  " + "\n  ".join(missing))

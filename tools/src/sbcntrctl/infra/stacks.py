@@ -82,6 +82,7 @@ BY_KEY = {stack.key: stack for stack in STACKS}
 FROM_OUTPUTS: dict[str, tuple[str, str]] = {
     "PRIVATE_SUBNET_1": ("network", "PrivateSubnet1"),
     "PRIVATE_SUBNET_2": ("network", "PrivateSubnet2"),
+    "PRIVATE_SUBNET_3": ("network", "PrivateSubnet3"),  # with AzCount=3 only
     "ECS_CLUSTER": ("platform", "EcsCluster"),
     "LOG_BUCKET": ("platform", "LogBucket"),
     "DB_SECRET_ARN": ("platform", "DbSecretArn"),
@@ -96,6 +97,8 @@ FROM_OUTPUTS: dict[str, tuple[str, str]] = {
     "DATABASE_URL": ("data", "DatabaseUrl"),
     "DB_RESOURCE_ID": ("data", "DatabaseResourceId"),
 }
+# Outputs a stack has only with some parameters: absent, the variable is unset.
+OPTIONAL = frozenset({"PRIVATE_SUBNET_3"})
 # Known without an output: the account (from the stack ids), region, environment.
 DERIVED = ("AWS_ACCOUNT_ID", "AWS_REGION", "ENV_NAME")
 # Chosen per deploy by the user.

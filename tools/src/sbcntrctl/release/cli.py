@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=900,
         help="seconds each service's deployment may take, bake time included (default: 900)",
     )
+    deploy.add_argument(
+        "--apply-capacity",
+        action="store_true",
+        help="set each scalable target's min/max from scaling.json (default: keep the current "
+        "ones, except when the schedule that set them is removed)",
+    )
     deploy.add_argument("--dir", type=Path, default=ecs.DEFAULT_DIR, help="the taskdefs folder")
     smoke_ = actions.add_parser("smoke", help="pages, API and a short load")
     smoke_.add_argument("target", help="an environment name or the frontend's base URL")
@@ -115,7 +121,13 @@ def _push(args: argparse.Namespace) -> int:
 def _deploy(args: argparse.Namespace) -> int:
     digests = registry.read_records(args.digests, args.commit)
     lines = rollout.deploy(
-        args.environment, args.commit, digests, args.wait, args.dir, progress=stage
+        args.environment,
+        args.commit,
+        digests,
+        args.wait,
+        args.dir,
+        progress=stage,
+        apply_capacity=args.apply_capacity,
     )
     for line in lines:
         print(line)

@@ -39,8 +39,11 @@ def deploy(
     wait_seconds: float,
     directory: Path = ecs.DEFAULT_DIR,
     progress: Callable[[str], object] | None = None,
+    *,
+    apply_capacity: bool = False,
 ) -> Iterator[str]:
-    """Deploy each service with its images pinned by digest; one line per service.
+    """Deploy each service with its images pinned by digest; one line per service, then
+    one per scaling change (``apply_capacity``: min/max from scaling.json).
 
     ``progress`` receives each lifecycle stage of the deployments as it happens.
     """
@@ -56,11 +59,18 @@ def deploy(
         try:
             # The backend's migration task runs first, on the revision being deployed.
             migration = migrate.before_update(rendered, wait_seconds)
-            result = ecs.deploy(rendered, wait_seconds, before_update=migration, progress=progress)
+            result = ecs.deploy(
+                rendered,
+                wait_seconds,
+                before_update=migration,
+                progress=progress,
+                apply_capacity=apply_capacity,
+            )
         except ecs.DeployError as exc:
             msg = f"deploy of {service} to {environment} failed: {exc}"
             raise ReleaseError(msg) from exc
         yield f"{environment} {rendered.service_name}: revision {result.revision}, {result.image}"
+        yield from (f"  {note}" for note in result.notes)
 
 
 def frontend_url(environment: str) -> str:
