@@ -18,6 +18,10 @@ returns; the data stack's ``DatabaseResourceId`` output and the backend's
 ``rds-db:connect`` policy name it, so ``_database_attribute_with_resource_id``
 returns moto's own resource id for it.
 
+moto's KMS key from a template keeps ``KeyPolicy`` as the parsed object, and every
+later DescribeKey of it fails (moto parses the policy as a string): ``_key_from_template``
+stores it as JSON text, as KMS does.
+
 moto's change sets also stop short of what CloudFormation does: executing one
 neither resolves ``Fn::ImportValue`` (on creation) nor publishes the stack's
 outputs and exports. ``_execute_change_set`` below executes a change set with
@@ -35,6 +39,7 @@ import httpx
 from moto.cloudformation import models, parsing
 from moto.core.common_models import CloudFormationModel
 from moto.ecs.models import Cluster, ecs_backends
+from moto.kms.models import Key
 from moto.rds.models import DBInstance
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import ThreadedMotoServer
@@ -144,6 +149,24 @@ def _cluster_from_template(
     )
 
 
+_moto_key_from_template = Key.create_from_cloudformation_json
+
+
+def _key_from_template(
+    resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+    **kwargs: Any,
+) -> Key:
+    props = cloudformation_json["Properties"]
+    if isinstance(props.get("KeyPolicy"), dict):
+        props = {**props, "KeyPolicy": json.dumps(props["KeyPolicy"])}
+    return _moto_key_from_template(
+        resource_name, {**cloudformation_json, "Properties": props}, account_id, region_name
+    )
+
+
 def _execute_change_set(
     self: models.CloudFormationBackend, change_set_name: str, stack_name: str | None = None
 ) -> None:
@@ -196,6 +219,7 @@ def moto_server() -> Iterator[str]:
     DBInstance.has_cfn_attr = classmethod(  # type: ignore[method-assign, assignment]
         lambda _cls, attr: attr in ("Endpoint.Address", "Endpoint.Port", "DbiResourceId")
     )
+    Key.create_from_cloudformation_json = staticmethod(_key_from_template)  # type: ignore[method-assign]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -24,7 +24,7 @@ import pytest
 
 from sbcntrctl.deploy import template
 from sbcntrctl.infra import envfile
-from sbcntrctl.infra.stacks import DERIVED, FROM_OUTPUTS, STACKS
+from sbcntrctl.infra.stacks import DERIVED, FOR_CHECKS, FROM_OUTPUTS, STACKS
 from sbcntrctl.release.images import IMAGES
 from tests.infra.emulator import moto_server
 from tests.support import ROOT
@@ -109,36 +109,42 @@ def test_a_stack_whose_imports_are_missing_fails_naming_them(aws: dict[str, str]
 def test_environment_from_empty_account_to_deployed_services(
     aws: dict[str, str], tmp_path: Path
 ) -> None:
-    params = ["--param", "EgressMode=both", "--param", "Engine=rds-postgres"]
-    out = ok(sbcntrctl(aws, "infra", "deploy", "dev", "--yes", "--poll", "0.05", *params))
+    # Three AZs, no NAT, its own name and address range: what a new user may choose.
+    params = ["--param", "AzCount=3", "--param", "EgressMode=endpoints"]
+    params += ["--param", "Engine=rds-postgres", "--param", "VpcCidrPrefix=10.40"]
+    out = ok(sbcntrctl(aws, "infra", "deploy", "qa", "--yes", "--poll", "0.05", *params))
     for stack in STACKS:
-        created = f"{stack.name('dev')}: CREATE_COMPLETE" in out
+        created = f"{stack.name('qa')}: CREATE_COMPLETE" in out
         assert created != stack.optional, stack.key
     assert "Add     MaintenanceRule [AWS::ElasticLoadBalancingV2::ListenerRule]" in out
 
     again = ok(
-        sbcntrctl(aws, "infra", "deploy", "dev", "--yes", "--poll", "0.05", "--only", "network")
+        sbcntrctl(aws, "infra", "deploy", "qa", "--yes", "--poll", "0.05", "--only", "network")
     )
-    assert again.strip() == "sbcntr-dev-network: no changes"
+    assert again.strip() == "sbcntr-qa-network: no changes"
 
     # --- outputs: every variable the taskdefs need, from the stacks
-    env_file = tmp_path / "dev.env"
-    ok(sbcntrctl(aws, "infra", "outputs", "dev", "--env-file", str(env_file)))
+    env_file = tmp_path / "qa.env"
+    ok(sbcntrctl(aws, "infra", "outputs", "qa", "--env-file", str(env_file)))
     variables = envfile.load(env_file)
-    assert set(variables) == set(FROM_OUTPUTS) | set(DERIVED)
+    assert set(variables) == set(FROM_OUTPUTS) | set(DERIVED) | set(FOR_CHECKS)
+    assert variables["AZ_COUNT"] == "3"
     assert variables["AWS_ACCOUNT_ID"] == "123456789012"
-    assert variables["ENV_NAME"] == "dev"
-    assert variables["ECS_CLUSTER"] == "sbcntr-dev"
-    assert variables["BACKEND_URL"].startswith("http://sbcntr-dev-internal-")
-    assert variables["DATABASE_URL"].startswith("postgresql://sbcntr_app@sbcntr-dev.")
+    assert variables["ENV_NAME"] == "qa"
+    assert variables["ECS_CLUSTER"] == "sbcntr-qa"
+    assert variables["BACKEND_URL"].startswith("http://sbcntr-qa-internal-")
+    assert variables["DATABASE_URL"].startswith("postgresql://sbcntr_app@sbcntr-qa.")
     assert variables["DATABASE_URL"].endswith(".rds.amazonaws.com:5432/sbcntr")
 
     ec2 = boto3.client("ec2")
-    app_subnets = ec2.describe_subnets(
-        SubnetIds=[variables["PRIVATE_SUBNET_1"], variables["PRIVATE_SUBNET_2"]]
-    )["Subnets"]
-    assert {s["CidrBlock"] for s in app_subnets} == {"10.10.16.0/20", "10.10.32.0/20"}
-    assert len({s["AvailabilityZone"] for s in app_subnets}) == 2
+    private = [variables[f"PRIVATE_SUBNET_{n}"] for n in (1, 2, 3)]
+    app_subnets = ec2.describe_subnets(SubnetIds=private)["Subnets"]
+    assert {s["CidrBlock"] for s in app_subnets} == {
+        "10.40.16.0/20",
+        "10.40.32.0/20",
+        "10.40.48.0/20",
+    }
+    assert len({s["AvailabilityZone"] for s in app_subnets}) == 3
     assert all(not s["MapPublicIpOnLaunch"] for s in app_subnets)
     groups = ec2.describe_security_groups(GroupIds=[variables["BACKEND_SECURITY_GROUP"]])
     backend_in = groups["SecurityGroups"][0]["IpPermissions"]
@@ -161,10 +167,10 @@ def test_environment_from_empty_account_to_deployed_services(
     # the roles carry exactly the policies of taskdefs/iam (rendered with the outputs)
     iam = boto3.client("iam")
     for role, policy_file in (
-        ("sbcntr-dev-frontend-task", "task-role-policy-frontend.json"),
-        ("sbcntr-dev-backend-task", "task-role-policy-backend.json"),
-        ("sbcntr-dev-frontend-execution", "execution-role-policy-frontend.json"),
-        ("sbcntr-dev-backend-execution", "execution-role-policy-backend.json"),
+        ("sbcntr-qa-frontend-task", "task-role-policy-frontend.json"),
+        ("sbcntr-qa-backend-task", "task-role-policy-backend.json"),
+        ("sbcntr-qa-frontend-execution", "execution-role-policy-frontend.json"),
+        ("sbcntr-qa-backend-execution", "execution-role-policy-backend.json"),
     ):
         names = iam.list_role_policies(RoleName=role)["PolicyNames"]
         assert len(names) == 1, (role, names)
@@ -174,7 +180,7 @@ def test_environment_from_empty_account_to_deployed_services(
             document = ast.literal_eval(document)
         assert document == template.render_json(path, variables), role
 
-    cluster = boto3.client("ecs").describe_clusters(clusters=["sbcntr-dev"], include=["SETTINGS"])
+    cluster = boto3.client("ecs").describe_clusters(clusters=["sbcntr-qa"], include=["SETTINGS"])
     (described,) = cluster["clusters"]
     assert described["capacityProviders"] == ["FARGATE", "FARGATE_SPOT"]
     assert described["settings"] == [{"name": "containerInsights", "value": "enabled"}]
@@ -183,7 +189,7 @@ def test_environment_from_empty_account_to_deployed_services(
     # groups include every sidecar's (the collector's too, for TRACING_BACKEND=otel)
     created = boto3.client("ecr").describe_repositories()["repositories"]
     assert {image.repository for image in IMAGES.values()} <= {r["repositoryName"] for r in created}
-    groups = boto3.client("logs").describe_log_groups(logGroupNamePrefix="/sbcntr/dev/")
+    groups = boto3.client("logs").describe_log_groups(logGroupNamePrefix="/sbcntr/qa/")
     assert {g["logGroupName"].rsplit("/", 1)[1] for g in groups["logGroups"]} >= {
         "log-router",
         "xray-daemon",
@@ -229,18 +235,24 @@ def test_environment_from_empty_account_to_deployed_services(
         str(taskdefs),
     )
     assert "revision 1" in ok(from_file)
+    # verify refuses subnets in fewer AZs than the network has (PRIVATE_SUBNET_3 unset)
+    two_azs = {**release, "PRIVATE_SUBNET_3": ""}
+    refused = sbcntrctl(two_azs, "deploy", "verify", "frontend", "--from-stack", "qa")
+    assert refused.returncode == 1, refused.stderr
+    assert "cover 2 Availability Zones" in refused.stderr
+    assert "of the network's 3" in refused.stderr
     from_stack = sbcntrctl(
-        release, "deploy", "deploy", "frontend", "--from-stack", "dev", "--wait", "0"
+        release, "deploy", "deploy", "frontend", "--from-stack", "qa", "--wait", "0"
     )
     assert "revision 1" in ok(from_stack)
     ecs = boto3.client("ecs")
     services = ecs.describe_services(
-        cluster="sbcntr-dev", services=["sbcntr-frontend", "sbcntr-backend"]
+        cluster="sbcntr-qa", services=["sbcntr-frontend", "sbcntr-backend"]
     )["services"]
     assert len(services) == 2
     for service in services:
         network = service["networkConfiguration"]["awsvpcConfiguration"]
-        assert network["subnets"] == [variables["PRIVATE_SUBNET_1"], variables["PRIVATE_SUBNET_2"]]
+        assert network["subnets"] == private  # tasks in every AZ the network made
         name = service["serviceName"].removeprefix("sbcntr-").upper()
         assert network["securityGroups"] == [variables[f"{name}_SECURITY_GROUP"]]
         assert (
@@ -278,41 +290,47 @@ def test_environment_from_empty_account_to_deployed_services(
         records.append(str(record))
     released = ok(
         sbcntrctl(
-            {**aws, "TRACING_BACKEND": "otel"},
+            {**aws, "TRACING_BACKEND": "otel", "MIN_TASKS": "1", "MAX_TASKS": "3"},
             "release",
             "deploy",
-            "dev",
+            "qa",
             "--commit",
             commit,
             "--wait",
             "0",
+            "--apply-capacity",
             "--dir",
             str(taskdefs),
             "--digests",
             *records,
         )
     )
-    assert "dev sbcntr-backend: revision 2" in released
-    assert "dev sbcntr-frontend: revision 2" in released
+    assert "qa sbcntr-backend: revision 2" in released
+    assert "qa sbcntr-frontend: revision 2" in released
+    for service in ("frontend", "backend"):  # --apply-capacity: min/max from scaling.json
+        assert (
+            f"scaling: register scalable target service/sbcntr-qa/sbcntr-{service}: min 1, max 3"
+            in released
+        )
     pinned = ecs.describe_task_definition(taskDefinition="sbcntr-backend")["taskDefinition"]
     by_name = {c["name"]: c for c in pinned["containerDefinitions"]}
     assert by_name["backend"]["image"].endswith(f"/sbcntr-backend@{digests['sbcntr-backend']}")
     assert by_name["backend"]["dockerLabels"]["org.opencontainers.image.revision"] == commit
     collector = by_name["otel-collector"]
     assert collector["image"].endswith(f"/sbcntr-otel-collector@{digests['sbcntr-otel-collector']}")
-    assert collector["logConfiguration"]["options"]["awslogs-group"] == "/sbcntr/dev/otel-collector"
+    assert collector["logConfiguration"]["options"]["awslogs-group"] == "/sbcntr/qa/otel-collector"
     assert "xray-daemon" not in by_name
 
     # --- maintenance: through the API, then through the stack parameter
-    assert ok(sbcntrctl(aws, "maintenance", "status", "dev")).startswith(
-        "sbcntr-dev-edge: maintenance off"
+    assert ok(sbcntrctl(aws, "maintenance", "status", "qa")).startswith(
+        "sbcntr-qa-edge: maintenance off"
     )
-    on = ok(sbcntrctl(aws, "maintenance", "on", "dev"))
-    assert on.startswith("sbcntr-dev-edge: maintenance on")
+    on = ok(sbcntrctl(aws, "maintenance", "on", "qa"))
+    assert on.startswith("sbcntr-qa-edge: maintenance on")
     assert "declares MaintenanceMode=off" in on
-    rule_arn = boto3.client("cloudformation").describe_stacks(StackName="sbcntr-dev-edge")[
-        "Stacks"
-    ][0]["Outputs"]
+    rule_arn = boto3.client("cloudformation").describe_stacks(StackName="sbcntr-qa-edge")["Stacks"][
+        0
+    ]["Outputs"]
     rule_arn = next(o["OutputValue"] for o in rule_arn if o["OutputKey"] == "MaintenanceRuleArn")
     rule = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]
     assert rule["Priority"] == "1"
@@ -324,12 +342,11 @@ def test_environment_from_empty_account_to_deployed_services(
     assert action["FixedResponseConfig"]["StatusCode"] == "503"
     assert action["FixedResponseConfig"]["ContentType"] == "text/html"
     assert "<h1>Under maintenance</h1>" in action["FixedResponseConfig"]["MessageBody"]
-    assert ok(sbcntrctl(aws, "maintenance", "status", "dev")).startswith(
-        "sbcntr-dev-edge: maintenance on"
+    assert ok(sbcntrctl(aws, "maintenance", "status", "qa")).startswith(
+        "sbcntr-qa-edge: maintenance on"
     )
     assert (
-        ok(sbcntrctl(aws, "maintenance", "off", "dev")).strip()
-        == "sbcntr-dev-edge: maintenance off"
+        ok(sbcntrctl(aws, "maintenance", "off", "qa")).strip() == "sbcntr-qa-edge: maintenance off"
     )
     (action,) = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]["Actions"]
     assert action["Type"] == "forward"
@@ -342,7 +359,7 @@ def test_environment_from_empty_account_to_deployed_services(
             aws,
             "infra",
             "deploy",
-            "dev",
+            "qa",
             "--yes",
             "--poll",
             "0.05",
@@ -367,11 +384,11 @@ def test_environment_from_empty_account_to_deployed_services(
     }  # (moto drops scanning, encryption and lifecycle: template rules check those)
 
     # --- delete refuses while services run in the cluster
-    refused = sbcntrctl(aws, "infra", "delete", "dev", "--yes", "--poll", "0.05")
+    refused = sbcntrctl(aws, "infra", "delete", "qa", "--yes", "--poll", "0.05")
     assert refused.returncode == 1
-    assert "sbcntr-dev still runs sbcntr-backend, sbcntr-frontend" in refused.stderr
+    assert "sbcntr-qa still runs sbcntr-backend, sbcntr-frontend" in refused.stderr
     for service in ("sbcntr-frontend", "sbcntr-backend"):
-        ecs.delete_service(cluster="sbcntr-dev", service=service, force=True)
+        ecs.delete_service(cluster="sbcntr-qa", service=service, force=True)
 
     # --- the stack parameter declares maintenance (a second environment, created with it on)
     only = ("--only", "network", "--only", "platform", "--only", "edge")
@@ -395,17 +412,64 @@ def test_environment_from_empty_account_to_deployed_services(
     # them and leaves the VPC's route tables, endpoints and gateways behind, so the
     # network stack is not deleted here; see infra/README.md.)
     only = ("--only", "platform", "--only", "edge", "--only", "data")
-    deleted = ok(sbcntrctl(aws, "infra", "delete", "dev", "--yes", "--poll", "0.05", *only))
-    order = [line.split(":")[0] for line in deleted.splitlines()]
-    assert order == ["sbcntr-dev-data", "sbcntr-dev-edge", "sbcntr-dev-platform"]
+    deleted = ok(sbcntrctl(aws, "infra", "delete", "qa", "--yes", "--poll", "0.05", *only))
+    order = [line.split(":")[0] for line in deleted.splitlines()[:3]]
+    assert order == ["sbcntr-qa-data", "sbcntr-qa-edge", "sbcntr-qa-platform"]
     remaining = boto3.client("cloudformation").describe_stacks()["Stacks"]
     assert {s["StackName"] for s in remaining if s["StackStatus"] != "DELETE_COMPLETE"} == {
         "sbcntr-registry",
-        "sbcntr-dev-network",
+        "sbcntr-qa-network",
         "sbcntr-stg-network",
         "sbcntr-stg-platform",
         "sbcntr-stg-edge",
     }
-    gone = sbcntrctl(aws, "infra", "outputs", "dev")
+    gone = sbcntrctl(aws, "infra", "outputs", "qa")
     assert gone.returncode == 1
-    assert "sbcntr-dev-platform does not exist" in gone.stderr
+    assert "sbcntr-qa-platform does not exist" in gone.stderr
+
+    # --- what the stacks kept is said, stays readable (its key too), and blocks a re-create
+    kept = deleted.splitlines()[3]
+    for name in ("/sbcntr/qa/frontend", "sbcntr/qa/database", "sbcntr-qa-logs-123456789012-"):
+        assert name in kept, kept
+    (secrets_key,) = [
+        k
+        for k in kms_keys()
+        if k["Description"] == "sbcntr-qa: Secrets Manager secrets" and k["KeyState"] == "Enabled"
+    ]
+    assert f"Key {secrets_key['KeyId']}" in kept
+    assert "infra delete qa --purge-retained" in deleted
+    again = sbcntrctl(aws, "infra", "deploy", "qa", "--yes", "--poll", "0.05", "--only", "platform")
+    assert again.returncode == 1
+    assert (
+        "sbcntr-qa-platform cannot be created: a deleted qa kept LogGroup /sbcntr/qa/frontend"
+        in (again.stderr)
+    )
+    assert len(again.stderr.strip().splitlines()) == 1
+
+    # --- purge: the kept data goes, the keys are scheduled for deletion, qa can be created
+    purged = ok(
+        sbcntrctl(
+            aws, "infra", "delete", "qa", "--yes", "--poll", "0.05", *only, "--purge-retained"
+        )
+    )
+    assert f"Key {secrets_key['KeyId']}: deletion scheduled in 7 days" in purged
+    assert "Secret sbcntr/qa/database: deleted" in purged
+    assert (
+        boto3.client("logs").describe_log_groups(logGroupNamePrefix="/sbcntr/qa/frontend")[
+            "logGroups"
+        ]
+        == []
+    )
+    states = {k["KeyId"]: k["KeyState"] for k in kms_keys()}
+    assert states[secrets_key["KeyId"]] == "PendingDeletion"
+    network_key = variables["SECRETS_KMS_KEY_ARN"]  # (the platform key; the network's stays)
+    assert network_key.endswith(secrets_key["KeyId"])
+    recreated = ok(
+        sbcntrctl(aws, "infra", "deploy", "qa", "--yes", "--poll", "0.05", "--only", "platform")
+    )
+    assert "sbcntr-qa-platform: CREATE_COMPLETE" in recreated
+
+
+def kms_keys() -> list[dict[str, str]]:
+    kms = boto3.client("kms")
+    return [kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"] for k in kms.list_keys()["Keys"]]

@@ -476,3 +476,41 @@ def test_role_policies_pass_an_iam_linter(service: str) -> None:
     task = iam.render(service, ENV, TASKDEFS)[f"sbcntr-dev-{service}-task"]
     task["Statement"][0]["Action"] = ["logs:PutLogEvent"]  # the linter does catch a typo
     assert [issue for issue, _ in lint(task)] == ["UNKNOWN_ACTION"]
+
+
+@pytest.mark.parametrize("requests", ["0", "0.5"])
+def test_verify_refuses_fewer_than_one_request_per_target(requests: str) -> None:
+    """ALBRequestCountPerTarget counts whole requests per target per minute (Elastic Load
+    Balancing, CloudWatch metrics for your Application Load Balancer): a target below 1
+    keeps the service at its maximum. AWS refuses 0 only at PutScalingPolicy, after the
+    service was updated; moto takes both."""
+    env = {**ENV, "REQUESTS_PER_TARGET": requests}
+    found = ecs.problems(ecs.render("frontend", env, TASKDEFS))
+    assert [p.field for p in found] == ["policies[sbcntr-frontend-requests].TargetValue"]
+    assert "at least 1" in found[0].message
+    assert ecs.problems(ecs.render("frontend", {**ENV, "REQUESTS_PER_TARGET": "1"}, TASKDEFS)) == []
+
+
+def test_verify_refuses_scaling_on_another_services_target_group() -> None:
+    """The frontend's ResourceLabel naming the backend's target group: valid for AWS, and
+    the frontend would then scale on the backend's requests."""
+    env = {**ENV, "FRONTEND_ALB_RESOURCE_LABEL": ENV["BACKEND_ALB_RESOURCE_LABEL"]}
+    found = ecs.problems(ecs.render("frontend", env, TASKDEFS))
+    assert [p.field for p in found] == ["policies[sbcntr-frontend-requests].ResourceLabel"]
+    assert "counts targetgroup/back/2, not the service's target group" in found[0].message
+    assert "(targetgroup/front/1)" in found[0].message
+
+
+def test_a_third_subnet_is_used_when_the_network_has_one() -> None:
+    """PRIVATE_SUBNET_3 (AzCount=3) joins the service's subnets; unset, the list has two
+    (the `if` block renders as ecspresso's Go template does)."""
+    two = ecs.render("backend", ENV, TASKDEFS).service_definition
+    three = ecs.render("frontend", {**ENV, "PRIVATE_SUBNET_3": "subnet-0ccc"}, TASKDEFS)
+    subnets = three.service_definition["networkConfiguration"]["awsvpcConfiguration"]["subnets"]
+    assert subnets == ["subnet-0aaa", "subnet-0bbb", "subnet-0ccc"]
+    assert two["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == [
+        "subnet-0aaa",
+        "subnet-0bbb",
+    ]
+    empty = ecs.render("backend", {**ENV, "PRIVATE_SUBNET_3": ""}, TASKDEFS).service_definition
+    assert empty == two

@@ -126,3 +126,19 @@ def test_a_missing_template_folder_is_one_line(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert len(missing.stderr.strip().splitlines()) == 1
     assert "cannot read the template (No such file or directory): check --dir" in missing.stderr
+
+
+def test_if_keeps_or_drops_its_block_and_refuses_what_it_does_not_render(tmp_path: Path) -> None:
+    source = tmp_path / "t.json"
+    text = "[1{{ if env `X` `` }},\n2{{ end }}]"
+    assert template.render_text(text, {"X": "y"}, source) == "[1,\n2]"
+    assert template.render_text(text, {}, source) == "[1\n]"
+    assert template.render_text(text, {"X": ""}, source) == "[1\n]"
+    for broken in (
+        "{{ if must_env `X` }}a{{ end }}",
+        "{{ if env `X` `` }}{{ if env `Y` `` }}a{{ end }}{{ end }}",
+        "{{ if env `X` `` }}a{{ else }}b{{ end }}",
+        "a{{ end }}",
+    ):
+        with pytest.raises(template.TemplateError, match=r"t\.json:1"):
+            template.render_text(broken, {"X": "1", "Y": "1"}, source)

@@ -79,6 +79,7 @@ class Rendered:
     service_definition: dict[str, Any]
     scaling: dict[str, Any]
     task_role_policy: dict[str, Any] | None = None
+    az_count: int | None = None  # the network's AzCount (AZ_COUNT), when known
 
     @property
     def service_name(self) -> str:
@@ -111,6 +112,7 @@ def render(service: str, env: Mapping[str, str], directory: Path = DEFAULT_DIR) 
         documents["service-def"],
         documents["scaling"],
         tracing_variant.task_role_policy(service, env, directory),
+        int(env["AZ_COUNT"]) if env.get("AZ_COUNT", "").isdigit() else None,
     )
 
 
@@ -127,18 +129,21 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
         ),
         *verify.service_definition(rendered.service_definition),
         *verify.scaling(rendered.scaling),
+        *verify.scaling_follows_service(rendered.scaling, rendered.service_definition),
     ]
 
 
 def account_problems(rendered: Rendered) -> list[verify.Problem]:
     """What the account lacks for this deploy: cluster, capacity provider, images,
-    roles, log groups, secrets, the alarms its deployments roll back on."""
+    roles, log groups, secrets, the alarms its deployments roll back on, subnets in every
+    Availability Zone of the network."""
     strategy = rendered.service_definition.get("capacityProviderStrategy", [])
     return [
         *preflight.cluster(rendered.cluster, strategy),
         *preflight.images(rendered.task_definition),
         *preflight.references(rendered.task_definition),
         *preflight.alarms(rendered.service_definition),
+        *preflight.subnets(rendered.service_definition, rendered.az_count),
     ]
 
 

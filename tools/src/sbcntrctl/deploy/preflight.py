@@ -21,6 +21,9 @@ refuse later, or accept and then fail to run (moto enforces none of these).
 - The CloudWatch alarms the service's deployments roll back on exist: ECS
   watches alarms by name, and one that does not exist never goes to ALARM, so
   a release that hurts users would not be rolled back.
+- The service's subnets cover every Availability Zone the network made
+  (``AZ_COUNT``, its AzCount): ECS places tasks only in the subnets it is
+  given, so a third AZ paid for (NAT, endpoints) would run nothing.
 """
 
 from __future__ import annotations
@@ -192,4 +195,23 @@ def alarms(sd: dict[str, Any]) -> list[Problem]:
         )
         for name in names
         if name not in existing
+    ]
+
+
+def subnets(sd: dict[str, Any], az_count: int | None) -> list[Problem]:
+    """The service's subnets span at least ``az_count`` Availability Zones (None: unchecked)."""
+    ids = sd.get("networkConfiguration", {}).get("awsvpcConfiguration", {}).get("subnets", [])
+    if az_count is None or not ids:
+        return []
+    found = Client("ec2").describe_subnets(SubnetIds=ids)["Subnets"]
+    zones = sorted({s["AvailabilityZone"] for s in found})
+    if len(zones) >= az_count:
+        return []
+    return [
+        Problem(
+            "networkConfiguration.awsvpcConfiguration.subnets",
+            f"cover {len(zones)} Availability Zones ({', '.join(zones)}) of the network's "
+            f"{az_count}: give every app subnet (PRIVATE_SUBNET_3 with AzCount=3; "
+            "sbcntrctl infra outputs ENV writes them)",
+        )
     ]

@@ -436,12 +436,55 @@ def scaling(config: dict[str, Any]) -> list[Problem]:
     return problems
 
 
+def scaling_follows_service(config: dict[str, Any], sd: dict[str, Any]) -> list[Problem]:
+    """Each request-count policy counts the service's own target group.
+
+    ``ResourceLabel`` ends with ``targetgroup/<name>/<id>``, the end of a target group
+    ARN (Application Auto Scaling API, PredefinedMetricSpecification): a label of
+    another group scales this service on another service's requests.
+    """
+    groups = {
+        lb["targetGroupArn"].split(":")[-1]
+        for lb in sd.get("loadBalancers", [])
+        if isinstance(lb.get("targetGroupArn"), str)
+    }
+    problems = []
+    for policy in config.get("policies", []):
+        spec = policy.get("TargetTrackingScalingPolicyConfiguration", {})
+        metric = spec.get("PredefinedMetricSpecification", {})
+        label = metric.get("ResourceLabel")
+        if metric.get("PredefinedMetricType") != "ALBRequestCountPerTarget":
+            continue
+        if not isinstance(label, str) or not RESOURCE_LABEL.match(label):
+            continue  # reported by scaling()
+        group = label[label.index("targetgroup/") :]
+        if group not in groups:
+            problems.append(
+                Problem(
+                    f"policies[{policy.get('PolicyName', '?')}].ResourceLabel",
+                    f"counts {group}, not the service's target group "
+                    f"({', '.join(sorted(groups)) or 'none'}): use this service's "
+                    "*_ALB_RESOURCE_LABEL",
+                )
+            )
+    return problems
+
+
 def _policy(name: str, policy: dict[str, Any]) -> list[Problem]:
     problems = []
     spec = policy.get("TargetTrackingScalingPolicyConfiguration", {})
     metric = spec.get("PredefinedMetricSpecification", {})
     label = metric.get("ResourceLabel")
     if metric.get("PredefinedMetricType") == "ALBRequestCountPerTarget":
+        target = spec.get("TargetValue", 0)
+        if isinstance(target, int | float) and target < 1:
+            problems.append(
+                Problem(
+                    f"policies[{name}].TargetValue",
+                    f"{target:g} requests per target (REQUESTS_PER_TARGET): at least 1 "
+                    "(the metric counts whole requests per target per minute)",
+                )
+            )
         if not label:
             problems.append(
                 Problem(

@@ -19,6 +19,7 @@ from sbcntrctl.deploy.aws import AwsError, Client
 from sbcntrctl.infra.stacks import (
     BY_KEY,
     ENVIRONMENT_PARAMETERS,
+    FOR_CHECKS,
     FROM_OUTPUTS,
     INFRA_DIR,
     OPTIONAL,
@@ -241,7 +242,7 @@ def task_variables(env: str) -> dict[str, str]:
             by_stack[stack.key] = outputs(stack.name(env))
         except InfraError as exc:
             missing.append(str(exc))
-    for variable, (key, output) in FROM_OUTPUTS.items():
+    for variable, (key, output) in {**FROM_OUTPUTS, **FOR_CHECKS}.items():
         if key not in by_stack:
             continue
         if output in by_stack[key]:

@@ -97,8 +97,11 @@ FROM_OUTPUTS: dict[str, tuple[str, str]] = {
     "DATABASE_URL": ("data", "DatabaseUrl"),
     "DB_RESOURCE_ID": ("data", "DatabaseResourceId"),
 }
-# Outputs a stack has only with some parameters: absent, the variable is unset.
-OPTIONAL = frozenset({"PRIVATE_SUBNET_3"})
+# Read by `deploy verify`, not by the templates: the service's subnets must cover
+# the AzCount Availability Zones of the network.
+FOR_CHECKS: dict[str, tuple[str, str]] = {"AZ_COUNT": ("network", "AzCount")}
+# Outputs a stack has only with some parameters (or since some version): absent, unset.
+OPTIONAL = frozenset({"PRIVATE_SUBNET_3", "AZ_COUNT"})
 # Known without an output: the account (from the stack ids), region, environment.
 DERIVED = ("AWS_ACCOUNT_ID", "AWS_REGION", "ENV_NAME")
 # Chosen per deploy by the user.
