@@ -246,3 +246,26 @@ def test_aws_region_wins_over_aws_default_region_and_the_profile(
     clean_env.delenv("AWS_DEFAULT_REGION")
     with pytest.raises(awsenv.RegionError, match=r"absent.*fix: correct AWS_PROFILE"):
         awsenv.region()
+
+
+def subparsers(
+    parser: argparse.ArgumentParser, prefix: str = ""
+) -> dict[str, argparse.ArgumentParser]:
+    """Every parser under ``parser`` by its command ('infra', 'release deploy'...)."""
+    found = {prefix: parser} if prefix else {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found |= subparsers(sub, f"{prefix} {name}".strip())
+    return found
+
+
+def test_help_names_the_environment_rule_and_the_capacity_and_purge_options() -> None:
+    helps = {name: p.format_help() for name, p in subparsers(build_parser()).items()}
+    for command in ("infra", "maintenance", "release deploy", "release rollback"):
+        assert "2-8 lowercase letters" in helps[command] or "the environment" in helps[command]
+    assert "--purge-retained" in helps["infra"]
+    assert "keep them and list them" in " ".join(helps["infra"].split())
+    assert "--apply-capacity" in helps["release deploy"]
+    assert "schedule that set them is removed" in " ".join(helps["release deploy"].split())
+    assert "default: keep" in " ".join(helps["deploy"].split())
