@@ -269,3 +269,21 @@ def test_help_names_the_environment_rule_and_the_capacity_and_purge_options() ->
     assert "--apply-capacity" in helps["release deploy"]
     assert "schedule that set them is removed" in " ".join(helps["release deploy"].split())
     assert "default: keep" in " ".join(helps["deploy"].split())
+
+
+def test_deploy_renders_for_the_region_aws_default_region_names(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reproduction: AWS_DEFAULT_REGION set, AWS_REGION not; the task definition's
+    region and the client's are the same one."""
+    env = tmp_path / "qa.env"
+    env.write_text("".join(f"{k}={v}\n" for k, v in ENV.items() if k != "AWS_REGION"))
+    clean_env.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    assert run(["deploy", "render", "frontend", "--env-file", str(env)]) == 0
+    rendered = json.loads(capsys.readouterr().out)
+    regions = {
+        c["logConfiguration"]["options"].get("awslogs-region")
+        for c in rendered["containerDefinitions"]
+        if c.get("logConfiguration", {}).get("logDriver") == "awslogs"
+    }
+    assert regions == {"eu-west-3"}

@@ -347,6 +347,16 @@ def capacity() -> tuple[int, int]:
     return target["MinCapacity"], target["MaxCapacity"]
 
 
+def set_capacity(low: int, high: int) -> None:
+    boto3.client("application-autoscaling").register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId=f"service/sbcntr-dev/{BACKEND}",
+        ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=low,
+        MaxCapacity=high,
+    )
+
+
 def test_removing_the_schedule_at_night_starts_the_service_again(steady: dict[str, str]) -> None:
     """The reproduction: the evening action set 0/0, then a deploy turned the schedule off.
 
@@ -358,13 +368,7 @@ def test_removing_the_schedule_at_night_starts_the_service_again(steady: dict[st
     deploy({**steady, "SCALE_TO_ZERO_OUTSIDE_HOURS": "true"})
     wanted = capacity()
     assert wanted[1] > 0
-    boto3.client("application-autoscaling").register_scalable_target(
-        ServiceNamespace="ecs",
-        ResourceId=f"service/sbcntr-dev/{BACKEND}",
-        ScalableDimension="ecs:service:DesiredCount",
-        MinCapacity=0,
-        MaxCapacity=0,
-    )  # what sbcntr-backend-evening-stop does at 20:00
+    set_capacity(0, 0)  # what sbcntr-backend-evening-stop does at 20:00
     off = {**steady, "SCALE_TO_ZERO_OUTSIDE_HOURS": "false"}
     result = deploy(off)
     assert scheduled_actions() == []
@@ -376,13 +380,7 @@ def test_removing_the_schedule_at_night_starts_the_service_again(steady: dict[st
         "that set it is removed)"
     ]
     # Without a schedule, an operator's own min/max are kept as before.
-    boto3.client("application-autoscaling").register_scalable_target(
-        ServiceNamespace="ecs",
-        ResourceId=f"service/sbcntr-dev/{BACKEND}",
-        ScalableDimension="ecs:service:DesiredCount",
-        MinCapacity=1,
-        MaxCapacity=3,
-    )
+    set_capacity(1, 3)
     deploy(off)
     assert capacity() == (1, 3)
 

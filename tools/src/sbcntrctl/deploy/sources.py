@@ -9,9 +9,11 @@ set in the process environment win over both, so one value can be overridden
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 
+from sbcntrctl import awsenv
 from sbcntrctl.infra import cloudformation, envfile
 from sbcntrctl.infra.stacks import env_name
 
@@ -34,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def environment(args: argparse.Namespace, process: Mapping[str, str]) -> dict[str, str]:
-    """The file's or stacks' variables, overridden by the process environment."""
+    """The file's or stacks' variables, overridden by the process environment.
+
+    ``AWS_REGION`` unset everywhere is :func:`sbcntrctl.awsenv.region`'s answer
+    (``AWS_DEFAULT_REGION`` or the profile's), when there is one.
+    """
     base: dict[str, str] = {}
     try:
         if args.env_file is not None:
@@ -43,4 +49,9 @@ def environment(args: argparse.Namespace, process: Mapping[str, str]) -> dict[st
             base = cloudformation.task_variables(args.from_stack)
     except (OSError, envfile.EnvFileError, cloudformation.InfraError) as exc:
         raise SourceError(str(exc)) from exc
-    return {**base, **process}
+    merged = {**base, **process}
+    if not merged.get("AWS_REGION"):
+        # The templates' AWS_REGION is where the deploy goes: the one region rule's.
+        with contextlib.suppress(awsenv.RegionError):
+            merged["AWS_REGION"] = awsenv.region()
+    return merged
