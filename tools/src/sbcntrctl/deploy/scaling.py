@@ -6,9 +6,9 @@ longer holds (or that a switch turned off) is removed. :func:`plan` lists the ch
 them; :func:`apply` makes them. The target's current minimum and maximum are
 kept (a scheduled action or an operator may have set them) unless the caller
 asks to apply the file's values; a new target starts with the file's values.
-One exception: when the schedule goes (its actions are deleted, or it is off
-while the target is stopped at max 0), nothing would ever start the service
-again, so the target returns to the file's values and the plan says so.
+One exception: when the schedule goes (its scheduled actions are deleted),
+nothing would ever move the target again (the evening stop may have left it at
+0/0), so it returns to the file's values and the plan says so.
 """
 
 from __future__ import annotations
@@ -93,16 +93,14 @@ def plan(
         if a["ScheduledActionName"] not in keep_actions
     )
     restored = ""
-    if register is None and current is not None and current != wanted:
-        stopped = current[1] == 0 and not actions
-        if delete_actions or stopped:
-            # Without its schedule nothing would move the target again (a stop action
-            # may have left it at 0/0, and the start action is being removed too).
-            register = wanted
-            restored = (
-                f"back from {current[0]}/{current[1]} to scaling.json's: the schedule that "
-                "set it is removed"
-            )
+    if register is None and current is not None and current != wanted and delete_actions:
+        # Without its schedule nothing would move the target again (a stop action may
+        # have left it at 0/0, and the start action is being removed too).
+        register = wanted
+        restored = (
+            f"back from {current[0]}/{current[1]} to scaling.json's: the schedule that "
+            "set it is removed"
+        )
     return Plan(
         resource,
         register,
