@@ -204,7 +204,7 @@ def test_environment_from_empty_account_to_deployed_services(
     push_image("ecr-public/xray/aws-xray-daemon", "3.3.15")
     # The alarms the deployments roll back on come from the monitoring stack,
     # which needs a packaged Lambda: here they are made directly.
-    create_rollback_alarms("dev")
+    create_rollback_alarms("qa")
 
     # --- deploy both services with those variables (the backend's migration task
     # first). moto's RunTask needs a memory figure on every container, which

@@ -59,7 +59,7 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
         aws_secret_access_key="testing",
     )
     stubber = Stubber(client)
-    monkeypatch.setattr("sbcntrctl.deploy.aws.boto3.client", lambda *_a, **_k: client)
+    monkeypatch.setattr("sbcntrctl.awsenv.client", lambda *_a, **_k: client)
     monkeypatch.setattr(ecs, "POLL_SECONDS", 0.0)
     with stubber:
         yield stubber
