@@ -79,8 +79,8 @@ BAD_INPUTS: list[tuple[str, tuple[str, ...], str]] = [
         ("xray-capture", "--port", "0", "--out", "{missing_dir}/segments.jsonl"),
         "missing",
     ),
-    ("infra outputs", ("infra", "deploy", "qa", "--param", "{junk}"), "NAME=VALUE"),
-    ("infra outputs", ("infra", "deploy", "qa", "--dir", "{missing_dir}"), "missing"),
+    ("infra deploy", ("infra", "deploy", "qa", "--param", "{junk}"), "NAME=VALUE"),
+    ("infra deploy", ("infra", "deploy", "qa", "--dir", "{missing_dir}"), "missing"),
 ]
 
 # Neither AWS nor an input file that can be bad: what each does instead.
