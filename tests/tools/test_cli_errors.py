@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -54,6 +55,8 @@ AWS_COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("release smoke", ("release", "smoke", "qa", "--seconds", "1")),
     ("release rollback", ("release", "rollback", "qa", "backend")),
+    ("drill", ("drill", "qa", "stop-backend-tasks", "--settle", "0", "--poll", "0")),
+    ("shell", ("shell", "qa", "--wait", "0")),
 ]
 
 # Subcommands with an input file: (name, arguments, what the one line names).
@@ -162,6 +165,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # `shell` looks for the Session Manager plugin before any AWS call; this one is
+    # never run (every case fails earlier), it only has to be on PATH.
+    plugin = tmp_path / "bin" / "session-manager-plugin"
+    plugin.parent.mkdir()
+    plugin.write_text("#!/bin/sh\nexit 1\n")
+    plugin.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{plugin.parent}{os.pathsep}{os.environ['PATH']}")
     return monkeypatch
 
 

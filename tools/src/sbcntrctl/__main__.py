@@ -82,20 +82,21 @@ def run(argv: Sequence[str] | None = None) -> int:
     one line on stderr (the call, the reason, the fix) with status 1, never
     a traceback.
     """
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(words)
     try:
         status: int = args.handler(args)
     except (BotoCoreError, ClientError) as exc:
         operation = getattr(exc, "operation_name", "AWS call")
-        return _failed(args, str(aws.explain(operation, {}, exc)))
+        return _failed(words, args, str(aws.explain(operation, {}, exc)))
     except (awsenv.RegionError, aws.DeployError) as exc:
-        return _failed(args, str(exc))
+        return _failed(words, args, str(exc))
     return status
 
 
-def _failed(args: argparse.Namespace, message: str) -> int:
+def _failed(words: list[str], args: argparse.Namespace, message: str) -> int:
     action = getattr(args, "action", None)
-    command = f"{args.command} {action}" if isinstance(action, str) else args.command
+    command = f"{words[0]} {action}" if isinstance(action, str) else words[0]
     print(f"sbcntrctl {command}: {message}", file=sys.stderr)
     return 1
 
