@@ -64,6 +64,10 @@ SCALING_SLR = (
 )
 CFN = "AWS CloudFormation API Reference: DescribeStacks"
 LOOKUPS = "Service Authorization Reference: IAM, CloudWatch Logs, Secrets Manager (Get/Describe)"
+SAR_EC2 = (
+    "Service Authorization Reference: Actions, resources, and condition keys for Amazon EC2 "
+    "(DescribeSubnets: no resource-level permissions)"
+)
 HISTORY = (
     "Amazon ECS API Reference: ListServiceDeployments, DescribeServiceDeployments, "
     "DescribeServiceRevisions; Service Authorization Reference (service-deployment, "
@@ -149,6 +153,7 @@ def _verify() -> list[Call]:
     rows += [
         one("deploy", "ecr:DescribePullThroughCacheRules", "*", SAR_ECR),
         one("deploy", "logs:DescribeLogGroups", "*", LOOKUPS),
+        one("deploy", "ec2:DescribeSubnets", "*", SAR_EC2, "the service's subnets' AZs"),
         one("deploy", "secretsmanager:DescribeSecret", secret, LOOKUPS),
         *(one("deploy", "iam:GetRole", r, LOOKUPS, r.rsplit("/", 1)[1]) for r in TASK_ROLES),
     ]
