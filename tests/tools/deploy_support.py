@@ -20,6 +20,7 @@ import boto3
 import httpx
 import pytest
 
+from sbcntrctl import awsenv
 from sbcntrctl.release.images import IMAGES
 from tests.support import ROOT, free_port
 
@@ -250,7 +251,7 @@ IAM_PREFIXES = {"monitoring": "cloudwatch"}
 
 @contextmanager
 def recorded_calls() -> Iterator[list[str]]:
-    """The AWS calls this process makes through boto3's default session meanwhile, as
+    """The AWS calls this process makes through the tools' session meanwhile, as
     IAM action names (``<service prefix>:<operation>``, e.g. ``ecs:CreateService``)."""
     calls: list[str] = []
 
@@ -258,9 +259,7 @@ def recorded_calls() -> Iterator[list[str]]:
         prefix = model.service_model.signing_name
         calls.append(f"{IAM_PREFIXES.get(prefix, prefix)}:{model.name}")
 
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
-    events = boto3.DEFAULT_SESSION.events
+    events = awsenv.session().events
     events.register("before-call", record, unique_id="recorded-calls")
     try:
         yield calls

@@ -27,6 +27,9 @@ from tests.tools.deploy_support import ENV
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 WINDOW = ("--start", "2026-01-01T00:00", "--end", "2026-01-01T01:00")
 
+LOADTEST_RUN = ("--workers", "1", "--target", "http://alb", "--image-tag", "t", "--bucket", "b")
+LOADTEST_RUN += ("--subnets", "subnet-a,subnet-b", "--security-group", "sg-1")
+
 # Subcommands that call AWS: (name, arguments). {env} is a complete variables file,
 # {digests} one record per image of COMMIT, {out} a writable path.
 AWS_COMMANDS: list[tuple[str, tuple[str, ...]]] = [
@@ -57,6 +60,7 @@ AWS_COMMANDS: list[tuple[str, tuple[str, ...]]] = [
     ("release rollback", ("release", "rollback", "qa", "backend")),
     ("drill", ("drill", "qa", "stop-backend-tasks", "--settle", "0", "--poll", "0")),
     ("shell", ("shell", "qa", "--wait", "0")),
+    ("loadtest ecs run", ("loadtest", "ecs", "run", "qa", *LOADTEST_RUN)),
 ]
 
 # Subcommands with an input file: (name, arguments, what the one line names).

@@ -29,6 +29,7 @@ import httpx
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from sbcntrctl import awsenv
 from sbcntrctl.deploy import platforms, preflight
 from sbcntrctl.deploy.platforms import PlatformError
 from tests.tools.deploy_support import (
@@ -104,7 +105,7 @@ class Layers:
 @pytest.fixture
 def layers(account: str) -> Layers:
     served = Layers()
-    boto3.DEFAULT_SESSION.events.register("before-call.ecr.GetDownloadUrlForLayer", served.answer)
+    awsenv.session().events.register("before-call.ecr.GetDownloadUrlForLayer", served.answer)
     return served
 
 

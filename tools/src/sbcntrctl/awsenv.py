@@ -39,7 +39,7 @@ def region() -> str:
         if value:
             return value
     try:
-        from_profile = _session(_aws_variables()).region_name
+        from_profile = session().region_name
     except ProfileNotFound as exc:
         fix = "correct AWS_PROFILE, or add the profile (aws configure --profile NAME)"
         raise RegionError(str(exc), fix) from exc
@@ -56,10 +56,17 @@ def client(service: str) -> Any:
     """
     name = region()
     try:
-        return _session(_aws_variables()).client(service, region_name=name)
+        return session().client(service, region_name=name)
     except BotoCoreError as exc:
         fix = "check AWS_PROFILE and ~/.aws/config"
         raise RegionError(f"{service} client in {name}: {exc}", fix) from exc
+
+
+def session() -> boto3.session.Session:
+    """The boto3 session every client of the tools comes from (one per set of ``AWS_*``
+    variables: boto3's default session keeps the first it saw). Its ``events`` see
+    every call the tools make."""
+    return _session(_aws_variables())
 
 
 def _aws_variables() -> tuple[tuple[str, str], ...]:
