@@ -64,6 +64,7 @@ def production(database_url: str, ca_file: Path, **settings: Any) -> BackendSett
     return BackendSettings(
         database_url=database_url,
         environment="production",
+        allowed_hosts="testserver",  # the Host header of Starlette's test client
         database_ssl_root_cert=ca_file,
         tracing_enabled=False,
         **settings,
@@ -309,6 +310,7 @@ def test_the_migration_task_connects_as_the_owner_named_by_its_secret(
         as_user(database_url, APP_ROLE),
         "migrate",
         ENVIRONMENT="production",
+        ALLOWED_HOSTS="backend.internal",
         DATABASE_AUTH="iam",
         DATABASE_SSL_ROOT_CERT=str(postgres.ca_file),
         DATABASE_OWNER_CREDENTIALS_ARN=arn,
@@ -332,6 +334,7 @@ def test_the_service_process_exits_when_its_user_can_change_the_schema(
     env = base_env(
         DATABASE_URL=migrated,
         ENVIRONMENT="production",
+        ALLOWED_HOSTS="backend.internal",
         DATABASE_PASSWORD="unused-by-trust-auth",
         DATABASE_SSL_ROOT_CERT=str(postgres.ca_file),
         AWS_XRAY_SDK_ENABLED="false",

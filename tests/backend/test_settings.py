@@ -92,6 +92,7 @@ def test_postgres_outside_development_needs_the_ca_bundle() -> None:
             database_url="postgresql://sbcntr_app@db:5432/x",
             database_auth="iam",
             environment="production",
+            allowed_hosts="backend.internal",
         )
 
 
@@ -118,6 +119,7 @@ def test_iam_authentication_takes_no_password(ca_bundle: Path) -> None:
             database_password=SecretStr("pw"),
             database_ssl_root_cert=ca_bundle,
             environment="production",
+            allowed_hosts="backend.internal",
         )
 
 
@@ -146,6 +148,7 @@ def test_iam_authentication_makes_an_rds_token_per_connection(
         database_ssl_root_cert=ca_bundle,
         aws_region="ap-northeast-1",
         environment="production",
+        allowed_hosts="backend.internal",
     )
     options = settings.connect_options()
     assert isinstance(options.password_provider, RdsIamTokens)
