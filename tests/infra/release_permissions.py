@@ -11,7 +11,8 @@ infra/ci.yml to allow every row and nothing beyond the rows.
 To extend: add a row to ``_push``, ``_verify``, ``_service`` or ``_deploy``
 (``one(...)`` for a call AWS authorizes as the action of its name, ``Call(...)``
 with every ``Need`` otherwise), then the grant to infra/ci.yml. A new image's
-repository reaches the rows through ``IMAGES``.
+repository reaches the push rows through ``IMAGES``, and the deploy's verify
+rows too when the image is ``deployed``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ CLUSTER = f"{ECS}:cluster/sbcntr-{{env}}"
 CLOUDWATCH = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}"
 SERVICES = ("frontend", "backend")
 REPOSITORIES = tuple(image.repository for image in IMAGES.values())
+# What the deploy roles verify: the images the services' task definitions run (the
+# load generator is pushed, never deployed by the release).
+DEPLOYED_REPOSITORIES = tuple(image.repository for image in IMAGES.values() if image.deployed)
 # The X-Ray daemon, mirrored by the registry's pull-through cache (infra/registry.yml).
 MIRRORED = ("ecr-public/xray/aws-xray-daemon",)
 TASK_ROLES = tuple(
@@ -142,7 +146,7 @@ def _verify() -> list[Call]:
         for stack_arn in [f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/0f1e2d3c"]
     ]
     rows.append(one("deploy", "ecs:DescribeClusters", CLUSTER, SAR_ECS))
-    for repo in REPOSITORIES + MIRRORED:
+    for repo in DEPLOYED_REPOSITORIES + MIRRORED:
         arn = f"{ECR}/{repo}"
         rows += [
             one("deploy", "ecr:DescribeImages", arn, SAR_ECR, repo),

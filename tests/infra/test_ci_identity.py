@@ -415,3 +415,28 @@ def test_the_deny_policy_rule_fails_without_an_action_or_with_a_missing_exemptio
         "ecs:UpdateService is denied to arn:aws:iam::123456789012:role/sbcntr-ci-deploy-prod"
         in (deny_problems(_edit(deny_the_prod_role)))
     )
+
+
+def test_the_push_role_pushes_the_load_generator_and_no_deploy_role_reads_it() -> None:
+    """The load generator is a release image (pushed by the images job, Amazon ECR User
+    Guide: Pushing a Docker image) that no service runs: the deploy roles, which verify
+    only the deployed images, get nothing on its repository."""
+    found = roles(template())
+    repository = f"{table.ECR}/sbcntr-loadtest"
+    push = next(c for c in table.CALLS if c.call == "docker push sbcntr-loadtest")
+    assert denied(found["push"][1], push.needs) == []
+    assert allows(found["push"][1], "ecr:DescribeImages", repository, {})
+    for key in ENVIRONMENTS:
+        for action in ("ecr:DescribeImages", "ecr:BatchGetImage", "ecr:PutImage"):
+            assert not allows(found[key][1], action, repository, {}), (key, action)
+
+    def without_loadtest(t: Template) -> None:
+        statement = _statement(t, "push", "PushTheReleaseRepositories")
+        statement["Resource"] = [
+            r for r in statement["Resource"] if not r["Fn::Sub"].endswith("/sbcntr-loadtest")
+        ]
+
+    missing = gaps(_edit(without_loadtest))
+    assert missing
+    assert all(line.startswith("push: ") and "sbcntr-loadtest" in line for line in missing)
+    assert any(line.startswith("push: docker push sbcntr-loadtest needs") for line in missing)

@@ -25,7 +25,7 @@ import pytest
 from sbcntrctl.deploy import template
 from sbcntrctl.infra import envfile
 from sbcntrctl.infra.stacks import DERIVED, FOR_CHECKS, FROM_OUTPUTS, STACKS
-from sbcntrctl.release.images import IMAGES
+from sbcntrctl.release.images import DEPLOYED, IMAGES
 from tests.infra.emulator import moto_server
 from tests.support import ROOT
 from tests.tools.deploy_support import create_rollback_alarms, push_image
@@ -267,11 +267,13 @@ def test_environment_from_empty_account_to_deployed_services(
 
     # --- the release pipeline's deploy: a commit's digests, pinned, variables from the
     # stacks, with OpenTelemetry (the collector's repository and log group come from the
-    # registry and platform stacks: the deploy's checks find both)
+    # registry and platform stacks: the deploy's checks find both); the records of the
+    # deployed images only, as the workflow passes them (the load generator's is none)
     commit = "0123456789abcdef0123456789abcdef01234567"
     ecr = boto3.client("ecr")
     records, digests = [], {}
-    for name, image in IMAGES.items():
+    for name in DEPLOYED:
+        image = IMAGES[name]
         repository = image.repository
         push_image(repository, commit)
         found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": commit}])

@@ -35,10 +35,12 @@ from sbcntrctl.__main__ import build_parser
 from sbcntrctl.deploy.template import render_json
 from sbcntrctl.loadtest import ecs
 from tests.support import ROOT, free_port, stop_process
-from tests.tools.deploy_support import aws_env, running_moto_server
+from tests.tools.deploy_support import aws_env, push_image, running_moto_server
 
 SBCNTRCTL = str(Path(sys.executable).parent / "sbcntrctl")
 ROLE_ID = "AROAEXAMPLELOADTEST"  # the master task role's id in aws:userid
+# The tag the release pushes: the full commit SHA (sbcntrctl.release.images).
+IMAGE_TAG = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +72,24 @@ def account(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     boto3.client("s3").create_bucket(
         Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "ap-northeast-1"}
     )
+    push_once(IMAGE_TAG)  # as the release pushes it: linux/arm64
     return {"subnet": subnet, "group": group["GroupId"], "bucket": bucket, "cluster": cluster}
+
+
+def push_once(tag: str, platforms: tuple[str, ...] = ("linux/arm64",)) -> None:
+    """``sbcntr-loadtest:<tag>`` in the module's moto ECR (tags are immutable there too)."""
+    ecr = boto3.client("ecr")
+    try:
+        ecr.describe_images(repositoryName="sbcntr-loadtest", imageIds=[{"imageTag": tag}])
+    except (ecr.exceptions.RepositoryNotFoundException, ecr.exceptions.ImageNotFoundException):
+        push_image("sbcntr-loadtest", tag, platforms)
 
 
 def start_run(account: dict[str, str], tmp_path: Path, run_id: str, workers: int) -> Any:
     return subprocess.Popen(
         [
             *(SBCNTRCTL, "loadtest", "ecs", "run", "dev", "--workers", str(workers)),
-            *("--target", "https://alb.example.com", "--image-tag", "0a1b2c3"),
+            *("--target", "https://alb.example.com", "--image-tag", IMAGE_TAG),
             *("--bucket", account["bucket"], "--subnets", account["subnet"]),
             *("--security-group", account["group"], "--run-id", run_id),
             *("--cluster", account["cluster"]),
@@ -212,6 +224,39 @@ def test_bad_options_are_refused_before_any_task_starts(
         result.stderr.strip() == "sbcntrctl loadtest ecs run: --workers must be at least 1, got 0"
     )
     assert tasks_of_run(account["cluster"], 1, timeout=0) == []
+
+
+def test_an_image_not_pushed_or_built_for_another_cpu_is_refused_before_any_task_starts(
+    account: dict[str, str],
+) -> None:
+    """The run checks ``sbcntr-loadtest:<tag>`` as ``deploy verify`` checks the
+    services' images (ECR DescribeImages, then the manifest's platforms: Amazon ECR
+    API Reference, BatchGetImage): ECS would start the tasks and fail them only at
+    the pull (CannotPullContainerError) or at the first instruction (exec format)."""
+    amd64_only = "fedcba9876543210fedcba9876543210fedcba98"
+    push_once(amd64_only, ("linux/amd64",))
+    for tag, error in (
+        ("e" * 40, f"sbcntr-loadtest:{'e' * 40} is not in ECR: push it first"),
+        (amd64_only, f"sbcntr-loadtest:{amd64_only} is built for linux/amd64, not for linux/arm64"),
+    ):
+        result = subprocess.run(
+            [
+                *(SBCNTRCTL, "loadtest", "ecs", "run", "dev", "--workers", "2"),
+                *("--target", "https://alb.example.com", "--image-tag", tag),
+                *("--bucket", account["bucket"], "--subnets", account["subnet"]),
+                *("--security-group", account["group"], "--cluster", account["cluster"]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"sbcntrctl loadtest ecs run: {error}"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert tasks_of_run(account["cluster"], 1, timeout=0) == []
+    definitions = boto3.client("ecs").list_task_definitions(familyPrefix="sbcntr-dev-loadtest")
+    assert definitions["taskDefinitionArns"] == []
 
 
 def test_the_task_definitions_are_valid_register_task_definition_input() -> None:

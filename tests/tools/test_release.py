@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sbcntrctl.deploy import ecs, platforms
+from sbcntrctl.loadtest import ecs as loadtest_ecs
 from sbcntrctl.release import images, pinning, registry, scan, smoke
 from tests.conftest import StartService
 from tests.integration.conftest import start_stack
@@ -230,6 +231,32 @@ def test_with_opentelemetry_the_collector_is_pinned_too() -> None:
     del digests["sbcntr-otel-collector"]
     with pytest.raises(images.ReleaseError, match="no digest recorded for sbcntr-otel-collector"):
         pinning.pin_images(td, digests, COMMIT)
+
+
+def test_the_deploy_needs_no_record_of_the_load_generator() -> None:
+    """``release deploy`` gets the records of the deployed images only (release.yml):
+    every image the services' task definitions run, with either tracing backend, is
+    one of them, and the load generator's image is run by its own task definitions
+    only, on the tag the release pushed (``sbcntrctl loadtest ecs run --image-tag``)."""
+    loadtest = images.image("loadtest")
+    assert not loadtest.deployed
+    assert (loadtest.dockerfile, loadtest.context) == ("loadtest/Dockerfile", ".")
+    digests = {images.image(name).repository: DIGEST for name in images.DEPLOYED}
+    assert loadtest.repository not in digests
+    for tracing in ("xray-sdk", "otel"):
+        for service in ("backend", "frontend"):
+            env = {**ENV, "IMAGE_TAG": COMMIT, "TRACING_BACKEND": tracing}
+            td = ecs.render(service, env, TASKDEFS).task_definition
+            pinning.pin_images(td, digests, COMMIT)
+            assert all(loadtest.repository not in c["image"] for c in td["containerDefinitions"])
+    plan = loadtest_ecs.Plan(
+        *("dev", "123456789012", "ap-northeast-1", "sbcntr-dev", COMMIT, "bucket"),
+        *(["subnet-1"], "sg-1", "https://alb.example.com", 2, "ecs-1"),
+    )
+    registry_host = "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com"
+    for role in ("master", "worker"):
+        (container,) = loadtest_ecs.task_definition(role, plan)["containerDefinitions"]
+        assert container["image"] == loadtest.ref(COMMIT, registry_host)
 
 
 def test_pinning_refuses_another_commit_or_a_missing_digest() -> None:

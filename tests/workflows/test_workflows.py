@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from sbcntrctl.__main__ import build_parser
-from sbcntrctl.release.images import IMAGES
+from sbcntrctl.release.images import DEPLOYED, IMAGES
 from tests.support import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -214,10 +214,11 @@ def test_release_order_approval_and_tags() -> None:
 
 
 def deploy_digest_problems(workflow: dict[str, Any]) -> list[str]:
-    """Each deploy passes the digest record of every image the images job pushed
-    (``digest-<image>.json``), and the environment's ``TRACING_BACKEND`` variable."""
+    """Each deploy passes the digest record of every deployed image the images job
+    pushed (``digest-<image>.json``; not the load generator's, which no service
+    runs), and the environment's ``TRACING_BACKEND`` variable."""
     problems = []
-    expected = [f"digest-{name}.json" for name in IMAGES]
+    expected = [f"digest-{name}.json" for name in DEPLOYED]
     deploys = 0
     for job, step in steps(workflow):
         run = step.get("run", "")
@@ -250,12 +251,32 @@ def test_every_deploy_pins_every_image_the_release_built() -> None:
     deploy["run"] = deploy["run"].replace(" digest-otel-collector.json", "")
     assert deploy_digest_problems(broken) == [
         "prod: --digests digest-backend.json digest-frontend.json digest-log-router.json"
-        " != " + " ".join(f"digest-{name}.json" for name in IMAGES)
+        " != " + " ".join(f"digest-{name}.json" for name in DEPLOYED)
+    ]
+    deploy["run"] += " digest-otel-collector.json digest-loadtest.json"
+    assert deploy_digest_problems(broken) == [
+        "prod: --digests digest-backend.json digest-frontend.json digest-log-router.json"
+        " digest-otel-collector.json digest-loadtest.json"
+        " != " + " ".join(f"digest-{name}.json" for name in DEPLOYED)
     ]
     del deploy["env"]
     assert "prod: TRACING_BACKEND must come from the environment's variable" in (
         deploy_digest_problems(broken)
     )
+
+
+def test_the_load_generator_is_built_scanned_and_pushed_but_not_deployed() -> None:
+    """The load generator is a release image like the others (both matrices run every
+    step on it: build, Trivy, Dockle, SBOM, push), and no deploy step names it."""
+    assert not IMAGES["loadtest"].deployed
+    assert "loadtest" not in DEPLOYED
+    assert [name for name in IMAGES if name not in DEPLOYED] == ["loadtest"]
+    for name in ("ci.yml", "release.yml"):
+        assert "loadtest" in load(name)["jobs"]["images"]["strategy"]["matrix"]["image"]
+    release = load("release.yml")
+    for _, step in steps(release):
+        if "release deploy" in step.get("run", ""):
+            assert "digest-loadtest.json" not in step["run"]
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -203,7 +203,12 @@ def add_loadtest_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("env", type=env_name, help="the environment (ENV_NAME)")
     run.add_argument("--workers", type=int, required=True, help="worker tasks (1 vCPU each)")
     run.add_argument("--target", required=True, help="the URL the users call: the public ALB's")
-    run.add_argument("--image-tag", required=True, help="tag of the sbcntr-loadtest image in ECR")
+    run.add_argument(
+        "--image-tag",
+        required=True,
+        help="tag of the sbcntr-loadtest image in ECR: the release pushes each commit on main "
+        "as its full SHA (git rev-parse HEAD); checked before any task starts",
+    )
     run.add_argument("--bucket", required=True, help="S3 bucket the master uploads reports to")
     run.add_argument(
         "--subnets", required=True, help="the app subnets, comma-separated (subnet-a,subnet-b)"
@@ -311,6 +316,7 @@ def run_loadtest(args: argparse.Namespace) -> int:
     total = shapes.total_seconds(shapes.ShapeOptions.from_options(_shape_namespace(plan)))
     reports = args.reports or runinfo.report_dir(plan.run_id, "")
     try:
+        ecs.check_image(plan)
         master_td, worker_td = run.register("master"), run.register("worker")
         (master,) = run.start(master_td, 1, ecs.master_environment(plan))
         print(f"run {plan.run_id}: master task {master.rsplit('/', 1)[-1]} starting")

@@ -5,6 +5,10 @@ image (``loadtest/Dockerfile``), from the task definitions in
 ``taskdefs/loadtest/``, in the environment's app subnets with a security
 group that may reach the ALB (and whose members reach the master on 5557):
 
+0. check that the image ``sbcntr-loadtest:<--image-tag>`` is in the account's
+   ECR and built for the task definitions' ``runtimePlatform`` (ARM64), as
+   ``sbcntrctl deploy verify`` checks the services' images: the release pushes
+   it tagged with the full commit SHA, for that platform (docs/release.md);
 1. register both task definitions, rendered for the environment and image;
 2. RunTask the master: the run's options as ``LOAD_*`` variables, the target
    as ``LOCUST_HOST``, ``LOCUST_EXPECT_WORKERS=N``, and ``LOAD_UPLOAD_S3``;
@@ -19,7 +23,9 @@ group that may reach the ALB (and whose members reach the master on 5557):
    master's S3 prefix (``sbcntrctl.loadtest.upload``) to ``reports/<run id>/``
    and print the same verdict as a local run.
 
-The AWS calls and what AWS documents they need: RegisterTaskDefinition
+The AWS calls and what AWS documents they need: ECR DescribeImages,
+BatchGetImage and GetDownloadUrlForLayer on ``sbcntr-loadtest`` (the image
+check; Amazon ECR API Reference), RegisterTaskDefinition
 (``ecs:RegisterTaskDefinition`` and ``iam:PassRole`` on the roles), RunTask
 (``ecs:RunTask``; ``count`` 1-10; awsvpc tasks need ``networkConfiguration``),
 DescribeTasks (at most 100 tasks per call), StopTask, S3 ListObjectsV2 and
@@ -38,6 +44,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from sbcntrctl.deploy import platforms, preflight
+from sbcntrctl.deploy.aws import DeployError
 from sbcntrctl.deploy.template import render_json
 from sbcntrctl.loadtest import runinfo, upload
 
@@ -86,6 +94,20 @@ def task_definition(role: str, plan: Plan, directory: Path = TASKDEFS) -> dict[s
     """The ``role`` (master or worker) task definition, rendered for the plan."""
     rendered: dict[str, Any] = render_json(directory / f"{role}-task-def.json", plan.template_env())
     return rendered
+
+
+def check_image(plan: Plan, fetch: platforms.Download = platforms.download) -> None:
+    """The image the run's tasks would pull is in ECR and runs on their platform;
+    otherwise LoadRunError naming the image (before any task starts: a missing image
+    or one built for another CPU fails only as the tasks start)."""
+    try:
+        problems = preflight.images(task_definition("master", plan), fetch)
+    except DeployError as exc:
+        msg = f"cannot check the image: {exc}"
+        raise LoadRunError(msg) from exc
+    if problems:
+        msg = "; ".join(problem.message for problem in problems)
+        raise LoadRunError(msg)
 
 
 def _environment(values: Mapping[str, str]) -> list[dict[str, str]]:

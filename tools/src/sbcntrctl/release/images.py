@@ -8,6 +8,11 @@ Every image is built for ``PLATFORM``, the platform the task definitions run
 on (``runtimePlatform``: ARM64, Linux); ``sbcntrctl deploy verify`` refuses an
 image whose manifest does not list the task's platform.
 
+The load generator (``loadtest``) is built, scanned and pushed like the
+others but is not ``deployed``: no service's task definition runs it, so
+``release deploy`` neither needs nor reads its digest record; ``sbcntrctl
+loadtest ecs run --image-tag <commit>`` runs the tag the release pushed.
+
 A release tags every image with the full commit SHA and nothing else: ECR
 repositories are IMMUTABLE, so a tag names one image for good, and the running
 task definition pins the digest that tag resolved to.
@@ -28,10 +33,15 @@ class ReleaseError(Exception):
 
 @dataclass(frozen=True)
 class Image:
+    """One image of the release: built from ``dockerfile`` in ``context``, pushed to
+    ``repository``; ``deployed`` when a service's task definition runs it (the
+    release deploys its digest to stg and prod)."""
+
     name: str
     repository: str
     dockerfile: str
     context: str
+    deployed: bool = True
 
     @property
     def cache_scope(self) -> str:
@@ -57,8 +67,13 @@ IMAGES: dict[str, Image] = {
             "otel-collector/Dockerfile",
             "otel-collector",
         ),
+        Image("loadtest", "sbcntr-loadtest", "loadtest/Dockerfile", ".", deployed=False),
     )
 }
+
+# The images ``release deploy`` pins into the services' task definitions, in the
+# order of IMAGES: the deploy steps pass one digest record for each.
+DEPLOYED: tuple[str, ...] = tuple(name for name, image in IMAGES.items() if image.deployed)
 
 # The task definitions' runtimePlatform (taskdefs/*/task-def.json: cpuArchitecture
 # ARM64, operatingSystemFamily LINUX) as a build platform.
