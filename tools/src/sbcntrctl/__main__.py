@@ -1,4 +1,4 @@
-"""``sbcntrctl``: operator tooling for the sbcntr services."""
+"""sbcntrctl: operator tooling for the sbcntr services (never in a service image)."""
 
 from __future__ import annotations
 
@@ -13,32 +13,58 @@ from sbcntrctl.bench import cli as bench_cli
 from sbcntrctl.deploy import aws
 from sbcntrctl.deploy import cli as deploy_cli
 from sbcntrctl.drill import cli as drill_cli
+from sbcntrctl.helpformat import Parser, describe
 from sbcntrctl.infra import cli as infra_cli
 from sbcntrctl.loadtest import cli as loadtest_cli
 from sbcntrctl.loadtest import rows as loadtest_rows
 from sbcntrctl.release import cli as release_cli
 
+WORKFLOW = """\
+workflow (each command's --help; README.md "Operating it"):
+  1. infra     sbcntrctl infra deploy dev
+               sbcntrctl infra outputs dev --env-file dev.env
+  2. release   CI builds, scans, pushes and deploys (sbcntrctl release ...); by hand:
+     deploy    IMAGE_TAG=... sbcntrctl deploy deploy backend --env-file dev.env
+               (then frontend; verify, diff and rollback the same way)
+  3. loadtest  locust -f loadtest/ --headless --run-id step-1 --shape step ...
+               sbcntrctl audit --run-id step-1 --log ...   (loadtest/README.md)
+  4. capacity  sbcntrctl capacity --steps reports/step-1/steps.csv --cpu reports/step-1/cpu.csv
+               sbcntrctl capacity --cloudwatch dev --start ... --end ...
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """The whole command line: each subcommand with its handler."""
-    parser = argparse.ArgumentParser(prog="sbcntrctl", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    bench = commands.add_parser("bench", help="benchmark the services against baselines")
+    """The whole command line: each subcommand with its one-line summary and handler."""
+    parser = Parser(prog="sbcntrctl", description=__doc__, epilog=WORKFLOW)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    bench = commands.add_parser(
+        "bench", help="benchmark CPU per request, throughput and memory against baselines"
+    )
     bench_cli.add_arguments(bench)
     bench.set_defaults(handler=bench_cli.run)
-    deploy = commands.add_parser("deploy", help="render, verify, diff, deploy, rollback on ECS")
+    deploy = commands.add_parser(
+        "deploy", help="render, verify, diff, migrate, deploy or roll back a service on ECS"
+    )
     deploy_cli.add_arguments(deploy)
     deploy.set_defaults(handler=deploy_cli.run)
-    infra = commands.add_parser("infra", help="deploy, read or delete the stacks in infra/")
+    infra = commands.add_parser(
+        "infra", help="deploy, read or delete the CloudFormation stacks in infra/"
+    )
     infra_cli.add_infra_arguments(infra)
     infra.set_defaults(handler=infra_cli.run_infra)
-    maintenance = commands.add_parser("maintenance", help="the public ALB's maintenance page")
+    maintenance = commands.add_parser(
+        "maintenance", help="turn the public ALB's maintenance page on or off, or show it"
+    )
     infra_cli.add_maintenance_arguments(maintenance)
     maintenance.set_defaults(handler=infra_cli.run_maintenance)
-    audit = commands.add_parser("audit", help="STEP3: check a load run's logs and traces")
+    audit = commands.add_parser(
+        "audit", help="STEP3: check a load run lost or doubled nothing in logs and traces"
+    )
     loadtest_cli.add_audit_arguments(audit)
     audit.set_defaults(handler=loadtest_cli.run_audit)
-    sizing = commands.add_parser("capacity", help="STEP2/4/5: size tasks from a step run")
+    sizing = commands.add_parser(
+        "capacity", help="STEP2/4/5: task size, task counts and target value from a step run"
+    )
     loadtest_cli.add_capacity_arguments(sizing)
     sizing.set_defaults(handler=loadtest_cli.run_capacity)
     loadtest = commands.add_parser("loadtest", help="distributed load runs (Fargate)")
@@ -58,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
         "shell",
         help="a logged Session Manager shell (or one command) on the environment's bastion",
         description=shell.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     shell.add_arguments(session)
     session.set_defaults(handler=shell.run)
@@ -69,9 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drill_cli.add_arguments(drill)
     drill.set_defaults(handler=drill_cli.run)
-    release = commands.add_parser("release", help="the release pipeline's steps")
+    release = commands.add_parser(
+        "release", help="the release pipeline's steps (what each job of the workflow runs)"
+    )
     release_cli.add_arguments(release)
     release.set_defaults(handler=release_cli.run)
+    describe(parser)
     return parser
 
 

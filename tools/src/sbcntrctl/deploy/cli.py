@@ -20,14 +20,24 @@ import sys
 from pathlib import Path
 
 from sbcntrctl.deploy import ecs, iam, migrate, sources, template
+from sbcntrctl.helpformat import actions_epilog
 
-ACTIONS = ("render", "verify", "diff", "migrate", "deploy", "rollback", "render-iam")
+ACTIONS = {
+    "render": "print the task definition rendered from taskdefs/ and the variables",
+    "verify": "check the rendered definitions, then against the account (not with --offline)",
+    "diff": "print what deploy would change in the service and its scaling",
+    "migrate": "run the database migration as a one-off task of the new revision (backend)",
+    "deploy": "register the revision and update the service (backend: migrate first)",
+    "rollback": "point the service back at the latest earlier revision that ran",
+    "render-iam": "print the policies of the service's execution and task roles",
+}
 EXIT_PROBLEM, EXIT_INPUT, EXIT_FAILED, EXIT_TIMED_OUT = 1, 2, 3, 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=ACTIONS)
-    parser.add_argument("service", choices=("frontend", "backend"))
+    parser.epilog = actions_epilog(ACTIONS)
+    parser.add_argument("action", choices=ACTIONS, help="what to do (actions below)")
+    parser.add_argument("service", choices=("frontend", "backend"), help="the service")
     parser.add_argument("--dir", type=Path, default=ecs.DEFAULT_DIR, help="the taskdefs folder")
     parser.add_argument(
         "--wait",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sbcntrctl import awsenv
 from sbcntrctl.deploy.aws import DeployError
+from sbcntrctl.helpformat import actions_epilog
 from sbcntrctl.infra import cloudformation, envfile, maintenance, retained
 from sbcntrctl.infra.stacks import (
     BY_KEY,
@@ -19,9 +20,21 @@ from sbcntrctl.infra.stacks import (
     env_name,
 )
 
+INFRA_ACTIONS = {
+    "deploy": "create or update the stacks through change sets, each shown before it runs",
+    "outputs": "print the variables the deploy needs, read from the stacks' outputs",
+    "delete": "delete the environment's stacks, in reverse order",
+}
+MAINTENANCE_ACTIONS = {
+    "on": "answer every request with the maintenance page (503)",
+    "off": "forward requests to the services again",
+    "status": "show whether the maintenance page is on",
+}
+
 
 def add_infra_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("deploy", "outputs", "delete"))
+    parser.epilog = actions_epilog(INFRA_ACTIONS)
+    parser.add_argument("action", choices=INFRA_ACTIONS, help="what to do (actions below)")
     parser.add_argument("env", type=env_name, help=f"the environment: {ENV_NAME_RULE}")
     parser.add_argument(
         "--only",
@@ -171,7 +184,8 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def add_maintenance_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("on", "off", "status"))
+    parser.epilog = actions_epilog(MAINTENANCE_ACTIONS)
+    parser.add_argument("action", choices=MAINTENANCE_ACTIONS, help="what to do (actions below)")
     parser.add_argument("env", type=env_name, help=f"the environment: {ENV_NAME_RULE}")
 
 

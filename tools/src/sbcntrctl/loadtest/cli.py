@@ -15,7 +15,7 @@ from sbcntrctl.loadtest import audit, capacity, cloudwatch, ecs, runinfo, shapes
 
 
 def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--run-id", required=True, help="the run to audit (Locust's --run-id)")
     parser.add_argument(
         "--stats",
         type=Path,
@@ -84,10 +84,19 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", type=_utc, help="window end, ISO 8601 (UTC if no zone)")
     add_edge_arguments(parser)
     parser.add_argument("--rps", type=float, default=10.0, help="business requirement (req/s)")
-    parser.add_argument("--peak-factor", type=float, default=3.0)
+    parser.add_argument(
+        "--peak-factor", type=float, default=3.0, help="peak rate = --rps x this factor"
+    )
     parser.add_argument("--cpu-target", type=float, default=70.0, help="target tracking CPU %%")
-    parser.add_argument("--max-p95-ms", type=float, default=500.0)
-    parser.add_argument("--max-error-ratio", type=float, default=0.01)
+    parser.add_argument(
+        "--max-p95-ms", type=float, default=500.0, help="a step within thresholds: p95 at most this"
+    )
+    parser.add_argument(
+        "--max-error-ratio",
+        type=float,
+        default=0.01,
+        help="a step within thresholds: failed/requests at most this",
+    )
 
 
 def _utc(value: str) -> dt.datetime:

@@ -29,28 +29,37 @@ ACTIONS = ("spec", "dockle", "verdict", "push", "deploy", "smoke", "rollback")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", required=True)
-    spec = actions.add_parser("spec", help="an image's build inputs and ref")
-    spec.add_argument("image", choices=images.IMAGES)
-    spec.add_argument("--commit", required=True)
-    spec.add_argument("--registry", default="")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    image_help = "the image to release"
+    commit_help = "the commit the image is built from (its tag)"
+    spec = actions.add_parser("spec", help="an image's Dockerfile, context and ref")
+    spec.add_argument("image", choices=images.IMAGES, help=image_help)
+    spec.add_argument("--commit", required=True, help=commit_help)
+    spec.add_argument("--registry", default="", help="the registry host (default: none, local)")
     dockle = actions.add_parser("dockle", help="run Dockle on a local image")
-    dockle.add_argument("ref")
-    dockle.add_argument("--out", type=Path, required=True)
-    verdict = actions.add_parser("verdict", help="the scan gate")
-    verdict.add_argument("image", choices=images.IMAGES)
-    verdict.add_argument("--trivy", type=Path, required=True)
-    verdict.add_argument("--dockle", type=Path, required=True)
-    verdict.add_argument("--accepted", type=Path, default=scan.ACCEPTED_FILE)
+    dockle.add_argument("ref", help="the local image's reference")
+    dockle.add_argument("--out", type=Path, required=True, help="where to write Dockle's JSON")
+    verdict = actions.add_parser("verdict", help="the scan gate (accepted findings aside)")
+    verdict.add_argument("image", choices=images.IMAGES, help=image_help)
+    verdict.add_argument("--trivy", type=Path, required=True, help="Trivy's JSON report")
+    verdict.add_argument("--dockle", type=Path, required=True, help="Dockle's JSON report")
+    verdict.add_argument(
+        "--accepted",
+        type=Path,
+        default=scan.ACCEPTED_FILE,
+        help="the accepted findings, each with a reason",
+    )
     push = actions.add_parser("push", help="push once and record the digest")
-    push.add_argument("image", choices=images.IMAGES)
-    push.add_argument("--commit", required=True)
-    push.add_argument("--registry", required=True)
-    push.add_argument("--out", type=Path, required=True)
-    deploy = actions.add_parser("deploy", help="deploy the recorded digests")
+    push.add_argument("image", choices=images.IMAGES, help=image_help)
+    push.add_argument("--commit", required=True, help=commit_help)
+    push.add_argument("--registry", required=True, help="the ECR registry host")
+    push.add_argument("--out", type=Path, required=True, help="where to record the digest")
+    deploy = actions.add_parser("deploy", help="deploy backend then frontend, pinned by digest")
     deploy.add_argument("environment", type=env_name, help="the environment (infra/)")
-    deploy.add_argument("--commit", required=True)
-    deploy.add_argument("--digests", type=Path, nargs="+", required=True)
+    deploy.add_argument("--commit", required=True, help="the commit the digests were pushed for")
+    deploy.add_argument(
+        "--digests", type=Path, nargs="+", required=True, help="the records push wrote"
+    )
     deploy.add_argument(
         "--wait",
         type=float,
@@ -64,13 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "ones, except when the schedule that set them is removed)",
     )
     deploy.add_argument("--dir", type=Path, default=ecs.DEFAULT_DIR, help="the taskdefs folder")
-    smoke_ = actions.add_parser("smoke", help="pages, API and a short load")
+    smoke_ = actions.add_parser("smoke", help="pages and API answer 200, then a short load")
     smoke_.add_argument("target", help="an environment name or the frontend's base URL")
-    smoke_.add_argument("--seconds", type=int, default=30)
-    smoke_.add_argument("--rps", type=float, default=5)
+    smoke_.add_argument("--seconds", type=int, default=30, help="length of the load")
+    smoke_.add_argument("--rps", type=float, default=5, help="the load's rate (req/s)")
     rollback = actions.add_parser("rollback", help="back to the last revision that ran")
     rollback.add_argument("environment", type=env_name, help="the environment (infra/)")
-    rollback.add_argument("service", choices=("frontend", "backend"))
+    rollback.add_argument("service", choices=("frontend", "backend"), help="the service")
 
 
 def run(args: argparse.Namespace) -> int:
