@@ -132,13 +132,28 @@ def recommend(
             chosen = (cpu_units, memory)
             break
     capacity = chosen[0] / 1024 * cpu_target / 100 / per_request
-    low = max(MIN_TASKS_FOR_AVAILABILITY, math.ceil(rps / capacity))
-    high = max(low, math.ceil(rps * peak_factor / capacity))
+    carried = capacity * MIN_TASKS_FOR_AVAILABILITY
+    by_rps = math.ceil(rps / capacity)
+    by_peak = math.ceil(rps * peak_factor / capacity)
+    low = max(MIN_TASKS_FOR_AVAILABILITY, by_rps)
+    high = max(low, by_peak)
+    if carried >= rps:
+        why = (
+            f"the smallest whose {MIN_TASKS_FOR_AVAILABILITY} tasks carry {rps:g} req/s at "
+            f"{cpu_target:g}% CPU ({MIN_TASKS_FOR_AVAILABILITY} x {capacity:.1f} = {carried:.1f})"
+        )
+    else:
+        why = (
+            f"the largest, and {MIN_TASKS_FOR_AVAILABILITY} of them carry only "
+            f"{MIN_TASKS_FOR_AVAILABILITY} x {capacity:.1f} = {carried:.1f} of {rps:g} req/s "
+            f"at {cpu_target:g}% CPU: more tasks, not larger ones"
+        )
     lines += [
-        f"  task size {chosen[0]}/{chosen[1]}: the smallest whose {MIN_TASKS_FOR_AVAILABILITY} "
-        f"tasks carry {rps:g} req/s at {cpu_target:g}% CPU (one process uses at most 1 vCPU)",
-        f"  min tasks = max({MIN_TASKS_FOR_AVAILABILITY}, ceil({rps:g} / {capacity:.1f})) = {low}",
-        f"  max tasks = ceil({rps:g} x {peak_factor:g} / {capacity:.1f}) = {high}",
+        f"  task size {chosen[0]}/{chosen[1]}: {why} (one process uses at most 1 vCPU)",
+        f"  min tasks = max({MIN_TASKS_FOR_AVAILABILITY}, ceil({rps:g} / {capacity:.1f}) = "
+        f"{by_rps}) = {low}",
+        f"  max tasks = max({low}, ceil({rps:g} x {peak_factor:g} / {capacity:.1f}) = "
+        f"{by_peak}) = {high}",
         f"  target tracking: ECSServiceAverageCPUUtilization at {cpu_target:g}%",
     ]
     return Recommendation(

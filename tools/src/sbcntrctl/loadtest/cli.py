@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from botocore.exceptions import ClientError
@@ -83,20 +85,50 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=_utc, help="window start, ISO 8601 (UTC if no zone)")
     parser.add_argument("--end", type=_utc, help="window end, ISO 8601 (UTC if no zone)")
     add_edge_arguments(parser)
-    parser.add_argument("--rps", type=float, default=10.0, help="business requirement (req/s)")
     parser.add_argument(
-        "--peak-factor", type=float, default=3.0, help="peak rate = --rps x this factor"
+        "--rps", type=positive, default=10.0, help="business requirement (req/s, above 0)"
     )
-    parser.add_argument("--cpu-target", type=float, default=70.0, help="target tracking CPU %%")
     parser.add_argument(
-        "--max-p95-ms", type=float, default=500.0, help="a step within thresholds: p95 at most this"
+        "--peak-factor", type=at_least_one, default=3.0, help="peak rate = --rps x this (1 or more)"
+    )
+    parser.add_argument(
+        "--cpu-target", type=percent, default=70.0, help="target tracking CPU %% (above 0, to 100)"
+    )
+    parser.add_argument(
+        "--max-p95-ms",
+        type=positive,
+        default=500.0,
+        help="a step within thresholds: p95 at most this",
     )
     parser.add_argument(
         "--max-error-ratio",
-        type=float,
+        type=ratio,
         default=0.01,
-        help="a step within thresholds: failed/requests at most this",
+        help="a step within thresholds: failed/requests at most this (0 to 1)",
     )
+
+
+def _bounded(low: float, high: float, *, above: bool, shown: str) -> Callable[[str], float]:
+    """An argparse type: a finite number from ``low`` (``above``: excluded) to ``high``;
+    anything else is refused with the valid range, ``shown``."""
+
+    def number(value: str) -> float:
+        try:
+            found = float(value)
+        except ValueError:
+            found = math.nan
+        if not math.isfinite(found) or found < low or (above and found == low) or found > high:
+            msg = f"{value!r}: give a number {shown}"
+            raise argparse.ArgumentTypeError(msg)
+        return found
+
+    return number
+
+
+positive = _bounded(0, math.inf, above=True, shown="above 0")
+at_least_one = _bounded(1, math.inf, above=False, shown="of 1 or more")
+percent = _bounded(0, 100, above=True, shown="above 0, at most 100")
+ratio = _bounded(0, 1, above=False, shown="from 0 to 1")
 
 
 def _utc(value: str) -> dt.datetime:
