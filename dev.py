@@ -2,7 +2,12 @@
 """Set up the environment and run the project locally: the README's two commands.
 
     python3 dev.py up     install (locked) into .venv, start backend and frontend
-                          (dev.py up --help: ports, --json, --log-dir DIR, --drain)
+                          (dev.py up --help: ports, --json, --log-dir DIR, --drain,
+                          --pid-file FILE)
+    python3 dev.py pids FILE
+                          frontend=PID,backend=PID (Locust's --sample-pids) from the
+                          file `up --pid-file FILE` writes, each checked to be the
+                          process serving its port
     python3 dev.py test   install (locked) into .venv, run lint, types and tests
 
 Needs only Python 3.11+ on the machine: uv, pinned below, is installed into
@@ -172,8 +177,13 @@ def _up_options(args: list[str]) -> argparse.Namespace:
         prog="dev.py up",
         description="Start the backend and the frontend on loopback and watch them.",
     )
-    parser.add_argument("--frontend-port", type=int, default=DEFAULT_PORTS["frontend"])
-    parser.add_argument("--backend-port", type=int, default=DEFAULT_PORTS["backend"])
+    for name in ("frontend", "backend"):
+        parser.add_argument(
+            f"--{name}-port",
+            type=int,
+            default=DEFAULT_PORTS[name],
+            help=f"the {name}'s port on 127.0.0.1 (default: %(default)s)",
+        )
     parser.add_argument(
         "--json", action="store_true", help="print the services' JSON log lines as they are"
     )
@@ -189,6 +199,13 @@ def _up_options(args: list[str]) -> argparse.Namespace:
         default=None,
         metavar="SECONDS",
         help="drain delay on stop (SHUTDOWN_DRAIN_SECONDS; default 0 here, 3 in production)",
+    )
+    parser.add_argument(
+        "--pid-file",
+        type=Path,
+        metavar="FILE",
+        help="write each service's pid and URL here while it serves (for `dev.py pids FILE`); "
+        "removed on exit",
     )
     return parser.parse_args(args)
 
@@ -464,6 +481,65 @@ class Supervised:
             self.log.close()
 
 
+def write_pid_file(path: Path, services: dict[str, Supervised]) -> None:
+    """``{"frontend": {"pid": N, "url": U}, ...}``, replaced whole (never half-written)."""
+    state = {
+        name: {"pid": service.process.pid, "url": service.url}
+        for name, service in services.items()
+        if service.process is not None and service.exited() is None
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(state) + "\n")
+    partial.replace(path)
+
+
+def served_by_pid(url: str) -> int | None:
+    """The pid of the process answering ``url``/readyz on this host (its identity header)."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:  # noqa: S310
+            served_by = response.headers.get(IDENTITY_HEADER, "")
+    except urllib.error.HTTPError as exc:  # 503 while draining still names the process
+        served_by = exc.headers.get(IDENTITY_HEADER, "")
+    except (urllib.error.URLError, OSError):
+        return None
+    task = served_by.split(";")[0].removeprefix("task=")
+    host, _, pid = task.rpartition(":")
+    return int(pid) if pid.isdigit() and host == socket.gethostname() else None
+
+
+def pids(args: list[str]) -> None:
+    """Print ``frontend=PID,backend=PID`` from ``up --pid-file``'s file; refuse stale PIDs.
+
+    Each PID must be the process answering its URL right now: a file left by a
+    `dev.py up` that has ended, or a service restarted since, is refused with
+    exit status 1 and one line saying which, so no other process's CPU is sampled.
+    """
+    parser = argparse.ArgumentParser(
+        prog="dev.py pids",
+        description="frontend=PID,backend=PID for Locust's --sample-pids, from the file "
+        "`dev.py up --pid-file FILE` writes; each PID checked to serve its URL now.",
+    )
+    parser.add_argument("file", type=Path, help="the file given to `dev.py up --pid-file`")
+    path = parser.parse_args(args).file
+    try:
+        state = json.loads(path.read_text())
+        found = {name: (int(state[name]["pid"]), str(state[name]["url"])) for name in SERVICES}
+    except FileNotFoundError:
+        sys.exit(f"dev.py pids: no {path}: is `dev.py up --pid-file {path}` running?")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        sys.exit(f"dev.py pids: {path} is not a file `dev.py up --pid-file` wrote ({exc})")
+    for name, (pid, url) in found.items():
+        serving = served_by_pid(url)
+        if serving != pid:
+            now = f"pid {serving}" if serving else "no process of this machine"
+            sys.exit(
+                f"dev.py pids: {path} says the {name} is pid {pid}, but {now} serves {url}: "
+                "is the `dev.py up` that wrote it still running?"
+            )
+    print(",".join(f"{name}={found[name][0]}" for name in ("frontend", "backend")))
+
+
 def _raise_interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -511,7 +587,7 @@ def up(args: list[str]) -> None:
     }
     status = 1
     try:
-        status = _run(services, console)
+        status = _run(services, console, options.pid_file)
     except KeyboardInterrupt:
         status = 1 if services["backend"].exited() is not None else 0
     except StartupError as exc:
@@ -524,10 +600,12 @@ def up(args: list[str]) -> None:
                 console.say(f"{service.name} stopped with {describe_exit(stop_status)}", error=True)
                 status = status or 1
             service.close()
+        if options.pid_file is not None:
+            options.pid_file.unlink(missing_ok=True)
     sys.exit(status)
 
 
-def _run(services: dict[str, Supervised], console: Console) -> int:
+def _run(services: dict[str, Supervised], console: Console, pid_file: Path | None) -> int:
     backend, frontend = services["backend"], services["frontend"]
     # The schema first, as every deployment does (docs/migrations.md); demo data on a new database.
     status = backend.run_once("migrate", "--seed")
@@ -538,6 +616,9 @@ def _run(services: dict[str, Supervised], console: Console) -> int:
         service.start()
         service.wait_ready()
         console.say(f"{service.name} ready at {service.url} (pid {service.process.pid})")  # type: ignore[union-attr]
+    if pid_file is not None:
+        write_pid_file(pid_file, services)
+        console.say(f"pids in {pid_file} (dev.py pids {pid_file})")
     console.say(f"open {frontend.url}/  (Ctrl+C stops both)")
 
     enter = threading.Event()
@@ -567,6 +648,8 @@ def _run(services: dict[str, Supervised], console: Console) -> int:
                 console.say(f"{exc}. Press Enter to try again.", error=True)
                 continue
             backend_down = False
+            if pid_file is not None:
+                write_pid_file(pid_file, services)
             console.say(f"backend is back at {backend.url} (pid {backend.process.pid})")  # type: ignore[union-attr]
         time.sleep(0.2)
 
@@ -577,6 +660,8 @@ def main() -> None:
         test(rest)
     elif command == "up":
         up(rest)
+    elif command == "pids":
+        pids(rest)
     elif command == "sync":
         ensure_environment()
     else:

@@ -115,6 +115,19 @@ def dev_up(tmp_path: Path) -> Iterator[type[DevUp]]:
                 run.wait()
 
 
+def dev_pids(pid_file: Path) -> tuple[int, str]:
+    """``dev.py pids FILE``: its exit status, and its output (stdout, else stderr)."""
+    done = subprocess.run(
+        [sys.executable, "dev.py", "pids", str(pid_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    return done.returncode, (done.stdout or done.stderr).strip()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -142,10 +155,21 @@ def test_console_log_files_and_a_killed_backend_restarted(
     dev_up: type[DevUp], tmp_path: Path
 ) -> None:
     logs = tmp_path / "logs"
-    run = dev_up("--log-dir", str(logs))
+    pid_file = tmp_path / "up.pids"
+    run = dev_up("--log-dir", str(logs), "--pid-file", str(pid_file))
     backend_pid = run.pid_of("backend")
     frontend_pid = run.pid_of("frontend")
     assert str(logs / "backend.log") in run.wait_for("JSON logs go to").string
+    # Locust's --sample-pids from the pid file, checked against who serves each port.
+    run.wait_for(f"pids in {pid_file}")
+    assert dev_pids(pid_file) == (0, f"frontend={frontend_pid},backend={backend_pid}")
+    forged = tmp_path / "forged.pids"
+    state = json.loads(pid_file.read_text())
+    state["frontend"]["pid"] = os.getpid()  # alive, but not the frontend
+    forged.write_text(json.dumps(state))
+    status, error = dev_pids(forged)
+    assert status == 1
+    assert f"says the frontend is pid {os.getpid()}, but pid {frontend_pid} serves" in error
 
     assert httpx.get(run.url("/items")).status_code == 200
     # One short line per request per service, not the JSON.
@@ -163,6 +187,7 @@ def test_console_log_files_and_a_killed_backend_restarted(
     new_backend_pid = int(run.wait_for(r"backend is back at \S+ \(pid (\d+)\)").group(1))
     assert new_backend_pid != backend_pid
     assert httpx.get(run.url("/items"), timeout=10).status_code == 200
+    assert dev_pids(pid_file) == (0, f"frontend={frontend_pid},backend={new_backend_pid}")
 
     stopping = time.monotonic()
     run.process.send_signal(signal.SIGINT)
@@ -170,6 +195,8 @@ def test_console_log_files_and_a_killed_backend_restarted(
     assert time.monotonic() - stopping < 3  # no production drain delay (3 s) by default
     assert not _alive(new_backend_pid)
     assert not _alive(frontend_pid)
+    assert not pid_file.exists()
+    assert dev_pids(forged)[0] == 1  # nothing serves those URLs any more
 
     # Each service's JSON lines, from both backend processes, in its own file.
     for name in ("backend", "frontend"):
