@@ -74,9 +74,18 @@ def test_api_writes_must_be_declared_json(frontend: TestClient) -> None:
 
 
 def test_unknown_page_and_bad_query_are_the_sites_error_page(frontend: TestClient) -> None:
-    assert_error_page(frontend.get("/no-such-page", headers=BROWSER), 404)
-    assert_error_page(frontend.get("/items?favorite=maybe", headers=BROWSER), 422)
+    missing = frontend.get("/no-such-page", headers=BROWSER)
+    assert_error_page(missing, 404)
+    assert "<h1>Not found</h1>" in missing.text
+    assert "<p>There is no page at this address.</p>" in missing.text
+    assert "Not Found" not in missing.text  # one wording
+    refused = frontend.get("/items?favorite=maybe", headers=BROWSER)
+    assert_error_page(refused, 422)
     assert_error_page(frontend.delete("/items", headers=BROWSER), 405)
+    # The same request again gives the same answer: no "Try again" on these.
+    for page in (missing, refused):
+        assert "Try again" not in page.text
+        assert '<a href="/">Home</a>' in page.text
 
 
 def test_api_and_health_errors_stay_json(frontend: TestClient) -> None:

@@ -43,8 +43,11 @@ def test_items_are_paged_with_a_total(frontend: TestClient, backend: Service) ->
     everything = [t for page in (1, 2, 3) for t in titles(frontend.get(f"/items?page={page}").text)]
     assert len(everything) == len(set(everything)) == 43
 
-    beyond = frontend.get("/items", params={"page": 9}).text
-    assert "No items on this page." in beyond
+    # Past the end (the list shrank, or the number was typed): to the last page.
+    beyond = frontend.get("/items", params={"page": 999})
+    assert (beyond.status_code, beyond.headers["location"]) == (303, "/items?page=3")
+    empty = frontend.get("/items", params={"favorite": "true", "page": 2})
+    assert (empty.status_code, empty.headers["location"]) == (303, "/items?favorite=true")
     assert frontend.get("/items", params={"page": 0}).status_code == 422
 
 
@@ -84,6 +87,8 @@ def test_notifications_are_paged_and_times_are_machine_readable(
 ) -> None:
     page = frontend.get("/notifications").text
     assert f"Showing 1{DASH}2 of 2" in page
+    beyond = frontend.get("/notifications", params={"page": 999})
+    assert (beyond.status_code, beyond.headers["location"]) == (303, "/notifications")
     assert "Page 1 of" not in page  # one page: no pager
     times = re.findall(r'<time datetime="([^"]+)">([^<]+)</time>', page)
     assert len(times) == 2
@@ -209,3 +214,18 @@ def test_templates_have_no_inline_script_style_or_handlers(template: str) -> Non
     assert "<style" not in text
     assert not re.search(r"\sstyle=", text)
     assert not re.search(r"\son[a-z]+=", text)
+
+
+def test_content_keeps_its_line_breaks_and_stays_escaped(
+    frontend: TestClient, backend: Service
+) -> None:
+    content = "first line\n<b>second</b> line\n\nafter a blank line"
+    with httpx.Client(base_url=backend.url) as client:
+        assert (
+            client.post("/v1/items", json={"title": "lines", "content": content}).status_code == 201
+        )
+    page = frontend.get("/items").text
+    escaped = "first line\n&lt;b&gt;second&lt;/b&gt; line\n\nafter a blank line"
+    assert f'<p class="content">{escaped}</p>' in page
+    css = frontend.get("/static/style.css").text
+    assert ".card .content { white-space: pre-line;" in css

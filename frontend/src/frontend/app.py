@@ -41,6 +41,8 @@ _ERROR_TITLES = {
     422: "The request was refused",
     500: "Something went wrong",
 }
+# The statuses a second try of the same GET can cure: a timeout, a failure on the way.
+_RETRYABLE = frozenset({408, 500, 502, 503, 504})
 # Served as JSON whoever asks: the API, health checks and the API docs.
 _JSON_PATHS = (*HEALTH_PATHS, "/openapi.json")
 
@@ -85,6 +87,8 @@ def _html_error(request: Request, status: int, message: str) -> Response | None:
     """The site's error page for an error outside ``/api`` (``None``: answer JSON)."""
     if _wants_json(request):
         return None
+    if status == 404:  # the router's "Not Found" would repeat the title
+        message = "There is no page at this address."
     return _error_page(request, status, _ERROR_TITLES.get(status, "Error"), message)
 
 
@@ -121,11 +125,12 @@ async def _backend_rejected(request: Request, exc: Exception) -> Response:
 
 
 def _error_page(request: Request, status: int, title: str, message: str) -> Response:
-    if request.method == "GET":
+    retry_url = back_url = None
+    if request.method != "GET":
+        back_url = _section(request.url.path)
+    elif status in _RETRYABLE:
         query = f"?{request.url.query}" if request.url.query else ""
-        retry_url, back_url = request.url.path + query, None
-    else:
-        retry_url, back_url = None, _section(request.url.path)
+        retry_url = request.url.path + query
     return pages.render(
         request,
         "error.html",

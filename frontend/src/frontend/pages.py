@@ -173,11 +173,14 @@ async def _items_page(
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     added: int | None = None,
-) -> HTMLResponse:
+) -> Response:
     body, unread = await _both(
         backend.items(favorite, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE),
         backend.unread_count(),
     )
+    paging = Paging.of(body, page)
+    if page > paging.pages:
+        return past_the_end(items_url(favorite, paging.pages))
     items = body["data"]
     return render(
         request,
@@ -185,7 +188,7 @@ async def _items_page(
         status_code=status_code,
         section="items",
         items=items,
-        paging=Paging.of(body, page),
+        paging=paging,
         favorite=favorite,
         filter_value="" if favorite is None else str(favorite).lower(),
         page_url=lambda number: items_url(favorite, number),
@@ -204,7 +207,7 @@ async def items_page(
     favorite: bool | None = None,
     page: PageQuery = 1,
     added: Annotated[int | None, Query(gt=0, le=MAX_ID)] = None,
-) -> HTMLResponse:
+) -> Response:
     return await _items_page(request, backend, favorite, page, added=added)
 
 
@@ -275,20 +278,33 @@ async def favorite_item(
 @router.get("/notifications", response_class=HTMLResponse)
 async def notifications_page(
     request: Request, backend: BackendDep, page: PageQuery = 1
-) -> HTMLResponse:
+) -> Response:
     body, unread = await _both(
         backend.notifications(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE),
         backend.unread_count(),
     )
+    paging = Paging.of(body, page)
+    if page > paging.pages:
+        return past_the_end(notifications_url(paging.pages))
     return render(
         request,
         "notifications.html",
         section="notifications",
         notifications=body["data"],
-        paging=Paging.of(body, page),
-        page_url=lambda number: "/notifications" + (f"?page={number}" if number > 1 else ""),
+        paging=paging,
+        page_url=notifications_url,
         unread=unread,
     )
+
+
+def notifications_url(page: int) -> str:
+    """The notifications page ``page`` (page 1 without a query)."""
+    return "/notifications" + (f"?page={page}" if page > 1 else "")
+
+
+def past_the_end(last_page_url: str) -> RedirectResponse:
+    """A page number past the list's end (it shrank, or was typed): go to its last page."""
+    return RedirectResponse(last_page_url, status_code=303)
 
 
 @router.post("/notifications/read", response_class=RedirectResponse, status_code=303)
@@ -307,8 +323,9 @@ async def read_one(
     notification_id: IdPath, backend: BackendDep, page: PageForm = 1
 ) -> RedirectResponse:
     await backend.mark_read(notification_id)
-    url = "/notifications" + (f"?page={page}" if page > 1 else "")
-    return RedirectResponse(f"{url}#notification-{notification_id}", status_code=303)
+    return RedirectResponse(
+        f"{notifications_url(page)}#notification-{notification_id}", status_code=303
+    )
 
 
 def _text(value: object) -> str:
