@@ -9,6 +9,8 @@
                           file `up --pid-file FILE` writes, each checked to be the
                           process serving its port
     python3 dev.py test   install (locked) into .venv, run lint, types and tests
+                          (--quick: without the tests marked slow, for the inner loop;
+                          other arguments go to pytest: dev.py test tests/backend -x)
 
 Needs only Python 3.11+ on the machine: uv, pinned below, is installed into
 ``.venv`` first and installs everything else from ``uv.lock``.
@@ -152,12 +154,45 @@ def ensure_test_tools() -> None:
         )
 
 
-def test(pytest_args: list[str]) -> None:
+# What every test run prints at its end: the slowest tests, so a slow one shows.
+DURATIONS = ["--durations=30", "--durations-min=1"]
+
+
+def test(args: list[str]) -> None:
+    """Lint and types, then the tests; ``--quick`` for the inner loop.
+
+    With no pytest arguments the suite runs in two parts: first every test that
+    can share the machine, on one pytest-xdist worker per core, then the tests
+    marked ``serial`` (they measure time, CPU or throughput) on their own.
+    ``--quick`` leaves out the tests marked ``slow`` (each area keeps at least
+    one test of its real processes). Other arguments go to one plain pytest run
+    (``dev.py test tests/backend -x``). The slowest tests are listed at the end.
+    """
+    quick = "--quick" in args
+    pytest_args = [arg for arg in args if arg != "--quick"]
     ensure_environment()
     ensure_test_tools()
     for command in LINT_AND_TYPES:
         run(in_venv(command))
-    run([str(PYTHON), "-m", "pytest", *pytest_args])
+    pytest = [str(PYTHON), "-m", "pytest"]
+    if not any(arg.startswith("--durations") for arg in pytest_args):
+        pytest += DURATIONS
+    if pytest_args and not quick:
+        run([*pytest, *pytest_args])
+        return
+    skip_slow = " and not slow" if quick else ""
+    workers = str(max(2, os.cpu_count() or 1))
+    parallel = _status([*pytest, "-n", workers, "-m", f"not serial{skip_slow}", *pytest_args])
+    alone = _status([*pytest, "-m", f"serial{skip_slow}", *pytest_args])
+    # pytest's 5: nothing selected (a part --quick or the arguments left empty).
+    failed = [status for status in (parallel, alone) if status not in (0, 5)]
+    sys.exit(failed[0] if failed else 0)
+
+
+def _status(command: list[str]) -> int:
+    """Run a command from the repository root; its exit status."""
+    print("+", " ".join(command), flush=True)
+    return subprocess.run(command, cwd=ROOT, check=False).returncode
 
 
 # --- dev.py up: the two services under one supervisor ------------------------

@@ -72,6 +72,7 @@ def test_error_rate_fails_about_that_share(make_client: MakeClient) -> None:
     assert 60 <= statuses.count(500) <= 140
 
 
+@pytest.mark.serial  # a time bound
 def test_latency_delays_api_requests(make_client: MakeClient) -> None:
     client = make_client(client_host=LOOPBACK, fault_injection_enabled=True, fault_latency_ms=300)
     start = time.perf_counter()

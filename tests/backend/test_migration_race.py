@@ -30,6 +30,9 @@ from tests.backend.test_migrations import on_connection
 from tests.conftest import StartService
 from tests.support import ROOT, PostgresServer, base_env, migrate_database, sqlite_url
 
+# Left out by dev.py test --quick (backend: test_migrations and test_api run the real database).
+pytestmark = pytest.mark.slow
+
 TRIALS = 10
 
 NewDatabase = Callable[[], str]

@@ -22,6 +22,9 @@ import pytest
 
 from tests.support import ROOT, base_env, free_port, sqlite_url
 
+# They measure start-up and stop times: dev.py test runs them alone.
+pytestmark = pytest.mark.serial
+
 
 class DevUp:
     """A running ``dev.py up`` on free ports; its console output collected line by line."""
@@ -151,6 +154,7 @@ def test_refuses_to_start_on_a_taken_port_and_names_its_owner(dev_up: type[DevUp
     assert "Started server process" not in run.output  # nothing was started
 
 
+@pytest.mark.slow
 def test_console_log_files_and_a_killed_backend_restarted(
     dev_up: type[DevUp], tmp_path: Path
 ) -> None:
@@ -214,6 +218,7 @@ def test_console_log_files_and_a_killed_backend_restarted(
     ]
 
 
+@pytest.mark.slow
 def test_a_dead_frontend_stops_everything_with_its_status(dev_up: type[DevUp]) -> None:
     run = dev_up("--json")
     backend_pid = run.pid_of("backend")
@@ -228,6 +233,7 @@ def test_a_dead_frontend_stops_everything_with_its_status(dev_up: type[DevUp]) -
     assert not _alive(backend_pid)
 
 
+@pytest.mark.slow
 def test_a_backend_that_cannot_start_is_reported(
     dev_up: type[DevUp], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -269,6 +269,7 @@ def test_ecs_path_delivers_each_line_where_the_readme_says(
     )
 
 
+@pytest.mark.slow
 def test_compose_path_delivers_to_both_emulated_destinations(
     emulator: Emulator, app_lines: list[Line], tmp_path: Path
 ) -> None:
@@ -295,6 +296,7 @@ def test_compose_path_delivers_to_both_emulated_destinations(
     assert_routed(emulator, app_lines, env, lambda c: f"task-{c}-firelens-local", {})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("levels", ["^(critical)$", "."])
 def test_cloudwatch_levels_and_5xx_whatever_its_level(
     levels: str, emulator: Emulator, app_lines: list[Line], tmp_path: Path
@@ -335,6 +337,8 @@ def test_cloudwatch_levels_and_5xx_whatever_its_level(
         assert len(copies) == len(lines)
 
 
+@pytest.mark.slow
+@pytest.mark.serial  # a time bound
 def test_sigterm_mid_stream_loses_no_accepted_record_in_s3(
     emulator: Emulator, app_lines: list[Line], tmp_path: Path
 ) -> None:
@@ -411,6 +415,7 @@ def test_sigterm_mid_stream_loses_no_accepted_record_in_s3(
     )
 
 
+@pytest.mark.slow
 def test_sigterm_after_the_app_stopped_delivers_everything(
     emulator: Emulator, app_lines: list[Line], tmp_path: Path
 ) -> None:
@@ -434,6 +439,7 @@ def test_sigterm_after_the_app_stopped_delivers_everything(
     )
 
 
+@pytest.mark.slow
 def test_an_endpoint_down_longer_than_the_retries(app_lines: list[Line], tmp_path: Path) -> None:
     """Both endpoints unreachable (a closed port): what is dropped, what stays on disk.
 
@@ -473,6 +479,7 @@ def test_an_endpoint_down_longer_than_the_retries(app_lines: list[Line], tmp_pat
     assert left == [], "the router deletes the failed S3 buffer when it stops"
 
 
+@pytest.mark.slow
 def test_an_endpoint_back_within_the_retries_gets_everything(
     app_lines: list[Line], tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ from tests.support import ScriptedBackend, free_port, sqlite_url, start_service
 OK_HELLO = (200, b'{"data": "Hello world"}')
 
 
+@pytest.mark.serial  # a time bound
 def test_unreachable_backend_is_503_page(make_frontend: MakeFrontend) -> None:
     client = make_frontend(backend_url=f"http://127.0.0.1:{free_port()}")
     start = time.perf_counter()
@@ -26,6 +27,7 @@ def test_unreachable_backend_is_503_page(make_frontend: MakeFrontend) -> None:
     assert "Traceback" not in response.text
 
 
+@pytest.mark.serial  # a time bound
 def test_slow_backend_is_504_within_the_timeout(make_frontend: MakeFrontend) -> None:
     with ScriptedBackend(["hang"]) as backend:
         client = make_frontend(

@@ -20,6 +20,9 @@ import pytest
 from tests.conftest import StartService
 from tests.integration.conftest import Stack, start_stack
 
+# Left out by dev.py test --quick (frontend: test_pages runs a real backend).
+pytestmark = pytest.mark.slow
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 

@@ -10,6 +10,9 @@ from fastapi.testclient import TestClient
 
 from tests.support import Service
 
+# Left out by dev.py test --quick (frontend: test_pages runs a real backend).
+pytestmark = pytest.mark.slow
+
 SITE = "http://testserver"  # the TestClient's Host
 PAGES = ["/", "/items", "/notifications", "/no-such-page"]
 

@@ -106,6 +106,7 @@ def test_a_stack_whose_imports_are_missing_fails_naming_them(aws: dict[str, str]
     assert "No export named sbcntr-stg-" in failed.stderr
 
 
+@pytest.mark.slow
 def test_environment_from_empty_account_to_deployed_services(
     aws: dict[str, str], tmp_path: Path
 ) -> None:

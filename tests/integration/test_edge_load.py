@@ -31,6 +31,10 @@ from tests.conftest import StartService
 from tests.integration.conftest import Stack, start_stack
 from tests.support import Service
 
+# They measure limits under load, with time bounds: dev.py test runs them alone.
+# Left out by dev.py test --quick (integration: test_services runs both services).
+pytestmark = [pytest.mark.serial, pytest.mark.slow]
+
 HEADER_TIMEOUT = 2.0
 KEEP_ALIVE = 2
 BURST = 20

@@ -20,6 +20,9 @@ import pytest
 from tests.conftest import StartService
 from tests.integration.conftest import Stack, start_stack
 
+# Left out by dev.py test --quick (integration: test_services runs both services).
+pytestmark = pytest.mark.slow
+
 EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "15")
 SEED = os.environ.get("FUZZ_SEED", "1")
 

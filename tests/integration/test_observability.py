@@ -27,6 +27,9 @@ from tests.support import (
     sample_all_rules,
 )
 
+# Left out by dev.py test --quick (integration: test_services runs both services).
+pytestmark = pytest.mark.slow
+
 SCHEMA_FIELDS = {"timestamp", "level", "service", "event", "logger"}
 ACCESS_FIELDS = SCHEMA_FIELDS | {
     "method",

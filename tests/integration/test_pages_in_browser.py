@@ -23,6 +23,9 @@ from tests.conftest import StartService
 from tests.integration.conftest import Stack, start_stack
 from tests.support import SegmentCollector
 
+# Left out by dev.py test --quick (integration: test_services runs both services).
+pytestmark = pytest.mark.slow
+
 DASH = "\N{EN DASH}"
 LONG_WORD = "W" * 100  # the longest title the API takes, with nowhere to break
 LONG_URL = "https://example.com/" + "path/" * 40 + "?q=" + "x" * 200

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import StartService
 from tests.integration.conftest import Stack
@@ -33,6 +34,7 @@ def test_item_created_through_frontend_shows_on_items_page(stack: Stack) -> None
     assert items[0]["title"] == "made through the frontend"
 
 
+@pytest.mark.serial  # a time bound
 def test_backend_down_then_restarted(start: StartService, tmp_path: Path, stack: Stack) -> None:
     assert httpx.get(f"{stack.frontend.url}/items").status_code == 200
     assert stack.backend.stop(signal.SIGTERM) == 0

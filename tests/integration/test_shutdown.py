@@ -17,10 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import StartService
 from tests.integration.conftest import start_stack
 from tests.support import Service, sqlite_url
+
+# They measure drain and grace periods, with time bounds: dev.py test runs them alone.
+# Left out by dev.py test --quick (integration: test_services runs both services).
+pytestmark = [pytest.mark.serial, pytest.mark.slow]
 
 DRAIN = 1.5
 GRACE = 10.0

@@ -28,6 +28,9 @@ from tests.support import (
     sample_all_rules,
 )
 
+# Left out by dev.py test --quick (integration: test_services runs both services).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def receiver() -> Iterator[OtlpReceiver]:

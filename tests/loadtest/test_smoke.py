@@ -16,9 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import StartService
 from tests.integration.conftest import start_stack
 from tests.support import ROOT, rules_file, sample_all_rules
+
+# They measure request rates and CPU samples: dev.py test runs them alone.
+# Left out by dev.py test --quick (loadtest: test_options runs Locust).
+pytestmark = [pytest.mark.serial, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 SMOKE_SECONDS = 10

@@ -25,6 +25,10 @@ import pytest
 from tests.servicekit.conftest import start_sample
 from tests.support import Service
 
+# They measure timeouts, with time bounds: dev.py test runs them alone.
+# Left out by dev.py test --quick (servicekit: test_logs and test_healthcheck run real processes).
+pytestmark = [pytest.mark.serial, pytest.mark.slow]
+
 TIMEOUT = 1.0  # the header and body timeouts of the sample under test
 KEEP_ALIVE = 3  # its keep-alive (whole seconds)
 

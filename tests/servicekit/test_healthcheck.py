@@ -86,6 +86,7 @@ def test_status_line_split_across_packets_is_read_whole() -> None:
         assert healthcheck.check(port) is True
 
 
+@pytest.mark.serial  # a time bound
 def test_a_server_slower_than_the_timeout_is_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(healthcheck, "TIMEOUT_SECONDS", 0.2)
     with raw_server(replies(b"HTTP/1.1 200 OK\r\n\r\n", delay=1.0)) as port:

@@ -12,6 +12,10 @@ import pytest
 from sbcntrctl.bench import harness, report, wrk
 from sbcntrctl.bench.cli import BEGIN, END, write
 
+# They measure CPU per request, throughput and start-up times: dev.py test runs them alone.
+# Left out by dev.py test --quick (tools: test_deploy_moto runs a moto server).
+pytestmark = [pytest.mark.serial, pytest.mark.slow]
+
 WRK_REPORT = """\
 Running 4s test @ http://127.0.0.1:40000/v1/helloworld
   1 threads and 32 connections
