@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,16 @@ def test_otlp_encoding_cost_grows_with_the_attributes() -> None:
     costs = harness.otlp_encoding_cost(spans=64, repeats=5)
     assert set(costs) == {"0", "3", "7"}
     assert 0 < costs["0"] < costs["7"]
+
+
+def test_a_run_writes_a_scratch_file_unless_told_to_publish() -> None:
+    """The tracked docs/performance.md changes only with --output naming it."""
+    from sbcntrctl.__main__ import build_parser  # noqa: PLC0415
+    from sbcntrctl.bench.cli import ROOT  # noqa: PLC0415
+
+    default = build_parser().parse_args(["bench", "--quick"]).output
+    assert ROOT / "docs" not in default.parents
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(default)], cwd=ROOT, check=False
+    )  # 0: git ignores it
+    assert ignored.returncode == 0

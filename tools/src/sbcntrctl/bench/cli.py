@@ -1,4 +1,4 @@
-"""``sbcntrctl bench``: run the benchmark and write the report."""
+"""``sbcntrctl bench``: run the benchmark and write the report (a scratch file by default)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from sbcntrctl.bench import harness, report
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 ROOT = Path(__file__).resolve().parents[4]
+# Where a run goes unless --output names the published report (docs/performance.md).
+SCRATCH = ROOT / "reports" / "bench" / "performance.md"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,8 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         type=Path,
-        default=ROOT / "docs" / "performance.md",
-        help="Markdown file whose bench section is replaced; JSON goes beside it",
+        default=SCRATCH,
+        help="Markdown file whose bench section is replaced, JSON beside it; the default is "
+        "a git-ignored scratch file: give docs/performance.md to publish the run "
+        f"(default: {SCRATCH.relative_to(ROOT)})",
     )
 
 
