@@ -143,3 +143,22 @@ def test_no_non_root_service_reads_a_file_of_the_checkout() -> None:
                 mode = reference["mode"]
                 mode = mode if isinstance(mode, int) else int(mode, 8)
                 assert mode & 0o444 == 0o444, reference
+
+
+def test_one_shot_services_do_not_inherit_the_servers_healthcheck() -> None:
+    """A service others wait for to exit runs no server: the image's HEALTHCHECK is off."""
+    services = compose()["services"]
+    one_shot = {
+        name
+        for service in services.values()
+        for name, wait in (service.get("depends_on") or {}).items()
+        if isinstance(wait, dict) and wait.get("condition") == "service_completed_successfully"
+    }
+    assert "migrate" in one_shot
+    for name in sorted(one_shot):
+        build = services[name].get("build") or {}
+        dockerfile = ROOT / build.get("dockerfile", "Dockerfile")
+        if dockerfile.exists() and any(
+            line.startswith("HEALTHCHECK ") for line in dockerfile.read_text().splitlines()
+        ):
+            assert services[name].get("healthcheck") == {"disable": True}, name
