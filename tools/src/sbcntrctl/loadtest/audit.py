@@ -252,6 +252,8 @@ def audit(
     report.frontend_lines = len(front_access)
     per_request = Counter(r["request_id"] for r in front_access)
     report.gap("frontend: requests without an access line", max(0, report.sent - len(per_request)))
+    if len(per_request) < report.sent / 2:
+        report.notes.insert(0, _wrong_files_hint(run_id, lines["frontend"], len(per_request)))
     report.gap(
         "frontend: requests of the run Locust did not record",
         max(0, len(per_request) - report.sent),
@@ -355,6 +357,26 @@ def _check_traces(front: list[dict[str, Any]], path: Path, report: Report) -> No
                 len(expected) - len(calls),
                 record["trace_id"],
             )
+
+
+def _wrong_files_hint(run_id: str, frontend: list[Line], logged: int) -> str:
+    """When most requests have no access line: the files may be another run's."""
+    runs = Counter(
+        found.group(1)
+        for line in frontend
+        if line.record.get("logger") == ACCESS_LOGGER
+        and (found := _RUN_OF_REQUEST.match(str(line.record.get("request_id", ""))))
+    )
+    runs.pop(run_id, None)
+    held = ", ".join(f"{run} ({count})" for run, count in runs.most_common(3))
+    return (
+        f"only {logged} access lines of run {run_id} in the frontend's log: are these "
+        "this run's log files?"
+        + (f" They hold access lines of other runs: {held}." if held else "")
+    )
+
+
+_RUN_OF_REQUEST = re.compile(r"^(.+)-[0-9a-f]{16}$")
 
 
 def render(report: Report) -> str:
