@@ -229,3 +229,25 @@ def test_content_keeps_its_line_breaks_and_stays_escaped(
     assert f'<p class="content">{escaped}</p>' in page
     css = frontend.get("/static/style.css").text
     assert ".card .content { white-space: pre-line;" in css
+
+
+def test_both_lists_filter_and_refuse_an_unknown_filter_value_alike(
+    frontend: TestClient,
+) -> None:
+    first = int(
+        re.findall(r'action="/notifications/(\d+)/read"', frontend.get("/notifications").text)[0]
+    )
+    marked = frontend.post(f"/notifications/{first}/read", data={"filter": "true", "page": "1"})
+    assert marked.headers["location"] == f"/notifications?unread=true#notification-{first}"
+    unread = frontend.get("/notifications", params={"unread": "true"}).text
+    assert f"Showing 1{DASH}1 of 1" in unread
+    assert '<a href="/notifications?unread=true" aria-current="page">Unread</a>' in unread
+    assert '<input type="hidden" name="filter" value="true">' in unread
+    read = frontend.get("/notifications", params={"unread": "false"}).text
+    assert f"Showing 1{DASH}1 of 1" in read
+    assert f'id="notification-{first}"' in read
+    # An unknown value is the same error page on both lists.
+    for url in ("/items?favorite=maybe", "/notifications?unread=maybe"):
+        refused = frontend.get(url, headers={"accept": "text/html"})
+        assert refused.status_code == 422, url
+        assert "<h1>The request was refused</h1>" in refused.text

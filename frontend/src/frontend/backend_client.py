@@ -186,9 +186,13 @@ class BackendClient:
     async def set_favorite(self, item_id: int, favorite: bool) -> dict[str, Any]:
         return await self._call("PUT", f"/v1/items/{item_id}/favorite", json={"favorite": favorite})
 
-    async def notifications(self, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
-        """One page of notifications: ``{"data", "total", "limit", "offset"}``."""
+    async def notifications(
+        self, unread: bool | None = None, *, limit: int = 100, offset: int = 0
+    ) -> dict[str, Any]:
+        """One page of notifications (all, or unread or read ones): ``{"data", "total", ...}``."""
         params = {"limit": str(limit), "offset": str(offset)}
+        if unread is not None:
+            params["unread"] = str(unread).lower()
         return await self._call("GET", "/v1/notifications", params=params)
 
     async def unread_count(self) -> int:

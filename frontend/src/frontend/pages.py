@@ -277,29 +277,34 @@ async def favorite_item(
 
 @router.get("/notifications", response_class=HTMLResponse)
 async def notifications_page(
-    request: Request, backend: BackendDep, page: PageQuery = 1
+    request: Request, backend: BackendDep, unread: bool | None = None, page: PageQuery = 1
 ) -> Response:
-    body, unread = await _both(
-        backend.notifications(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE),
+    """All notifications, or ``?unread=true|false``; a bad value is a 422, as on /items."""
+    body, count = await _both(
+        backend.notifications(unread, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE),
         backend.unread_count(),
     )
     paging = Paging.of(body, page)
     if page > paging.pages:
-        return past_the_end(notifications_url(paging.pages))
+        return past_the_end(notifications_url(paging.pages, unread))
     return render(
         request,
         "notifications.html",
         section="notifications",
         notifications=body["data"],
         paging=paging,
-        page_url=notifications_url,
-        unread=unread,
+        filter_value="" if unread is None else str(unread).lower(),
+        page_url=lambda number: notifications_url(number, unread),
+        unread=count,
     )
 
 
-def notifications_url(page: int) -> str:
-    """The notifications page ``page`` (page 1 without a query)."""
-    return "/notifications" + (f"?page={page}" if page > 1 else "")
+def notifications_url(page: int, unread: bool | None = None) -> str:
+    """The notifications page ``page`` with a filter (defaults left out)."""
+    query = {} if unread is None else {"unread": str(unread).lower()}
+    if page > 1:
+        query["page"] = str(page)
+    return "/notifications" + (f"?{urlencode(query)}" if query else "")
 
 
 def past_the_end(last_page_url: str) -> RedirectResponse:
@@ -320,11 +325,13 @@ async def read_all(backend: BackendDep) -> RedirectResponse:
     responses=_NOT_FOUND,
 )
 async def read_one(
-    notification_id: IdPath, backend: BackendDep, page: PageForm = 1
+    notification_id: IdPath, backend: BackendDep, filter: FilterForm = "", page: PageForm = 1
 ) -> RedirectResponse:
+    """Mark one read; back to the same filter and page the button was on."""
     await backend.mark_read(notification_id)
+    shown = None if filter == "" else filter == "true"
     return RedirectResponse(
-        f"{notifications_url(page)}#notification-{notification_id}", status_code=303
+        f"{notifications_url(page, shown)}#notification-{notification_id}", status_code=303
     )
 
 
