@@ -166,6 +166,20 @@ def test_pages_in_a_browser(browser: Browser, traced_stack: Stack) -> None:
         assert browser.run("return window.innerWidth") == 390
         assert_footer(browser, stack)
         assert_fits(browser, name)
+    # Many unread: the Notifications link and its count stay on one line, the
+    # current page's underline ends at the label.
+    with httpx.Client(base_url=stack.backend.url) as backend:
+        for number in range(199):
+            body = {"title": f"unread {number}"}
+            assert backend.post("/v1/notifications", json=body).status_code == 201
+    browser.open(base + "/notifications")
+    link = one(browser, 'header nav a[href="/notifications"]')
+    assert "199" in link.text
+    assert browser.run("return arguments[0].getClientRects().length", link) == 1
+    badge = link.find_element(By.CSS_SELECTOR, ".badge")
+    assert browser.run("return getComputedStyle(arguments[0]).display", badge) == "inline-block"
+    assert_fits(browser, "13-notifications-199-unread-mobile")
+
     browser.open(base + "/items?page=2")
     long_item = [
         e
