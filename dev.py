@@ -180,7 +180,7 @@ def test(args: list[str]) -> None:
     if pytest_args and not quick:
         run([*pytest, *pytest_args])
         return
-    skip_slow = " and not slow" if quick else ""
+    skip_slow = " and (quick or not slow)" if quick else ""
     workers = str(max(2, os.cpu_count() or 1))
     parallel = _status([*pytest, "-n", workers, "-m", f"not serial{skip_slow}", *pytest_args])
     alone = _status([*pytest, "-m", f"serial{skip_slow}", *pytest_args])

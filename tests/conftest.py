@@ -15,6 +15,31 @@ pytest_plugins = ["tests.browser"]
 
 StartService = Callable[..., Service]
 
+# Fixtures that start processes of their own for each test (services, a browser,
+# a moto server, Fluent Bit, dev.py up). A test using one, even through another
+# fixture, is marked slow, so dev.py test --quick leaves it out unless it is marked
+# quick: the one real-process test each area keeps in the inner loop.
+PROCESS_FIXTURES = frozenset(
+    {
+        "start",
+        "backend",
+        "stack",
+        "browser",
+        "dev_up",
+        "emulator",
+        "sample",
+        "moto_server",
+        "steady_server",
+        "stuck_server",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator[StartService]:

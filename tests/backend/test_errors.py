@@ -39,6 +39,7 @@ def test_a_lone_surrogate_is_a_422_not_a_500(client: TestClient) -> None:
     assert_error_body(response, 422, "validation_error")
 
 
+@pytest.mark.slow
 def test_database_down_is_the_json_500_and_closes_the_connection(make_client: MakeClient) -> None:
     client = make_client(raise_server_exceptions=False)
     broken = create_async_engine("sqlite+aiosqlite:////nonexistent/dir/db.sqlite3")

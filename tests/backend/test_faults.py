@@ -121,6 +121,7 @@ def test_admin_endpoint_rejects_bad_input(make_client: MakeClient, body: dict[st
     assert client.get("/admin/faults").json()["error_rate"] == 0.0
 
 
+@pytest.mark.slow
 def test_backend_with_fault_injection_in_production_exits_2_naming_the_variable(
     tmp_path: Path,
 ) -> None:

@@ -187,6 +187,7 @@ def run_cli(tmp_path: Path, database_url: str, *args: str, **env: str) -> tuple[
     return result.returncode, [json.loads(line) for line in result.stdout.splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("environment", ["staging", "production"])
 def test_seed_is_refused_outside_development_and_test(
     tmp_path: Path, environment: str, postgres: Any
@@ -326,6 +327,7 @@ def test_a_passing_revision_check_is_cached(
     assert revision_reads(5) == 5
 
 
+@pytest.mark.quick
 def test_service_process_becomes_ready_once_migrated(
     start: StartService, tmp_path: Path, database_url: str
 ) -> None:
@@ -353,6 +355,7 @@ def test_service_process_becomes_ready_once_migrated(
     assert backend.stop(signal.SIGTERM) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not can_mount_read_only(), reason="needs root and unshare for read-only bind mounts"
 )

@@ -53,6 +53,7 @@ def fill(path: Path) -> None:
             pass
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_writes_with_the_json_error_and_readiness(
     start: StartService, small_disk: Path
 ) -> None:

@@ -98,6 +98,7 @@ def run_health_check(root: Path) -> str:
     return result.stderr
 
 
+@pytest.mark.slow
 def test_the_health_check_and_a_start_compile_no_standard_library_module(
     slim_python: Path, tmp_path: Path
 ) -> None:

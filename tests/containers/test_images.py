@@ -48,6 +48,7 @@ def test_hadolint_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_checkov_dockerfile_checks_pass() -> None:
     assert_checkov_passes(ROOT, "dockerfile")
 
@@ -186,6 +187,7 @@ def can_mount_read_only() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not can_mount_read_only(), reason="needs root and unshare for read-only bind mounts"
 )
@@ -261,6 +263,7 @@ def test_images_build_and_the_stack_serves_the_frontend() -> None:
         subprocess.run([*base, "down", "-v"], check=False, cwd=ROOT, env=env, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_service_runs_with_only_its_own_dependencies(
     service: str, sandbox: tuple[Path, Path], tmp_path: Path

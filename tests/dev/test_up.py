@@ -139,6 +139,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.quick
 def test_refuses_to_start_on_a_taken_port_and_names_its_owner(dev_up: type[DevUp]) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -248,6 +248,7 @@ def test_the_router_refuses_to_start_without(variable: str, message: str, tmp_pa
 # --- real runs
 
 
+@pytest.mark.quick
 def test_ecs_path_delivers_each_line_where_the_readme_says(
     emulator: Emulator, app_lines: list[Line], tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ def test_home_shows_backend_message_and_unread_count(frontend: TestClient) -> No
     assert re.sub(r"<[^>]+>", "", badge.group(1)) == ", 2 unread"  # as a screen reader says it
 
 
+@pytest.mark.quick
 def test_items_page_lists_backend_items(frontend: TestClient, backend: Service) -> None:
     response = frontend.get("/items")
     assert response.status_code == 200

@@ -75,6 +75,7 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_without_a_terminal_nothing_is_executed_unless_yes(aws: dict[str, str]) -> None:
     refused = subprocess.run(
         [str(SBCNTRCTL), "infra", "deploy", "prod", "--only", "network", "--poll", "0.05"],

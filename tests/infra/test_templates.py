@@ -41,6 +41,7 @@ def test_a_parameter_given_once_suits_every_template_that_declares_it() -> None:
             assert {k: first[k] for k in shape} == shape, (parameter, first["template"], name)
 
 
+@pytest.mark.slow
 def test_cfn_lint_finds_nothing() -> None:
     """Errors and warnings alike; a warning is fixed or suppressed in the template with a reason."""
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
@@ -64,6 +65,7 @@ def test_cfn_lint_catches_a_broken_template(tmp_path: Path) -> None:
     assert "80810" in result.stdout
 
 
+@pytest.mark.slow
 def test_checkov_passes_with_every_skip_reasoned() -> None:
     assert_checkov_passes(INFRA, "cloudformation")
     for name, tpl in all_templates().items():

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import StartService
 from tests.integration.conftest import start_stack
 from tests.servicekit.test_metrics import spec_problems
 
 
+@pytest.mark.slow
 def test_backend_calls_are_counted_per_operation_with_their_errors(
     start: StartService, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from tests.integration.conftest import Stack
 from tests.support import sqlite_url
 
 
+@pytest.mark.quick
 def test_page_request_reaches_the_backend(stack: Stack) -> None:
     response = httpx.get(f"{stack.frontend.url}/", headers={"X-Request-Id": "it-home-1"})
     assert response.status_code == 200

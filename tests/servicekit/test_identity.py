@@ -68,6 +68,7 @@ def test_served_by_header_is_read_back(header: str, expected: TaskIdentity | Non
     assert TaskIdentity.from_header(header) == expected
 
 
+@pytest.mark.slow
 def test_every_response_says_which_process_served_it(start: StartService, tmp_path: Path) -> None:
     backend = start(
         "backend",

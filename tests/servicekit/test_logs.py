@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.servicekit.conftest import SAMPLE, start_sample
 from tests.support import ROOT, Service, base_env
@@ -142,6 +143,7 @@ def test_invalid_configuration_is_one_json_line_and_exit_2(tmp_path: Path) -> No
     assert line["errors"][0]["variable"] == "PORT"
 
 
+@pytest.mark.quick
 def test_shutdown_line_reports_the_drain(sample: Service) -> None:
     start = time.monotonic()
     assert sample.stop(signal.SIGTERM) == 0

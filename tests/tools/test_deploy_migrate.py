@@ -212,6 +212,7 @@ def test_migration_task_runs_and_is_waited_for_on_moto(
     ]
 
 
+@pytest.mark.slow
 def test_deploy_runs_the_migration_first_and_stops_when_it_does_not_finish(
     moto_server: str, moto_env: dict[str, str], moto_taskdefs: Path
 ) -> None:

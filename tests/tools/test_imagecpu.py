@@ -14,6 +14,7 @@ from tests.support import ROOT, base_env, free_port
 SCRIPT = ROOT / "tools" / "src" / "sbcntrctl" / "bench" / "imagecpu.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", ["backend", "frontend"])
 def test_measures_start_up_and_health_check_cpu(service: str, tmp_path: Path) -> None:
     env = base_env(

@@ -271,6 +271,7 @@ def test_pinning_refuses_another_commit_or_a_missing_digest() -> None:
 # --- smoke
 
 
+@pytest.mark.slow
 def test_smoke_passes_on_running_services_and_names_what_fails(
     start: StartService, tmp_path: Path
 ) -> None:

@@ -80,6 +80,7 @@ def test_a_port_in_use_is_refused_with_exit_2(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
+@pytest.mark.slow
 def test_captures_the_services_traces(start: StartService, tmp_path: Path) -> None:
     """The services, pointed at the capture, leave one complete trace per request."""
     from tests.integration.conftest import start_stack  # noqa: PLC0415

@@ -433,6 +433,7 @@ def test_actionlint_catches_an_injection(tmp_path: Path) -> None:
     assert "potentially untrusted" in done.stdout
 
 
+@pytest.mark.slow
 def test_zizmor_pedantic_is_clean() -> None:
     done = subprocess.run(
         [str(BIN / "zizmor"), "--offline", "--persona", "pedantic", str(WORKFLOWS)],
