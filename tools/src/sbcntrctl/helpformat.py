@@ -10,6 +10,7 @@ an ACTION positional does, below the options.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,13 @@ from typing import Any
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Line breaks kept in descriptions and epilogs; ``(default: X)`` after each option.
 
-    A path default inside the working directory is shown relative to it.
+    A path default inside the working directory is shown relative to it. A module
+    docstring used as a description prints its reStructuredText literals
+    (double backquotes) as plain text.
     """
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(_LITERAL.sub(r"\1", text))
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
@@ -34,6 +40,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if isinstance(default, Path) and default.is_relative_to(Path.cwd()):
             shown = str(default.relative_to(Path.cwd()))
         return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
 
 
 class Parser(argparse.ArgumentParser):
