@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Set up the environment and run the project locally: the README's two commands.
+"""Set up the environment and run the project locally: the README's commands.
 
     python3 dev.py up     install (locked) into .venv, start backend and frontend
                           (dev.py up --help: ports, --json, --log-dir DIR, --drain,
