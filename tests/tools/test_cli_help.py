@@ -53,7 +53,13 @@ def help_problems(parser: argparse.ArgumentParser) -> list[str]:
             problems.append(f"{name}: no help text")
             continue
         meaningful = action.default not in (None, False, [], "")
-        if action.option_strings and meaningful and "default" not in formatter._expand_help(action):
+        shown = formatter._expand_help(action)
+        if (
+            action.option_strings
+            and meaningful
+            and "default" not in shown
+            and f"({action.default})" not in shown  # "(%(default)s)"
+        ):
             problems.append(f"{name}: default {action.default!r} not shown")
     if "``" in parser.format_help():
         problems.append("literal ``...`` in the help text")

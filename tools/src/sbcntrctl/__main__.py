@@ -27,6 +27,7 @@ workflow (each command's --help; README.md "Operating it"):
      deploy    IMAGE_TAG=... sbcntrctl deploy deploy backend --env-file dev.env
                (then frontend; verify, diff and rollback the same way)
   3. loadtest  locust -f loadtest/ --headless --run-id step-1 --shape step ...
+               (on Fargate: sbcntrctl loadtest ecs run dev --workers N ...)
                sbcntrctl audit --run-id step-1 --log ...   (loadtest/README.md)
   4. capacity  sbcntrctl capacity --steps reports/step-1/steps.csv --cpu reports/step-1/cpu.csv
                sbcntrctl capacity --cloudwatch dev --start ... --end ...
