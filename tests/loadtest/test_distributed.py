@@ -94,7 +94,13 @@ def _start(host: Host, name: str, workdir: Path, log: Path, **env: str) -> subpr
             "-m",
             name,
             cwd=workdir,
-            env=base_env(HOST=host.address, AWS_XRAY_SDK_ENABLED="false", **env),
+            # Clients name the services by the test subnet's address.
+            env=base_env(
+                HOST=host.address,
+                ALLOWED_HOSTS=host.address,
+                AWS_XRAY_SDK_ENABLED="false",
+                **env,
+            ),
             stdout=out,
             stderr=subprocess.DEVNULL,
         )
