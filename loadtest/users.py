@@ -196,6 +196,8 @@ def check_options(environment: Environment, **_: Any) -> None:
         return
     try:
         runinfo.check_run_id(options.run_id)
+        if not _is_worker(environment):  # the reports are the master's (or the single run's)
+            runinfo.check_reports_free(runinfo.report_dir(options.run_id, options.report_dir))
         shapes.phases(shapes.ShapeOptions.from_options(options))
         if options.sample_pids and not _is_worker(environment):
             runinfo.parse_pids(options.sample_pids)

@@ -57,6 +57,20 @@ def test_the_readme_lists_every_option_the_locustfile_adds() -> None:
     ],
 )
 def test_bad_options_stop_locust_before_any_request(args: list[str], message: str) -> None:
+    assert_refused(args, message)
+
+
+def test_a_run_id_used_before_is_refused_before_any_request(tmp_path: Path) -> None:
+    # Its reports would be overwritten, and its rows and log lines audited as one run.
+    (tmp_path / "summary.json").write_text("{}")
+    assert_refused(
+        ["--run-id", "steady-1", "--report-dir", str(tmp_path)],
+        f"{tmp_path}/ already holds a run's reports",
+    )
+    assert (tmp_path / "summary.json").read_text() == "{}"
+
+
+def assert_refused(args: list[str], message: str) -> None:
     result = subprocess.run(
         [LOCUST, "-f", str(ROOT / "loadtest"), "--headless", "--host", "http://127.0.0.1:9", *args],
         capture_output=True,

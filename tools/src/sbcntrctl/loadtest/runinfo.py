@@ -35,6 +35,21 @@ def report_dir(run_id: str, given: str) -> Path:
     return Path(given) if given else REPORTS / run_id
 
 
+def check_reports_free(folder: Path) -> Path:
+    """``folder``, unless it already holds a run's reports (a run id used again).
+
+    A second run under one id would overwrite the first run's reports and mix
+    its rows and log lines into the first's audit: refused, naming the way out.
+    """
+    if (folder / "summary.json").exists():
+        msg = (
+            f"{folder}/ already holds a run's reports (summary.json): give this run "
+            "another --run-id (or --report-dir), or remove that folder"
+        )
+        raise ValueError(msg)
+    return folder
+
+
 def parse_pids(spec: str) -> dict[str, list[int]]:
     """``name=PID[ PID...],name=PID``: several PIDs of one name (separated by spaces,
     newlines or ``+``, as ``pgrep`` prints them) are added together."""
