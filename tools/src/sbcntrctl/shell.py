@@ -33,10 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 
 from sbcntrctl import awsenv
-from sbcntrctl.deploy import aws
 from sbcntrctl.infra import cloudformation
 from sbcntrctl.infra.stacks import BY_KEY, env_name
 
@@ -137,10 +135,6 @@ def run(args: argparse.Namespace) -> int:
             return attach(ecs, plugin, bastion, task, runtime, command_line(args.command))
     except ShellError as exc:
         print(f"sbcntrctl shell: {exc}", file=sys.stderr)
-        return 1
-    except (ClientError, BotoCoreError) as exc:
-        failed = aws.explain(getattr(exc, "operation_name", "AWS"), {}, exc)
-        print(f"sbcntrctl shell: {failed}", file=sys.stderr)
         return 1
 
 

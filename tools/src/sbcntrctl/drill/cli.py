@@ -9,10 +9,7 @@ import sys
 import time
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from sbcntrctl import awsenv
-from sbcntrctl.deploy import aws
 from sbcntrctl.drill import experiments, report
 from sbcntrctl.infra.stacks import env_name
 from sbcntrctl.loadtest import cli as loadtest_cli
@@ -67,10 +64,6 @@ def run(args: argparse.Namespace) -> int:
     except experiments.DrillError as exc:
         print(f"sbcntrctl drill: refused: {exc}", file=sys.stderr)
         return 2
-    except (ClientError, BotoCoreError) as exc:
-        failed = aws.explain(getattr(exc, "operation_name", "AWS"), {}, exc)
-        print(f"sbcntrctl drill: {failed}", file=sys.stderr)
-        return 1
 
 
 def _run(args: argparse.Namespace, aws_clients: dict[str, Any]) -> int:
