@@ -499,15 +499,16 @@ def check_thresholds(environment: Environment, **_: Any) -> None:
 
 def _upload(environment: Environment, folder: Path) -> None:
     """Upload the reports (Locust wrote its HTML report before this); a failure fails the run."""
-    import boto3  # noqa: PLC0415 - only a run that uploads needs it
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from sbcntrctl import awsenv  # noqa: PLC0415 - only a run that uploads needs boto3
 
     options = environment.parsed_options
     assert options is not None
     html = Path(options.html_file) if options.html_file else None
     try:
-        written = upload.upload(options.upload_s3, options.run_id, folder, html, boto3.client)
-    except (BotoCoreError, ClientError, OSError) as exc:
+        written = upload.upload(options.upload_s3, options.run_id, folder, html, awsenv.client)
+    except (BotoCoreError, ClientError, awsenv.RegionError, OSError) as exc:
         print(f"upload to {options.upload_s3} failed: {exc}", file=sys.stderr)
         environment.process_exit_code = 1
         return

@@ -32,8 +32,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-
 from sbcntrctl import awsenv
 from sbcntrctl.infra import cloudformation
 from sbcntrctl.infra.stacks import BY_KEY, env_name
@@ -265,7 +263,7 @@ def attach(
     task_id = task["taskArn"].rsplit("/", 1)[-1]
     cluster_name = answer["clusterArn"].rsplit("/", 1)[-1]
     target = {"Target": f"ecs:{cluster_name}_{task_id}_{runtime}"}
-    profile = boto3.session.Session().profile_name
+    profile = awsenv.session().profile_name
     with _signals_to_the_plugin():
         finished = subprocess.run(
             [
