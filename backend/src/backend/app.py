@@ -77,10 +77,10 @@ def create_app(
         settings,
         title="sbcntr backend",
         lifespan=lifespan,
+        routers=(api.router,),
         middleware=middleware,
         identity=identity,
     )
-    app.include_router(api.router)
 
     async def database_ready() -> None:
         await ping(app.state.engine)

@@ -64,13 +64,12 @@ def create_app(settings: FrontendSettings, identity: TaskIdentity | None = None)
         settings,
         title="sbcntr frontend",
         lifespan=lifespan,
+        routers=(pages.router, api.router),
         html_errors=_html_error,
         identity=identity,
     )
     # Styles, scripts and icons are files (no inline <style> or <script>: the CSP).
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(pages.router)
-    app.include_router(api.router)
     app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     app.add_exception_handler(BackendUnavailable, _backend_unavailable)
     app.add_exception_handler(BackendRejected, _backend_rejected)

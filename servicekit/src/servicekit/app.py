@@ -19,8 +19,9 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
@@ -48,12 +49,21 @@ ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[Mapping[str, A
 
 log = get_logger("servicekit.app")
 
+_NO_FASTAPI_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
 
 def create_service_app(
     settings: ServiceSettings,
     *,
     title: str,
     lifespan: ServiceLifespan | None = None,
+    routers: Sequence[APIRouter] = (),
     middleware: Sequence[Middleware] = (),
     html_errors: HtmlErrors | None = None,
     identity: TaskIdentity | None = None,
@@ -61,8 +71,11 @@ def create_service_app(
     """Build a FastAPI app with the shared health, logging, tracing and error handling.
 
     ``lifespan`` is the service's own start-up/shutdown (open and close its
-    clients). ``middleware`` runs inside the shared middlewares, so what it
-    answers is traced and access-logged too. ``html_errors`` renders the
+    clients). ``routers`` are the service's routes: they are matched before the
+    health and documentation routes, so a request to them is not first compared
+    with those (routes added to the app later come after). ``middleware`` runs
+    inside the shared middlewares, so what it answers is traced and
+    access-logged too. ``html_errors`` renders the
     error page of a request that wants HTML (else errors are JSON). ``identity``
     is the task serving (the ``X-Served-By`` header, the footer); the runner
     reads it from ECS before serving, and without it the host's is used.
@@ -106,11 +119,20 @@ def create_service_app(
     app = FastAPI(
         title=title,
         lifespan=app_lifespan,
+        # The tracing middleware (servicekit.tracing) is the service's one request
+        # span, on X-Ray or OpenTelemetry, and the metrics are its EMF records:
+        # FastAPI's own OpenTelemetry telemetry stays off, or it would add a second
+        # server span and spans per dependency once a global provider is set, and
+        # looks up the global providers on every request even without one.
+        telemetry=_NO_FASTAPI_TELEMETRY,
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     document_error_bodies(app)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(health_router())
     if settings.docs_enabled:
         add_api_docs(app, title)
     app.state.settings = settings
@@ -118,7 +140,6 @@ def create_service_app(
     app.state.metrics = metrics
     app.state.identity = identity
     app.state.html_errors = html_errors
-    app.include_router(health_router())
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(ClientDisconnect, client_disconnected)
