@@ -1,0 +1,137 @@
+"""How log lines reach stdout: one write per event-loop iteration, none lost at exit.
+
+Each case runs a real Python process whose stdout is a pipe (as under ECS)
+and counts the ``write`` calls its stdout received with a recording wrapper
+around the real file.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from tests.support import ROOT
+
+_PRELUDE = """
+import asyncio, io, os, sys, threading
+from servicekit.logs import configure_logging, get_logger
+
+class Counting(io.RawIOBase):
+    # The real stdout, counting the writes it receives (written to stderr at exit).
+    def __init__(self):
+        self.raw = io.FileIO(1, "w", closefd=False)
+        self.writes = 0
+    def writable(self):
+        return True
+    def write(self, data):
+        self.writes += 1
+        return self.raw.write(data)
+
+counting = Counting()
+sys.stdout = io.TextIOWrapper(counting, write_through=True)
+import atexit
+atexit.register(lambda: print(counting.writes, file=sys.stderr))
+configure_logging("sample", "INFO")
+log = get_logger("sample")
+"""
+
+
+def _run(body: str) -> tuple[list[dict[str, object]], int]:
+    """(the JSON lines the process wrote, how many writes its stdout received)."""
+    script = _PRELUDE + textwrap.dedent(body)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    return lines, int(done.stderr.strip().splitlines()[-1])
+
+
+def test_lines_of_one_loop_iteration_are_one_write_in_order() -> None:
+    lines, writes = _run(
+        """
+        async def main():
+            for n in range(100):
+                log.info("line", n=n)  # one iteration: no await between them
+            await asyncio.sleep(0)
+            for n in range(100, 150):
+                log.info("line", n=n)
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """
+    )
+    assert [line["n"] for line in lines] == list(range(150))
+    assert writes == 2
+
+
+def test_a_line_waits_for_the_end_of_its_iteration_only() -> None:
+    lines, writes = _run(
+        """
+        async def main():
+            log.info("first")
+            held = counting.writes
+            await asyncio.sleep(0)  # the next iteration: the line is out
+            if (held, counting.writes) != (0, 1):
+                raise SystemExit(f"writes before/after the iteration: {held}, {counting.writes}")
+        asyncio.run(main())
+        """
+    )
+    assert [line["event"] for line in lines] == ["first"]
+    assert writes == 1
+
+
+def test_lines_outside_a_loop_write_what_waits_first_and_at_once() -> None:
+    lines, writes = _run(
+        """
+        loop = asyncio.new_event_loop()
+        def inside():
+            log.info("in the loop")
+            loop.stop()  # the loop stops before its scheduled write runs
+        loop.call_soon(inside)
+        loop.run_forever()
+        loop.close()
+        log.info("after the loop")  # no loop: what waits, then this, one write
+        def other_thread():
+            log.info("from a thread")
+        t = threading.Thread(target=other_thread)
+        t.start(); t.join()
+        """
+    )
+    assert [line["event"] for line in lines] == ["in the loop", "after the loop", "from a thread"]
+    assert writes == 2
+
+
+def test_lines_still_waiting_at_exit_are_written() -> None:
+    lines, _ = _run(
+        """
+        loop = asyncio.new_event_loop()
+        def last_words():
+            log.info("one"); log.warning("two")
+            loop.stop()
+        loop.call_soon(last_words)
+        loop.run_forever()
+        # exits here, the loop's scheduled write never run
+        """
+    )
+    assert [line["event"] for line in lines] == ["one", "two"]
+
+
+def test_a_long_burst_is_written_before_the_iteration_ends() -> None:
+    # The waiting lines are bounded: a burst is written in chunks as it grows.
+    lines, writes = _run(
+        """
+        async def main():
+            for n in range(1000):
+                log.info("line", n=n)
+            await asyncio.sleep(0.01)
+        asyncio.run(main())
+        """
+    )
+    assert [line["n"] for line in lines] == list(range(1000))
+    assert 2 <= writes <= 1000 // 256 + 2
