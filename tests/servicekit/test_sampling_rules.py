@@ -1,10 +1,11 @@
-"""The OpenTelemetry path's sampling rules give the X-Ray SDK's decisions on the same file.
+"""The local sampling rules of both tracing paths give the X-Ray SDK's decisions.
 
-``servicekit.sampling_rules`` reads the X-Ray local sampling rules format
+``servicekit.sampling_rules`` decides for both paths (the X-Ray path through
+``servicekit.tracing_xray.RulesSampler``) and reads the X-Ray local sampling rules format
 (AWS X-Ray developer guide, "Configuring sampling rules": versions 1 and 2,
 rules tried in order, ``*``/``?`` wildcards matched case-insensitively, a
 reservoir per second then a rate). These tests hold it against the X-Ray SDK's
-own ``LocalSampler`` (the implementation of the X-Ray path) on the same
+own ``LocalSampler`` (AWS's implementation of the format) on the same
 documents and requests.
 """
 

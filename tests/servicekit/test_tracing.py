@@ -13,13 +13,16 @@ from typing import Any
 
 import pytest
 from aws_xray_sdk.core import xray_recorder
+from aws_xray_sdk.ext.util import calculate_sampling_decision
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import Field
 
+from servicekit import sampling_rules
 from servicekit.app import create_service_app
 from servicekit.sampling_centralized import STOP_TIMEOUT_SECONDS, StoppableSampler
 from servicekit.settings import ServiceSettings
+from servicekit.trace_header import TraceHeader
 from servicekit.tracing import configure_tracing, shutdown_tracing
 from tests.support import (
     NO_SAMPLING_RULES,
@@ -234,12 +237,36 @@ print(" ".join(sys.modules))
 
 
 @pytest.mark.parametrize(
-    ("centralized", "sampler"), [(True, "StoppableSampler"), (False, "LocalSampler")]
+    ("centralized", "sampler"), [(True, "StoppableSampler"), (False, "RulesSampler")]
 )
 def test_centralized_sampling_is_a_switch(centralized: bool, sampler: str) -> None:
     try:
         configure_tracing(TracedSettings(xray_centralized_sampling=centralized))
         assert type(xray_recorder.sampler).__name__ == sampler
+    finally:
+        configure_tracing(TracedSettings())
+
+
+def test_the_x_ray_path_samples_with_the_local_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rules of servicekit.sampling_rules (the OpenTelemetry path's too,
+    # held against the SDK's LocalSampler in test_sampling_rules.py), through
+    # the SDK's decision function as the middleware calls it.
+    unknown = TraceHeader()
+    health = {"host": "traced:8080", "method": "GET", "path": "/readyz", "service": "traced"}
+    page = {**health, "path": "/v1/items"}
+    try:
+        configure_tracing(TracedSettings())
+        assert not any(
+            calculate_sampling_decision(unknown, xray_recorder, health) for _ in range(50)
+        )
+        monkeypatch.setattr(sampling_rules.time, "time", lambda: 2_000_000.0)
+        decisions = [
+            bool(calculate_sampling_decision(unknown, xray_recorder, page)) for _ in range(20_000)
+        ]
+        assert decisions[0]  # the reservoir: the first request of the second
+        assert 0.04 < sum(decisions[1:]) / 19_999 < 0.06
+        trusted = TraceHeader(root="1-5759e988-bd862e3fe1be46a994272793", sampled=1)
+        assert calculate_sampling_decision(trusted, xray_recorder, health) == 1
     finally:
         configure_tracing(TracedSettings())
 

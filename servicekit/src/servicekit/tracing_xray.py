@@ -51,6 +51,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from servicekit.asgi import client_facts, request_url
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.sampling_centralized import ECS_ORIGIN, StoppableSampler
+from servicekit.sampling_rules import LocalRules
 from servicekit.trace_header import (
     TRACE_HEADER,
     TraceHeader,
@@ -217,7 +218,12 @@ def configure(settings: ServiceSettings) -> bool:
         "sampling_rules": str(settings.xray_sampling_rules),
         "plugins": ("ECSPlugin",) if settings.on_ecs else (),
     }
-    sampler = StoppableSampler() if settings.xray_centralized_sampling else LocalSampler()
+    sampler: StoppableSampler | RulesSampler
+    if settings.xray_centralized_sampling:
+        sampler = StoppableSampler()  # the rules file is its fallback
+    else:
+        sampler = RulesSampler(LocalRules.from_file(settings.xray_sampling_rules))
+        del options["sampling_rules"]
     xray_recorder.configure(**options, sampler=sampler)
     if isinstance(sampler, StoppableSampler):
         # The recorder hands the daemon's address only to a sampler whose class
@@ -228,6 +234,33 @@ def configure(settings: ServiceSettings) -> bool:
             DaemonConfig(settings.xray_daemon_address), xray_recorder.context, origin
         )
     return True
+
+
+class RulesSampler:
+    """The SDK's local sampler interface over :class:`servicekit.sampling_rules.LocalRules`.
+
+    The same rules, semantics and code as the OpenTelemetry path, with the
+    rule of a (host, method, path) remembered: a decision is a dictionary
+    look-up and a reservoir check, not the SDK's wildcard match per rule per
+    request (``tests/servicekit/test_sampling_rules.py`` checks the decisions
+    equal the SDK's ``LocalSampler``'s).
+    """
+
+    def __init__(self, rules: LocalRules) -> None:
+        self._rules = rules
+
+    def should_trace(self, sampling_req: dict[str, Any] | None = None) -> bool:
+        if not sampling_req:
+            return self._rules.default_decision()
+        return self._rules.should_trace(
+            sampling_req.get("host"), sampling_req.get("method"), sampling_req.get("path")
+        )
+
+    def load_local_rules(self, rules: dict[str, Any]) -> None:
+        """The rules are given to the constructor (the recorder is not given a file)."""
+
+    def start(self) -> None:
+        """Nothing to start: no poller."""
 
 
 def _in_sampled_request() -> bool:
