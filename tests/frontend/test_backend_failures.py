@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from frontend.backend_client import BackendClient, BackendUnavailable, create_transport
+from frontend.backend_client import BackendClient, BackendUnavailable, create_session
 from frontend.settings import FrontendSettings
 from tests.frontend.conftest import MakeFrontend
 from tests.support import ScriptedBackend, free_port, sqlite_url, start_service
@@ -65,8 +65,8 @@ def test_backend_500_is_502_page(make_frontend: MakeFrontend, tmp_path: Path) ->
 def call_hello(url: str, retries: int) -> str:
     async def _call() -> str:
         settings = FrontendSettings(backend_url=url, backend_get_retries=retries)
-        async with create_transport(settings) as transport:
-            return await BackendClient(transport, settings).hello()
+        async with create_session(settings) as session:
+            return await BackendClient(session, settings).hello()
 
     return asyncio.run(_call())
 

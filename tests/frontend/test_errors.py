@@ -157,12 +157,10 @@ class ResettingBackend:
         self.sock.close()
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
-def resetting(
-    request: pytest.FixtureRequest, make_frontend: MakeFrontend
-) -> Iterator[tuple[TestClient, ResettingBackend]]:
+@pytest.fixture
+def resetting(make_frontend: MakeFrontend) -> Iterator[tuple[TestClient, ResettingBackend]]:
     with ResettingBackend() as backend:
-        yield make_frontend(backend_url=backend.url, backend_transport=request.param), backend
+        yield make_frontend(backend_url=backend.url), backend
 
 
 def test_reset_on_a_reused_connection_is_retried_for_a_get(

@@ -3,7 +3,7 @@
 The services raise the young-generation threshold of the collector
 (``servicekit.app``) because a request's objects are freed by reference
 counting alone. These tests keep it that way for the objects of a backend
-call (httpx's response and stream, aiohttp's response) and of its trace (the
+call (aiohttp's response and connection) and of its trace (the
 SDK's segment and subsegments), on pages and API routes.
 
 The frontend runs on a real uvicorn server in a thread of the test process
@@ -30,9 +30,8 @@ from frontend.settings import FrontendSettings
 from tests.support import SegmentCollector, Service, free_port, rules_file, sample_all_rules
 
 WATCHED_MODULES = (
-    "httpx.",
-    "httpx_aiohttp",
     "aiohttp.",
+    "yarl.",
     "aws_xray_sdk.",
     "frontend.",
     "servicekit.",

@@ -15,7 +15,7 @@ from frontend.backend_client import (
     BackendClient,
     BackendRejected,
     BackendUnavailable,
-    create_transport,
+    create_session,
 )
 from frontend.settings import FrontendSettings
 from servicekit.app import create_service_app
@@ -52,12 +52,12 @@ def create_app(settings: FrontendSettings, identity: TaskIdentity | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        transport = create_transport(settings)
-        app.state.backend = BackendClient(transport, settings, app.state.metrics)
+        session = create_session(settings)
+        app.state.backend = BackendClient(session, settings, app.state.metrics)
         try:
             yield
         finally:
-            await transport.aclose()
+            await session.close()
             log.info("backend client closed")
 
     app = create_service_app(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, HttpUrl, model_validator
 
 from servicekit.settings import ServiceSettings
@@ -26,9 +24,6 @@ class FrontendSettings(ServiceSettings):
     backend_keepalive_seconds: float = Field(default=15.0, ge=0, le=300)
     backend_get_retries: int = Field(default=2, ge=0, le=5)
     backend_retry_backoff_seconds: float = Field(default=0.05, ge=0, le=2)
-    # "aiohttp": the httpx API on aiohttp's connection pool (several times less
-    # CPU per call than httpx's own pool under concurrency); "httpx": stock.
-    backend_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     # The region ECS sets in every task: page footers link each request's
     # trace to the X-Ray console in it (only when running on ECS).
     aws_region: str | None = Field(

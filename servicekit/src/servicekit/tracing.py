@@ -29,7 +29,8 @@ from pydantic import ValidationError
 from servicekit.settings import TracingSelection
 
 if TYPE_CHECKING:
-    import httpx
+    from collections.abc import MutableMapping
+
     from sqlalchemy.ext.asyncio import AsyncEngine
     from starlette.types import ASGIApp
 
@@ -42,6 +43,19 @@ class TracingMiddlewareFactory(Protocol):
     def __call__(
         self, app: ASGIApp, /, service: str, trust_sampling: bool, trusted_proxies: int
     ) -> ASGIApp: ...
+
+
+class CallTrace(Protocol):
+    """The record of one HTTP call out, open from :func:`trace_call` until :meth:`end`."""
+
+    def answered(self, status: int) -> None:
+        """The call got a response with this status (4xx: error, 5xx: fault)."""
+
+    def failed(self, exc: BaseException) -> None:
+        """The call failed without a response (the exception is recorded)."""
+
+    def end(self) -> None:
+        """The call is over: the record is closed (and sent with its request's)."""
 
 
 _MODULES = {"xray-sdk": "servicekit.tracing_xray", "otel": "servicekit.tracing_otel"}
@@ -104,16 +118,27 @@ def tracing_middleware(settings: ServiceSettings) -> TracingMiddlewareFactory:
     return middleware
 
 
-def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-    """Wrap an httpx transport so each call is traced and carries the trace header.
+def trace_call(
+    method: str,
+    scheme: str,
+    host: str,
+    port: int | None,
+    path: str,
+    headers: MutableMapping[str, str],
+) -> CallTrace | None:
+    """Start tracing an HTTP call out of the current request.
 
-    Returns ``transport`` itself when tracing is off. Call it after
-    :func:`configure_tracing` (in the lifespan), as the services do.
+    Adds the trace header to ``headers`` (the call's request headers): the
+    request's trace id, and inside a sampled request the call's own record as
+    the parent. Returns that record, which the caller ends once the call is
+    over (:class:`CallTrace`), or None when there is nothing to record
+    (tracing off, outside a request, or the request is not sampled). The URL
+    is recorded without credentials or query.
     """
     if _Selected.module is None:
-        return transport
-    traced: httpx.AsyncBaseTransport = _Selected.module.instrument_transport(transport)
-    return traced
+        return None
+    call: CallTrace | None = _Selected.module.trace_call(method, scheme, host, port, path, headers)
+    return call
 
 
 def instrument_sqlalchemy(engine: AsyncEngine) -> None:

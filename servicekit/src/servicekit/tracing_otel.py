@@ -21,7 +21,7 @@ auto-instrumentation):
   by ``AwsXRayPropagator``, so a service on this path and one on the X-Ray
   SDK path join one trace;
 * :class:`TracingMiddleware` (server span per request),
-  :func:`instrument_transport` (client span per httpx call) and
+  :func:`trace_call` (client span per HTTP call out) and
   :func:`instrument_sqlalchemy` (client span per SQL statement) record what
   the X-Ray path records, under the attribute names the collector's
   ``awsxray`` exporter turns into segment fields.
@@ -42,9 +42,8 @@ each hook when an upgrade removes it.
 
 from __future__ import annotations
 
-import functools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +82,6 @@ from servicekit.trace_header import (
 )
 
 if TYPE_CHECKING:
-    import httpx
     from opentelemetry.context import Context
     from opentelemetry.trace import Link, TraceState
     from opentelemetry.util.types import Attributes
@@ -353,64 +351,56 @@ def _record_response(span: trace.Span, scope: Scope, status: int) -> None:
         span.set_status(Status(StatusCode.ERROR))
 
 
-def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-    """Wrap an httpx transport so each call is a client span carrying the trace header."""
-    return _traced_transport_class()(transport)
+def trace_call(
+    method: str, scheme: str, host: str, port: int | None, path: str, headers: dict[str, str]
+) -> _CallSpan | None:
+    """Start a client span for a call out (see :func:`servicekit.tracing.trace_call`).
+
+    The span is named for the host and records method, URL without
+    credentials or query, status, error and the exception. Inside an
+    unsampled request only the trace id is passed on (``Sampled=0``), as the
+    X-Ray path does: no span is built.
+    """
+    tracer = _State.tracer
+    current = trace.get_current_span()
+    if tracer is None or not current.get_span_context().is_valid:
+        return None
+    if not current.is_recording():
+        root = xray_trace_id(current.get_span_context().trace_id)
+        headers["X-Amzn-Trace-Id"] = f"Root={root};Sampled=0"
+        return None
+    span = tracer.start_span(
+        host,
+        kind=SpanKind.CLIENT,
+        attributes={
+            "http.request.method": method,
+            "url.full": f"{scheme}://{host}{f':{port}' if port else ''}{path}",
+            "server.address": host,
+        },
+    )
+    _propagator.inject(headers, context=trace.set_span_in_context(span))
+    return _CallSpan(span)
 
 
-@functools.cache
-def _traced_transport_class() -> Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]:
-    import httpx  # noqa: PLC0415 - only services that call out over HTTP have it
+class _CallSpan:
+    """A call's client span until the call is over (:class:`servicekit.tracing.CallTrace`)."""
 
-    class OtelTracedTransport(httpx.AsyncBaseTransport):
-        """An httpx transport whose calls are client spans (name = host).
+    __slots__ = ("_span",)
 
-        Records method, URL without credentials or query, status, error and
-        the exception. Inside an unsampled request it only passes the trace id
-        on (``Sampled=0``), as the X-Ray path does: no span is built.
-        """
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
 
-        def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-            self._transport = transport
+    def answered(self, status: int) -> None:
+        self._span.set_attribute("http.response.status_code", status)
+        if status >= 400:
+            self._span.set_status(Status(StatusCode.ERROR))
 
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            tracer = _State.tracer
-            current = trace.get_current_span()
-            if tracer is None or not current.get_span_context().is_valid:
-                return await self._transport.handle_async_request(request)
-            if not current.is_recording():
-                root = xray_trace_id(current.get_span_context().trace_id)
-                request.headers["X-Amzn-Trace-Id"] = f"Root={root};Sampled=0"
-                return await self._transport.handle_async_request(request)
-            url = request.url
-            port = f":{url.port}" if url.port else ""
-            span = tracer.start_span(
-                url.host,
-                kind=SpanKind.CLIENT,
-                attributes={
-                    "http.request.method": request.method,
-                    "url.full": f"{url.scheme}://{url.host}{port}{url.path}",
-                    "server.address": url.host,
-                },
-            )
-            try:
-                _propagator.inject(request.headers, context=trace.set_span_in_context(span))
-                response = await self._transport.handle_async_request(request)
-                span.set_attribute("http.response.status_code", response.status_code)
-                if response.status_code >= 400:
-                    span.set_status(Status(StatusCode.ERROR))
-            except Exception as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
-            finally:
-                span.end()
-            return response
+    def failed(self, exc: BaseException) -> None:
+        self._span.record_exception(exc)
+        self._span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
-        async def aclose(self) -> None:
-            await self._transport.aclose()
-
-    return OtelTracedTransport
+    def end(self) -> None:
+        self._span.end()
 
 
 def instrument_sqlalchemy(engine: AsyncEngine) -> None:

@@ -20,18 +20,15 @@ imports).
   samples by the rules file, records method, URL, status, fault and error,
   returns the trace header, and ends the segment after the response body is
   sent.
-* :func:`instrument_transport` wraps an ``httpx`` transport so each call is a
-  ``remote`` subsegment that propagates the trace header (unsampled calls only
-  propagate the header).
+* :func:`trace_call` makes each HTTP call out a ``remote`` subsegment that
+  propagates the trace header (unsampled calls only propagate the header).
 * :func:`instrument_sqlalchemy` records each SQL statement as a subsegment.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import traceback
-from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,13 +58,14 @@ from servicekit.trace_header import (
 )
 
 if TYPE_CHECKING:
-    import httpx
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from servicekit.settings import ServiceSettings
 
 
 log = get_logger("servicekit.tracing")
+
+_CALL_TRACE_HEADER = "X-Amzn-Trace-Id"
 
 
 def release_import_time_sampler() -> None:
@@ -390,66 +388,49 @@ def _release_sent(segment: Any) -> None:
         segment.subsegments = []
 
 
-def instrument_transport(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
-    """Wrap an httpx transport so each call is a subsegment, without replacing
-    ``httpx.AsyncClient`` process-wide."""
-    if not global_sdk_config.sdk_enabled():
-        return transport
-    return _traced_transport_class()(transport)
+def trace_call(
+    method: str, scheme: str, host: str, port: int | None, path: str, headers: dict[str, str]
+) -> _CallSubsegment | None:
+    """Start a ``remote`` subsegment for a call out (see :func:`servicekit.tracing.trace_call`).
+
+    What the SDK's own HTTP client patches record (name = host, method, URL
+    without credentials or query, status, fault/error, the exception), written
+    for the hot path. An unsampled request only passes its trace id on
+    (``Sampled=0``): no subsegment would be sent, so none is built.
+    """
+    context = xray_recorder.context
+    if not isinstance(context, ContextVarContext) or not global_sdk_config.sdk_enabled():
+        return None
+    unsampled = context.unsampled_trace_id()
+    if unsampled is not None:
+        headers[_CALL_TRACE_HEADER] = f"Root={unsampled};Sampled=0"
+        return None
+    if not context.has_entity():
+        return None
+    subsegment = xray_recorder.begin_subsegment(host, "remote")
+    subsegment.put_http_meta(http.METHOD, method)
+    subsegment.put_http_meta(http.URL, f"{scheme}://{host}{f':{port}' if port else ''}{path}")
+    headers[_CALL_TRACE_HEADER] = f"Root={subsegment.trace_id};Parent={subsegment.id};Sampled=1"
+    return _CallSubsegment(subsegment)
 
 
-@functools.cache
-def _traced_transport_class() -> Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]:
-    # httpx is imported here, not at the top: only services that call out over
-    # HTTP have it (the backend image does not).
-    import httpx  # noqa: PLC0415
+class _CallSubsegment:
+    """A call's subsegment until the call is over (:class:`servicekit.tracing.CallTrace`)."""
 
-    class TracedTransport(httpx.AsyncBaseTransport):
-        """An httpx transport whose calls are ``remote`` subsegments carrying the trace header.
+    __slots__ = ("_subsegment",)
 
-        What the SDK's ``AsyncInstrumentedTransport`` records (name = host,
-        method, URL without credentials or query, status, fault/error, the
-        exception), written for the hot path. An unsampled request only passes
-        its trace id on (``Sampled=0``): no subsegment would be sent, so none is
-        built.
-        """
+    def __init__(self, subsegment: Any) -> None:
+        self._subsegment = subsegment
 
-        def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-            self._transport = transport
+    def answered(self, status: int) -> None:
+        self._subsegment.put_http_meta(http.STATUS, status)
+        self._subsegment.apply_status_code(status)
 
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            context = xray_recorder.context
-            if not isinstance(context, ContextVarContext):
-                return await self._transport.handle_async_request(request)
-            unsampled = context.unsampled_trace_id()
-            if unsampled is not None:
-                request.headers["X-Amzn-Trace-Id"] = f"Root={unsampled};Sampled=0"
-                return await self._transport.handle_async_request(request)
-            if not context.has_entity():
-                return await self._transport.handle_async_request(request)
-            url = request.url
-            subsegment = xray_recorder.begin_subsegment(url.host, "remote")
-            try:
-                subsegment.put_http_meta(http.METHOD, request.method)
-                port = f":{url.port}" if url.port else ""
-                subsegment.put_http_meta(http.URL, f"{url.scheme}://{url.host}{port}{url.path}")
-                request.headers["X-Amzn-Trace-Id"] = (
-                    f"Root={subsegment.trace_id};Parent={subsegment.id};Sampled=1"
-                )
-                response = await self._transport.handle_async_request(request)
-                subsegment.put_http_meta(http.STATUS, response.status_code)
-                subsegment.apply_status_code(response.status_code)
-            except Exception as exc:
-                subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
-                raise
-            finally:
-                xray_recorder.end_subsegment()
-            return response
+    def failed(self, exc: BaseException) -> None:
+        self._subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
 
-        async def aclose(self) -> None:
-            await self._transport.aclose()
-
-    return TracedTransport
+    def end(self) -> None:
+        xray_recorder.end_subsegment()
 
 
 def instrument_sqlalchemy(engine: AsyncEngine) -> None:
