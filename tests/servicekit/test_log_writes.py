@@ -1,6 +1,7 @@
-"""How log lines reach stdout: one write per event-loop iteration, none lost at exit.
+"""How log lines reach stdout: one write per event-loop iteration, none lost at exit,
+and the access log's direct line equal to structlog's.
 
-Each case runs a real Python process whose stdout is a pipe (as under ECS)
+Each loop case runs a real Python process whose stdout is a pipe (as under ECS)
 and counts the ``write`` calls its stdout received with a recording wrapper
 around the real file.
 """
@@ -12,6 +13,16 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+from servicekit.logs import (
+    configure_logging,
+    get_logger,
+    level_enabled,
+    request_id_var,
+    trace_id_var,
+    write_event,
+)
 from tests.support import ROOT
 
 _PRELUDE = """
@@ -135,3 +146,34 @@ def test_a_long_burst_is_written_before_the_iteration_ends() -> None:
     )
     assert [line["n"] for line in lines] == list(range(1000))
     assert 2 <= writes <= 1000 // 256 + 2
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
+def test_the_fast_access_line_is_the_line_structlog_writes(
+    level: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = {"method": "GET", "path": "/v1/items", "status": 200, "duration_ms": 1.25}
+    configure_logging("sample", "DEBUG")
+    request_token = request_id_var.set("req-1")
+    trace_token = trace_id_var.set("1-5759e988-bd862e3fe1be46a994272793")
+    try:
+        getattr(get_logger("servicekit.access"), level)("request", **fields)
+        write_event("servicekit.access", level, "request", fields)
+    finally:
+        request_id_var.reset(request_token)
+        trace_id_var.reset(trace_token)
+    structlog_line, fast_line = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert structlog_line.pop("timestamp") <= fast_line.pop("timestamp")
+    assert list(fast_line.items()) == list(structlog_line.items())  # same fields, same order
+
+
+def test_the_fast_line_follows_the_configured_level() -> None:
+    configure_logging("sample", "WARNING")
+    assert [level_enabled(name) for name in ("debug", "info", "warning", "error")] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    configure_logging("sample", "INFO")
+    assert level_enabled("info")
