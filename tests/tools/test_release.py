@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from deploy_hook import checks
 from sbcntrctl.deploy import ecs, platforms
 from sbcntrctl.loadtest import ecs as loadtest_ecs
 from sbcntrctl.release import images, pinning, registry, scan, smoke
@@ -277,10 +278,12 @@ def test_smoke_passes_on_running_services_and_names_what_fails(
 ) -> None:
     stack = start_stack(start, tmp_path)
     lines = smoke.check_pages(stack.frontend.url)
-    assert lines == [f"GET {p}: 200" for p in smoke.PATHS]
+    # The hook's list (deploy_hook/checks.py), the same module object when both load it.
+    assert smoke.checks() is checks
+    assert lines == [f"GET {c.path}: 200" for c in checks.CHECKS["frontend"]]
     assert smoke.run_load(stack.frontend.url, 4, 4, tmp_path / "report") == 0
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary
     stack.backend.stop()
-    with pytest.raises(images.ReleaseError, match=r"/items \(503\)"):
+    with pytest.raises(images.ReleaseError, match=r"/items \(503: expected 200\)"):
         smoke.check_pages(stack.frontend.url, timeout=10)

@@ -1,0 +1,207 @@
+"""The test-traffic hook against real services on loopback ports.
+
+The success path runs the real backend and frontend (the frontend calling the
+backend, as the test listener's targets would); the failure paths run servers
+that answer 500 or the wrong content. Events have the shape ECS documents for a
+lifecycle hook ("Lifecycle hooks for Amazon ECS service deployments", lifecycle
+payloads, and "Lambda hooks for Amazon ECS service deployments" for
+``hookStatus``, ``callBackDelay`` and ``hookDetails``:
+https://docs.aws.amazon.com/AmazonECS/latest/developerguide/lambda-lifecycle-hooks.html).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from deploy_hook import checks, handler
+from tests.support import ScriptedBackend, Service, free_port, sqlite_url, start_service
+
+SERVICE_ARN = "arn:aws:ecs:ap-northeast-1:123456789012:service/sbcntr-stg/sbcntr-stg-frontend"
+REVISION = (
+    "arn:aws:ecs:ap-northeast-1:123456789012:service-revision/sbcntr-stg/sbcntr-stg-frontend/4711"
+)
+BLUE = (
+    "arn:aws:ecs:ap-northeast-1:123456789012:service-revision/sbcntr-stg/sbcntr-stg-frontend/4710"
+)
+ALB = "app/sbcntr-stg-public/50dc6c495c0c9188"
+
+
+def event(**details: Any) -> dict[str, Any]:
+    """The POST_TEST_TRAFFIC_SHIFT payload: test traffic on green, production on blue."""
+    return {
+        "serviceArn": SERVICE_ARN,
+        "targetServiceRevisionArn": REVISION,
+        "testTrafficWeights": {REVISION: 100, BLUE: 0},
+        "productionTrafficWeights": {BLUE: 100, REVISION: 0},
+        "hookDetails": details,
+    }
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
+    """A real backend (seeded database) and a real frontend calling it."""
+    tmp = tmp_path_factory.mktemp("hook")
+    backend = start_service(
+        "backend",
+        tmp,
+        env={"DATABASE_URL": sqlite_url(tmp / "b.sqlite3"), "AWS_XRAY_SDK_ENABLED": "false"},
+    )
+    # ALLOWED_HOSTS as the task definition sets it (the ALBs' names) plus loopback.
+    hosts = ".elb.amazonaws.com,127.0.0.1"
+    frontend = start_service(
+        "frontend",
+        tmp,
+        env={"BACKEND_URL": backend.url, "AWS_XRAY_SDK_ENABLED": "false", "ALLOWED_HOSTS": hosts},
+    )
+    yield backend, frontend
+    frontend.stop()
+    backend.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.quick
+def test_a_release_that_answers_right_passes(
+    services: tuple[Service, Service], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, frontend = services
+    monkeypatch.setenv("FRONTEND_TEST_URL", frontend.url)
+    monkeypatch.setenv("BACKEND_TEST_URL", backend.url)
+    monkeypatch.delenv("FRONTEND_ALB_FULL_NAME", raising=False)
+    assert handler.lambda_handler(event(service="frontend")) == {"hookStatus": "SUCCEEDED"}
+    assert handler.lambda_handler(event(service="backend")) == {"hookStatus": "SUCCEEDED"}
+    # Every check reached the service: the frontend's access log names each path.
+    paths = {line["path"] for line in frontend.access_lines()}
+    assert {c.path for c in checks.CHECKS["frontend"]} <= paths
+
+
+@pytest.mark.slow
+def test_the_public_alb_is_reached_on_its_private_addresses(
+    services: tuple[Service, Service], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2 names the ALB's interfaces (DescribeNetworkInterfaces, documented response
+    shape; moto creates no ALB interfaces); the hook connects to their private
+    address with the ALB's name as Host, never to the public DNS answer."""
+    _, frontend = services
+    public_name = f"sbcntr-stg-public-1234567890.ap-northeast-1.elb.amazonaws.com:{frontend.port}"
+    monkeypatch.setenv("FRONTEND_TEST_URL", f"http://{public_name}")
+    monkeypatch.setenv("FRONTEND_ALB_FULL_NAME", ALB)
+    ec2 = boto3.client(
+        "ec2", region_name="ap-northeast-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "describe_network_interfaces",
+            {
+                "NetworkInterfaces": [
+                    {
+                        "NetworkInterfaceId": "eni-0b1",
+                        "Description": f"ELB {ALB}",
+                        "InterfaceType": "interface",
+                        "PrivateIpAddress": "127.0.0.1",
+                        "Status": "in-use",
+                    }
+                ]
+            },
+            {"Filters": [{"Name": "description", "Values": [f"ELB {ALB}"]}]},
+        )
+        before = len(frontend.access_lines())
+        assert handler.lambda_handler(event(service="frontend"), ec2=ec2) == {
+            "hookStatus": "SUCCEEDED"
+        }
+        stub.assert_no_pending_responses()
+    assert len(frontend.access_lines()) - before == len(checks.CHECKS["frontend"])
+
+
+def test_an_alb_without_interfaces_fails_the_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRONTEND_TEST_URL", "http://sbcntr-stg-public-1.elb.amazonaws.com:8080")
+    monkeypatch.setenv("FRONTEND_ALB_FULL_NAME", ALB)
+    ec2 = boto3.client(
+        "ec2", region_name="ap-northeast-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_network_interfaces", {"NetworkInterfaces": []})
+        assert handler.lambda_handler(event(service="frontend"), ec2=ec2) == {
+            "hookStatus": "FAILED"
+        }
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        ((500, b'{"detail":"boom"}'), "GET /: 500 (expected 200)"),
+        ((200, b"<h1>Under maintenance</h1>"), "no '<h1>Hello world</h1>' in the answer"),
+    ],
+    ids=["server error", "wrong content"],
+)
+def test_a_release_that_answers_wrong_is_retried_then_fails(
+    answer: tuple[int, bytes],
+    problem: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv("FRONTEND_ALB_FULL_NAME", raising=False)
+    monkeypatch.setenv("MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("RETRY_DELAY_SECONDS", "15")
+    with ScriptedBackend([answer]) as bad:
+        monkeypatch.setenv("FRONTEND_TEST_URL", bad.url)
+        first = handler.lambda_handler(event(service="frontend"))
+        # ECS calls again with the hookDetails returned (the service kept, attempt 2).
+        assert first == {
+            "hookStatus": "IN_PROGRESS",
+            "callBackDelay": 15,
+            "hookDetails": {"service": "frontend", "attempt": 2},
+        }
+        json.dumps(first)  # the answer ECS reads is JSON
+        second = handler.lambda_handler(event(**first["hookDetails"]))
+        assert second == {"hookStatus": "FAILED"}
+        assert len(bad.requests) == 2 * len(checks.CHECKS["frontend"])
+    assert problem in caplog.text
+
+
+def test_an_unreachable_test_listener_fails(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("BACKEND_TEST_URL", f"http://127.0.0.1:{free_port()}")
+    result = handler.lambda_handler(event(service="backend", attempt=3))
+    assert result == {"hookStatus": "FAILED"}
+    assert "GET /v1/helloworld: no answer" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "details", [{}, {"service": "database"}], ids=["no hookDetails", "unknown service"]
+)
+def test_a_hook_that_names_no_known_service_fails(details: dict[str, Any]) -> None:
+    assert handler.lambda_handler(event(**details)) == {"hookStatus": "FAILED"}
+
+
+def test_a_service_without_its_test_url_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BACKEND_TEST_URL", raising=False)
+    assert handler.lambda_handler(event(service="backend")) == {"hookStatus": "FAILED"}
+
+
+def test_the_zip_needs_nothing_but_its_folder() -> None:
+    """The hook's modules import only the standard library, boto3 (in the Lambda
+    runtime) and each other: the zip of deploy_hook/ stands alone."""
+    allowed = {"deploy_hook", "boto3", "__future__"}
+    for source in (Path(handler.__file__).parent).glob("*.py"):
+        tree = ast.parse(source.read_text())
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                assert top in allowed or top in sys.stdlib_module_names, (source.name, name)
