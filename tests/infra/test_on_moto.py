@@ -338,9 +338,8 @@ def test_environment_from_empty_account_to_deployed_services(
     rule_arn = next(o["OutputValue"] for o in rule_arn if o["OutputKey"] == "MaintenanceRuleArn")
     rule = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]
     assert rule["Priority"] == "1"
-    assert rule["Conditions"] == [
-        {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/*"]}}
-    ]
+    assert rule["Conditions"][0]["Field"] == "path-pattern"
+    assert rule["Conditions"][0]["PathPatternConfig"] == {"Values": ["/*"]}
     (action,) = rule["Actions"]
     assert action["Type"] == "fixed-response"
     assert action["FixedResponseConfig"]["StatusCode"] == "503"
@@ -352,9 +351,38 @@ def test_environment_from_empty_account_to_deployed_services(
     assert (
         ok(sbcntrctl(aws, "maintenance", "off", "qa")).strip() == "sbcntr-qa-edge: maintenance off"
     )
-    (action,) = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]["Actions"]
-    assert action["Type"] == "forward"
-    assert action["TargetGroupArn"] == variables["FRONTEND_TARGET_GROUP_ARN"]
+    # Off, the rule still answers the page, but only to the preview header: it never
+    # forwards, so it names no target group for a blue/green deploy to get wrong.
+    rule = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]
+    assert [a["Type"] for a in rule["Actions"]] == ["fixed-response"]
+    assert [c["Field"] for c in rule["Conditions"]] == ["http-header"]
+    assert rule["Conditions"][0]["HttpHeaderConfig"] == {
+        "HttpHeaderName": "X-Sbcntr-Maintenance-Preview",
+        "Values": ["on"],
+    }
+    # Production traffic meets the production rule (priority 10): both groups, as the
+    # template wrote them (ECS moves the weights during a blue/green deploy).
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in boto3.client("cloudformation").describe_stacks(StackName="sbcntr-qa-edge")[
+            "Stacks"
+        ][0]["Outputs"]
+    }
+    production = elbv2.describe_rules(RuleArns=[outputs["FrontendProductionRuleArn"]])["Rules"][0]
+    assert production["Priority"] == "10"
+    (forward,) = production["Actions"]
+    assert {
+        (g["TargetGroupArn"], g["Weight"]) for g in forward["ForwardConfig"]["TargetGroups"]
+    } == {
+        (variables["FRONTEND_TARGET_GROUP_ARN"], 100),
+        (outputs["FrontendAlternateTargetGroupArn"], 0),
+    }
+    test_rule = elbv2.describe_rules(RuleArns=[outputs["BackendTestRuleArn"]])["Rules"][0]
+    (test_listener,) = elbv2.describe_listeners(
+        ListenerArns=[test_rule["RuleArn"].replace("listener-rule/", "listener/").rsplit("/", 1)[0]]
+    )["Listeners"]
+    assert test_listener["Port"] == 8080
+    assert outputs["BackendTestUrl"].endswith(":8080")
 
     # --- updates keep the parameters not given (moto can update the registry stack; it
     # fails on stacks with conditional resources, see infra/README.md)

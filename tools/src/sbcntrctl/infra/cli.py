@@ -27,7 +27,8 @@ INFRA_ACTIONS = {
 }
 MAINTENANCE_ACTIONS = {
     "on": "answer every request with the maintenance page (503)",
-    "off": "forward requests to the services again",
+    "off": "serve the services again (the page only for requests with the header "
+    "X-Sbcntr-Maintenance-Preview: on)",
     "status": "show whether the maintenance page is on",
 }
 
