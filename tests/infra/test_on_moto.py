@@ -384,6 +384,52 @@ def test_environment_from_empty_account_to_deployed_services(
     assert test_listener["Port"] == 8080
     assert outputs["BackendTestUrl"].endswith(":8080")
 
+    # --- the deploy hook's stack (optional): its code from S3, the edge stack's test
+    # listeners and security groups imported; the package is the folder's zip
+    s3 = boto3.client("s3")
+    s3.create_bucket(
+        Bucket="sbcntr-qa-artifacts", CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    package = tmp_path / "deploy_hook.zip"
+    subprocess.run(
+        [sys.executable, "-m", "zipfile", "-c", str(package), "deploy_hook/"], cwd=ROOT, check=True
+    )
+    s3.put_object(Bucket="sbcntr-qa-artifacts", Key="deploy_hook/x.zip", Body=package.read_bytes())
+    hook_params = ["--param", "HookCodeBucket=sbcntr-qa-artifacts"]
+    hook_params += ["--param", "HookCodeKey=deploy_hook/x.zip"]
+    hook = ok(
+        sbcntrctl(
+            aws,
+            "infra",
+            "deploy",
+            "qa",
+            "--yes",
+            "--poll",
+            "0.05",
+            "--only",
+            "deploy-hook",
+            *hook_params,
+        )
+    )
+    assert "sbcntr-qa-deploy-hook: CREATE_COMPLETE" in hook
+    function = boto3.client("lambda").get_function(FunctionName="sbcntr-qa-deploy-hook")
+    configuration = function["Configuration"]
+    assert configuration["Handler"] == "deploy_hook.handler.lambda_handler"
+    assert (
+        configuration["Environment"]["Variables"]["BACKEND_TEST_URL"] == outputs["BackendTestUrl"]
+    )
+    assert configuration["Environment"]["Variables"]["FRONTEND_ALB_FULL_NAME"].startswith(
+        "app/sbcntr-qa-public/"
+    )
+    hook_outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in boto3.client("cloudformation").describe_stacks(StackName="sbcntr-qa-deploy-hook")[
+            "Stacks"
+        ][0]["Outputs"]
+    }
+    assert hook_outputs["DeployHookFunctionArn"] == configuration["FunctionArn"]
+    assert hook_outputs["DeployHookRoleArn"].endswith(":role/sbcntr-qa-deploy-hook-invoke")
+
     # --- updates keep the parameters not given (moto can update the registry stack; it
     # fails on stacks with conditional resources, see infra/README.md)
     for param in ("UntaggedExpiryDays=14", "KeepImagesPerEnvironment=20"):
@@ -443,10 +489,16 @@ def test_environment_from_empty_account_to_deployed_services(
     # --- delete: in reverse order. (moto deletes a stack's resources without ordering
     # them and leaves the VPC's route tables, endpoints and gateways behind, so the
     # network stack is not deleted here; see infra/README.md.)
-    only = ("--only", "platform", "--only", "edge", "--only", "data")
+    only = ("--only", "platform", "--only", "edge", "--only", "data", "--only", "deploy-hook")
     deleted = ok(sbcntrctl(aws, "infra", "delete", "qa", "--yes", "--poll", "0.05", *only))
-    order = [line.split(":")[0] for line in deleted.splitlines()[:3]]
-    assert order == ["sbcntr-qa-data", "sbcntr-qa-edge", "sbcntr-qa-platform"]
+    order = [line.split(":")[0] for line in deleted.splitlines()[:4]]
+    # The hook's stack first: it imports the edge stack's exports.
+    assert order == [
+        "sbcntr-qa-deploy-hook",
+        "sbcntr-qa-data",
+        "sbcntr-qa-edge",
+        "sbcntr-qa-platform",
+    ]
     remaining = boto3.client("cloudformation").describe_stacks()["Stacks"]
     assert {s["StackName"] for s in remaining if s["StackStatus"] != "DELETE_COMPLETE"} == {
         "sbcntr-registry",
@@ -460,7 +512,7 @@ def test_environment_from_empty_account_to_deployed_services(
     assert "sbcntr-qa-platform does not exist" in gone.stderr
 
     # --- what the stacks kept is said, stays readable (its key too), and blocks a re-create
-    kept = deleted.splitlines()[3]
+    kept = deleted.splitlines()[4]
     for name in ("/sbcntr/qa/frontend", "sbcntr/qa/database", "sbcntr-qa-logs-123456789012-"):
         assert name in kept, kept
     (secrets_key,) = [
