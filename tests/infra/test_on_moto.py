@@ -360,6 +360,21 @@ def test_environment_from_empty_account_to_deployed_services(
         "HttpHeaderName": "X-Sbcntr-Maintenance-Preview",
         "Values": ["on"],
     }
+    # A rule changed by hand is neither state: status says so in one line, and either
+    # switch brings back the page (the rule's action too, not only its condition).
+    elbv2.modify_rule(
+        RuleArn=rule_arn,
+        Actions=[{"Type": "forward", "TargetGroupArn": variables["FRONTEND_TARGET_GROUP_ARN"]}],
+    )
+    edited = sbcntrctl(aws, "maintenance", "status", "qa")
+    assert edited.returncode == 1
+    assert "is neither on nor off" in edited.stderr
+    assert "Traceback" not in edited.stderr
+    assert ok(sbcntrctl(aws, "maintenance", "off", "qa")).strip() == (
+        "sbcntr-qa-edge: maintenance off"
+    )
+    (action,) = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]["Actions"]
+    assert action["FixedResponseConfig"]["StatusCode"] == "503"
     # Production traffic meets the production rule (priority 10): both groups, as the
     # template wrote them (ECS moves the weights during a blue/green deploy).
     outputs = {
