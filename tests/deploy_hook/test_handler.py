@@ -23,6 +23,8 @@ import pytest
 from botocore.stub import Stubber
 
 from deploy_hook import checks, handler
+from tests.infra import iam
+from tests.infra.cfn import resolve, template
 from tests.support import ScriptedBackend, Service, free_port, sqlite_url, start_service
 
 SERVICE_ARN = "arn:aws:ecs:ap-northeast-1:123456789012:service/sbcntr-stg/sbcntr-stg-frontend"
@@ -205,3 +207,29 @@ def test_the_zip_needs_nothing_but_its_folder() -> None:
             for name in names:
                 top = name.split(".")[0]
                 assert top in allowed or top in sys.stdlib_module_names, (source.name, name)
+
+
+def test_the_stack_lets_the_hook_make_its_calls() -> None:
+    """The function's role (infra/deploy-hook.yml) allows what the hook does: the
+    network interfaces Lambda manages in a VPC and the ALB look-up
+    (DescribeNetworkInterfaces, which takes no resource ARN: "Giving Lambda functions
+    access to resources in an Amazon VPC", AWS Lambda Developer Guide), its own logs,
+    and nothing on other log groups."""
+    tpl = template("deploy-hook")
+    log_group = (
+        "arn:aws:logs:ap-northeast-1:123456789012:log-group:/aws/lambda/sbcntr-dev-deploy-hook"
+    )
+    # Fn::GetAtt Arn of AWS::Logs::LogGroup ends in ":*" (its "Return values").
+    names = {"DeployHookLogGroup.Arn": f"{log_group}:*"}
+    role = tpl["Resources"]["DeployHookFunctionRole"]["Properties"]
+    policies = [resolve(p["PolicyDocument"], names) for p in role["Policies"]]
+    for action in ("ec2:DescribeNetworkInterfaces", "ec2:CreateNetworkInterface"):
+        assert iam.allows(policies, action, "*"), action
+    assert iam.allows(policies, "logs:PutLogEvents", f"{log_group}:log-stream:x")
+    other = log_group.replace("deploy-hook", "error-notifier")
+    assert not iam.allows(policies, "logs:PutLogEvents", f"{other}:log-stream:x")
+    function = tpl["Resources"]["DeployHookFunction"]["Properties"]
+    assert function["Handler"] == f"{handler.__name__}.{handler.lambda_handler.__name__}"
+    variables = set(function["Environment"]["Variables"])
+    assert {"FRONTEND_TEST_URL", "BACKEND_TEST_URL", "FRONTEND_ALB_FULL_NAME"} <= variables
+    assert {"MAX_ATTEMPTS", "RETRY_DELAY_SECONDS"} <= variables
