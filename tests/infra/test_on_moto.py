@@ -410,22 +410,9 @@ def test_environment_from_empty_account_to_deployed_services(
         [sys.executable, "-m", "zipfile", "-c", str(package), "deploy_hook/"], cwd=ROOT, check=True
     )
     s3.put_object(Bucket="sbcntr-qa-artifacts", Key="deploy_hook/x.zip", Body=package.read_bytes())
-    hook_params = ["--param", "HookCodeBucket=sbcntr-qa-artifacts"]
-    hook_params += ["--param", "HookCodeKey=deploy_hook/x.zip"]
-    hook = ok(
-        sbcntrctl(
-            aws,
-            "infra",
-            "deploy",
-            "qa",
-            "--yes",
-            "--poll",
-            "0.05",
-            "--only",
-            "deploy-hook",
-            *hook_params,
-        )
-    )
+    only_hook = ("--only", "deploy-hook", "--param", "HookCodeBucket=sbcntr-qa-artifacts")
+    only_hook += ("--param", "HookCodeKey=deploy_hook/x.zip")
+    hook = ok(sbcntrctl(aws, "infra", "deploy", "qa", "--yes", "--poll", "0.05", *only_hook))
     assert "sbcntr-qa-deploy-hook: CREATE_COMPLETE" in hook
     function = boto3.client("lambda").get_function(FunctionName="sbcntr-qa-deploy-hook")
     configuration = function["Configuration"]
