@@ -101,7 +101,10 @@ def lambda_handler(
     """Run the service's checks against its test listener; answer with a ``hookStatus``."""
     details = event.get("hookDetails") or {}
     service = str(details.get("service", ""))
-    attempt = int(details.get("attempt", 1))
+    try:
+        attempt = int(details.get("attempt", 1))
+    except (TypeError, ValueError):  # not ours: count from the start
+        attempt = 1
     revision = event.get("targetServiceRevisionArn", "?")
     if service not in checks.CHECKS:
         log.error("hook without a known service (hookDetails %r): FAILED", details)
