@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,15 @@ def event(**details: Any) -> dict[str, Any]:
         "productionTrafficWeights": {BLUE: 100, REVISION: 0},
         "hookDetails": details,
     }
+
+
+def access_lines(service: Service, count: int, timeout: float = 5) -> list[dict[str, Any]]:
+    """The service's access lines once ``count`` are written (each is written just
+    after its response is sent)."""
+    deadline = time.monotonic() + timeout
+    while len(lines := service.access_lines()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return lines
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +91,8 @@ def test_a_release_that_answers_right_passes(
     assert handler.lambda_handler(event(service="frontend")) == {"hookStatus": "SUCCEEDED"}
     assert handler.lambda_handler(event(service="backend")) == {"hookStatus": "SUCCEEDED"}
     # Every check reached the service: the frontend's access log names each path.
-    paths = {line["path"] for line in frontend.access_lines()}
-    assert {c.path for c in checks.CHECKS["frontend"]} <= paths
+    lines = access_lines(frontend, len(checks.CHECKS["frontend"]))
+    assert {c.path for c in checks.CHECKS["frontend"]} <= {line["path"] for line in lines}
 
 
 @pytest.mark.slow
@@ -115,12 +125,13 @@ def test_the_public_alb_is_reached_on_its_private_addresses(
             },
             {"Filters": [{"Name": "description", "Values": [f"ELB {ALB}"]}]},
         )
-        before = len(frontend.access_lines())
+        before = len(access_lines(frontend, 0))
         assert handler.lambda_handler(event(service="frontend"), ec2=ec2) == {
             "hookStatus": "SUCCEEDED"
         }
         stub.assert_no_pending_responses()
-    assert len(frontend.access_lines()) - before == len(checks.CHECKS["frontend"])
+    expected = before + len(checks.CHECKS["frontend"])
+    assert len(access_lines(frontend, expected)) == expected
 
 
 def test_an_alb_without_interfaces_fails_the_hook(monkeypatch: pytest.MonkeyPatch) -> None:
