@@ -555,6 +555,8 @@ ENDPOINT_SERVICES = {
     "ssm",
     "ssmmessages",
     "ec2messages",
+    # The deploy hook's look-up of the public ALB's private addresses (deploy_hook/).
+    "ec2",
 }
 
 

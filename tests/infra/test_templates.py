@@ -283,6 +283,11 @@ BROKEN: list[tuple[str, Mutation, str]] = [
         "no interface endpoint for xray",
     ),
     (
+        "no EC2 endpoint (the deploy hook without NAT)",
+        lambda t: t["network"]["Resources"].pop("Ec2Endpoint"),
+        "no interface endpoint for ec2",
+    ),
+    (
         "no S3 gateway",
         lambda t: t["network"]["Resources"].pop("S3GatewayEndpoint"),
         "no S3 gateway endpoint",
