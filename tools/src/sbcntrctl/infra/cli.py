@@ -41,8 +41,9 @@ def add_infra_arguments(parser: argparse.ArgumentParser) -> None:
         "--only",
         action="append",
         choices=[s.key for s in STACKS],
-        help="this stack only (repeatable); default: all but ci and monitoring, in order "
-        "(delete: the environment's, monitoring included, in reverse)",
+        help="this stack only (repeatable); default: all but the optional "
+        f"{', '.join(s.key for s in STACKS if s.optional)}, in order "
+        "(delete: the environment's, optional ones included, in reverse)",
     )
     parser.add_argument(
         "--param",
