@@ -244,3 +244,34 @@ def test_the_stack_lets_the_hook_make_its_calls() -> None:
     variables = set(function["Environment"]["Variables"])
     assert {"FRONTEND_TEST_URL", "BACKEND_TEST_URL", "FRONTEND_ALB_FULL_NAME"} <= variables
     assert {"MAX_ATTEMPTS", "RETRY_DELAY_SECONDS"} <= variables
+
+
+def test_every_page_of_interfaces_is_read_and_the_addresses_sorted() -> None:
+    """One interface per ALB node (an AZ each); DescribeNetworkInterfaces pages with
+    NextToken (EC2 API Reference, DescribeNetworkInterfaces)."""
+    ec2 = boto3.client(
+        "ec2", region_name="ap-northeast-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    wanted = {"Filters": [{"Name": "description", "Values": [f"ELB {ALB}"]}]}
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "describe_network_interfaces",
+            {
+                "NetworkInterfaces": [
+                    {"NetworkInterfaceId": "eni-2", "PrivateIpAddress": "10.10.1.9"}
+                ],
+                "NextToken": "page-2",
+            },
+            wanted,
+        )
+        stub.add_response(
+            "describe_network_interfaces",
+            {
+                "NetworkInterfaces": [
+                    {"NetworkInterfaceId": "eni-1", "PrivateIpAddress": "10.10.0.7"}
+                ]
+            },
+            {**wanted, "NextToken": "page-2"},
+        )
+        assert handler.private_addresses(ALB, ec2) == ["10.10.0.7", "10.10.1.9"]
+        stub.assert_no_pending_responses()
