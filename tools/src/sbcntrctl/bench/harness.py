@@ -240,13 +240,7 @@ def measure(
     before = {role: procs.cpu_seconds(p.pid) for role, p in running.processes.items()}
     result = wrk.run(wrk_bin, running.url, seconds=seconds, connections=connections, cpu=CLIENT_CPU)
     after = {role: procs.cpu_seconds(p.pid) for role, p in running.processes.items()}
-    requests = max(result.requests, 1)
-    if (result.errors + result.non_2xx) > requests * 0.001:
-        msg = (
-            f"{running.config.name}: {result.errors} socket errors and {result.non_2xx} "
-            f"non-2xx answers in {result.requests} requests: the configuration is broken"
-        )
-        raise RuntimeError(msg)
+    requests = max(_checked(running.config.name, result).requests, 1)
     return Sample(
         config=running.config.name,
         round=round_number,
@@ -260,6 +254,57 @@ def measure(
         },
         rss_mb={role: round(procs.rss_mb(p.pid), 1) for role, p in running.processes.items()},
     )
+
+
+# The configuration whose memory is watched over a long run, and how many
+# requests that run serves unless told otherwise (~70 s on this machine).
+SOAK_CONFIG = "pair-default"
+SOAK_REQUESTS = 100_000
+# The long run is wrk runs back to back, each at most this long and sized
+# from the rate so far, so each half ends near its count on any machine.
+SOAK_CHUNK_SECONDS = 5
+
+
+def _checked(config: str, result: wrk.WrkResult) -> wrk.WrkResult:
+    """``result``, or RuntimeError when more than 0.1 % of its requests failed."""
+    if (result.errors + result.non_2xx) > max(result.requests, 1) * 0.001:
+        msg = (
+            f"{config}: {result.errors} socket errors and {result.non_2xx} "
+            f"non-2xx answers in {result.requests} requests: the configuration is broken"
+        )
+        raise RuntimeError(msg)
+    return result
+
+
+def soak(running: Running, wrk_bin: str, requests: int, connections: int) -> dict[str, Any]:
+    """RSS of each process after half of ``requests`` and after all of them.
+
+    The processes are fresh: the counts are every request they served (wrk
+    runs back to back, each checked for errors as a measured run is). A
+    process whose memory is flat keeps the same RSS over the second half.
+    Each half runs at least one wrk run, so a tiny ``requests`` still measures
+    a second half (and serves more than asked).
+    """
+    served, elapsed = 0, 0.0
+    points: dict[str, dict[str, Any]] = {}
+    for point, goal in (("middle", requests // 2), ("end", requests)):
+        start_of_half = served
+        while served < goal or served == start_of_half:
+            # One second first, to learn the rate; wrk runs whole seconds.
+            rate = served / elapsed if elapsed else 0.0
+            seconds = min(SOAK_CHUNK_SECONDS, max(1, round((goal - served) / rate))) if rate else 1
+            result = wrk.run(
+                wrk_bin, running.url, seconds=seconds, connections=connections, cpu=CLIENT_CPU
+            )
+            served += _checked(running.config.name, result).requests
+            elapsed += result.seconds
+        points[point] = {
+            "requests": served,
+            "rss_mb": {
+                role: round(procs.rss_mb(p.pid), 1) for role, p in running.processes.items()
+            },
+        }
+    return {"config": running.config.name, "connections": connections, **points}
 
 
 @dataclass
@@ -398,6 +443,8 @@ class RunOptions:
     connections: int
     startup_runs: int
     only: tuple[str, ...] = ()
+    # Requests of the long run on SOAK_CONFIG (0: no long run).
+    soak_requests: int = 0
 
 
 def run(options: RunOptions) -> dict[str, Any]:
@@ -428,6 +475,7 @@ def run(options: RunOptions) -> dict[str, Any]:
                 for role, p in item.processes.items()
             }
             sink.process.stop()
+        long_run = _soak_run(options, wrk_bin, workdir) if options.soak_requests else None
         startup = {
             module: startup_and_stop(module, options.startup_runs, workdir)
             for module in ("backend", "frontend")
@@ -444,4 +492,21 @@ def run(options: RunOptions) -> dict[str, Any]:
         "metrics_record_us": metrics_record_cost(),
         "otlp_encoding_us": otlp_encoding_cost(),
         "exit_after_load_s": {k: round(v, 3) for k, v in exits.items()},
+        "soak": long_run,
     }
+
+
+def _soak_run(options: RunOptions, wrk_bin: str, workdir: Path) -> dict[str, Any]:
+    """The long run: SOAK_CONFIG started afresh once the rounds' processes have stopped."""
+    config = next(
+        c
+        for c in configurations(sample_all_rules_file(options.root, workdir), quick=False)
+        if c.name == SOAK_CONFIG
+    )
+    # Traced with the X-Ray SDK: no OTLP endpoint is called.
+    running = start(config, workdir, f"http://127.0.0.1:{_free_port()}")
+    try:
+        return soak(running, wrk_bin, options.soak_requests, options.connections)
+    finally:
+        for process in running.processes.values():
+            process.stop()
