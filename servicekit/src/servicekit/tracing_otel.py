@@ -189,6 +189,19 @@ class _FixedResource(Resource):
         return self._hash
 
 
+def service_resource(service_name: str, *, on_ecs: bool) -> Resource:
+    """The resource every span of the process carries, hashed once.
+
+    ``service.name`` (the X-Ray segment's name) and the SDK's own attributes;
+    on ECS also the task's (the ``AwsEcsResourceDetector``: cluster, task ARN,
+    launch type, which the awsxray exporter turns into the segment's origin).
+    """
+    resource = Resource.create({"service.name": service_name})
+    if on_ecs:
+        resource = get_aggregated_resources([AwsEcsResourceDetector()], initial_resource=resource)
+    return _FixedResource(resource)
+
+
 def configure(settings: ServiceSettings) -> bool:
     """Build the provider, sampler and exporter from the settings; return True.
 
@@ -196,9 +209,6 @@ def configure(settings: ServiceSettings) -> bool:
     is the module's own, not the process-wide global: nothing else in the
     process can replace it or record into it by accident.
     """
-    resource = Resource.create({"service.name": settings.service_name})
-    if settings.on_ecs:
-        resource = get_aggregated_resources([AwsEcsResourceDetector()], initial_resource=resource)
     rules: Decider = LocalRules.from_file(settings.xray_sampling_rules)
     if settings.xray_centralized_sampling:
         from servicekit.sampling_centralized import CentralizedRules  # noqa: PLC0415
@@ -206,7 +216,7 @@ def configure(settings: ServiceSettings) -> bool:
         rules = CentralizedRules(settings)
     provider = TracerProvider(
         sampler=RulesSampler(rules),
-        resource=_FixedResource(resource),
+        resource=service_resource(settings.service_name, on_ecs=settings.on_ecs),
         id_generator=_IncomingRootIdGenerator(),
         # Flushed by shutdown() in the lifespan, within the drain, not by an
         # interpreter exit hook after the logs are gone.

@@ -375,9 +375,9 @@ def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, float]:
     """CPU µs to encode one finished span as OTLP protobuf, by attribute count, in process.
 
     The OpenTelemetry path's export thread does this for every sampled span
-    (the exporter's own encoder, on spans the SDK finished); the X-Ray SDK
-    path's counterpart is one orjson dump of a segment. Keys are the number
-    of string attributes per span.
+    (the exporter's own encoder, on spans the SDK finished, with the
+    service's resource); the X-Ray SDK path's counterpart is one orjson dump
+    of a segment. Keys are the number of string attributes per span.
     """
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import (  # noqa: PLC0415
         encode_spans,
@@ -388,6 +388,8 @@ def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, float]:
         SpanExporter,
         SpanExportResult,
     )
+
+    from servicekit.tracing_otel import service_resource  # noqa: PLC0415
 
     class Keep(SpanExporter):
         """Keeps the finished spans, as the batch processor hands them to an exporter."""
@@ -402,7 +404,7 @@ def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, float]:
     costs = {}
     for attributes in (0, 3, 7):
         kept = Keep()
-        provider = TracerProvider()
+        provider = TracerProvider(resource=service_resource("bench", on_ecs=False))
         provider.add_span_processor(SimpleSpanProcessor(kept))
         tracer = provider.get_tracer("bench")
         for _ in range(spans):
