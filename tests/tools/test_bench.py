@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sbcntrctl.bench import harness, report, wrk
-from sbcntrctl.bench.cli import BEGIN, END, write
+from sbcntrctl.bench.cli import BEGIN, END, ROOT, write
 
 # They measure CPU per request, throughput and start-up times: dev.py test runs them alone.
 # Left out by dev.py test --quick (tools: test_deploy_moto runs a moto server).
@@ -314,6 +314,7 @@ def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
     data = json.loads(output.with_suffix(".json").read_text())
     assert {s["config"] for s in data["samples"]} == {"backend-off", "backend-sampled"}
     assert data["startup"]["backend"]["ready_s"] > 0
+    assert set(data["tracing_cpu_us"]) == {"xray-sdk", "otel"}
     # The long run: the pair started afresh, RSS read after each half.
     soak = data["soak"]
     assert soak["config"] == "pair-default"
@@ -355,9 +356,19 @@ def test_opentelemetry_rows_are_held_to_their_x_ray_rows() -> None:
     # A row without its X-Ray counterpart in the run is not compared.
     assert not any("backend-otel-sampled" in name for name in found)
 
+    results["tracing_cpu_us"] = {"xray-sdk": 80.0, "otel": 120.0}
     results["otlp_encoding_us"] = {"0": 13.0, "7": 33.0}
     text = report.markdown(results, {"date": "today"})
     assert "OTLP protobuf encoding per finished span (in process): 0 attributes 13.0 µs" in text
+    assert "X-Ray SDK 80.0 µs, OpenTelemetry 120.0 µs (OpenTelemetry / X-Ray 1.5)" in text
+
+
+def test_tracing_cost_is_measured_for_each_backend_in_process(tmp_path: Path) -> None:
+    rules = harness.sample_all_rules_file(ROOT, tmp_path)
+    costs = harness.tracing_cost(tmp_path, rules, runs=1, requests=300)
+    assert set(costs) == {"xray-sdk", "otel"}
+    # A sampled request's spans cost tens of µs on either path, never nothing.
+    assert all(5 < us < 5000 for us in costs.values()), costs
 
 
 def test_otlp_encoding_cost_grows_with_the_attributes() -> None:
@@ -369,7 +380,6 @@ def test_otlp_encoding_cost_grows_with_the_attributes() -> None:
 def test_a_run_writes_a_scratch_file_unless_told_to_publish() -> None:
     """The tracked docs/performance.md changes only with --output naming it."""
     from sbcntrctl.__main__ import build_parser  # noqa: PLC0415
-    from sbcntrctl.bench.cli import ROOT  # noqa: PLC0415
 
     default = build_parser().parse_args(["bench", "--quick"]).output
     assert ROOT / "docs" not in default.parents

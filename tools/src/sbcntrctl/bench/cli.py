@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         startup_runs=1 if quick else 5,
         only=tuple(args.only.split(",")) if args.only else (),
         soak_requests=_soak_requests(args),
+        tracing_runs=1 if quick else 3,
+        tracing_requests=5_000 if quick else 20_000,
     )
     results = harness.run(options)
     command = "sbcntrctl bench" + (" --quick" if quick else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -418,6 +419,40 @@ def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, float]:
     return costs
 
 
+TRACING_BACKENDS = ("xray-sdk", "otel")
+
+
+def tracing_cost(
+    workdir: Path, sample_all_rules: Path, runs: int, requests: int
+) -> dict[str, float]:
+    """Median CPU µs per sampled request of each tracing backend alone, in process.
+
+    :mod:`sbcntrctl.bench.tracingcpu` in a fresh process per run and backend
+    (the backends alternate), on the server core; its spans go to an OTLP
+    sink on the client core, its segments to a UDP port nobody reads.
+    """
+    sink = start_otlp_sink(workdir)
+    measured: dict[str, list[float]] = {backend: [] for backend in TRACING_BACKENDS}
+    try:
+        for _ in range(runs):
+            for backend in TRACING_BACKENDS:
+                spec = ProcessSpec("front", (), _env(XRAY_SAMPLING_RULES=str(sample_all_rules)))
+                env = _process_env(spec, _free_port(), None, sink.url)
+                command = [sys.executable, "-m", "sbcntrctl.bench.tracingcpu", backend]
+                if shutil.which("taskset"):
+                    command = ["taskset", "-c", str(SERVER_CPU), *command]
+                done = subprocess.run(
+                    [*command, str(requests)], env=env, capture_output=True, text=True, check=False
+                )
+                if done.returncode != 0:
+                    msg = f"tracing CPU of {backend} failed:\n{done.stderr[-3000:]}"
+                    raise RuntimeError(msg)
+                measured[backend].append(json.loads(done.stdout.splitlines()[-1])["cpu_us"])
+    finally:
+        sink.process.stop()
+    return {backend: round(statistics.median(v), 1) for backend, v in measured.items()}
+
+
 def compile_sources(root: Path) -> None:
     """Compile the services' own modules, as the images do at build time."""
     sources = [str(root / p) for p in ("servicekit/src", "backend/src", "frontend/src")]
@@ -445,6 +480,9 @@ class RunOptions:
     connections: int
     startup_runs: int
     only: tuple[str, ...] = ()
+    # Runs per backend of the in-process tracing CPU figure (0: not measured).
+    tracing_runs: int = 0
+    tracing_requests: int = 20_000
     # Requests of the long run on SOAK_CONFIG (0: no long run).
     soak_requests: int = 0
 
@@ -478,6 +516,16 @@ def run(options: RunOptions) -> dict[str, Any]:
             }
             sink.process.stop()
         long_run = _soak_run(options, wrk_bin, workdir) if options.soak_requests else None
+        tracing_cpu = (
+            tracing_cost(
+                workdir,
+                sample_all_rules_file(options.root, workdir),
+                options.tracing_runs,
+                options.tracing_requests,
+            )
+            if options.tracing_runs
+            else None
+        )
         startup = {
             module: startup_and_stop(module, options.startup_runs, workdir)
             for module in ("backend", "frontend")
@@ -495,6 +543,7 @@ def run(options: RunOptions) -> dict[str, Any]:
         "otlp_encoding_us": otlp_encoding_cost(),
         "exit_after_load_s": {k: round(v, 3) for k, v in exits.items()},
         "soak": long_run,
+        "tracing_cpu_us": tracing_cpu,
     }
 
 

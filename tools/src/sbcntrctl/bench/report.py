@@ -256,6 +256,15 @@ def markdown(results: dict[str, Any], header: dict[str, str]) -> str:
         for point in ("middle", "end"):
             rss = ", ".join(f"{role} {mb}" for role, mb in soak[point]["rss_mb"].items())
             lines.append(f"| {point} | {soak[point]['requests']} | {rss} |")
+    tracing = results.get("tracing_cpu_us")
+    if tracing:
+        xray, otel = tracing["xray-sdk"], tracing["otel"]
+        lines += [
+            "",
+            "Tracing CPU per sampled request (server span and one call out, in process): "
+            f"X-Ray SDK {xray} µs, OpenTelemetry {otel} µs "
+            f"(OpenTelemetry / X-Ray {round(otel / xray, 2)}).",
+        ]
     encoding = results.get("otlp_encoding_us")
     if encoding:
         per_count = ", ".join(f"{count} attributes {us} µs" for count, us in encoding.items())
