@@ -70,7 +70,15 @@ STARTUP_TIMEOUT_SECONDS = 30
 LINT_AND_TYPES = [
     ["ruff", "check", "."],
     ["ruff", "format", "--check", "."],
-    ["mypy", "servicekit/src", "backend/src", "frontend/src", "tools/src", "error_notifier"],
+    [
+        "mypy",
+        "servicekit/src",
+        "backend/src",
+        "frontend/src",
+        "tools/src",
+        "error_notifier",
+        "deploy_hook",
+    ],
 ]
 
 

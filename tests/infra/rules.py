@@ -12,26 +12,44 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from tests.infra import iam
 from tests.infra.cfn import defaults, resolve, resources
 
 Templates = Mapping[str, dict[str, Any]]
 Rule = tuple[str, int, int, str]  # protocol, from port, to port, source
 
 # The chain the book draws: internet -> public ALB -> frontend -> internal ALB ->
-# backend -> database; the endpoints admit the two app groups; the bastion
-# (operations.yml) admits nothing. Nothing else.
+# backend -> database; the endpoints admit the two app groups and the deploy hook;
+# the ALBs' test listeners (8080) admit the deploy hook and the operators' range
+# (the OperatorCidr parameter, when set); the bastion (operations.yml) and the hook
+# admit nothing. Nothing else.
+TEST_PORT = 8080
+OPERATORS = "param:OperatorCidr"
 EXPECTED_INGRESS: dict[str, set[Rule]] = {
-    "PublicAlbSecurityGroup": {("tcp", 80, 80, "0.0.0.0/0"), ("tcp", 443, 443, "0.0.0.0/0")},
+    "PublicAlbSecurityGroup": {
+        ("tcp", 80, 80, "0.0.0.0/0"),
+        ("tcp", 443, 443, "0.0.0.0/0"),
+        ("tcp", TEST_PORT, TEST_PORT, "sg:DeployHookSecurityGroup"),
+        ("tcp", TEST_PORT, TEST_PORT, OPERATORS),
+    },
     "FrontendSecurityGroup": {("tcp", 8080, 8080, "sg:PublicAlbSecurityGroup")},
-    "InternalAlbSecurityGroup": {("tcp", 80, 80, "sg:FrontendSecurityGroup")},
+    "InternalAlbSecurityGroup": {
+        ("tcp", 80, 80, "sg:FrontendSecurityGroup"),
+        ("tcp", TEST_PORT, TEST_PORT, "sg:DeployHookSecurityGroup"),
+        ("tcp", TEST_PORT, TEST_PORT, OPERATORS),
+    },
     "BackendSecurityGroup": {("tcp", 8081, 8081, "sg:InternalAlbSecurityGroup")},
     "DatabaseSecurityGroup": {("tcp", 5432, 5432, "sg:BackendSecurityGroup")},
     "BastionSecurityGroup": set(),
+    "DeployHookSecurityGroup": set(),
     "EndpointSecurityGroup": {
         ("tcp", 443, 443, "sg:FrontendSecurityGroup"),
         ("tcp", 443, 443, "sg:BackendSecurityGroup"),
+        ("tcp", 443, 443, "sg:DeployHookSecurityGroup"),
     },
 }
+# What the internet may open: the public ALB's production ports, nothing else.
+INTERNET_PORTS = {80, 443}
 
 
 def _group_name(ref: Any) -> str:
@@ -49,9 +67,9 @@ def _rule(entry: Mapping[str, Any]) -> Rule:
     if "SourceSecurityGroupId" in entry:
         source = "sg:" + _group_name(entry["SourceSecurityGroupId"])
     else:
-        source = str(
-            entry.get("CidrIp") or entry.get("CidrIpv6") or entry.get("SourcePrefixListId")
-        )
+        cidr = entry.get("CidrIp") or entry.get("CidrIpv6") or entry.get("SourcePrefixListId")
+        # A range given as a parameter is named by the parameter (its pattern is checked).
+        source = f"param:{cidr['Ref']}" if isinstance(cidr, Mapping) else str(cidr)
     protocol = str(entry["IpProtocol"])
     return (protocol, int(entry.get("FromPort", -1)), int(entry.get("ToPort", -1)), source)
 
@@ -82,8 +100,12 @@ def security_group_problems(templates: Templates) -> list[str]:
         problems += [f"{group}: missing ingress {r}" for r in sorted(want - have)]
     for group, rules in actual.items():
         for rule in rules:
-            if rule[3] in ("0.0.0.0/0", "::/0") and group != "PublicAlbSecurityGroup":
+            if rule[3] not in ("0.0.0.0/0", "::/0"):
+                continue
+            if group != "PublicAlbSecurityGroup":
                 problems.append(f"{group}: open to the internet {rule}")
+            elif rule[1] != rule[2] or rule[1] not in INTERNET_PORTS:
+                problems.append(f"{group}: port {rule[1]}-{rule[2]} open to the internet {rule}")
     return problems
 
 
@@ -321,7 +343,12 @@ def edge_problems(edge: Mapping[str, Any]) -> list[str]:
     delay 10 s, ALB idle timeout below the apps' 75 s keep-alive.
     """
     problems = []
-    ports = {"FrontendTargetGroup": 8080, "BackendTargetGroup": 8081}
+    ports = {
+        "FrontendTargetGroup": 8080,
+        "FrontendAlternateTargetGroup": 8080,
+        "BackendTargetGroup": 8081,
+        "BackendAlternateTargetGroup": 8081,
+    }
     groups = resources(edge, "AWS::ElasticLoadBalancingV2::TargetGroup")
     for name, port in ports.items():
         props = groups.get(name, {}).get("Properties", {})
@@ -342,15 +369,179 @@ def edge_problems(edge: Mapping[str, Any]) -> list[str]:
         )
         if idle >= 75:
             problems.append(f"{name}: idle timeout {idle} s is not below the apps' 75 s keep-alive")
+    return problems + maintenance_problems(edge) + blue_green_problems(edge)
+
+
+EVERY_PATH = [{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/*"]}}]
+
+
+def maintenance_problems(edge: Mapping[str, Any]) -> list[str]:
+    """The maintenance rule: always the 503 page, first; on, every path; off, no request
+    production traffic sends (a header only an operator sets, to preview the page)."""
     rule = edge["Resources"].get("MaintenanceRule", {}).get("Properties", {})
+    problems = []
     conditions = rule.get("Conditions", [])
-    if conditions != [{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/*"]}}]:
+    if isinstance(conditions, Mapping) and "Fn::If" in conditions:
+        _, on, off = conditions["Fn::If"]
+    else:
+        on = off = conditions
+    if on != EVERY_PATH:
         problems.append("MaintenanceRule: must match every path")
-    actions = json.dumps(rule.get("Actions"))
-    if '"StatusCode": "503"' not in actions or '"ContentType": "text/html"' not in actions:
+    if not off or any(c.get("Field") != "http-header" for c in off):
+        problems.append("MaintenanceRule: off, it must match no production request")
+    actions = rule.get("Actions")
+    if (
+        not isinstance(actions, list)
+        or len(actions) != 1
+        or actions[0].get("Type") != "fixed-response"
+        or actions[0]["FixedResponseConfig"].get("StatusCode") != "503"
+        or actions[0]["FixedResponseConfig"].get("ContentType") != "text/html"
+    ):
         problems.append("MaintenanceRule: maintenance must answer 503 text/html")
     if rule.get("Priority") != 1:
         problems.append("MaintenanceRule: must come before every other rule (priority 1)")
+    return problems
+
+
+# Each service: its production listener(s), its two groups, its rules.
+BLUE_GREEN = {
+    "Frontend": {
+        "listeners": {"HttpsListener", "HttpListener"},
+        "alb": "PublicAlb",
+    },
+    "Backend": {"listeners": {"InternalListener"}, "alb": "InternalAlb"},
+}
+LB_POLICY = "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
+# The interface the deploy tooling and the hook read (exported as sbcntr-<env>-<name>).
+EDGE_EXPORTS = {
+    f"{service}{name}"
+    for service in BLUE_GREEN
+    for name in (
+        "TargetGroupArn",
+        "AlternateTargetGroupArn",
+        "ProductionRuleArn",
+        "TestRuleArn",
+        "TargetGroupFullName",
+        "AlternateTargetGroupFullName",
+        "TestUrl",
+    )
+} | {
+    "LoadBalancerInfrastructureRoleArn",
+    "PublicAlbFullName",
+    "InternalAlbFullName",
+    "PublicAlbSecurityGroup",
+    "InternalAlbSecurityGroup",
+}
+
+
+def _refs(value: Any) -> set[str]:
+    """Every logical id ``value`` refers to with Ref (both branches of an Fn::If)."""
+    text = json.dumps(value)
+    return set(re.findall(r'"Ref": "([A-Za-z0-9]+)"', text))
+
+
+def _weights(rule: Mapping[str, Any]) -> dict[str, int] | None:
+    """The rule's forward weights by target group, or None if it is not one forward."""
+    actions = rule.get("Actions", [])
+    if len(actions) != 1 or actions[0].get("Type") != "forward":
+        return None
+    groups = actions[0].get("ForwardConfig", {}).get("TargetGroups", [])
+    return {next(iter(_refs(g["TargetGroupArn"])), "?"): int(g["Weight"]) for g in groups}
+
+
+def blue_green_problems(edge: Mapping[str, Any]) -> list[str]:
+    """What ECS blue/green and canary deploys need of the edge stack, per service.
+
+    "Application Load Balancer resources for blue/green, linear, and canary
+    deployments" and "Amazon ECS infrastructure IAM role for load balancers"
+    (Amazon ECS Developer Guide): a primary and an alternate target group alike;
+    a production listener rule forwarding to both (ECS moves the weights; primary
+    100 to start); a test listener rule, on another listener, forwarding to the
+    alternate group; a role ECS assumes with the load balancer policy. Every
+    request meets a rule first: the listeners' default is a 404, never a forward
+    that would bypass the weights.
+    """
+    res = edge["Resources"]
+    problems = []
+    for service, spec in BLUE_GREEN.items():
+        primary, alternate = f"{service}TargetGroup", f"{service}AlternateTargetGroup"
+        a = res.get(primary, {}).get("Properties", {})
+        b = res.get(alternate, {}).get("Properties", {})
+        same = ("Port", "Protocol", "TargetType", "HealthCheckPath", "Matcher")
+        if not b or any(a.get(k) != b.get(k) for k in same):
+            problems.append(f"{alternate}: must match {primary} (port, protocol, health check)")
+        production = res.get(f"{service}ProductionRule", {}).get("Properties", {})
+        if _refs(production.get("ListenerArn")) != spec["listeners"]:
+            problems.append(f"{service}ProductionRule: not on the production listener")
+        if production.get("Conditions") != EVERY_PATH:
+            problems.append(f"{service}ProductionRule: must match every path")
+        if _weights(production) != {primary: 100, alternate: 0}:
+            problems.append(
+                f"{service}ProductionRule: must forward to both groups, primary 100 and alternate 0"
+            )
+        test = res.get(f"{service}TestRule", {}).get("Properties", {})
+        test_listeners = _refs(test.get("ListenerArn"))
+        listener = res.get(next(iter(test_listeners), ""), {}).get("Properties", {})
+        if (
+            len(test_listeners) != 1
+            or test_listeners & spec["listeners"]
+            or listener.get("Port") != TEST_PORT
+            or _refs(listener.get("LoadBalancerArn")) != {spec["alb"]}
+        ):
+            problems.append(
+                f"{service}TestRule: must be on its own listener (port {TEST_PORT}) "
+                f"of {spec['alb']}"
+            )
+        weights = _weights(test)
+        if weights is None or set(weights) != {primary, alternate} or weights[primary] != 0:
+            problems.append(f"{service}TestRule: test traffic must go to the alternate group only")
+    for name, listener in resources(edge, "AWS::ElasticLoadBalancingV2::Listener").items():
+        if '"forward"' in json.dumps(listener["Properties"]["DefaultActions"]):
+            problems.append(f"{name}: default action must be a fixed 404, not a forward")
+    role = res.get("LoadBalancerInfrastructureRole", {}).get("Properties", {})
+    trust = role.get("AssumeRolePolicyDocument", {"Statement": []})
+    principals = [st.get("Principal") for st in trust["Statement"]]
+    if principals != [{"Service": "ecs.amazonaws.com"}] or not iam.allows(
+        trust, "sts:AssumeRole", "*"
+    ):
+        problems.append("LoadBalancerInfrastructureRole: must trust ecs.amazonaws.com only")
+    policies = [resolve(p, {"AWS::Partition": "aws"}) for p in role.get("ManagedPolicyArns", [])]
+    if policies != [LB_POLICY] or role.get("Policies"):
+        problems.append(
+            f"LoadBalancerInfrastructureRole: policies {policies}, not only {LB_POLICY}"
+        )
+    outputs = edge.get("Outputs", {})
+    for name in sorted(EDGE_EXPORTS):
+        export = outputs.get(name, {}).get("Export", {}).get("Name")
+        if export != {"Fn::Sub": f"sbcntr-${{EnvName}}-{name}"}:
+            problems.append(f"output {name}: not exported as sbcntr-<env>-{name}")
+    return problems
+
+
+HOOK_ARN = "arn:aws:lambda:ap-northeast-1:123456789012:function:sbcntr-dev-deploy-hook"
+
+
+def deploy_hook_problems(hook: Mapping[str, Any]) -> list[str]:
+    """The role ECS invokes the hook with ("Permissions required for Lambda functions in
+    Amazon ECS blue/green deployments"): ECS may assume it; it invokes this function only."""
+    role = hook["Resources"].get("DeployHookInvokeRole", {}).get("Properties", {})
+    names = {"DeployHookFunction.Arn": HOOK_ARN}
+    policies = [resolve(p["PolicyDocument"], names) for p in role.get("Policies", [])]
+    problems = []
+    trust = role.get("AssumeRolePolicyDocument", {"Statement": []})
+    if [st.get("Principal") for st in trust["Statement"]] != [{"Service": "ecs.amazonaws.com"}]:
+        problems.append("DeployHookInvokeRole: must trust ecs.amazonaws.com only")
+    if not iam.allows(policies, "lambda:InvokeFunction", HOOK_ARN):
+        problems.append("DeployHookInvokeRole: cannot invoke the hook")
+    other = HOOK_ARN.replace("deploy-hook", "error-notifier")
+    if iam.allows(policies, "lambda:InvokeFunction", other) or iam.allows(
+        policies, "lambda:UpdateFunctionCode", HOOK_ARN
+    ):
+        problems.append("DeployHookInvokeRole: may do more than invoke the hook")
+    function = hook["Resources"].get("DeployHookFunction", {}).get("Properties", {})
+    groups = function.get("VpcConfig", {}).get("SecurityGroupIds")
+    if groups != [{"Ref": "DeployHookSecurityGroup"}]:
+        problems.append("DeployHookFunction: not in the VPC behind its own security group")
     return problems
 
 
@@ -364,6 +555,8 @@ ENDPOINT_SERVICES = {
     "ssm",
     "ssmmessages",
     "ec2messages",
+    # The deploy hook's look-up of the public ALB's private addresses (deploy_hook/).
+    "ec2",
 }
 
 

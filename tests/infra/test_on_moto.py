@@ -338,9 +338,8 @@ def test_environment_from_empty_account_to_deployed_services(
     rule_arn = next(o["OutputValue"] for o in rule_arn if o["OutputKey"] == "MaintenanceRuleArn")
     rule = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]
     assert rule["Priority"] == "1"
-    assert rule["Conditions"] == [
-        {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/*"]}}
-    ]
+    assert rule["Conditions"][0]["Field"] == "path-pattern"
+    assert rule["Conditions"][0]["PathPatternConfig"] == {"Values": ["/*"]}
     (action,) = rule["Actions"]
     assert action["Type"] == "fixed-response"
     assert action["FixedResponseConfig"]["StatusCode"] == "503"
@@ -352,9 +351,86 @@ def test_environment_from_empty_account_to_deployed_services(
     assert (
         ok(sbcntrctl(aws, "maintenance", "off", "qa")).strip() == "sbcntr-qa-edge: maintenance off"
     )
+    # Off, the rule still answers the page, but only to the preview header: it never
+    # forwards, so it names no target group for a blue/green deploy to get wrong.
+    rule = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]
+    assert [a["Type"] for a in rule["Actions"]] == ["fixed-response"]
+    assert [c["Field"] for c in rule["Conditions"]] == ["http-header"]
+    assert rule["Conditions"][0]["HttpHeaderConfig"] == {
+        "HttpHeaderName": "X-Sbcntr-Maintenance-Preview",
+        "Values": ["on"],
+    }
+    # A rule changed by hand is neither state: status says so in one line, and either
+    # switch brings back the page (the rule's action too, not only its condition).
+    elbv2.modify_rule(
+        RuleArn=rule_arn,
+        Actions=[{"Type": "forward", "TargetGroupArn": variables["FRONTEND_TARGET_GROUP_ARN"]}],
+    )
+    edited = sbcntrctl(aws, "maintenance", "status", "qa")
+    assert edited.returncode == 1
+    assert "is neither on nor off" in edited.stderr
+    assert "Traceback" not in edited.stderr
+    assert ok(sbcntrctl(aws, "maintenance", "off", "qa")).strip() == (
+        "sbcntr-qa-edge: maintenance off"
+    )
     (action,) = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]["Actions"]
-    assert action["Type"] == "forward"
-    assert action["TargetGroupArn"] == variables["FRONTEND_TARGET_GROUP_ARN"]
+    assert action["FixedResponseConfig"]["StatusCode"] == "503"
+    # Production traffic meets the production rule (priority 10): both groups, as the
+    # template wrote them (ECS moves the weights during a blue/green deploy).
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in boto3.client("cloudformation").describe_stacks(StackName="sbcntr-qa-edge")[
+            "Stacks"
+        ][0]["Outputs"]
+    }
+    production = elbv2.describe_rules(RuleArns=[outputs["FrontendProductionRuleArn"]])["Rules"][0]
+    assert production["Priority"] == "10"
+    (forward,) = production["Actions"]
+    assert {
+        (g["TargetGroupArn"], g["Weight"]) for g in forward["ForwardConfig"]["TargetGroups"]
+    } == {
+        (variables["FRONTEND_TARGET_GROUP_ARN"], 100),
+        (outputs["FrontendAlternateTargetGroupArn"], 0),
+    }
+    test_rule = elbv2.describe_rules(RuleArns=[outputs["BackendTestRuleArn"]])["Rules"][0]
+    (test_listener,) = elbv2.describe_listeners(
+        ListenerArns=[test_rule["RuleArn"].replace("listener-rule/", "listener/").rsplit("/", 1)[0]]
+    )["Listeners"]
+    assert test_listener["Port"] == 8080
+    assert outputs["BackendTestUrl"].endswith(":8080")
+
+    # --- the deploy hook's stack (optional): its code from S3, the edge stack's test
+    # listeners and security groups imported; the package is the folder's zip
+    s3 = boto3.client("s3")
+    s3.create_bucket(
+        Bucket="sbcntr-qa-artifacts", CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    package = tmp_path / "deploy_hook.zip"
+    subprocess.run(
+        [sys.executable, "-m", "zipfile", "-c", str(package), "deploy_hook/"], cwd=ROOT, check=True
+    )
+    s3.put_object(Bucket="sbcntr-qa-artifacts", Key="deploy_hook/x.zip", Body=package.read_bytes())
+    only_hook = ("--only", "deploy-hook", "--param", "HookCodeBucket=sbcntr-qa-artifacts")
+    only_hook += ("--param", "HookCodeKey=deploy_hook/x.zip")
+    hook = ok(sbcntrctl(aws, "infra", "deploy", "qa", "--yes", "--poll", "0.05", *only_hook))
+    assert "sbcntr-qa-deploy-hook: CREATE_COMPLETE" in hook
+    function = boto3.client("lambda").get_function(FunctionName="sbcntr-qa-deploy-hook")
+    configuration = function["Configuration"]
+    assert configuration["Handler"] == "deploy_hook.handler.lambda_handler"
+    assert (
+        configuration["Environment"]["Variables"]["BACKEND_TEST_URL"] == outputs["BackendTestUrl"]
+    )
+    assert configuration["Environment"]["Variables"]["FRONTEND_ALB_FULL_NAME"].startswith(
+        "app/sbcntr-qa-public/"
+    )
+    hook_outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in boto3.client("cloudformation").describe_stacks(StackName="sbcntr-qa-deploy-hook")[
+            "Stacks"
+        ][0]["Outputs"]
+    }
+    assert hook_outputs["DeployHookFunctionArn"] == configuration["FunctionArn"]
+    assert hook_outputs["DeployHookRoleArn"].endswith(":role/sbcntr-qa-deploy-hook-invoke")
 
     # --- updates keep the parameters not given (moto can update the registry stack; it
     # fails on stacks with conditional resources, see infra/README.md)
@@ -415,10 +491,16 @@ def test_environment_from_empty_account_to_deployed_services(
     # --- delete: in reverse order. (moto deletes a stack's resources without ordering
     # them and leaves the VPC's route tables, endpoints and gateways behind, so the
     # network stack is not deleted here; see infra/README.md.)
-    only = ("--only", "platform", "--only", "edge", "--only", "data")
+    only = ("--only", "platform", "--only", "edge", "--only", "data", "--only", "deploy-hook")
     deleted = ok(sbcntrctl(aws, "infra", "delete", "qa", "--yes", "--poll", "0.05", *only))
-    order = [line.split(":")[0] for line in deleted.splitlines()[:3]]
-    assert order == ["sbcntr-qa-data", "sbcntr-qa-edge", "sbcntr-qa-platform"]
+    order = [line.split(":")[0] for line in deleted.splitlines()[:4]]
+    # The hook's stack first: it imports the edge stack's exports.
+    assert order == [
+        "sbcntr-qa-deploy-hook",
+        "sbcntr-qa-data",
+        "sbcntr-qa-edge",
+        "sbcntr-qa-platform",
+    ]
     remaining = boto3.client("cloudformation").describe_stacks()["Stacks"]
     assert {s["StackName"] for s in remaining if s["StackStatus"] != "DELETE_COMPLETE"} == {
         "sbcntr-registry",
@@ -432,7 +514,7 @@ def test_environment_from_empty_account_to_deployed_services(
     assert "sbcntr-qa-platform does not exist" in gone.stderr
 
     # --- what the stacks kept is said, stays readable (its key too), and blocks a re-create
-    kept = deleted.splitlines()[3]
+    kept = deleted.splitlines()[4]
     for name in ("/sbcntr/qa/frontend", "sbcntr/qa/database", "sbcntr-qa-logs-123456789012-"):
         assert name in kept, kept
     (secrets_key,) = [

@@ -7,6 +7,7 @@ when a template is broken on purpose.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -81,6 +82,7 @@ def test_the_templates_keep_the_rules() -> None:
     assert rules.registry_problems(templates["registry"]) == []
     assert rules.waf_problems(templates["edge"]) == []
     assert rules.edge_problems(templates["edge"]) == []
+    assert rules.deploy_hook_problems(templates["deploy-hook"]) == []
     assert rules.network_problems(templates["network"]) == []
     assert rules.data_problems(templates["data"]) == []
 
@@ -149,6 +151,12 @@ def _tg_attribute(templates: dict[str, dict[str, Any]], value: str) -> None:
     res(templates, "edge", "FrontendTargetGroup")["TargetGroupAttributes"][0]["Value"] = value
 
 
+def _hook_ingress_by_vpc_range(templates: dict[str, dict[str, Any]]) -> None:
+    ingress = res(templates, "deploy-hook", "InternalAlbTestFromHook")
+    ingress.pop("SourceSecurityGroupId")
+    ingress["CidrIp"] = "10.10.0.0/16"
+
+
 BROKEN: list[tuple[str, Mutation, str]] = [
     # edge
     ("default deregistration delay", lambda t: _tg_attribute(t, "300"), "deregistration delay 300"),
@@ -164,16 +172,120 @@ BROKEN: list[tuple[str, Mutation, str]] = [
     ),
     (
         "maintenance only on one path",
-        lambda t: res(t, "edge", "MaintenanceRule")["Conditions"][0].update(
+        lambda t: res(t, "edge", "MaintenanceRule")["Conditions"]["Fn::If"][1][0].update(
             PathPatternConfig={"Values": ["/"]}
         ),
         "MaintenanceRule: must match every path",
+    ),
+    # blue/green: "Application Load Balancer resources for blue/green, linear, and canary
+    # deployments", "Amazon ECS infrastructure IAM role for load balancers" (ECS guide)
+    (
+        "maintenance off still matching every request",
+        lambda t: res(t, "edge", "MaintenanceRule")["Conditions"]["Fn::If"].__setitem__(
+            2, [{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/*"]}}]
+        ),
+        "MaintenanceRule: off, it must match no production request",
+    ),
+    (
+        "maintenance forwarding when off (the old rule)",
+        lambda t: res(t, "edge", "MaintenanceRule").update(
+            Actions=[{"Type": "forward", "TargetGroupArn": {"Ref": "FrontendTargetGroup"}}]
+        ),
+        "MaintenanceRule: maintenance must answer 503 text/html",
+    ),
+    (
+        "test listener open to the internet",
+        lambda t: res(t, "edge", "PublicAlbTestFromOperators").update(CidrIp="0.0.0.0/0"),
+        "PublicAlbSecurityGroup: port 8080-8080 open to the internet",
+    ),
+    (
+        "test listener open to the VPC range instead of the hook's group",
+        _hook_ingress_by_vpc_range,
+        "InternalAlbSecurityGroup: unexpected ingress ('tcp', 8080, 8080, '10.10.0.0/16')",
+    ),
+    (
+        "test rule sending test traffic to production's group",
+        lambda t: res(t, "edge", "FrontendTestRule")["Actions"][0]["ForwardConfig"]["TargetGroups"][
+            0
+        ].update(Weight=100),
+        "FrontendTestRule: test traffic must go to the alternate group only",
+    ),
+    (
+        "test rule on the production listener",
+        lambda t: res(t, "edge", "BackendTestRule").update(ListenerArn={"Ref": "InternalListener"}),
+        "BackendTestRule: must be on its own listener (port 8080) of InternalAlb",
+    ),
+    (
+        "production rule forwarding to the primary group only",
+        lambda t: res(t, "edge", "BackendProductionRule").update(
+            Actions=[{"Type": "forward", "TargetGroupArn": {"Ref": "BackendTargetGroup"}}]
+        ),
+        "BackendProductionRule: must forward to both groups, primary 100 and alternate 0",
+    ),
+    (
+        "production rule starting on the alternate group",
+        lambda t: res(t, "edge", "FrontendProductionRule")["Actions"][0]["ForwardConfig"][
+            "TargetGroups"
+        ][1].update(Weight=100),
+        "FrontendProductionRule: must forward to both groups, primary 100 and alternate 0",
+    ),
+    (
+        "a listener forwarding by default (bypassing the weights)",
+        lambda t: res(t, "edge", "InternalListener").update(
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": {"Ref": "BackendTargetGroup"}}]
+        ),
+        "InternalListener: default action must be a fixed 404",
+    ),
+    (
+        "alternate group with another health check",
+        lambda t: res(t, "edge", "FrontendAlternateTargetGroup").update(HealthCheckPath="/"),
+        "FrontendAlternateTargetGroup: must match FrontendTargetGroup",
+    ),
+    (
+        "infrastructure role trusted by tasks",
+        lambda t: res(t, "edge", "LoadBalancerInfrastructureRole")["AssumeRolePolicyDocument"][
+            "Statement"
+        ][0].update(Principal={"Service": "ecs-tasks.amazonaws.com"}),
+        "LoadBalancerInfrastructureRole: must trust ecs.amazonaws.com only",
+    ),
+    (
+        "infrastructure role with more than the load balancer policy",
+        lambda t: res(t, "edge", "LoadBalancerInfrastructureRole")["ManagedPolicyArns"].append(
+            "arn:aws:iam::aws:policy/AdministratorAccess"
+        ),
+        "LoadBalancerInfrastructureRole: policies",
+    ),
+    (
+        "test rule not exported",
+        lambda t: t["edge"]["Outputs"]["BackendTestRuleArn"].pop("Export"),
+        "output BackendTestRuleArn: not exported",
+    ),
+    # the deploy hook: "Permissions required for Lambda functions in Amazon ECS
+    # blue/green deployments"
+    (
+        "hook invoke role on every function",
+        lambda t: res(t, "deploy-hook", "DeployHookInvokeRole")["Policies"][0]["PolicyDocument"][
+            "Statement"
+        ][0].update(Resource="arn:aws:lambda:*:*:function:*"),
+        "DeployHookInvokeRole: may do more than invoke the hook",
+    ),
+    (
+        "hook invoke role trusted by Lambda",
+        lambda t: res(t, "deploy-hook", "DeployHookInvokeRole")["AssumeRolePolicyDocument"][
+            "Statement"
+        ][0].update(Principal={"Service": "lambda.amazonaws.com"}),
+        "DeployHookInvokeRole: must trust ecs.amazonaws.com only",
     ),
     # network
     (
         "no X-Ray endpoint",
         lambda t: t["network"]["Resources"].pop("XRayEndpoint"),
         "no interface endpoint for xray",
+    ),
+    (
+        "no EC2 endpoint (the deploy hook without NAT)",
+        lambda t: t["network"]["Resources"].pop("Ec2Endpoint"),
+        "no interface endpoint for ec2",
     ),
     (
         "no S3 gateway",
@@ -363,6 +475,7 @@ def all_problems(templates: dict[str, dict[str, Any]]) -> list[str]:
         *rules.registry_problems(templates["registry"]),
         *rules.waf_problems(templates["edge"]),
         *rules.edge_problems(templates["edge"]),
+        *rules.deploy_hook_problems(templates["deploy-hook"]),
         *rules.network_problems(templates["network"]),
         *rules.data_problems(templates["data"]),
     ]
@@ -376,3 +489,21 @@ def test_each_rule_names_a_broken_template(mutation: Mutation, expected: str) ->
     mutation(templates)
     problems = all_problems(templates)
     assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("203.0.113.0/24", True),
+        ("198.51.100.7/32", True),
+        ("0.0.0.0/0", False),
+        ("10.0.0.0/7", False),
+        ("203.0.113.0", False),
+    ],
+)
+def test_the_operators_range_is_never_the_internet(value: str, accepted: bool) -> None:
+    """edge.yml's OperatorCidr opens the test listeners to a range: its pattern refuses
+    /0 (and anything wider than /8), so the test port can never face the internet."""
+    pattern = template("edge")["Parameters"]["OperatorCidr"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is accepted

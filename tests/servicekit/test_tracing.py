@@ -327,3 +327,50 @@ def test_unsampled_requests_never_reach_the_opentelemetry_sdk(
             assert len(started) == expected, rules.name
             started.clear()
         assert len([s for s in receiver.spans if s["kind"] == "SERVER"]) == 10
+
+
+def test_otlp_encoding_groups_spans_without_serializing_the_resource_per_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exporter's encoder hashes each span's resource; the service's is hashed once."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import (  # noqa: PLC0415
+        encode_spans,
+    )
+    from opentelemetry.sdk import resources  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: PLC0415
+        InMemorySpanExporter,
+    )
+
+    import servicekit.tracing_otel  # noqa: PLC0415 - the OTel path only
+
+    with OtlpReceiver() as receiver:
+        settings = TracedSettings(
+            tracing_backend="otel",
+            xray_sampling_rules=rules_file(tmp_path, sample_all_rules()),
+            otel_exporter_otlp_endpoint=receiver.endpoint,
+        )
+        servicekit.tracing_otel.configure(settings)
+        try:
+            provider = servicekit.tracing_otel._State.provider
+            assert provider is not None
+            finished = InMemorySpanExporter()
+            provider.add_span_processor(SimpleSpanProcessor(finished))
+            tracer = provider.get_tracer("test")
+            for n in range(20):
+                tracer.start_span(f"span-{n}").end()
+            dumped: list[object] = []
+            dumps = resources.dumps
+
+            def counting(*args: Any, **kwargs: Any) -> str:
+                dumped.append(args[0])
+                return dumps(*args, **kwargs)
+
+            monkeypatch.setattr(resources, "dumps", counting)
+            (resource_spans,) = encode_spans(finished.get_finished_spans()).resource_spans
+        finally:
+            servicekit.tracing_otel.shutdown()
+    assert len(resource_spans.scope_spans[0].spans) == 20
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert service["service.name"] == settings.service_name
+    assert dumped == []

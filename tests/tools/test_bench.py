@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sbcntrctl.bench import harness, report, wrk
-from sbcntrctl.bench.cli import BEGIN, END, write
+from sbcntrctl.bench.cli import BEGIN, END, ROOT, write
 
 # They measure CPU per request, throughput and start-up times: dev.py test runs them alone.
 # Left out by dev.py test --quick (tools: test_deploy_moto runs a moto server).
@@ -127,6 +127,120 @@ def test_targets_report_each_value_and_verdict() -> None:
     assert found["start-up to ready, backend"].met is True
 
 
+# The performance targets of the project, each by its row in the report.
+TARGETS = (
+    "pair-off / bare-pair (throughput)",
+    "pair-default / pair-off (throughput)",
+    "pair-sampled / bare-pair (throughput)",
+    "logging + tracing CPU per request, frontend in pair",
+    "p99 / p50, pair-sampled",
+    "OpenTelemetry / X-Ray CPU per request, pair-otel-sampled front",
+    "OpenTelemetry / X-Ray CPU per request, backend-otel-sampled front",
+    "RSS per service after the run",
+    "RSS per service after the long run (pair-default, 100480 requests)",
+    "RSS growth per service over the long run's second half (pair-default, 100480 requests)",
+)
+
+
+def soak_result(middle: dict[str, float], end: dict[str, float]) -> dict[str, Any]:
+    return {
+        "config": "pair-default",
+        "connections": 32,
+        "middle": {"requests": 50210, "rss_mb": middle},
+        "end": {"requests": 100480, "rss_mb": end},
+    }
+
+
+def with_otel_sampled_rows(results: dict[str, Any]) -> dict[str, Any]:
+    for name in ("backend-otel-sampled", "pair-otel-sampled"):
+        results["configs"].append({"name": name, "description": name})
+    for r in range(3):
+        results["samples"] += [
+            sample("backend-otel-sampled", r, 5200, {"front": 240.0}),
+            sample("pair-otel-sampled", r, 1050, {"front": 570.0, "back": 290.0}),
+        ]
+    return results
+
+
+def test_every_target_is_in_the_table_with_its_limit() -> None:
+    results = with_otel_sampled_rows(full_results())
+    results["soak"] = soak_result({"front": 80.5, "back": 88.1}, {"front": 80.8, "back": 88.1})
+    found = {t.name: t for t in report.targets(report.summarize(results), {}, 1.0, results["soak"])}
+    assert set(TARGETS) <= found.keys()
+    limits = {name: found[name].limit for name in TARGETS}
+    assert limits["pair-off / bare-pair (throughput)"] == ">= 0.75x"
+    assert limits["pair-default / pair-off (throughput)"] == ">= 0.85x"
+    assert limits["pair-sampled / bare-pair (throughput)"] == ">= 0.5x"
+    assert limits["logging + tracing CPU per request, frontend in pair"] == "<= 130 µs"
+    assert limits["p99 / p50, pair-sampled"] == "<= 3x"
+    assert limits["OpenTelemetry / X-Ray CPU per request, pair-otel-sampled front"] == "<= 1x"
+    assert limits["RSS per service after the run"] == "<= 90 MB"
+    assert limits[TARGETS[8]] == "<= 90 MB"
+    assert limits[TARGETS[9]] == "<= 0.5 MB"
+    # Every target was measured by this run.
+    assert all(found[name].met is not None for name in TARGETS)
+
+
+def test_pair_off_against_the_bare_pair_is_met_at_three_quarters() -> None:
+    results = full_results()  # pair-off 1500 against bare-pair 2000 in every round
+    name = "pair-off / bare-pair (throughput)"
+    found = {t.name: t for t in report.targets(report.summarize(results), {})}
+    assert (found[name].value, found[name].verdict) == (0.75, "met")
+    for sample_ in results["samples"]:
+        if sample_["config"] == "pair-off":
+            sample_["rps"] = 1480
+    found = {t.name: t for t in report.targets(report.summarize(results), {})}
+    assert (found[name].value, found[name].verdict) == (0.74, "MISSED")
+
+
+@pytest.mark.parametrize(
+    ("middle", "end", "after", "growth", "verdicts"),
+    [
+        # Flat, under the limit.
+        ({"front": 80.5, "back": 88.4}, {"front": 80.8, "back": 88.4}, 88.4, 0.3, ("met", "met")),
+        # Under 90 MB but growing: 0.7 MB over the second half is a leak.
+        (
+            {"front": 70.0, "back": 80.0},
+            {"front": 70.7, "back": 80.1},
+            80.1,
+            0.7,
+            ("met", "MISSED"),
+        ),
+        # Flat but above 90 MB.
+        (
+            {"front": 80.0, "back": 91.0},
+            {"front": 80.0, "back": 91.0},
+            91.0,
+            0.0,
+            ("MISSED", "met"),
+        ),
+    ],
+)
+def test_memory_after_the_long_run_is_judged_on_size_and_growth(
+    middle: dict[str, float],
+    end: dict[str, float],
+    after: float,
+    growth: float,
+    verdicts: tuple[str, str],
+) -> None:
+    found = {
+        t.name: t
+        for t in report.targets(
+            report.summarize(full_results()), {}, None, soak_result(middle, end)
+        )
+    }
+    size, flat = found[TARGETS[8]], found[TARGETS[9]]
+    assert (size.value, flat.value) == (after, growth)
+    assert (size.verdict, flat.verdict) == verdicts
+
+
+def test_a_run_without_the_long_run_does_not_judge_it() -> None:
+    found = report.targets(report.summarize(full_results()), {})
+    long_run = [t for t in found if "long run" in t.name]
+    assert len(long_run) == 2
+    assert all(t.verdict == "not measured" for t in long_run)
+
+
 def test_quick_run_marks_what_it_did_not_measure() -> None:
     results = full_results()
     results["samples"] = [s for s in results["samples"] if s["config"].startswith("backend")]
@@ -171,7 +285,17 @@ def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
     from sbcntrctl.bench.cli import main as bench_main  # noqa: PLC0415
 
     output = tmp_path / "perf.md"
-    argv, sys.argv = sys.argv, ["sbcntrctl bench", "--quick", "--output", str(output)]
+    argv, sys.argv = (
+        sys.argv,
+        [
+            "sbcntrctl bench",
+            "--quick",
+            "--soak-requests",
+            "2000",
+            "--output",
+            str(output),
+        ],
+    )
     try:
         with pytest.raises(SystemExit) as done:
             bench_main()
@@ -190,6 +314,17 @@ def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
     data = json.loads(output.with_suffix(".json").read_text())
     assert {s["config"] for s in data["samples"]} == {"backend-off", "backend-sampled"}
     assert data["startup"]["backend"]["ready_s"] > 0
+    assert set(data["tracing_cpu_us"]) == {"xray-sdk", "otel"}
+    # The long run: the pair started afresh, RSS read after each half.
+    soak = data["soak"]
+    assert soak["config"] == "pair-default"
+    assert 1000 <= soak["middle"]["requests"] < soak["end"]["requests"]
+    assert soak["end"]["requests"] >= 2000
+    for point in ("middle", "end"):
+        assert set(soak[point]["rss_mb"]) == {"front", "back"}
+        assert all(mb > 10 for mb in soak[point]["rss_mb"].values())
+    assert f"| end | {soak['end']['requests']} |" in text
+    assert f"RSS per service after the long run (pair-default, {soak['end']['requests']}" in text
 
 
 def test_opentelemetry_rows_are_held_to_their_x_ray_rows() -> None:
@@ -221,9 +356,19 @@ def test_opentelemetry_rows_are_held_to_their_x_ray_rows() -> None:
     # A row without its X-Ray counterpart in the run is not compared.
     assert not any("backend-otel-sampled" in name for name in found)
 
+    results["tracing_cpu_us"] = {"xray-sdk": 80.0, "otel": 120.0}
     results["otlp_encoding_us"] = {"0": 13.0, "7": 33.0}
     text = report.markdown(results, {"date": "today"})
     assert "OTLP protobuf encoding per finished span (in process): 0 attributes 13.0 µs" in text
+    assert "X-Ray SDK 80.0 µs, OpenTelemetry 120.0 µs (OpenTelemetry / X-Ray 1.5)" in text
+
+
+def test_tracing_cost_is_measured_for_each_backend_in_process(tmp_path: Path) -> None:
+    rules = harness.sample_all_rules_file(ROOT, tmp_path)
+    costs = harness.tracing_cost(tmp_path, rules, runs=1, requests=300)
+    assert set(costs) == {"xray-sdk", "otel"}
+    # A sampled request's spans cost tens of µs on either path, never nothing.
+    assert all(5 < us < 5000 for us in costs.values()), costs
 
 
 def test_otlp_encoding_cost_grows_with_the_attributes() -> None:
@@ -235,7 +380,6 @@ def test_otlp_encoding_cost_grows_with_the_attributes() -> None:
 def test_a_run_writes_a_scratch_file_unless_told_to_publish() -> None:
     """The tracked docs/performance.md changes only with --output naming it."""
     from sbcntrctl.__main__ import build_parser  # noqa: PLC0415
-    from sbcntrctl.bench.cli import ROOT  # noqa: PLC0415
 
     default = build_parser().parse_args(["bench", "--quick"]).output
     assert ROOT / "docs" not in default.parents

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from deploy_hook import checks
 from sbcntrctl.deploy import ecs, platforms
 from sbcntrctl.loadtest import ecs as loadtest_ecs
 from sbcntrctl.release import images, pinning, registry, scan, smoke
 from tests.conftest import StartService
 from tests.integration.conftest import start_stack
-from tests.support import ROOT
+from tests.support import ROOT, ScriptedBackend
 from tests.tools.test_deploy import ENV, TASKDEFS
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -277,10 +278,24 @@ def test_smoke_passes_on_running_services_and_names_what_fails(
 ) -> None:
     stack = start_stack(start, tmp_path)
     lines = smoke.check_pages(stack.frontend.url)
-    assert lines == [f"GET {p}: 200" for p in smoke.PATHS]
+    # The hook's list (deploy_hook/checks.py), the same module object when both load it.
+    assert smoke.checks() is checks
+    assert lines == [f"GET {c.path}: 200" for c in checks.CHECKS["frontend"]]
     assert smoke.run_load(stack.frontend.url, 4, 4, tmp_path / "report") == 0
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert summary
     stack.backend.stop()
-    with pytest.raises(images.ReleaseError, match=r"/items \(503\)"):
+    with pytest.raises(images.ReleaseError, match=r"/items \(503: expected 200\)"):
         smoke.check_pages(stack.frontend.url, timeout=10)
+
+
+def test_smoke_fails_a_page_that_answers_200_with_the_wrong_content() -> None:
+    """A 200 is not enough: a maintenance page or an error page served with 200
+    fails the check that expects the home page's heading."""
+    with (
+        ScriptedBackend([(200, b"<h1>Under maintenance</h1>")]) as wrong,
+        pytest.raises(images.ReleaseError) as failed,
+    ):
+        smoke.check_pages(wrong.url, timeout=5)
+    assert "/ (200: no '<h1>Hello world</h1>' in the answer)" in str(failed.value)
+    assert "/api/items (200: not JSON)" in str(failed.value)

@@ -24,7 +24,20 @@ auto-instrumentation):
   :func:`trace_call` (client span per HTTP call out) and
   :func:`instrument_sqlalchemy` (client span per SQL statement) record what
   the X-Ray path records, under the attribute names the collector's
-  ``awsxray`` exporter turns into segment fields.
+  ``awsxray`` exporter turns into segment fields, and nothing it would not
+  use: each attribute is validated on the request path and encoded by the
+  export thread, per span. The exporter's mapping (its translator's
+  ``http.go``, ``segment.go`` and ``sql.go``): ``http.request.method``,
+  ``url.full``, ``user_agent.original``, ``http.response.status_code`` give
+  the ``http`` block; the client's address is ``client.address`` when it came
+  from ``X-Forwarded-For`` (the segment's ``x_forwarded_for``) or
+  ``network.peer.address`` when it is the peer's; a 5xx status (error status)
+  is a fault, a 4xx an error; a client span is a ``remote`` subsegment named
+  by the span (the called host, X-Ray's service map node); ``db.*`` give the
+  ``sql`` block. The route is in the server span's name (``GET /items/{id}``),
+  which the exporter does not read either (the segment is named by the
+  service): an ``http.route`` attribute would only land in the segment's
+  metadata, and ``server.address`` is read only when ``url.full`` is missing.
 
 An unsampled request builds no recording span: the SDK hands out the API's
 ``NonRecordingSpan`` (one small object holding the ids), nothing is queued for
@@ -158,6 +171,35 @@ class RulesSampler(Sampler):
         return "XRayLocalRules"
 
 
+class _FixedResource(Resource):
+    """A resource whose hash is computed once.
+
+    The OTLP encoder groups the spans of each batch by resource, hashing it for
+    every span (``Resource.__hash__`` dumps its attributes as JSON each time);
+    the process's resource never changes after :func:`configure`.
+    """
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+def service_resource(service_name: str, *, on_ecs: bool) -> Resource:
+    """The resource every span of the process carries, hashed once.
+
+    ``service.name`` (the X-Ray segment's name) and the SDK's own attributes;
+    on ECS also the task's (the ``AwsEcsResourceDetector``: cluster, task ARN,
+    launch type, which the awsxray exporter turns into the segment's origin).
+    """
+    resource = Resource.create({"service.name": service_name})
+    if on_ecs:
+        resource = get_aggregated_resources([AwsEcsResourceDetector()], initial_resource=resource)
+    return _FixedResource(resource)
+
+
 def configure(settings: ServiceSettings) -> bool:
     """Build the provider, sampler and exporter from the settings; return True.
 
@@ -165,9 +207,6 @@ def configure(settings: ServiceSettings) -> bool:
     is the module's own, not the process-wide global: nothing else in the
     process can replace it or record into it by accident.
     """
-    resource = Resource.create({"service.name": settings.service_name})
-    if settings.on_ecs:
-        resource = get_aggregated_resources([AwsEcsResourceDetector()], initial_resource=resource)
     rules: Decider = LocalRules.from_file(settings.xray_sampling_rules)
     if settings.xray_centralized_sampling:
         from servicekit.sampling_centralized import CentralizedRules  # noqa: PLC0415
@@ -175,7 +214,7 @@ def configure(settings: ServiceSettings) -> bool:
         rules = CentralizedRules(settings)
     provider = TracerProvider(
         sampler=RulesSampler(rules),
-        resource=resource,
+        resource=service_resource(settings.service_name, on_ecs=settings.on_ecs),
         id_generator=_IncomingRootIdGenerator(),
         # Flushed by shutdown() in the lifespan, within the drain, not by an
         # interpreter exit hook after the logs are gone.
@@ -306,11 +345,11 @@ class TracingMiddleware:
         if client.user_agent:
             attributes["user_agent.original"] = client.user_agent
         if client.client_ip:
-            attributes["client.address"] = client.client_ip
-            if not client.forwarded:
-                # The awsxray exporter marks the segment's client_ip as taken
-                # from X-Forwarded-For unless the peer's address is given too.
-                attributes["network.peer.address"] = client.client_ip
+            # One of the two: the awsxray exporter marks the segment's client_ip
+            # as taken from X-Forwarded-For when it is ``client.address`` alone,
+            # and as the peer's when ``network.peer.address`` is given.
+            where = "client.address" if client.forwarded else "network.peer.address"
+            attributes[where] = client.client_ip
         parent, root = _caller(incoming) if incoming.root else (None, None)
         decision_token = _request_decision.set(True)
         root_token = _incoming_root.set(root) if root is not None else None
@@ -340,12 +379,10 @@ def _unsampled_span(incoming: TraceHeader) -> trace.Span:
 
 
 def _record_response(span: trace.Span, scope: Scope, status: int) -> None:
+    span.set_attribute("http.response.status_code", status)
     route = getattr(scope.get("route"), "path", None)
     if route:
-        span.set_attributes({"http.response.status_code": status, "http.route": route})
         span.update_name(f"{scope['method']} {route}")
-    else:
-        span.set_attribute("http.response.status_code", status)
     if status >= 500:
         # A fault in X-Ray; 4xx is the client's error, recorded from the status.
         span.set_status(Status(StatusCode.ERROR))
@@ -375,7 +412,6 @@ def trace_call(
         attributes={
             "http.request.method": method,
             "url.full": f"{scheme}://{host}{f':{port}' if port else ''}{path}",
-            "server.address": host,
         },
     )
     _propagator.inject(headers, context=trace.set_span_in_context(span))
@@ -417,7 +453,6 @@ def instrument_sqlalchemy(engine: AsyncEngine) -> None:
         "db.system": url.get_backend_name(),
         "db.name": url.database or "",
         "db.connection_string": url.render_as_string(hide_password=True),
-        "server.address": url.host or "local",
     }
     sync_engine = engine.sync_engine
 

@@ -20,6 +20,18 @@ ROOT = Path(__file__).resolve().parents[4]
 SCRATCH = ROOT / "reports" / "bench" / "performance.md"
 
 
+def _count(text: str) -> int:
+    """A whole number of requests, 0 or more (argparse prints the error on one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"not a count of requests: {text!r} (a whole number, 0 or more)"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="one pair, one round (< 30 s)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
@@ -27,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connections", type=int, default=32, help="open connections per wrk run")
     parser.add_argument(
         "--only", help="comma-separated configurations to run (for development; no targets then)"
+    )
+    parser.add_argument(
+        "--soak-requests",
+        type=_count,
+        help=f"requests of the long run on {harness.SOAK_CONFIG} whose RSS is sampled at the "
+        f"middle and the end; 0 skips it (default {harness.SOAK_REQUESTS}; "
+        "0 with --quick or --only)",
     )
     parser.add_argument(
         "--output",
@@ -70,6 +89,12 @@ def missing_packages() -> list[str]:
     return [name for name in BENCH_PACKAGES if importlib.util.find_spec(name) is None]
 
 
+def _soak_requests(args: argparse.Namespace) -> int:
+    if args.soak_requests is not None:
+        return int(args.soak_requests)
+    return 0 if args.quick or args.only else harness.SOAK_REQUESTS
+
+
 def run(args: argparse.Namespace) -> int:
     missing = missing_packages()
     if missing:
@@ -89,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         connections=args.connections,
         startup_runs=1 if quick else 5,
         only=tuple(args.only.split(",")) if args.only else (),
+        soak_requests=_soak_requests(args),
+        tracing_runs=1 if quick else 3,
+        tracing_requests=5_000 if quick else 20_000,
     )
     results = harness.run(options)
     command = "sbcntrctl bench" + (" --quick" if quick else "")
@@ -97,7 +125,12 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine(),
         "command": f"`{command}` ({options.rounds} rounds x {options.seconds:g} s, "
         f"{options.connections} connections, servers on CPU {harness.SERVER_CPU}, "
-        f"wrk on CPU {harness.CLIENT_CPU})",
+        f"wrk on CPU {harness.CLIENT_CPU}"
+        + (
+            f"; long run {options.soak_requests} requests on {harness.SOAK_CONFIG})"
+            if options.soak_requests
+            else ")"
+        ),
     }
     results["header"] = header
     section = report.markdown(results, header)

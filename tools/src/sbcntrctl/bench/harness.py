@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -143,12 +144,6 @@ def configurations(sample_all_rules: Path, quick: bool) -> list[Config]:
         pair("pair-sampled", "frontend -> backend, INFO logs, every request sampled", all_sampled),
         pair("pair-otel-default", "as pair-default, traced with OpenTelemetry", DEFAULT + OTEL),
         pair("pair-otel-sampled", "as pair-sampled, traced with OpenTelemetry", all_sampled + OTEL),
-        pair(
-            "pair-sampled-httpx",
-            "as pair-sampled, with httpx's own transport",
-            all_sampled,
-            BACKEND_TRANSPORT="httpx",
-        ),
     ]
     if quick:
         return [c for c in single if c.name in ("backend-off", "backend-sampled")]
@@ -240,13 +235,7 @@ def measure(
     before = {role: procs.cpu_seconds(p.pid) for role, p in running.processes.items()}
     result = wrk.run(wrk_bin, running.url, seconds=seconds, connections=connections, cpu=CLIENT_CPU)
     after = {role: procs.cpu_seconds(p.pid) for role, p in running.processes.items()}
-    requests = max(result.requests, 1)
-    if (result.errors + result.non_2xx) > requests * 0.001:
-        msg = (
-            f"{running.config.name}: {result.errors} socket errors and {result.non_2xx} "
-            f"non-2xx answers in {result.requests} requests: the configuration is broken"
-        )
-        raise RuntimeError(msg)
+    requests = max(_checked(running.config.name, result).requests, 1)
     return Sample(
         config=running.config.name,
         round=round_number,
@@ -260,6 +249,57 @@ def measure(
         },
         rss_mb={role: round(procs.rss_mb(p.pid), 1) for role, p in running.processes.items()},
     )
+
+
+# The configuration whose memory is watched over a long run, and how many
+# requests that run serves unless told otherwise (~70 s on this machine).
+SOAK_CONFIG = "pair-default"
+SOAK_REQUESTS = 100_000
+# The long run is wrk runs back to back, each at most this long and sized
+# from the rate so far, so each half ends near its count on any machine.
+SOAK_CHUNK_SECONDS = 5
+
+
+def _checked(config: str, result: wrk.WrkResult) -> wrk.WrkResult:
+    """``result``, or RuntimeError when more than 0.1 % of its requests failed."""
+    if (result.errors + result.non_2xx) > max(result.requests, 1) * 0.001:
+        msg = (
+            f"{config}: {result.errors} socket errors and {result.non_2xx} "
+            f"non-2xx answers in {result.requests} requests: the configuration is broken"
+        )
+        raise RuntimeError(msg)
+    return result
+
+
+def soak(running: Running, wrk_bin: str, requests: int, connections: int) -> dict[str, Any]:
+    """RSS of each process after half of ``requests`` and after all of them.
+
+    The processes are fresh: the counts are every request they served (wrk
+    runs back to back, each checked for errors as a measured run is). A
+    process whose memory is flat keeps the same RSS over the second half.
+    Each half runs at least one wrk run, so a tiny ``requests`` still measures
+    a second half (and serves more than asked).
+    """
+    served, elapsed = 0, 0.0
+    points: dict[str, dict[str, Any]] = {}
+    for point, goal in (("middle", requests // 2), ("end", requests)):
+        start_of_half = served
+        while served < goal or served == start_of_half:
+            # One second first, to learn the rate; wrk runs whole seconds.
+            rate = served / elapsed if elapsed else 0.0
+            seconds = min(SOAK_CHUNK_SECONDS, max(1, round((goal - served) / rate))) if rate else 1
+            result = wrk.run(
+                wrk_bin, running.url, seconds=seconds, connections=connections, cpu=CLIENT_CPU
+            )
+            served += _checked(running.config.name, result).requests
+            elapsed += result.seconds
+        points[point] = {
+            "requests": served,
+            "rss_mb": {
+                role: round(procs.rss_mb(p.pid), 1) for role, p in running.processes.items()
+            },
+        }
+    return {"config": running.config.name, "connections": connections, **points}
 
 
 @dataclass
@@ -330,9 +370,9 @@ def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, float]:
     """CPU µs to encode one finished span as OTLP protobuf, by attribute count, in process.
 
     The OpenTelemetry path's export thread does this for every sampled span
-    (the exporter's own encoder, on spans the SDK finished); the X-Ray SDK
-    path's counterpart is one orjson dump of a segment. Keys are the number
-    of string attributes per span.
+    (the exporter's own encoder, on spans the SDK finished, with the
+    service's resource); the X-Ray SDK path's counterpart is one orjson dump
+    of a segment. Keys are the number of string attributes per span.
     """
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import (  # noqa: PLC0415
         encode_spans,
@@ -343,6 +383,8 @@ def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, float]:
         SpanExporter,
         SpanExportResult,
     )
+
+    from servicekit.tracing_otel import service_resource  # noqa: PLC0415
 
     class Keep(SpanExporter):
         """Keeps the finished spans, as the batch processor hands them to an exporter."""
@@ -357,7 +399,7 @@ def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, float]:
     costs = {}
     for attributes in (0, 3, 7):
         kept = Keep()
-        provider = TracerProvider()
+        provider = TracerProvider(resource=service_resource("bench", on_ecs=False))
         provider.add_span_processor(SimpleSpanProcessor(kept))
         tracer = provider.get_tracer("bench")
         for _ in range(spans):
@@ -369,6 +411,40 @@ def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, float]:
         costs[str(attributes)] = round((time.process_time() - began) / (spans * repeats) * 1e6, 1)
         provider.shutdown()
     return costs
+
+
+TRACING_BACKENDS = ("xray-sdk", "otel")
+
+
+def tracing_cost(
+    workdir: Path, sample_all_rules: Path, runs: int, requests: int
+) -> dict[str, float]:
+    """Median CPU µs per sampled request of each tracing backend alone, in process.
+
+    :mod:`sbcntrctl.bench.tracingcpu` in a fresh process per run and backend
+    (the backends alternate), on the server core; its spans go to an OTLP
+    sink on the client core, its segments to a UDP port nobody reads.
+    """
+    sink = start_otlp_sink(workdir)
+    measured: dict[str, list[float]] = {backend: [] for backend in TRACING_BACKENDS}
+    try:
+        for _ in range(runs):
+            for backend in TRACING_BACKENDS:
+                spec = ProcessSpec("front", (), _env(XRAY_SAMPLING_RULES=str(sample_all_rules)))
+                env = _process_env(spec, _free_port(), None, sink.url)
+                command = [sys.executable, "-m", "sbcntrctl.bench.tracingcpu", backend]
+                if shutil.which("taskset"):
+                    command = ["taskset", "-c", str(SERVER_CPU), *command]
+                done = subprocess.run(
+                    [*command, str(requests)], env=env, capture_output=True, text=True, check=False
+                )
+                if done.returncode != 0:
+                    msg = f"tracing CPU of {backend} failed:\n{done.stderr[-3000:]}"
+                    raise RuntimeError(msg)
+                measured[backend].append(json.loads(done.stdout.splitlines()[-1])["cpu_us"])
+    finally:
+        sink.process.stop()
+    return {backend: round(statistics.median(v), 1) for backend, v in measured.items()}
 
 
 def compile_sources(root: Path) -> None:
@@ -398,6 +474,11 @@ class RunOptions:
     connections: int
     startup_runs: int
     only: tuple[str, ...] = ()
+    # Runs per backend of the in-process tracing CPU figure (0: not measured).
+    tracing_runs: int = 0
+    tracing_requests: int = 20_000
+    # Requests of the long run on SOAK_CONFIG (0: no long run).
+    soak_requests: int = 0
 
 
 def run(options: RunOptions) -> dict[str, Any]:
@@ -428,6 +509,17 @@ def run(options: RunOptions) -> dict[str, Any]:
                 for role, p in item.processes.items()
             }
             sink.process.stop()
+        long_run = _soak_run(options, wrk_bin, workdir) if options.soak_requests else None
+        tracing_cpu = (
+            tracing_cost(
+                workdir,
+                sample_all_rules_file(options.root, workdir),
+                options.tracing_runs,
+                options.tracing_requests,
+            )
+            if options.tracing_runs
+            else None
+        )
         startup = {
             module: startup_and_stop(module, options.startup_runs, workdir)
             for module in ("backend", "frontend")
@@ -444,4 +536,22 @@ def run(options: RunOptions) -> dict[str, Any]:
         "metrics_record_us": metrics_record_cost(),
         "otlp_encoding_us": otlp_encoding_cost(),
         "exit_after_load_s": {k: round(v, 3) for k, v in exits.items()},
+        "soak": long_run,
+        "tracing_cpu_us": tracing_cpu,
     }
+
+
+def _soak_run(options: RunOptions, wrk_bin: str, workdir: Path) -> dict[str, Any]:
+    """The long run: SOAK_CONFIG started afresh once the rounds' processes have stopped."""
+    config = next(
+        c
+        for c in configurations(sample_all_rules_file(options.root, workdir), quick=False)
+        if c.name == SOAK_CONFIG
+    )
+    # Traced with the X-Ray SDK: no OTLP endpoint is called.
+    running = start(config, workdir, f"http://127.0.0.1:{_free_port()}")
+    try:
+        return soak(running, wrk_bin, options.soak_requests, options.connections)
+    finally:
+        for process in running.processes.values():
+            process.stop()

@@ -27,7 +27,8 @@ INFRA_ACTIONS = {
 }
 MAINTENANCE_ACTIONS = {
     "on": "answer every request with the maintenance page (503)",
-    "off": "forward requests to the services again",
+    "off": "serve the services again (the page only for requests with the header "
+    "X-Sbcntr-Maintenance-Preview: on)",
     "status": "show whether the maintenance page is on",
 }
 
@@ -40,8 +41,9 @@ def add_infra_arguments(parser: argparse.ArgumentParser) -> None:
         "--only",
         action="append",
         choices=[s.key for s in STACKS],
-        help="this stack only (repeatable); default: all but ci and monitoring, in order "
-        "(delete: the environment's, monitoring included, in reverse)",
+        help="this stack only (repeatable); default: all but the optional "
+        f"{', '.join(s.key for s in STACKS if s.optional)}, in order "
+        "(delete: the environment's, optional ones included, in reverse)",
     )
     parser.add_argument(
         "--param",

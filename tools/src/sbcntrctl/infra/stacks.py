@@ -74,6 +74,7 @@ STACKS = (
     Stack("monitoring", optional=True),  # alarms and the error mail (docs/observability.md)
     Stack("operations", optional=True),  # the bastion and its session log (docs/operations.md)
     Stack("drills", optional=True),  # FIS experiment templates (docs/operations.md)
+    Stack("deploy-hook", optional=True),  # blue/green and canary test-traffic checks
 )
 BY_KEY = {stack.key: stack for stack in STACKS}
 

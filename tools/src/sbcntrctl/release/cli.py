@@ -9,7 +9,7 @@ push IMAGE --commit SHA --registry R --out FILE
                                          push once, record the digest
 deploy ENV --commit SHA --digests F...   deploy backend then frontend, pinned by digest,
                                          printing each deployment stage
-smoke ENV|URL                            pages and API answer 200, then a short load
+smoke ENV|URL                            pages and API answer 200 with their content, then a load
 rollback ENV SERVICE                     back to the last revision that ran
 """
 
@@ -73,7 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "ones, except when the schedule that set them is removed)",
     )
     deploy.add_argument("--dir", type=Path, default=ecs.DEFAULT_DIR, help="the taskdefs folder")
-    smoke_ = actions.add_parser("smoke", help="pages and API answer 200, then a short load")
+    smoke_ = actions.add_parser(
+        "smoke", help="pages and API answer 200 with their content, then a short load"
+    )
     smoke_.add_argument("target", help="an environment name or the frontend's base URL")
     smoke_.add_argument("--seconds", type=int, default=30, help="length of the load")
     smoke_.add_argument("--rps", type=float, default=5, help="the load's rate (req/s)")

@@ -1,0 +1,1 @@
+"""The test-traffic hook of blue/green and canary deploys (see README.md)."""

@@ -1,0 +1,109 @@
+"""CPU of the tracing layer alone per sampled request, in one process.
+
+The OpenTelemetry / X-Ray rows of the bench compare two whole servers, whose
+CPU per request varies by several per cent from round to round on a shared
+machine: more than most changes to the tracing code move it. This measures
+the tracing code alone, as the services run it: servicekit's tracing
+middleware, selected by ``TRACING_BACKEND``, around an app that makes one
+traced call out (:func:`servicekit.tracing.trace_call`, as the frontend's
+backend client does: a server span and a client span per request), every
+request sampled.
+
+The figure is the process's CPU time (every thread: OpenTelemetry's export
+thread encodes and posts the spans, the X-Ray SDK sends each segment on the
+request path) over the measured requests, up to and including the flush of
+what is still queued, per request. The app's own work is in it too (a few
+µs, the same on both paths); the call out is answered in process.
+
+Run one backend per process (each imports only its own SDK)::
+
+    python -m sbcntrctl.bench.tracingcpu xray-sdk|otel REQUESTS
+
+with ``XRAY_SAMPLING_RULES`` (rules sampling every request),
+``AWS_XRAY_DAEMON_ADDRESS`` and ``OTEL_EXPORTER_OTLP_ENDPOINT`` set; it
+prints one JSON line: the backend and the CPU µs per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+from starlette.types import Message, Receive, Scope, Send
+
+from servicekit import tracing
+from servicekit.settings import ServiceSettings
+
+WARM_UP_REQUESTS = 500
+# Room for every span of a run in the batch processor's queue: a loop this
+# tight outruns the export thread, and a dropped span would cost nothing.
+QUEUE_SIZE = 262_144
+SCOPE: Scope = {
+    "type": "http",
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/api/helloworld",
+    "root_path": "",
+    "query_string": b"",
+    "headers": [(b"host", b"127.0.0.1:8080"), (b"user-agent", b"wrk/4.2.0")],
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8080),
+}
+
+
+async def _receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _send(_message: Message) -> None:
+    return None
+
+
+async def cpu_per_request(requests: int) -> float:
+    """CPU µs per sampled request of the tracing selected by the environment."""
+    settings = ServiceSettings(
+        service_name="frontend", port=8080, otel_bsp_max_queue_size=QUEUE_SIZE
+    )
+    tracing.preload()
+    tracing.configure_tracing(settings)
+
+    async def app(_scope: Scope, _receive: Receive, send: Send) -> None:
+        # The call out is answered in process: its cost is the tracing's alone.
+        headers = {"Accept": "application/json"}
+        call = tracing.trace_call("GET", "http", "127.0.0.1", 9, "/v1/helloworld", headers)
+        if call is not None:
+            call.answered(200)
+            call.end()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    traced = tracing.tracing_middleware(settings)(
+        app,
+        service=settings.service_name,
+        trust_sampling=settings.xray_trust_incoming_sampling,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    for _ in range(WARM_UP_REQUESTS):
+        await traced(dict(SCOPE), _receive, _send)
+    began = time.process_time()
+    for _ in range(requests):
+        await traced(dict(SCOPE), _receive, _send)
+    tracing.shutdown_tracing()
+    return (time.process_time() - began) / requests * 1e6
+
+
+def main() -> None:
+    backend, requests = sys.argv[1], int(sys.argv[2])
+    if os.environ.get("TRACING_BACKEND", backend) != backend:
+        sys.exit("TRACING_BACKEND and the backend argument disagree")
+    os.environ["TRACING_BACKEND"] = backend
+    cpu = asyncio.run(cpu_per_request(requests))
+    print(json.dumps({"backend": backend, "cpu_us": round(cpu, 1)}))
+
+
+if __name__ == "__main__":
+    main()
