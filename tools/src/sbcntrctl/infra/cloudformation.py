@@ -18,6 +18,7 @@ from sbcntrctl import awsenv
 from sbcntrctl.deploy.aws import AwsError, Client
 from sbcntrctl.infra.stacks import (
     BY_KEY,
+    DEPLOYMENT_SETTINGS,
     ENVIRONMENT_PARAMETERS,
     FOR_CHECKS,
     FROM_OUTPUTS,
@@ -241,7 +242,9 @@ def task_variables(env: str) -> dict[str, str]:
         try:
             by_stack[stack.key] = outputs(stack.name(env))
         except InfraError as exc:
-            missing.append(str(exc))
+            needed = {v for v, (key, _) in FROM_OUTPUTS.items() if key == stack.key}
+            if not (stack.optional and needed <= OPTIONAL):
+                missing.append(str(exc))
     for variable, (key, output) in {**FROM_OUTPUTS, **FOR_CHECKS}.items():
         if key not in by_stack:
             continue
@@ -256,7 +259,7 @@ def task_variables(env: str) -> dict[str, str]:
     found["AWS_ACCOUNT_ID"] = network["StackId"].split(":")[4]
     found["AWS_REGION"] = awsenv.region()
     found["ENV_NAME"] = env
-    return found
+    return {**DEPLOYMENT_SETTINGS.get(env, {}), **found}
 
 
 def services_in_cluster(env: str) -> list[str]:
