@@ -156,9 +156,10 @@ def stage(deployment: Mapping[str, Any]) -> str:
         parts.append(
             f"{target.get('runningTaskCount', 0)}/{target.get('requestedTaskCount', 0)} tasks"
         )
-    weight = target.get("requestedProductionTrafficWeight")
-    if weight is not None:
-        parts.append(f"{weight:g}% production traffic")
+    for kind in ("Test", "Production"):
+        weight = target.get(f"requested{kind}TrafficWeight")
+        if weight is not None:
+            parts.append(f"{weight:g}% {kind.lower()} traffic")
     for hook in deployment.get("lifecycleHookDetails", []):
         parts.append(f"hook {_name(hook.get('targetArn', '?'))} {hook.get('status', '?')}")
     return ", ".join(parts)
