@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from sbcntrctl.deploy import ecs, metric_math, strategy, template, verify
-from sbcntrctl.infra.stacks import BLUE_GREEN, DEPLOYMENT_SETTINGS, FROM_OUTPUTS, OPTIONAL
+from sbcntrctl.infra import cloudformation
+from sbcntrctl.infra.stacks import BLUE_GREEN, DEPLOYMENT_SETTINGS, FROM_OUTPUTS, OPTIONAL, Stack
 from tests.tools.deploy_support import BLUE_GREEN_ENV, ENV, TASKDEFS
 
 SERVICES = ("frontend", "backend")
@@ -356,3 +357,65 @@ def test_the_deploy_waits_for_the_bake_time_and_the_hook() -> None:
     # A hook without timeoutConfiguration: ECS waits up to its default, 1440 minutes.
     del config["lifecycleHooks"][0]["timeoutConfiguration"]
     assert strategy.extra_seconds(config) == (10 + 1440) * 60
+
+
+# --- the variables from the stacks
+
+
+def fake_stacks(
+    monkeypatch: pytest.MonkeyPatch, env: str, *, with_hook: bool
+) -> dict[str, dict[str, str]]:
+    """The stacks of ``env`` as DescribeStacks gives them: every output FROM_OUTPUTS maps,
+    except the blue/green ones of the edge stack (an edge stack of before), and the
+    optional hook stack only ``with_hook``."""
+    stacks = [*cloudformation.STACKS, Stack("deploy-hook", optional=True)]
+    monkeypatch.setattr(cloudformation, "STACKS", tuple(stacks))
+    monkeypatch.setattr(cloudformation, "BY_KEY", {s.key: s for s in stacks})
+    outputs: dict[str, dict[str, str]] = {s.key: {} for s in stacks}
+    for variable, (key, output) in FROM_OUTPUTS.items():
+        if variable not in BLUE_GREEN or (key == "deploy-hook" and with_hook):
+            outputs[key][output] = f"<{variable}>"
+    names = {s.name(env): s.key for s in stacks}
+
+    def describe(name: str) -> dict[str, Any] | None:
+        key = names.get(name)
+        if key is None or (key == "deploy-hook" and not with_hook):
+            return None
+        return {
+            "StackId": f"arn:aws:cloudformation:ap-northeast-1:123456789012:stack/{name}/1",
+            "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs[key].items()],
+        }
+
+    monkeypatch.setattr(cloudformation, "describe", describe)
+    monkeypatch.setattr(cloudformation.awsenv, "region", lambda: "ap-northeast-1")
+    return outputs
+
+
+def test_stacks_without_the_blue_green_outputs_still_give_a_rolling_deploy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_stacks(monkeypatch, "dev", with_hook=False)
+    variables = cloudformation.task_variables("dev")
+    assert not BLUE_GREEN & set(variables)
+    assert "DEPLOYMENT_STRATEGY" not in variables  # dev rolls
+    for service in SERVICES:
+        done = ecs.render(service, {**variables, "IMAGE_TAG": "0a1b2c3"}, TASKDEFS)
+        assert done.service_definition["deploymentConfiguration"]["strategy"] == "ROLLING"
+
+
+def test_stg_and_prod_deploy_blue_green_from_their_stacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_stacks(monkeypatch, "prod", with_hook=True)
+    variables = cloudformation.task_variables("prod")
+    assert variables["DEPLOYMENT_STRATEGY"] == "BLUE_GREEN"
+    assert variables["BAKE_TIME_MINUTES"] == "10"
+    assert variables["DEPLOY_HOOK_FUNCTION_ARN"] == "<DEPLOY_HOOK_FUNCTION_ARN>"
+    # An edge stack without the alternate target groups: the render names what is missing.
+    with pytest.raises(template.MissingVariables, match="FRONTEND_ALTERNATE_TARGET_GROUP_ARN"):
+        ecs.render("frontend", {**variables, "IMAGE_TAG": "0a1b2c3"}, TASKDEFS)
+
+
+def test_a_missing_required_output_is_still_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    outputs = fake_stacks(monkeypatch, "dev", with_hook=False)
+    del outputs["edge"]["FrontendTargetGroupArn"]
+    with pytest.raises(cloudformation.InfraError, match="FRONTEND_TARGET_GROUP_ARN"):
+        cloudformation.task_variables("dev")
