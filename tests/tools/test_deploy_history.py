@@ -26,10 +26,10 @@ from botocore.stub import ANY, Stubber
 
 from sbcntrctl.__main__ import build_parser
 from sbcntrctl.deploy import ecs, history, verify
-from sbcntrctl.infra.stacks import INFRA_DIR
+from sbcntrctl.infra.stacks import DEPLOYMENT_SETTINGS, INFRA_DIR
 from sbcntrctl.release import registry, rollout
 from sbcntrctl.release.images import IMAGES
-from tests.tools.deploy_support import ENV, ROLLBACK_ALARMS, TASKDEFS
+from tests.tools.deploy_support import BLUE_GREEN_ENV, ENV, ROLLBACK_ALARMS, TASKDEFS
 
 CLUSTER = "sbcntr-dev"
 NAME = "sbcntr-backend"
@@ -165,6 +165,31 @@ def expect_no_stopped_tasks(stubber: Stubber) -> None:
     )
 
 
+def expect_tagged_as_steady(stubber: Stubber, n: int) -> None:
+    """Revision ``n`` ran: the deploy tags it as a rollback target."""
+    stubber.add_response("list_tags_for_resource", {"tags": []}, {"resourceArn": f"{TD}:{n}"})
+    stubber.add_response(
+        "tag_resource",
+        {},
+        {"resourceArn": f"{TD}:{n}", "tags": [{"key": ecs.STEADY_TAG, "value": ANY}]},
+    )
+
+
+def expect_task_definition(stubber: Stubber, n: int) -> None:
+    """DescribeTaskDefinition of revision ``n`` (the rollback's result names its image)."""
+    stubber.add_response(
+        "describe_task_definition",
+        {
+            "taskDefinition": {
+                "taskDefinitionArn": f"{TD}:{n}",
+                "revision": n,
+                "containerDefinitions": [{"name": "backend", "image": "r/sbcntr-backend:abc"}],
+            }
+        },
+        {"taskDefinition": f"{TD}:{n}"},
+    )
+
+
 def follow(lines: list[str]) -> None:
     ecs.wait(CLUSTER, NAME, f"{TD}:2", 60, progress=lines.append, since=T0)
 
@@ -177,12 +202,7 @@ def test_success_prints_each_stage_and_tags_the_revision_that_ran(stubbed: Stubb
     expect_poll(stubbed, deployment(2, "IN_PROGRESS", lifecycleStage="SCALE_UP", running=0))
     expect_poll(stubbed, deployment(2, "IN_PROGRESS", lifecycleStage="BAKE_TIME"))
     expect_poll(stubbed, deployment(2, "SUCCESSFUL", lifecycleStage="CLEAN_UP"))
-    stubbed.add_response("list_tags_for_resource", {"tags": []}, {"resourceArn": f"{TD}:2"})
-    stubbed.add_response(
-        "tag_resource",
-        {},
-        {"resourceArn": f"{TD}:2", "tags": [{"key": ecs.STEADY_TAG, "value": ANY}]},
-    )
+    expect_tagged_as_steady(stubbed, 2)
     lines: list[str] = []
     follow(lines)
     # One line per change, none for the poll that saw nothing new.
@@ -383,17 +403,7 @@ def test_rollback_target_from_the_deployment_history(
     stubbed.add_response(
         "update_service", {}, {"cluster": CLUSTER, "service": NAME, "taskDefinition": f"{TD}:1"}
     )
-    stubbed.add_response(
-        "describe_task_definition",
-        {
-            "taskDefinition": {
-                "taskDefinitionArn": f"{TD}:1",
-                "revision": 1,
-                "containerDefinitions": [{"name": "backend", "image": "r/sbcntr-backend:abc"}],
-            }
-        },
-        {"taskDefinition": f"{TD}:1"},
-    )
+    expect_task_definition(stubbed, 1)
     result = ecs.rollback(CLUSTER, "backend", wait_seconds=0)
     assert result.task_definition_arn == f"{TD}:1"
     assert result.notes == [f"skipped {NAME}:2: {note}"]
@@ -520,12 +530,7 @@ def test_a_blue_green_success_prints_each_stage_in_order(stubbed: Stubber) -> No
     )
     expect_poll(stubbed, green(2, "IN_PROGRESS", "BAKE_TIME", 100, 100))
     expect_poll(stubbed, green(2, "SUCCESSFUL", "CLEAN_UP", 100, 100))
-    stubbed.add_response("list_tags_for_resource", {"tags": []}, {"resourceArn": f"{TD}:2"})
-    stubbed.add_response(
-        "tag_resource",
-        {},
-        {"resourceArn": f"{TD}:2", "tags": [{"key": ecs.STEADY_TAG, "value": ANY}]},
-    )
+    expect_tagged_as_steady(stubbed, 2)
     lines: list[str] = []
     follow(lines)
     assert lines == [
@@ -684,17 +689,7 @@ def test_rollback_during_the_bake_time_stops_the_deployment_with_ecs_rollback(
             {"serviceDeployments": [then], "failures": []},
             {"serviceDeploymentArns": [deployment_arn(2)]},
         )
-    stubbed.add_response(
-        "describe_task_definition",
-        {
-            "taskDefinition": {
-                "taskDefinitionArn": f"{TD}:1",
-                "revision": 1,
-                "containerDefinitions": [{"name": "backend", "image": "r/sbcntr-backend:abc"}],
-            }
-        },
-        {"taskDefinition": f"{TD}:1"},
-    )
+    expect_task_definition(stubbed, 1)
     lines: list[str] = []
     result = ecs.rollback(CLUSTER, "backend", progress=lines.append)
     assert result.task_definition_arn == f"{TD}:1"
@@ -705,3 +700,29 @@ def test_rollback_during_the_bake_time_stops_the_deployment_with_ecs_rollback(
         "0% production traffic",
         f"{NAME}: ROLLBACK_SUCCESSFUL, CLEAN_UP, 0/2 tasks, 0% test traffic, 0% production traffic",
     ]
+
+
+def test_release_deploy_waits_through_the_bake_time_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prod's BLUE_GREEN with its 10-minute bake time and the hook's 10-minute timeout:
+    each service's deploy may take 900 + 600 + 600 s before it is called timed out."""
+    monkeypatch.setattr(
+        rollout,
+        "deployment_env",
+        lambda environment: {**BLUE_GREEN_ENV, **DEPLOYMENT_SETTINGS["prod"]},
+    )
+    monkeypatch.setattr(rollout.migrate, "before_update", lambda rendered, wait: None)
+    waits: dict[str, float] = {}
+
+    def deploy(rendered: ecs.Rendered, wait: float, **options: Any) -> ecs.Result:
+        waits[rendered.service] = wait
+        return ecs.Result(f"{TD}:7", 7, "r/sbcntr-backend@sha256:ab")
+
+    monkeypatch.setattr(rollout.ecs, "deploy", deploy)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    digests = {image.repository: "sha256:" + "ab" * 32 for image in IMAGES.values()}
+    list(rollout.deploy("prod", commit, digests, None))
+    assert waits == {"backend": 2100, "frontend": 2100}
+    list(rollout.deploy("prod", commit, digests, 60))
+    assert waits == {"backend": 60, "frontend": 60}
