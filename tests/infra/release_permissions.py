@@ -75,6 +75,11 @@ SCALING_SLR = (
     "Application Auto Scaling User Guide: Service-linked roles for Application Auto Scaling"
 )
 CFN = "AWS CloudFormation API Reference: DescribeStacks"
+SAR_ELB = (
+    "Service Authorization Reference: Actions, resources, and condition keys for Elastic Load "
+    "Balancing V2 (DescribeRules: no resource-level permissions); Elastic Load Balancing API "
+    "Reference: DescribeRules"
+)
 LOOKUPS = "Service Authorization Reference: IAM, CloudWatch Logs, Secrets Manager (Get/Describe)"
 SAR_EC2 = (
     "Service Authorization Reference: Actions, resources, and condition keys for Amazon EC2 "
@@ -174,6 +179,13 @@ def _verify() -> list[Call]:
         one("deploy", "ecr:DescribePullThroughCacheRules", "*", SAR_ECR),
         one("deploy", "logs:DescribeLogGroups", "*", LOOKUPS),
         one("deploy", "ec2:DescribeSubnets", "*", SAR_EC2, "the service's subnets' AZs"),
+        one(
+            "deploy",
+            "elasticloadbalancing:DescribeRules",
+            "*",
+            SAR_ELB,
+            "the production rule's weights (going back to ROLLING)",
+        ),
         one("deploy", "secretsmanager:DescribeSecret", secret, LOOKUPS),
         *(one("deploy", "iam:GetRole", r, LOOKUPS, r.rsplit("/", 1)[1]) for r in TASK_ROLES),
     ]

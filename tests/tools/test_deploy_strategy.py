@@ -17,10 +17,12 @@ Auto Scaling using metric math".
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from sbcntrctl.deploy import ecs, metric_math, strategy, template, verify
 from sbcntrctl.infra import cloudformation
@@ -419,3 +421,92 @@ def test_a_missing_required_output_is_still_named(monkeypatch: pytest.MonkeyPatc
     del outputs["edge"]["FrontendTargetGroupArn"]
     with pytest.raises(cloudformation.InfraError, match="FRONTEND_TARGET_GROUP_ARN"):
         cloudformation.task_variables("dev")
+
+
+# --- going back to ROLLING after blue/green
+
+
+@pytest.fixture
+def elbv2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
+    """Elastic Load Balancing calls go to a Stubber (moto does not record ECS's weights)."""
+    client = boto3.client(
+        "elbv2",
+        region_name="ap-northeast-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    monkeypatch.setattr("sbcntrctl.awsenv.client", lambda *_a, **_k: client)
+    with Stubber(client) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+def running_blue_green() -> dict[str, Any]:
+    """DescribeServices' service after a blue/green deployment: its production rule."""
+    sd = rendered("frontend", "BLUE_GREEN").service_definition
+    return {"serviceName": "sbcntr-frontend", "loadBalancers": sd["loadBalancers"]}
+
+
+def expect_weights(stubber: Stubber, primary: int, alternate: int) -> None:
+    """DescribeRules (Elastic Load Balancing API Reference): the production rule's weights."""
+    rule = BLUE_GREEN_ENV["FRONTEND_PRODUCTION_RULE_ARN"]
+    stubber.add_response(
+        "describe_rules",
+        {
+            "Rules": [
+                {
+                    "RuleArn": rule,
+                    "Priority": "10",
+                    "Conditions": [{"Field": "path-pattern", "Values": ["/*"]}],
+                    "Actions": [
+                        {
+                            "Type": "forward",
+                            "ForwardConfig": {
+                                "TargetGroups": [
+                                    {
+                                        "TargetGroupArn": ENV["FRONTEND_TARGET_GROUP_ARN"],
+                                        "Weight": primary,
+                                    },
+                                    {
+                                        "TargetGroupArn": BLUE_GREEN_ENV[
+                                            "FRONTEND_ALTERNATE_TARGET_GROUP_ARN"
+                                        ],
+                                        "Weight": alternate,
+                                    },
+                                ]
+                            },
+                        }
+                    ],
+                    "IsDefault": False,
+                }
+            ]
+        },
+        {"RuleArns": [rule]},
+    )
+
+
+def test_going_back_to_rolling_is_refused_while_traffic_is_on_the_alternate(
+    elbv2: Stubber,
+) -> None:
+    """A rolling update would register its tasks in the primary target group, which the
+    production rule gives no traffic, and drain the tasks that serve: an outage."""
+    rolling = rendered("frontend", "ROLLING").service_definition
+    expect_weights(elbv2, primary=0, alternate=100)
+    found = strategy.back_to_rolling(running_blue_green(), rolling)
+    assert [p.field for p in found] == ["deploymentConfiguration.strategy"]
+    assert found[0].message.startswith(
+        "ROLLING registers tasks in targetgroup/front/1 only, and the production rule sends "
+        "traffic to targetgroup/front-alt/3"
+    )
+    expect_weights(elbv2, primary=100, alternate=0)
+    assert strategy.back_to_rolling(running_blue_green(), rolling) == []
+
+
+def test_the_weights_are_read_only_when_going_back_to_rolling(elbv2: Stubber) -> None:
+    """No DescribeRules otherwise (the Stubber fails on any call it was not given)."""
+    blue_green = rendered("frontend", "BLUE_GREEN").service_definition
+    assert strategy.back_to_rolling(running_blue_green(), blue_green) == []
+    rolling = rendered("frontend", "ROLLING").service_definition
+    assert strategy.back_to_rolling(None, rolling) == []  # a first deploy
+    never_blue_green = {"serviceName": "sbcntr-frontend", "loadBalancers": rolling["loadBalancers"]}
+    assert strategy.back_to_rolling(never_blue_green, rolling) == []

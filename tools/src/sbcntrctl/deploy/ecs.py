@@ -142,14 +142,17 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
 def account_problems(rendered: Rendered) -> list[verify.Problem]:
     """What the account lacks for this deploy: cluster, capacity provider, images,
     roles, log groups, secrets, the alarms its deployments roll back on, subnets in every
-    Availability Zone of the network."""
-    strategy = rendered.service_definition.get("capacityProviderStrategy", [])
+    Availability Zone of the network; and a ROLLING definition for a service whose
+    production traffic a blue/green deployment left on its other target group."""
+    providers = rendered.service_definition.get("capacityProviderStrategy", [])
+    running = describe_service(rendered.cluster, rendered.service_name)
     return [
-        *preflight.cluster(rendered.cluster, strategy),
+        *preflight.cluster(rendered.cluster, providers),
         *preflight.images(rendered.task_definition),
         *preflight.references(rendered.task_definition),
         *preflight.alarms(rendered.service_definition),
         *preflight.subnets(rendered.service_definition, rendered.az_count),
+        *strategy.back_to_rolling(running, rendered.service_definition),
     ]
 
 

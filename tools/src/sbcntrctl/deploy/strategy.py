@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sbcntrctl.deploy.aws import Client
 from sbcntrctl.deploy.verify import Problem
 
 # Deployment strategies the definitions render (DEPLOYMENT_STRATEGY, docs/release.md).
@@ -198,3 +199,51 @@ def extra_seconds(config: Mapping[str, Any]) -> float:
         timeout = hook.get("timeoutConfiguration", {}).get("timeoutInMinutes", HOOK_TIMEOUT_MINUTES)
         minutes += timeout * len(hook.get("lifecycleStages", []))
     return float(minutes * 60)
+
+
+def back_to_rolling(service: Mapping[str, Any] | None, sd: Mapping[str, Any]) -> list[Problem]:
+    """A ROLLING definition for a service whose production traffic ECS moved elsewhere.
+
+    A service deployed with BLUE_GREEN or CANARY names its production listener
+    rule (DescribeServices, ``loadBalancers[].advancedConfiguration``). A
+    rolling update registers its tasks in the definition's ``targetGroupArn``
+    only; when the rule forwards production traffic (a weight above 0) to
+    another target group, the new tasks would get none of it while ECS drains
+    the old ones: an outage. Reads the rule's weights (Elastic Load Balancing
+    API Reference, DescribeRules, ``ForwardConfig.TargetGroups``; IAM:
+    elasticloadbalancing:DescribeRules).
+    """
+    if service is None or sd.get("deploymentConfiguration", {}).get("strategy") != "ROLLING":
+        return []
+    rules = [
+        lb["advancedConfiguration"]["productionListenerRule"]
+        for lb in service.get("loadBalancers", [])
+        if lb.get("advancedConfiguration", {}).get("productionListenerRule")
+    ]
+    if not rules:
+        return []
+    registered = {lb.get("targetGroupArn") for lb in sd.get("loadBalancers", [])}
+    problems = []
+    for rule in Client("elbv2").describe_rules(RuleArns=rules)["Rules"]:
+        for action in rule.get("Actions", []):
+            groups = action.get("ForwardConfig", {}).get("TargetGroups", [])
+            if not groups and action.get("TargetGroupArn"):
+                groups = [{"TargetGroupArn": action["TargetGroupArn"], "Weight": 1}]
+            serving = [g["TargetGroupArn"] for g in groups if g.get("Weight", 1) > 0]
+            for arn in serving:
+                if arn not in registered:
+                    problems.append(
+                        Problem(
+                            "deploymentConfiguration.strategy",
+                            f"ROLLING registers tasks in {_names(registered)} only, and the "
+                            f"production rule sends traffic to {_names({arn})}: deploy once "
+                            "more with BLUE_GREEN or CANARY until the primary target group has "
+                            "all of it (docs/release.md)",
+                        )
+                    )
+    return problems
+
+
+def _names(arns: set[Any]) -> str:
+    """``targetgroup/<name>/<id>`` of target group ARNs."""
+    return ", ".join(sorted(str(arn).split(":")[-1] for arn in arns))
