@@ -145,9 +145,11 @@ def account_problems(rendered: Rendered) -> list[verify.Problem]:
     Availability Zone of the network; and a ROLLING definition for a service whose
     production traffic a blue/green deployment left on its other target group."""
     providers = rendered.service_definition.get("capacityProviderStrategy", [])
-    running = describe_service(rendered.cluster, rendered.service_name)
+    cluster = preflight.cluster(rendered.cluster, providers)
+    # The service is looked up only in a cluster that exists.
+    running = None if cluster else describe_service(rendered.cluster, rendered.service_name)
     return [
-        *preflight.cluster(rendered.cluster, providers),
+        *cluster,
         *preflight.images(rendered.task_definition),
         *preflight.references(rendered.task_definition),
         *preflight.alarms(rendered.service_definition),
