@@ -27,6 +27,7 @@ from botocore.stub import Stubber
 from sbcntrctl.deploy import ecs, metric_math, strategy, template, verify
 from sbcntrctl.infra import cloudformation
 from sbcntrctl.infra.stacks import BLUE_GREEN, DEPLOYMENT_SETTINGS, FROM_OUTPUTS, OPTIONAL, Stack
+from sbcntrctl.release import rollout
 from tests.tools.deploy_support import BLUE_GREEN_ENV, ENV, TASKDEFS
 
 SERVICES = ("frontend", "backend")
@@ -510,3 +511,21 @@ def test_the_weights_are_read_only_when_going_back_to_rolling(elbv2: Stubber) ->
     assert strategy.back_to_rolling(None, rolling) == []  # a first deploy
     never_blue_green = {"serviceName": "sbcntr-frontend", "loadBalancers": rolling["loadBalancers"]}
     assert strategy.back_to_rolling(never_blue_green, rolling) == []
+
+
+def test_release_deploy_keeps_the_environments_strategy_without_the_stacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Infrastructure made elsewhere (the variables in the environment): prod still
+    deploys blue/green; a variable of the environment wins."""
+
+    def unreadable(environment: str) -> dict[str, str]:
+        raise cloudformation.InfraError("sbcntr-prod-network does not exist")
+
+    monkeypatch.setattr(rollout.cloudformation, "task_variables", unreadable)
+    monkeypatch.setenv("ECS_CLUSTER", "sbcntr-prod")
+    monkeypatch.delenv("DEPLOYMENT_STRATEGY", raising=False)
+    assert rollout.deployment_env("prod")["DEPLOYMENT_STRATEGY"] == "BLUE_GREEN"
+    assert "DEPLOYMENT_STRATEGY" not in rollout.deployment_env("dev")
+    monkeypatch.setenv("DEPLOYMENT_STRATEGY", "CANARY")
+    assert rollout.deployment_env("prod")["DEPLOYMENT_STRATEGY"] == "CANARY"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sbcntrctl.deploy import ecs, migrate, strategy, template
 from sbcntrctl.infra import cloudformation
-from sbcntrctl.infra.stacks import BY_KEY
+from sbcntrctl.infra.stacks import BY_KEY, DEPLOYMENT_SETTINGS
 from sbcntrctl.release.images import ReleaseError, commit_sha
 from sbcntrctl.release.pinning import pin_images
 
@@ -31,7 +31,9 @@ def deployment_env(environment: str) -> dict[str, str]:
             msg = f"the stacks of {environment} cannot give the deploy variables: {exc}"
             raise ReleaseError(msg) from exc
         stacks = {}  # infrastructure made elsewhere: the variables are in the environment
-    return {**stacks, **os.environ, "ENV_NAME": environment}
+    # The environment's deployment strategy even without the stacks (docs/release.md).
+    settings = DEPLOYMENT_SETTINGS.get(environment, {})
+    return {**settings, **stacks, **os.environ, "ENV_NAME": environment}
 
 
 def deploy(
