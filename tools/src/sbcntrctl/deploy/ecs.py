@@ -10,7 +10,11 @@
   ``--wait 0``) tags it then.
 - while it waits, each change of the deployment's lifecycle stage is passed
   to ``progress`` as one line, and a deployment ECS stopped is reported with
-  who stopped it (alarm, lifecycle hook, circuit breaker) and why.
+  who stopped it (alarm, lifecycle hook and its stage, circuit breaker) and
+  why; by default it waits as long as the strategy may take (bake times and
+  hook timeouts of a blue/green or canary deployment included);
+- a rollback during a deployment (a blue/green one in its bake time) is ECS's
+  own rollback of that deployment (StopServiceDeployment);
 - a deploy keeps the running ``desiredCount`` (target tracking or a schedule
   set it) unless the caller passes one;
 - a deployment that fails (the circuit breaker rolled it back) is reported
@@ -69,7 +73,8 @@ UPDATABLE = (
 
 
 class DeploymentFailedError(DeployError):
-    """ECS gave up on the deployment (the circuit breaker rolled it back)."""
+    """ECS gave up on the deployment (an alarm, a lifecycle hook or the circuit
+    breaker stopped it, and it was rolled back)."""
 
 
 class DeploymentTimeoutError(DeployError):
@@ -522,12 +527,16 @@ def _short(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
-def budget(wait_seconds: float | None, deployment_configuration: Mapping[str, Any]) -> float:
-    """``wait_seconds``, or by default the rolling update's time plus what the
-    strategy adds (bake times, lifecycle hooks' timeouts)."""
+def budget(
+    wait_seconds: float | None,
+    deployment_configuration: Mapping[str, Any],
+    rolling: float = DEFAULT_WAIT_SECONDS,
+) -> float:
+    """``wait_seconds``, or by default ``rolling`` (a rolling update's time) plus
+    what the strategy adds (bake times, lifecycle hooks' timeouts)."""
     if wait_seconds is not None:
         return wait_seconds
-    return DEFAULT_WAIT_SECONDS + strategy.extra_seconds(deployment_configuration)
+    return rolling + strategy.extra_seconds(deployment_configuration)
 
 
 def rollback(

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from sbcntrctl.deploy import ecs, migrate, strategy, template
+from sbcntrctl.deploy import ecs, migrate, template
 from sbcntrctl.infra import cloudformation
 from sbcntrctl.infra.stacks import BY_KEY, DEPLOYMENT_SETTINGS
 from sbcntrctl.release.images import ReleaseError, commit_sha
@@ -64,10 +64,8 @@ def deploy(
         pin_images(rendered.task_definition, digests, commit)
         try:
             # The backend's migration task runs first, on the revision being deployed.
-            wait = wait_seconds
-            if wait is None:
-                configuration = rendered.service_definition.get("deploymentConfiguration", {})
-                wait = WAIT_SECONDS + strategy.extra_seconds(configuration)
+            configuration = rendered.service_definition.get("deploymentConfiguration", {})
+            wait = ecs.budget(wait_seconds, configuration, WAIT_SECONDS)
             migration = migrate.before_update(rendered, wait)
             result = ecs.deploy(
                 rendered,
