@@ -726,3 +726,24 @@ def test_release_deploy_waits_through_the_bake_time_by_default(
     assert waits == {"backend": 2100, "frontend": 2100}
     list(rollout.deploy("prod", commit, digests, 60))
     assert waits == {"backend": 60, "frontend": 60}
+
+
+def test_a_rollback_that_cannot_read_the_revisions_is_one_error_naming_the_call(
+    stubbed: Stubber,
+) -> None:
+    stubbed.add_response("describe_services", service(2), {"cluster": CLUSTER, "services": [NAME]})
+    stubbed.add_response(
+        "list_service_deployments",
+        {"serviceDeployments": [brief(2, "IN_PROGRESS")]},
+        {"cluster": CLUSTER, "service": NAME, "status": ["PENDING", "IN_PROGRESS"]},
+    )
+    stubbed.add_response(
+        "describe_service_deployments",
+        {"serviceDeployments": [green(2, "IN_PROGRESS", "BAKE_TIME", 100, 100)], "failures": []},
+        {"serviceDeploymentArns": [deployment_arn(2)]},
+    )
+    stubbed.add_client_error(
+        "describe_service_revisions", "AccessDeniedException", "not authorized", 400
+    )
+    with pytest.raises(ecs.DeployError, match="DescribeServiceRevisions gave AccessDenied"):
+        ecs.rollback(CLUSTER, "backend")

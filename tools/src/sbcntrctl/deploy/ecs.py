@@ -571,7 +571,10 @@ def rollback(
     except history.Unavailable:
         ongoing = None
     if ongoing is not None:
-        return _stop_with_rollback(service, ongoing, wait_seconds, progress)
+        try:
+            return _stop_with_rollback(service, ongoing, wait_seconds, progress)
+        except history.Unavailable as exc:  # readable a moment ago: say which call failed
+            raise DeployError(str(exc)) from exc
     record_if_steady(running)
     current = running["taskDefinition"]
     family, revision = _short(current).rsplit(":", 1)
