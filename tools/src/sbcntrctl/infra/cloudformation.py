@@ -229,9 +229,13 @@ def outputs(stack_name: str) -> dict[str, str]:
 
 
 def task_variables(env: str) -> dict[str, str]:
-    """Every task definition variable the stacks of ``env`` provide.
+    """Every task definition variable the stacks of ``env`` provide, with the
+    environment's deployment settings (``DEPLOYMENT_SETTINGS``: stg and prod deploy
+    blue/green).
 
-    Raises InfraError naming each stack that is missing and each output that is.
+    Raises InfraError naming each stack that is missing and each output that is;
+    an optional stack whose every variable is optional (the test-traffic hook's)
+    may be missing, its variables are then unset.
     """
     found: dict[str, str] = {}
     by_stack: dict[str, dict[str, str]] = {}
