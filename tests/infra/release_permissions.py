@@ -39,6 +39,14 @@ TASK_ROLES = tuple(
     f"{ROLE}/sbcntr-{{env}}-{s}-{k}" for s in SERVICES for k in ("execution", "task")
 )
 TO_ECS_TASKS = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+TO_ECS = {"iam:PassedToService": "ecs.amazonaws.com"}
+# The roles a BLUE_GREEN or CANARY service definition names (DEPLOYMENT_STRATEGY):
+# ECS's infrastructure role for load balancers (infra/edge.yml) and the role ECS
+# invokes the test-traffic hook with (infra/deploy-hook.yml).
+BLUE_GREEN_ROLES = (
+    f"{ROLE}/sbcntr-{{env}}-ecs-load-balancers",
+    f"{ROLE}/sbcntr-{{env}}-deploy-hook-invoke",
+)
 # deploymentConfiguration.alarms of each service (taskdefs/*/service-def.json): the
 # deploy reads their state first (sbcntrctl deploy verify).
 ROLLBACK_ALARMS = {
@@ -67,6 +75,11 @@ SCALING_SLR = (
     "Application Auto Scaling User Guide: Service-linked roles for Application Auto Scaling"
 )
 CFN = "AWS CloudFormation API Reference: DescribeStacks"
+SAR_ELB = (
+    "Service Authorization Reference: Actions, resources, and condition keys for Elastic Load "
+    "Balancing V2 (DescribeRules: no resource-level permissions); Elastic Load Balancing API "
+    "Reference: DescribeRules"
+)
 LOOKUPS = "Service Authorization Reference: IAM, CloudWatch Logs, Secrets Manager (Get/Describe)"
 SAR_EC2 = (
     "Service Authorization Reference: Actions, resources, and condition keys for Amazon EC2 "
@@ -78,6 +91,14 @@ HISTORY = (
     "service-revision resources)"
 )
 ALARMS = "Amazon CloudWatch API Reference: DescribeAlarms; Service Authorization Reference (alarm)"
+PASS_BLUE_GREEN_ROLES = (
+    "Amazon ECS Developer Guide: Amazon ECS infrastructure IAM role for load balancers; "
+    "Lifecycle hooks for Amazon ECS service deployments (iam:PassRole, to ecs.amazonaws.com)"
+)
+STOP_DEPLOYMENT = (
+    "Amazon ECS Developer Guide: Stopping Amazon ECS service deployments; Amazon ECS API "
+    "Reference: StopServiceDeployment; Service Authorization Reference (service-deployment)"
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,13 @@ def _verify() -> list[Call]:
         one("deploy", "ecr:DescribePullThroughCacheRules", "*", SAR_ECR),
         one("deploy", "logs:DescribeLogGroups", "*", LOOKUPS),
         one("deploy", "ec2:DescribeSubnets", "*", SAR_EC2, "the service's subnets' AZs"),
+        one(
+            "deploy",
+            "elasticloadbalancing:DescribeRules",
+            "*",
+            SAR_ELB,
+            "the production rule's weights (going back to ROLLING)",
+        ),
         one("deploy", "secretsmanager:DescribeSecret", secret, LOOKUPS),
         *(one("deploy", "iam:GetRole", r, LOOKUPS, r.rsplit("/", 1)[1]) for r in TASK_ROLES),
     ]
@@ -197,6 +225,35 @@ def _service(service: str) -> list[Call]:
             writes=True,
         ),
         one("deploy", "ecs:UpdateService", arn, SAR_ECS, name, writes=True),
+        Call(
+            "deploy",
+            f"ecs:CreateService {name} (first deploy, BLUE_GREEN or CANARY)",
+            (
+                Need("ecs:CreateService", arn),
+                Need("ecs:TagResource", arn, create_tag),
+                *(Need("iam:PassRole", r, TO_ECS) for r in BLUE_GREEN_ROLES),
+            ),
+            f"{TAG_ON_CREATE}; {PASS_BLUE_GREEN_ROLES}",
+            writes=True,
+        ),
+        Call(
+            "deploy",
+            f"ecs:UpdateService {name} (BLUE_GREEN or CANARY)",
+            (
+                Need("ecs:UpdateService", arn),
+                *(Need("iam:PassRole", r, TO_ECS) for r in BLUE_GREEN_ROLES),
+            ),
+            PASS_BLUE_GREEN_ROLES,
+            writes=True,
+        ),
+        one(
+            "deploy",
+            "ecs:StopServiceDeployment",
+            f"{ECS}:service-deployment/sbcntr-{{env}}/{name}/0a1b2c3d",
+            STOP_DEPLOYMENT,
+            f"{name} (rollback during a deployment)",
+            writes=True,
+        ),
         Call(
             "deploy",
             f"ecs:TagResource {name} revision (steady state)",

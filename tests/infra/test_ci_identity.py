@@ -56,6 +56,7 @@ RELEASE_ACTIONS = {
     "ecs:UpdateService",
     "ecs:CreateService",
     "ecs:DeleteService",
+    "ecs:StopServiceDeployment",
 }
 
 Template = dict[str, Any]

@@ -42,8 +42,29 @@ ENV = {
     "BACKEND_SECURITY_GROUP": "sg-0back",
     "FRONTEND_TARGET_GROUP_ARN": f"{TARGET_GROUPS}/front/1",
     "BACKEND_TARGET_GROUP_ARN": f"{TARGET_GROUPS}/back/2",
-    "FRONTEND_ALB_RESOURCE_LABEL": "app/sbcntr-public/1/targetgroup/front/1",
-    "BACKEND_ALB_RESOURCE_LABEL": "app/sbcntr-internal/2/targetgroup/back/2",
+    "FRONTEND_ALB_FULL_NAME": "app/sbcntr-public/1",
+    "BACKEND_ALB_FULL_NAME": "app/sbcntr-internal/2",
+    "FRONTEND_TARGET_GROUP_FULL_NAME": "targetgroup/front/1",
+    "BACKEND_TARGET_GROUP_FULL_NAME": "targetgroup/back/2",
+}
+LISTENER_RULES = "arn:aws:elasticloadbalancing:ap-northeast-1:123456789012:listener-rule/app"
+# What a blue/green or canary deployment needs besides (edge and deploy-hook stacks).
+BLUE_GREEN_ENV = {
+    **ENV,
+    "DEPLOYMENT_STRATEGY": "BLUE_GREEN",
+    "FRONTEND_ALTERNATE_TARGET_GROUP_ARN": f"{TARGET_GROUPS}/front-alt/3",
+    "BACKEND_ALTERNATE_TARGET_GROUP_ARN": f"{TARGET_GROUPS}/back-alt/4",
+    "FRONTEND_ALTERNATE_TARGET_GROUP_FULL_NAME": "targetgroup/front-alt/3",
+    "BACKEND_ALTERNATE_TARGET_GROUP_FULL_NAME": "targetgroup/back-alt/4",
+    "FRONTEND_PRODUCTION_RULE_ARN": f"{LISTENER_RULES}/sbcntr-public/1/a1/b1",
+    "BACKEND_PRODUCTION_RULE_ARN": f"{LISTENER_RULES}/sbcntr-internal/2/a2/b2",
+    "FRONTEND_TEST_RULE_ARN": f"{LISTENER_RULES}/sbcntr-public/1/a3/b3",
+    "BACKEND_TEST_RULE_ARN": f"{LISTENER_RULES}/sbcntr-internal/2/a4/b4",
+    "ECS_LB_INFRASTRUCTURE_ROLE_ARN": "arn:aws:iam::123456789012:role/sbcntr-dev-ecs-lb",
+    "DEPLOY_HOOK_FUNCTION_ARN": (
+        "arn:aws:lambda:ap-northeast-1:123456789012:function:sbcntr-dev-deploy-hook"
+    ),
+    "DEPLOY_HOOK_ROLE_ARN": "arn:aws:iam::123456789012:role/sbcntr-dev-deploy-hook-invoke",
 }
 SERVICES = ("frontend", "backend")
 # Every repository the release pushes to (the collector too: TRACING_BACKEND=otel).

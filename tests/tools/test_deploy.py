@@ -5,6 +5,7 @@ definitions. The cycle against a moto server is in test_deploy_moto.py."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -225,12 +226,16 @@ def test_verify_rejects_a_broken_task_definition(case: str, mutate: Mutation, fi
     assert any(field in str(p) for p in problems), [str(p) for p in problems]
 
 
-def test_verify_rejects_request_count_scaling_without_resource_label() -> None:
+def test_verify_rejects_request_count_scaling_without_its_target_group() -> None:
     scaling = copy.deepcopy(ecs.render("frontend", ENV, TASKDEFS).scaling)
-    scaling["policies"][1]["TargetTrackingScalingPolicyConfiguration"][
-        "PredefinedMetricSpecification"
-    ].pop("ResourceLabel")
-    assert any("ResourceLabel" in str(p) for p in verify.scaling(scaling))
+    metrics = scaling["policies"][1]["TargetTrackingScalingPolicyConfiguration"][
+        "CustomizedMetricSpecification"
+    ]["Metrics"]
+    metrics[1]["MetricStat"]["Metric"]["Dimensions"].pop()
+    found = ecs.problems(
+        dataclasses.replace(ecs.render("frontend", ENV, TASKDEFS), scaling=scaling)
+    )
+    assert any("TargetGroup None is not targetgroup/" in str(p) for p in found), found
 
 
 def test_verify_rejects_a_public_or_unguarded_service() -> None:
@@ -310,17 +315,21 @@ def test_cli_render_names_missing_variables_and_verify_reports_problems(tmp_path
 # --- rules AWS enforces after moto accepted the input
 
 
-def test_verify_refuses_a_target_group_arn_as_resource_label() -> None:
-    """AWS refuses it at PutScalingPolicy, after the service was updated; moto accepts it.
+def test_verify_refuses_a_target_group_arn_as_the_metric_dimension() -> None:
+    """AWS accepts the policy and its metric never has data (the service never scales on
+    requests); moto accepts it too.
 
-    Rule: PredefinedMetricSpecification.ResourceLabel is
-    app/<load-balancer-name>/<load-balancer-id>/targetgroup/<target-group-name>/<target-group-id>
-    (Application Auto Scaling API Reference, PredefinedMetricSpecification).
+    Rule: the TargetGroup dimension of AWS/ApplicationELB is targetgroup/<name>/<id>, the
+    end of the target group's ARN (Amazon CloudWatch User Guide, "Application Load
+    Balancer metrics": dimensions).
     """
-    env = {**ENV, "FRONTEND_ALB_RESOURCE_LABEL": ENV["FRONTEND_TARGET_GROUP_ARN"]}
-    found = verify.scaling(ecs.render("frontend", env, TASKDEFS).scaling)
-    assert [p.field for p in found] == ["policies[sbcntr-frontend-requests].ResourceLabel"]
-    assert "not an ARN" in found[0].message
+    env = {**ENV, "FRONTEND_TARGET_GROUP_FULL_NAME": ENV["FRONTEND_TARGET_GROUP_ARN"]}
+    found = ecs.problems(ecs.render("frontend", env, TASKDEFS))
+    assert {p.field for p in found} >= {
+        "policies[sbcntr-frontend-requests].CustomizedMetricSpecification.Metrics[requests]"
+        ".MetricStat.Metric.Dimensions"
+    }
+    assert any("(the end of the target group's ARN" in p.message for p in found)
 
 
 @pytest.mark.parametrize("tag", ["a b", "-leading-dash", "x" * 129, "semi;colon"])
@@ -492,13 +501,16 @@ def test_verify_refuses_fewer_than_one_request_per_target(requests: str) -> None
 
 
 def test_verify_refuses_scaling_on_another_services_target_group() -> None:
-    """The frontend's ResourceLabel naming the backend's target group: valid for AWS, and
+    """The frontend's metric naming the backend's target group: valid for AWS, and
     the frontend would then scale on the backend's requests."""
-    env = {**ENV, "FRONTEND_ALB_RESOURCE_LABEL": ENV["BACKEND_ALB_RESOURCE_LABEL"]}
+    env = {**ENV, "FRONTEND_TARGET_GROUP_FULL_NAME": ENV["BACKEND_TARGET_GROUP_FULL_NAME"]}
     found = ecs.problems(ecs.render("frontend", env, TASKDEFS))
-    assert [p.field for p in found] == ["policies[sbcntr-frontend-requests].ResourceLabel"]
-    assert "counts targetgroup/back/2, not the service's target group" in found[0].message
-    assert "(targetgroup/front/1)" in found[0].message
+    where = "policies[sbcntr-frontend-requests].CustomizedMetricSpecification.Metrics"
+    assert [p.field for p in found] == [where, where]
+    assert found[0].message.startswith(
+        "RequestCount of targetgroup/back/2, not of the service's target groups "
+        "(targetgroup/front/1)"
+    )
 
 
 def test_a_third_subnet_is_used_when_the_network_has_one() -> None:

@@ -26,10 +26,10 @@ from botocore.stub import ANY, Stubber
 
 from sbcntrctl.__main__ import build_parser
 from sbcntrctl.deploy import ecs, history, verify
-from sbcntrctl.infra.stacks import INFRA_DIR
+from sbcntrctl.infra.stacks import DEPLOYMENT_SETTINGS, INFRA_DIR
 from sbcntrctl.release import registry, rollout
 from sbcntrctl.release.images import IMAGES
-from tests.tools.deploy_support import ENV, ROLLBACK_ALARMS, TASKDEFS
+from tests.tools.deploy_support import BLUE_GREEN_ENV, ENV, ROLLBACK_ALARMS, TASKDEFS
 
 CLUSTER = "sbcntr-dev"
 NAME = "sbcntr-backend"
@@ -165,6 +165,31 @@ def expect_no_stopped_tasks(stubber: Stubber) -> None:
     )
 
 
+def expect_tagged_as_steady(stubber: Stubber, n: int) -> None:
+    """Revision ``n`` ran: the deploy tags it as a rollback target."""
+    stubber.add_response("list_tags_for_resource", {"tags": []}, {"resourceArn": f"{TD}:{n}"})
+    stubber.add_response(
+        "tag_resource",
+        {},
+        {"resourceArn": f"{TD}:{n}", "tags": [{"key": ecs.STEADY_TAG, "value": ANY}]},
+    )
+
+
+def expect_task_definition(stubber: Stubber, n: int) -> None:
+    """DescribeTaskDefinition of revision ``n`` (the rollback's result names its image)."""
+    stubber.add_response(
+        "describe_task_definition",
+        {
+            "taskDefinition": {
+                "taskDefinitionArn": f"{TD}:{n}",
+                "revision": n,
+                "containerDefinitions": [{"name": "backend", "image": "r/sbcntr-backend:abc"}],
+            }
+        },
+        {"taskDefinition": f"{TD}:{n}"},
+    )
+
+
 def follow(lines: list[str]) -> None:
     ecs.wait(CLUSTER, NAME, f"{TD}:2", 60, progress=lines.append, since=T0)
 
@@ -177,12 +202,7 @@ def test_success_prints_each_stage_and_tags_the_revision_that_ran(stubbed: Stubb
     expect_poll(stubbed, deployment(2, "IN_PROGRESS", lifecycleStage="SCALE_UP", running=0))
     expect_poll(stubbed, deployment(2, "IN_PROGRESS", lifecycleStage="BAKE_TIME"))
     expect_poll(stubbed, deployment(2, "SUCCESSFUL", lifecycleStage="CLEAN_UP"))
-    stubbed.add_response("list_tags_for_resource", {"tags": []}, {"resourceArn": f"{TD}:2"})
-    stubbed.add_response(
-        "tag_resource",
-        {},
-        {"resourceArn": f"{TD}:2", "tags": [{"key": ecs.STEADY_TAG, "value": ANY}]},
-    )
+    expect_tagged_as_steady(stubbed, 2)
     lines: list[str] = []
     follow(lines)
     # One line per change, none for the poll that saw nothing new.
@@ -339,6 +359,15 @@ def expect_history(stubber: Stubber, kept: list[tuple[int, int]]) -> None:
     )
 
 
+def expect_nothing_ongoing(stubber: Stubber) -> None:
+    """No deployment of the service is PENDING or IN_PROGRESS (nothing to stop)."""
+    stubber.add_response(
+        "list_service_deployments",
+        {"serviceDeployments": []},
+        {"cluster": CLUSTER, "service": NAME, "status": ["PENDING", "IN_PROGRESS"]},
+    )
+
+
 def expect_tags(stubber: Stubber, n: int, *, tagged: bool) -> None:
     tags = [{"key": ecs.STEADY_TAG, "value": "2026-12-01T00:00:00Z"}] if tagged else []
     stubber.add_response("list_tags_for_resource", {"tags": tags}, {"resourceArn": f"{TD}:{n}"})
@@ -360,6 +389,7 @@ def test_rollback_target_from_the_deployment_history(
     """Revision 3 runs; revision 2 was deployed while the service ran 0 tasks
     (its deployment SUCCESSFUL, nothing run): it is no target, revision 1 is."""
     stubbed.add_response("describe_services", service(3), {"cluster": CLUSTER, "services": [NAME]})
+    expect_nothing_ongoing(stubbed)
     expect_tags(stubbed, 3, tagged=True)
     stubbed.add_response(
         "list_task_definitions",
@@ -373,17 +403,7 @@ def test_rollback_target_from_the_deployment_history(
     stubbed.add_response(
         "update_service", {}, {"cluster": CLUSTER, "service": NAME, "taskDefinition": f"{TD}:1"}
     )
-    stubbed.add_response(
-        "describe_task_definition",
-        {
-            "taskDefinition": {
-                "taskDefinitionArn": f"{TD}:1",
-                "revision": 1,
-                "containerDefinitions": [{"name": "backend", "image": "r/sbcntr-backend:abc"}],
-            }
-        },
-        {"taskDefinition": f"{TD}:1"},
-    )
+    expect_task_definition(stubbed, 1)
     result = ecs.rollback(CLUSTER, "backend", wait_seconds=0)
     assert result.task_definition_arn == f"{TD}:1"
     assert result.notes == [f"skipped {NAME}:2: {note}"]
@@ -424,16 +444,6 @@ def test_verify_refuses_a_service_without_alarm_rollback(field: str) -> None:
     alarms = sd["deploymentConfiguration"]["alarms"]
     alarms[field] = [] if field == "alarmNames" else False
     assert [p.field for p in verify.service_definition(sd)] == ["deploymentConfiguration.alarms"]
-
-
-@pytest.mark.parametrize("strategy", ["BLUE_GREEN", "CANARY", "LINEAR"])
-def test_verify_refuses_a_strategy_that_swaps_target_groups(strategy: str) -> None:
-    """docs/release.md, "Why rolling in every environment": the maintenance
-    switch and request-count scaling assume the service's one target group."""
-    sd = copy.deepcopy(ecs.render("frontend", ENV, TASKDEFS).service_definition)
-    assert sd["deploymentConfiguration"]["strategy"] == "ROLLING"
-    sd["deploymentConfiguration"]["strategy"] = strategy
-    assert [p.field for p in verify.service_definition(sd)] == ["deploymentConfiguration.strategy"]
 
 
 # --- release deploy passes the stages and the verdict on
@@ -478,3 +488,262 @@ def test_release_deploy_prints_the_stages_and_fails_on_a_rollback(
         "sbcntr-frontend: ROLLBACK_SUCCESSFUL, 0/2 tasks",
     ]
     assert "rolled back by alarm sbcntr-dev-public-5xx-rate" in err
+
+
+# --- blue/green and canary: test traffic, hook, production traffic, bake time
+
+HOOK_RUNNING = {
+    "hookId": "h-1",
+    "targetType": "AWS_LAMBDA",
+    "targetArn": HOOK,
+    "status": "IN_PROGRESS",
+    "timeoutAction": "ROLLBACK",
+}
+
+
+def green(
+    n: int, status: str, stage: str, test: float, production: float, **fields: Any
+) -> dict[str, Any]:
+    """A blue/green ServiceDeployment of revision ``n`` with its traffic weights."""
+    found = deployment(n, status, lifecycleStage=stage, **fields)
+    found["targetServiceRevision"].update(
+        requestedTestTrafficWeight=test, requestedProductionTrafficWeight=production
+    )
+    return found
+
+
+def test_a_blue_green_success_prints_each_stage_in_order(stubbed: Stubber) -> None:
+    expect_found(stubbed, green(2, "IN_PROGRESS", "SCALE_UP", 0, 0, running=0))
+    expect_poll(stubbed, green(2, "IN_PROGRESS", "TEST_TRAFFIC_SHIFT", 100, 0))
+    expect_poll(
+        stubbed,
+        green(
+            2, "IN_PROGRESS", "POST_TEST_TRAFFIC_SHIFT", 100, 0, lifecycleHookDetails=[HOOK_RUNNING]
+        ),
+    )
+    succeeded = {**HOOK_RUNNING, "status": "SUCCEEDED"}
+    expect_poll(
+        stubbed,
+        green(
+            2, "IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT", 100, 100, lifecycleHookDetails=[succeeded]
+        ),
+    )
+    expect_poll(stubbed, green(2, "IN_PROGRESS", "BAKE_TIME", 100, 100))
+    expect_poll(stubbed, green(2, "SUCCESSFUL", "CLEAN_UP", 100, 100))
+    expect_tagged_as_steady(stubbed, 2)
+    lines: list[str] = []
+    follow(lines)
+    assert lines == [
+        f"{NAME}: IN_PROGRESS, SCALE_UP, 0/2 tasks, 0% test traffic, 0% production traffic",
+        f"{NAME}: IN_PROGRESS, TEST_TRAFFIC_SHIFT, 2/2 tasks, 100% test traffic, "
+        "0% production traffic",
+        f"{NAME}: IN_PROGRESS, POST_TEST_TRAFFIC_SHIFT, 2/2 tasks, 100% test traffic, "
+        "0% production traffic, hook sbcntr-dev-smoke-hook IN_PROGRESS",
+        f"{NAME}: IN_PROGRESS, PRODUCTION_TRAFFIC_SHIFT, 2/2 tasks, 100% test traffic, "
+        "100% production traffic, hook sbcntr-dev-smoke-hook SUCCEEDED",
+        f"{NAME}: IN_PROGRESS, BAKE_TIME, 2/2 tasks, 100% test traffic, 100% production traffic",
+        f"{NAME}: SUCCESSFUL, CLEAN_UP, 2/2 tasks, 100% test traffic, 100% production traffic",
+    ]
+
+
+def test_a_hook_failure_names_the_stage_it_failed_at(stubbed: Stubber) -> None:
+    """Seen while following: the stage the deployment was at while the hook ran."""
+    failed = {**HOOK_RUNNING, "status": "FAILED"}
+    reason = "Service deployment rolled back because a lifecycle hook failed."
+    expect_found(
+        stubbed,
+        green(
+            2, "IN_PROGRESS", "POST_TEST_TRAFFIC_SHIFT", 100, 0, lifecycleHookDetails=[HOOK_RUNNING]
+        ),
+    )
+    # Rolling back, the deployment's stage is the rollback's own: not the hook's.
+    expect_poll(
+        stubbed,
+        green(
+            2,
+            "ROLLBACK_IN_PROGRESS",
+            "TEST_TRAFFIC_SHIFT",
+            0,
+            0,
+            lifecycleHookDetails=[failed],
+            statusReason=reason,
+        ),
+    )
+    expect_poll(
+        stubbed,
+        deployment(
+            2, "ROLLBACK_SUCCESSFUL", lifecycleHookDetails=[failed], statusReason=reason, running=0
+        ),
+    )
+    expect_no_stopped_tasks(stubbed)
+    with pytest.raises(ecs.DeploymentFailedError) as stopped:
+        follow([])
+    assert str(stopped.value) == (
+        f"{NAME}: deployment of {NAME}:2 rolled back by lifecycle hook sbcntr-dev-smoke-hook "
+        f"(FAILED) at POST_TEST_TRAFFIC_SHIFT: {reason}"
+    )
+
+
+def test_a_hook_failure_not_seen_running_takes_the_stage_from_the_configuration(
+    stubbed: Stubber,
+) -> None:
+    """A deploy that found the deployment already rolled back (or --wait began late):
+    the hook's one configured stage (ServiceDeployment.deploymentConfiguration)."""
+    failed = {**HOOK_RUNNING, "status": "FAILED"}
+    configuration = {
+        "strategy": "BLUE_GREEN",
+        "bakeTimeInMinutes": 10,
+        "lifecycleHooks": [
+            {
+                "hookTargetArn": HOOK,
+                "roleArn": "arn:aws:iam::123456789012:role/sbcntr-dev-deploy-hook-invoke",
+                "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+            }
+        ],
+    }
+    expect_found(
+        stubbed,
+        deployment(
+            2,
+            "ROLLBACK_SUCCESSFUL",
+            lifecycleHookDetails=[failed],
+            deploymentConfiguration=configuration,
+            running=0,
+        ),
+    )
+    expect_no_stopped_tasks(stubbed)
+    with pytest.raises(ecs.DeploymentFailedError, match="FAILED\\) at POST_TEST_TRAFFIC_SHIFT"):
+        follow([])
+
+
+def test_an_alarm_during_the_bake_time_is_reported_as_the_alarm_rollback(
+    stubbed: Stubber,
+) -> None:
+    """Production traffic reached the new revision; the alarm fires in the bake time
+    and ECS sends the traffic back to the old revision, still running."""
+    alarms = {
+        "status": "TRIGGERED",
+        "alarmNames": ["sbcntr-dev-public-5xx-rate", "sbcntr-dev-frontend-p99-latency"],
+        "triggeredAlarmNames": ["sbcntr-dev-frontend-p99-latency"],
+    }
+    reason = "Alarm sbcntr-dev-frontend-p99-latency went into ALARM during the bake time."
+    expect_found(stubbed, green(2, "IN_PROGRESS", "BAKE_TIME", 100, 100))
+    expect_poll(
+        stubbed,
+        green(2, "ROLLBACK_SUCCESSFUL", "CLEAN_UP", 0, 0, alarms=alarms, statusReason=reason),
+    )
+    expect_no_stopped_tasks(stubbed)
+    lines: list[str] = []
+    with pytest.raises(ecs.DeploymentFailedError) as stopped:
+        follow(lines)
+    assert str(stopped.value) == (
+        f"{NAME}: deployment of {NAME}:2 rolled back by alarm "
+        f"sbcntr-dev-frontend-p99-latency: {reason}"
+    )
+    assert lines[0].startswith(f"{NAME}: IN_PROGRESS, BAKE_TIME")
+
+
+def test_rollback_during_the_bake_time_stops_the_deployment_with_ecs_rollback(
+    stubbed: Stubber,
+) -> None:
+    """Amazon ECS Developer Guide, "Stopping Amazon ECS service deployments": an
+    IN_PROGRESS deployment stopped with ROLLBACK goes back to the revision it replaces
+    (here revision 1, still running through the bake time); no new deployment."""
+    stubbed.add_response("describe_services", service(2), {"cluster": CLUSTER, "services": [NAME]})
+    stubbed.add_response(
+        "list_service_deployments",
+        {"serviceDeployments": [brief(2, "IN_PROGRESS")]},
+        {"cluster": CLUSTER, "service": NAME, "status": ["PENDING", "IN_PROGRESS"]},
+    )
+    baking = green(2, "IN_PROGRESS", "BAKE_TIME", 100, 100)
+    baking["sourceServiceRevisions"] = [
+        {"arn": revision_arn(1), "requestedTaskCount": 2, "runningTaskCount": 2}
+    ]
+    stubbed.add_response(
+        "describe_service_deployments",
+        {"serviceDeployments": [baking], "failures": []},
+        {"serviceDeploymentArns": [deployment_arn(2)]},
+    )
+    stubbed.add_response(
+        "describe_service_revisions",
+        {
+            "serviceRevisions": [
+                revision(2)["serviceRevisions"][0],
+                revision(1)["serviceRevisions"][0],
+            ],
+            "failures": [],
+        },
+        {"serviceRevisionArns": [revision_arn(2), revision_arn(1)]},
+    )
+    stubbed.add_response(
+        "stop_service_deployment",
+        {"serviceDeploymentArn": deployment_arn(2)},
+        {"serviceDeploymentArn": deployment_arn(2), "stopType": "ROLLBACK"},
+    )
+    for then in (
+        green(2, "ROLLBACK_IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT", 0, 0),
+        green(2, "ROLLBACK_SUCCESSFUL", "CLEAN_UP", 0, 0, running=0),
+    ):
+        stubbed.add_response(
+            "describe_service_deployments",
+            {"serviceDeployments": [then], "failures": []},
+            {"serviceDeploymentArns": [deployment_arn(2)]},
+        )
+    expect_task_definition(stubbed, 1)
+    lines: list[str] = []
+    result = ecs.rollback(CLUSTER, "backend", progress=lines.append)
+    assert result.task_definition_arn == f"{TD}:1"
+    assert result.notes == [f"stopped the deployment of {NAME}:2 at BAKE_TIME: ECS rolled it back"]
+    assert lines == [
+        f"{NAME}: stopped the deployment of {NAME}:2 at BAKE_TIME, rolling back",
+        f"{NAME}: ROLLBACK_IN_PROGRESS, PRODUCTION_TRAFFIC_SHIFT, 2/2 tasks, 0% test traffic, "
+        "0% production traffic",
+        f"{NAME}: ROLLBACK_SUCCESSFUL, CLEAN_UP, 0/2 tasks, 0% test traffic, 0% production traffic",
+    ]
+
+
+def test_release_deploy_waits_through_the_bake_time_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prod's BLUE_GREEN with its 10-minute bake time and the hook's 10-minute timeout:
+    each service's deploy may take 900 + 600 + 600 s before it is called timed out."""
+    monkeypatch.setattr(
+        rollout,
+        "deployment_env",
+        lambda environment: {**BLUE_GREEN_ENV, **DEPLOYMENT_SETTINGS["prod"]},
+    )
+    monkeypatch.setattr(rollout.migrate, "before_update", lambda rendered, wait: None)
+    waits: dict[str, float] = {}
+
+    def deploy(rendered: ecs.Rendered, wait: float, **options: Any) -> ecs.Result:
+        waits[rendered.service] = wait
+        return ecs.Result(f"{TD}:7", 7, "r/sbcntr-backend@sha256:ab")
+
+    monkeypatch.setattr(rollout.ecs, "deploy", deploy)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    digests = {image.repository: "sha256:" + "ab" * 32 for image in IMAGES.values()}
+    list(rollout.deploy("prod", commit, digests, None))
+    assert waits == {"backend": 2100, "frontend": 2100}
+    list(rollout.deploy("prod", commit, digests, 60))
+    assert waits == {"backend": 60, "frontend": 60}
+
+
+def test_a_rollback_that_cannot_read_the_revisions_is_one_error_naming_the_call(
+    stubbed: Stubber,
+) -> None:
+    stubbed.add_response("describe_services", service(2), {"cluster": CLUSTER, "services": [NAME]})
+    stubbed.add_response(
+        "list_service_deployments",
+        {"serviceDeployments": [brief(2, "IN_PROGRESS")]},
+        {"cluster": CLUSTER, "service": NAME, "status": ["PENDING", "IN_PROGRESS"]},
+    )
+    stubbed.add_response(
+        "describe_service_deployments",
+        {"serviceDeployments": [green(2, "IN_PROGRESS", "BAKE_TIME", 100, 100)], "failures": []},
+        {"serviceDeploymentArns": [deployment_arn(2)]},
+    )
+    stubbed.add_client_error(
+        "describe_service_revisions", "AccessDeniedException", "not authorized", 400
+    )
+    with pytest.raises(ecs.DeployError, match="DescribeServiceRevisions gave AccessDenied"):
+        ecs.rollback(CLUSTER, "backend")

@@ -142,3 +142,27 @@ def test_if_keeps_or_drops_its_block_and_refuses_what_it_does_not_render(tmp_pat
     ):
         with pytest.raises(template.TemplateError, match=r"t\.json:1"):
             template.render_text(broken, {"X": "1", "Y": "1"}, source)
+
+
+def test_if_eq_keeps_its_block_for_the_values_it_names(tmp_path: Path) -> None:
+    """Go's ``eq arg1 arg2...`` is true when arg1 equals any other argument
+    (text/template, "Functions"); ecspresso renders it so."""
+    source = tmp_path / "t.json"
+    text = '[1{{ if eq (env `S` `ROLLING`) `BLUE_GREEN` "CANARY" }},\n2{{ end }}]'
+    assert template.render_text(text, {"S": "BLUE_GREEN"}, source) == "[1,\n2]"
+    assert template.render_text(text, {"S": "CANARY"}, source) == "[1,\n2]"
+    assert template.render_text(text, {"S": "ROLLING"}, source) == "[1\n]"
+    assert template.render_text(text, {}, source) == "[1\n]"  # the default: ROLLING
+    assert template.render_text(text, {"S": "BLUE"}, source) == "[1\n]"
+    # Inside a dropped block a must_env is never evaluated: unset is no error.
+    guarded = "{{ if eq (env `S` `ROLLING`) `CANARY` }}{{ must_env `ONLY_FOR_CANARY` }}{{ end }}"
+    assert template.render_text(guarded, {}, source) == ""
+    with pytest.raises(template.MissingVariables, match="ONLY_FOR_CANARY"):
+        template.render_text(guarded, {"S": "CANARY"}, source)
+    for broken in (
+        "{{ if eq (must_env `S`) `A` }}a{{ end }}",
+        "{{ if eq (env `S` `x`) A }}a{{ end }}",
+        "{{ if ne (env `S` `x`) `A` }}a{{ end }}",
+    ):
+        with pytest.raises(template.TemplateError, match=r"t\.json:1"):
+            template.render_text(broken, {"S": "A"}, source)

@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
         type=float,
-        default=600,
-        help="seconds to wait for steady state, the alarms' bake time included (default: 600)",
+        help="seconds to wait for the deployment to end (default: 600, plus the bake times "
+        "and lifecycle hook timeouts of a BLUE_GREEN or CANARY deployment)",
     )
     parser.add_argument(
         "--cluster", help="rollback: the cluster (default: ECS_CLUSTER); nothing else is needed"
@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
             desired_count=args.desired_count,
             apply_capacity=args.apply_capacity,
             # The schema first: the new tasks must find the database at their revision.
-            before_update=migrate.before_update(rendered, args.wait),
+            before_update=migrate.before_update(rendered, args.wait or 0),
             progress=stage,
         )
     )

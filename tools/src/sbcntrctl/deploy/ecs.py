@@ -10,7 +10,11 @@
   ``--wait 0``) tags it then.
 - while it waits, each change of the deployment's lifecycle stage is passed
   to ``progress`` as one line, and a deployment ECS stopped is reported with
-  who stopped it (alarm, lifecycle hook, circuit breaker) and why.
+  who stopped it (alarm, lifecycle hook and its stage, circuit breaker) and
+  why; by default it waits as long as the strategy may take (bake times and
+  hook timeouts of a blue/green or canary deployment included);
+- a rollback during a deployment (a blue/green one in its bake time) is ECS's
+  own rollback of that deployment (StopServiceDeployment);
 - a deploy keeps the running ``desiredCount`` (target tracking or a schedule
   set it) unless the caller passes one;
 - a deployment that fails (the circuit breaker rolled it back) is reported
@@ -33,8 +37,10 @@ from sbcntrctl.deploy import (
     fault_injection,
     firelens,
     history,
+    metric_math,
     preflight,
     scaling,
+    strategy,
     template,
     tracing_variant,
     verify,
@@ -45,6 +51,9 @@ from sbcntrctl.deploy.aws import DeployError as DeployError  # callers catch ecs
 DEFAULT_DIR = Path(__file__).resolve().parents[4] / "taskdefs"
 STEADY_TAG = "sbcntr:steady-state"
 POLL_SECONDS = 5.0
+# How long a rolling update may take by default; a blue/green or canary
+# deployment adds its bake times and hook timeouts (strategy.extra_seconds).
+DEFAULT_WAIT_SECONDS = 600.0
 # ECS stamps createdAt with its clock: a deployment is looked for from a
 # little before the local time of the call.
 CLOCK_SKEW = timedelta(minutes=2)
@@ -64,7 +73,8 @@ UPDATABLE = (
 
 
 class DeploymentFailedError(DeployError):
-    """ECS gave up on the deployment (the circuit breaker rolled it back)."""
+    """ECS gave up on the deployment (an alarm, a lifecycle hook or the circuit
+    breaker stopped it, and it was rolled back)."""
 
 
 class DeploymentTimeoutError(DeployError):
@@ -128,22 +138,28 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
             bool(rendered.service_definition.get("enableExecuteCommand")),
         ),
         *verify.service_definition(rendered.service_definition),
+        *strategy.problems(rendered.service_definition),
         *verify.scaling(rendered.scaling),
-        *verify.scaling_follows_service(rendered.scaling, rendered.service_definition),
+        *metric_math.problems(rendered.scaling, rendered.service_definition),
     ]
 
 
 def account_problems(rendered: Rendered) -> list[verify.Problem]:
     """What the account lacks for this deploy: cluster, capacity provider, images,
     roles, log groups, secrets, the alarms its deployments roll back on, subnets in every
-    Availability Zone of the network."""
-    strategy = rendered.service_definition.get("capacityProviderStrategy", [])
+    Availability Zone of the network; and a ROLLING definition for a service whose
+    production traffic a blue/green deployment left on its other target group."""
+    providers = rendered.service_definition.get("capacityProviderStrategy", [])
+    cluster = preflight.cluster(rendered.cluster, providers)
+    # The service is looked up only in a cluster that exists.
+    running = None if cluster else describe_service(rendered.cluster, rendered.service_name)
     return [
-        *preflight.cluster(rendered.cluster, strategy),
+        *cluster,
         *preflight.images(rendered.task_definition),
         *preflight.references(rendered.task_definition),
         *preflight.alarms(rendered.service_definition),
         *preflight.subnets(rendered.service_definition, rendered.az_count),
+        *strategy.back_to_rolling(running, rendered.service_definition),
     ]
 
 
@@ -206,7 +222,7 @@ class Result:
 
 def deploy(
     rendered: Rendered,
-    wait_seconds: float = 600,
+    wait_seconds: float | None = None,
     *,
     desired_count: int | None = None,
     apply_capacity: bool = False,
@@ -219,8 +235,12 @@ def deploy(
     given; a new one starts with ``desired_count`` or the service definition's.
     ``before_update`` runs with the registered task definition's ARN before the
     service changes (the database migration); when it raises, nothing changes.
-    ``progress`` receives one line per lifecycle stage while it waits.
+    ``progress`` receives one line per lifecycle stage while it waits;
+    ``wait_seconds`` None: :func:`budget` of the service definition's strategy.
     """
+    wait_seconds = budget(
+        wait_seconds, rendered.service_definition.get("deploymentConfiguration", {})
+    )
     found = problems(rendered) or account_problems(rendered)
     if found:
         raise DeployError(f"{len(found)} {_problems(len(found))}: " + "; ".join(map(str, found)))
@@ -362,8 +382,8 @@ def wait(
                     mark_steady(arn)
                 return
             msg = (
-                f"{name}: deployment of {_short(arn)} {history.cause(deployment)}"
-                f"{_stopped(cluster, arn)}{suffix}"
+                f"{name}: deployment of {_short(arn)} "
+                f"{history.cause(deployment, follower.hook_stages)}{_stopped(cluster, arn)}{suffix}"
             )
             raise DeploymentFailedError(msg)
         if deployment is None:
@@ -377,7 +397,8 @@ def wait(
         if time.monotonic() > deadline:
             if deployment is not None and deployment.get("status") in history.ROLLED_BACK:
                 msg = (
-                    f"{name}: deployment of {_short(arn)} {history.cause(deployment)} "
+                    f"{name}: deployment of {_short(arn)} "
+                    f"{history.cause(deployment, follower.hook_stages)} "
                     f"(the rollback was still running after {wait_seconds:g} s)"
                     f"{_stopped(cluster, arn)}{suffix}"
                 )
@@ -412,6 +433,7 @@ class _Follower:
         self.deployment_arn = ""
         self.available = True
         self.last = ""
+        self.hook_stages: dict[str, str] = {}  # hook ARN -> the stage it was seen running at
 
     def _say(self, line: str) -> None:
         if line != self.last and self.progress is not None:
@@ -428,6 +450,7 @@ class _Follower:
             else:
                 if found is not None:
                     self._say(history.stage(found))
+                    self.hook_stages.update(history.hook_stages(found))
                 return found
         self._say(_rollout(service, self.arn))
         return None
@@ -504,17 +527,37 @@ def _short(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
+def budget(
+    wait_seconds: float | None,
+    deployment_configuration: Mapping[str, Any],
+    rolling: float = DEFAULT_WAIT_SECONDS,
+) -> float:
+    """``wait_seconds``, or by default ``rolling`` (a rolling update's time) plus
+    what the strategy adds (bake times, lifecycle hooks' timeouts)."""
+    if wait_seconds is not None:
+        return wait_seconds
+    return rolling + strategy.extra_seconds(deployment_configuration)
+
+
 def rollback(
-    cluster: str, service: str, wait_seconds: float = 600, progress: Progress | None = None
+    cluster: str,
+    service: str,
+    wait_seconds: float | None = None,
+    progress: Progress | None = None,
 ) -> Result:
     """Point the service at the latest earlier revision that ran in steady state.
 
     Needs only the cluster and the service: no template, no deploy variable.
-    The target is the newest lower revision of the family that ran: a
-    SUCCESSFUL deployment of it in ECS's deployment history ran at least one
-    task, or it is tagged ``sbcntr:steady-state``; the tag alone decides where
-    the history cannot be read.
+    A deployment still in progress (a blue/green one in its bake time, where
+    the old revision still runs) is stopped with ECS's own rollback
+    (StopServiceDeployment, ROLLBACK): traffic goes back to the revision it
+    replaces. Otherwise the target is the newest lower revision of the family
+    that ran: a SUCCESSFUL deployment of it in ECS's deployment history ran at
+    least one task, or it is tagged ``sbcntr:steady-state``; the tag alone
+    decides where the history cannot be read, and the service is updated to it
+    (a deployment with the service's strategy).
     Revisions passed over are listed in the result's notes. The desiredCount is kept.
+    ``wait_seconds`` None: :func:`budget` of the service's deployment configuration.
     """
     name = service_name(service)
     ecs = Client("ecs")
@@ -522,6 +565,16 @@ def rollback(
     if running is None:
         msg = f"{cluster}/{name} does not exist: nothing to roll back"
         raise DeployError(msg)
+    wait_seconds = budget(wait_seconds, running.get("deploymentConfiguration", {}))
+    try:
+        ongoing = history.ongoing(cluster, name)
+    except history.Unavailable:
+        ongoing = None
+    if ongoing is not None:
+        try:
+            return _stop_with_rollback(service, ongoing, wait_seconds, progress)
+        except history.Unavailable as exc:  # readable a moment ago: say which call failed
+            raise DeployError(str(exc)) from exc
     record_if_steady(running)
     current = running["taskDefinition"]
     family, revision = _short(current).rsplit(":", 1)
@@ -543,6 +596,57 @@ def rollback(
     td = ecs.describe_task_definition(taskDefinition=target)["taskDefinition"]
     app = next(c for c in td["containerDefinitions"] if c["name"] == service)
     return Result(target, td["revision"], app["image"], notes)
+
+
+def _stop_with_rollback(
+    service: str, deployment: Mapping[str, Any], wait_seconds: float, progress: Progress | None
+) -> Result:
+    """Stop ``deployment`` (in progress) with ECS's rollback and follow it to the end.
+
+    Amazon ECS Developer Guide, "Stopping Amazon ECS service deployments": a
+    PENDING or IN_PROGRESS deployment moves to ROLLBACK_REQUESTED, then back to
+    the service revision it replaces (IAM: ecs:StopServiceDeployment).
+    """
+    name = service_name(service)
+    arn = deployment["serviceDeploymentArn"]
+    revisions = [deployment["targetServiceRevision"]["arn"]]
+    revisions += [r["arn"] for r in deployment.get("sourceServiceRevisions", [])]
+    tasks = history.task_definitions(revisions)
+    stopped = tasks.get(revisions[0], "?")
+    sources = [tasks[r] for r in revisions[1:] if r in tasks]
+    if not sources:
+        msg = f"{name}: the deployment of {_short(stopped)} replaces nothing to go back to"
+        raise DeployError(msg)
+    Client("ecs").stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+    where = deployment.get("lifecycleStage", deployment.get("status", "?"))
+    if progress is not None:
+        progress(f"{name}: stopped the deployment of {_short(stopped)} at {where}, rolling back")
+    deadline = time.monotonic() + wait_seconds
+    last = ""
+    while True:
+        found = history.describe([arn])
+        status = found[0].get("status", "?") if found else "?"
+        line = history.stage(found[0]) if found else status
+        if progress is not None and line != last:
+            progress(f"{name}: {line}")
+        last = line
+        if status == "ROLLBACK_SUCCESSFUL":
+            break
+        if status in history.FINAL:
+            msg = f"{name}: the rollback of the deployment of {_short(stopped)} ended {status}"
+            raise DeploymentFailedError(msg)
+        if time.monotonic() > deadline:
+            msg = (
+                f"{name}: the rollback of {_short(stopped)} still runs after {wait_seconds:g} s "
+                "(check with aws ecs describe-service-deployments)"
+            )
+            raise DeploymentTimeoutError(msg)
+        time.sleep(min(POLL_SECONDS, max(0.1, deadline - time.monotonic())))
+    target = sources[0]
+    td = Client("ecs").describe_task_definition(taskDefinition=target)["taskDefinition"]
+    app = next(c for c in td["containerDefinitions"] if c["name"] == service)
+    note = f"stopped the deployment of {_short(stopped)} at {where}: ECS rolled it back"
+    return Result(target, td["revision"], app["image"], [note])
 
 
 def _target_from_history(

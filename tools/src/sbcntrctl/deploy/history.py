@@ -81,6 +81,15 @@ def briefs(
     return sorted(found, key=lambda b: b["createdAt"], reverse=True)
 
 
+def ongoing(cluster: str, service: str) -> dict[str, Any] | None:
+    """The service's deployment still PENDING or IN_PROGRESS (ServiceDeployment), if any."""
+    found = briefs(cluster, service, statuses=["PENDING", "IN_PROGRESS"])
+    if not found:
+        return None
+    described = describe([found[0]["serviceDeploymentArn"]])
+    return described[0] if described else None
+
+
 def describe(arns: list[str]) -> list[dict[str, Any]]:
     """DescribeServiceDeployments of ``arns``, in their order."""
     found: dict[str, dict[str, Any]] = {}
@@ -147,16 +156,50 @@ def stage(deployment: Mapping[str, Any]) -> str:
         parts.append(
             f"{target.get('runningTaskCount', 0)}/{target.get('requestedTaskCount', 0)} tasks"
         )
-    weight = target.get("requestedProductionTrafficWeight")
-    if weight is not None:
-        parts.append(f"{weight:g}% production traffic")
+    for kind in ("Test", "Production"):
+        weight = target.get(f"requested{kind}TrafficWeight")
+        if weight is not None:
+            parts.append(f"{weight:g}% {kind.lower()} traffic")
     for hook in deployment.get("lifecycleHookDetails", []):
         parts.append(f"hook {_name(hook.get('targetArn', '?'))} {hook.get('status', '?')}")
     return ", ".join(parts)
 
 
-def cause(deployment: Mapping[str, Any]) -> str:
-    """Who stopped or rolled back a deployment, and why ('' when it succeeded)."""
+def hook_stages(deployment: Mapping[str, Any]) -> dict[str, str]:
+    """Hook ARN -> the lifecycle stage it runs at now (while the deployment goes forward).
+
+    DeploymentLifecycleHookDetail names no stage: the deployment's
+    ``lifecycleStage`` is the hook's while the hook runs. Once the deployment
+    rolls back, its stages are the rollback's, so nothing is read then.
+    """
+    if deployment.get("status") not in ("PENDING", "IN_PROGRESS"):
+        return {}
+    stage_now = deployment.get("lifecycleStage")
+    return {
+        h["targetArn"]: stage_now
+        for h in deployment.get("lifecycleHookDetails", [])
+        if stage_now and h.get("targetArn") and h.get("status") != "SUCCEEDED"
+    }
+
+
+def _hook_stage(deployment: Mapping[str, Any], arn: str, seen: Mapping[str, str]) -> str:
+    """Where hook ``arn`` ran: as seen while following, else its only configured stage."""
+    if arn in seen:
+        return seen[arn]
+    configured = [
+        stage_name
+        for hook in deployment.get("deploymentConfiguration", {}).get("lifecycleHooks", [])
+        if hook.get("hookTargetArn") == arn
+        for stage_name in hook.get("lifecycleStages", [])
+    ]
+    return configured[0] if len(configured) == 1 else ""
+
+
+def cause(deployment: Mapping[str, Any], seen_stages: Mapping[str, str] | None = None) -> str:
+    """Who stopped or rolled back a deployment, and why ('' when it succeeded).
+
+    A failed lifecycle hook is named with the stage it failed at (``seen_stages``:
+    what :func:`hook_stages` read while following the deployment)."""
     if deployment.get("status") == "SUCCESSFUL":
         return ""
     alarms = deployment.get("alarms", {})
@@ -168,9 +211,12 @@ def cause(deployment: Mapping[str, Any]) -> str:
         names = ", ".join(alarms.get("triggeredAlarmNames", [])) or "?"
         who = f"by alarm {names}"
     elif hooks:
-        who = "by lifecycle hook " + ", ".join(
-            f"{_name(h.get('targetArn', '?'))} ({h['status']})" for h in hooks
-        )
+        named = []
+        for hook in hooks:
+            arn = hook.get("targetArn", "?")
+            at = _hook_stage(deployment, arn, seen_stages or {})
+            named.append(f"{_name(arn)} ({hook['status']})" + (f" at {at}" if at else ""))
+        who = "by lifecycle hook " + ", ".join(named)
     elif breaker.get("status") == "TRIGGERED":
         who = (
             f"by the circuit breaker ({breaker.get('failureCount', '?')} failed tasks, "

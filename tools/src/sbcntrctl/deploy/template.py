@@ -13,6 +13,10 @@ Supported, with go-config's semantics:
 - ``{{ if env `NAME` `` }}...{{ end }}``: Go's ``if`` on that value: the text
   between is kept when NAME is set and not empty, dropped otherwise (an
   optional list entry, such as a third subnet). No ``else``, no nesting.
+- ``{{ if eq (env `NAME` `default`) `A` `B` }}...{{ end }}``: Go's ``eq``, true
+  when the first argument equals any of the others: the text is kept when the
+  value (default applied) is one of them (a part of the definition that only
+  some deployment strategies take).
 
 Any other function (ecspresso's ``ssm``, ``secretsmanager_arn``, ``tfstate``,
 ``cfn_output``..., Go's ``printf``...) is refused, naming it. A value that
@@ -32,6 +36,8 @@ from typing import Any
 
 _ACTION = re.compile(r"\{\{(.*?)\}\}", re.S)
 _IF = re.compile(r"\{\{\s*if\s(.*?)\}\}(.*?)\{\{\s*end\s*\}\}", re.S)
+_EQ = re.compile(r"\s*eq\s+\((.*?)\)((?:\s+(?:`[^`]*`|\"(?:[^\"\\]|\\.)*\"))+)\s*$", re.S)
+_LITERAL = re.compile(r"`([^`]*)`|(\"(?:[^\"\\]|\\.)*\")")
 _BLOCK = re.compile(r"\{\{\s*(if|else|end|range|with)\b")
 _TOKEN = re.compile(r"\s*(`[^`]*`|\"(?:[^\"\\]|\\.)*\"|\||[A-Za-z_][A-Za-z0-9_]*|\S+)")
 _PIPE = "|"
@@ -134,12 +140,25 @@ def _conditionals(text: str, env: Mapping[str, str], source: Path) -> str:
 
     def keep_or_drop(match: re.Match[str]) -> str:
         line = text.count("\n", 0, match.start()) + 1
-        function, arguments, escaped = _parse(match.group(1), source, line)
-        body = match.group(2)
+        condition, body = match.group(1), match.group(2)
+        equal = _EQ.match(condition)
+        function, arguments, escaped = _parse(equal.group(1) if equal else condition, source, line)
         if function != "env" or escaped or _BLOCK.search(body):
-            msg = f"{source}:{line}: only {{{{ if env `NAME` `` }}}}...{{{{ end }}}}, unnested"
+            msg = (
+                f"{source}:{line}: only {{{{ if env `NAME` `` }}}} or "
+                f"{{{{ if eq (env `NAME` `default`) `VALUE`... }}}}...{{{{ end }}}}, unnested"
+            )
             raise TemplateError(msg)
-        return body if go_env(env, arguments) else "\n" * body.count("\n")
+        value = go_env(env, arguments)
+        if equal:
+            values = [
+                json.loads(quoted) if quoted else backquoted
+                for backquoted, quoted in _LITERAL.findall(equal.group(2))
+            ]
+            keep = value in values
+        else:
+            keep = bool(value)
+        return body if keep else "\n" * body.count("\n")
 
     rendered = _IF.sub(keep_or_drop, text)
     stray = _BLOCK.search(rendered)

@@ -53,11 +53,6 @@ _REPOSITORY = re.compile(
 )
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-# Application Auto Scaling, PredefinedMetricSpecification.ResourceLabel:
-# app/<load-balancer-name>/<load-balancer-id>/targetgroup/<target-group-name>/<target-group-id>
-RESOURCE_LABEL = re.compile(
-    r"^app/[A-Za-z0-9-]{1,32}/[0-9a-f]+/targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
-)
 _SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|API_KEY|ACCESS_KEY(?!_ID))", re.I)
 _SECRET_VALUE = re.compile(r"(AKIA[0-9A-Z]{16}|://[^/\s:@]+:[^/\s@]+@|-----BEGIN)")
 
@@ -374,17 +369,6 @@ def service_definition(sd: dict[str, Any]) -> list[Problem]:
         problems.append(
             Problem("deploymentConfiguration.deploymentCircuitBreaker", "enable it with rollback")
         )
-    strategy = sd.get("deploymentConfiguration", {}).get("strategy", "ROLLING")
-    if strategy != "ROLLING":
-        # The maintenance switch and request-count scaling name the service's
-        # one target group; a blue/green swap would leave them on the idle one.
-        problems.append(
-            Problem(
-                "deploymentConfiguration.strategy",
-                f"{strategy} needs the maintenance rule and the scaling label to follow "
-                "the target group ECS serves from; use ROLLING (docs/release.md)",
-            )
-        )
     alarms = sd.get("deploymentConfiguration", {}).get("alarms", {})
     if not (alarms.get("alarmNames") and alarms.get("enable") and alarms.get("rollback")):
         # The circuit breaker catches tasks that do not start; a release that
@@ -436,75 +420,14 @@ def scaling(config: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def scaling_follows_service(config: dict[str, Any], sd: dict[str, Any]) -> list[Problem]:
-    """Each request-count policy counts the service's own target group.
-
-    ``ResourceLabel`` ends with ``targetgroup/<name>/<id>``, the end of a target group
-    ARN (Application Auto Scaling API, PredefinedMetricSpecification): a label of
-    another group scales this service on another service's requests.
-    """
-    groups = {
-        lb["targetGroupArn"].split(":")[-1]
-        for lb in sd.get("loadBalancers", [])
-        if isinstance(lb.get("targetGroupArn"), str)
-    }
-    problems = []
-    for policy in config.get("policies", []):
-        spec = policy.get("TargetTrackingScalingPolicyConfiguration", {})
-        metric = spec.get("PredefinedMetricSpecification", {})
-        label = metric.get("ResourceLabel")
-        if metric.get("PredefinedMetricType") != "ALBRequestCountPerTarget":
-            continue
-        if not isinstance(label, str) or not RESOURCE_LABEL.match(label):
-            continue  # reported by scaling()
-        group = label[label.index("targetgroup/") :]
-        if group not in groups:
-            problems.append(
-                Problem(
-                    f"policies[{policy.get('PolicyName', '?')}].ResourceLabel",
-                    f"counts {group}, not the service's target group "
-                    f"({', '.join(sorted(groups)) or 'none'}): use this service's "
-                    "*_ALB_RESOURCE_LABEL",
-                )
-            )
-    return problems
-
-
 def _policy(name: str, policy: dict[str, Any]) -> list[Problem]:
-    problems = []
+    """Cooldowns; the request-count metric's rules are metric_math's."""
     spec = policy.get("TargetTrackingScalingPolicyConfiguration", {})
-    metric = spec.get("PredefinedMetricSpecification", {})
-    label = metric.get("ResourceLabel")
-    if metric.get("PredefinedMetricType") == "ALBRequestCountPerTarget":
-        target = spec.get("TargetValue", 0)
-        if isinstance(target, int | float) and target < 1:
-            problems.append(
-                Problem(
-                    f"policies[{name}].TargetValue",
-                    f"{target:g} requests per target (REQUESTS_PER_TARGET): at least 1 "
-                    "(the metric counts whole requests per target per minute)",
-                )
-            )
-        if not label:
-            problems.append(
-                Problem(
-                    f"policies[{name}].ResourceLabel",
-                    "ALBRequestCountPerTarget needs the ALB and target group label",
-                )
-            )
-        elif not RESOURCE_LABEL.match(label):
-            problems.append(
-                Problem(
-                    f"policies[{name}].ResourceLabel",
-                    f"{label!r} is not app/<alb-name>/<alb-id>/targetgroup/<tg-name>/<tg-id> "
-                    "(the ends of the ALB and target group ARNs, not an ARN)",
-                )
-            )
     if spec.get("ScaleOutCooldown", 0) > spec.get("ScaleInCooldown", 0):
-        problems.append(
+        return [
             Problem(
                 f"policies[{name}]",
                 "scale out faster than in: ScaleOutCooldown <= ScaleInCooldown",
             )
-        )
-    return problems
+        ]
+    return []

@@ -18,6 +18,7 @@ from sbcntrctl import awsenv
 from sbcntrctl.deploy.aws import AwsError, Client
 from sbcntrctl.infra.stacks import (
     BY_KEY,
+    DEPLOYMENT_SETTINGS,
     ENVIRONMENT_PARAMETERS,
     FOR_CHECKS,
     FROM_OUTPUTS,
@@ -228,9 +229,13 @@ def outputs(stack_name: str) -> dict[str, str]:
 
 
 def task_variables(env: str) -> dict[str, str]:
-    """Every task definition variable the stacks of ``env`` provide.
+    """Every task definition variable the stacks of ``env`` provide, with the
+    environment's deployment settings (``DEPLOYMENT_SETTINGS``: stg and prod deploy
+    blue/green).
 
-    Raises InfraError naming each stack that is missing and each output that is.
+    Raises InfraError naming each stack that is missing and each output that is;
+    an optional stack whose every variable is optional (the test-traffic hook's)
+    may be missing, its variables are then unset.
     """
     found: dict[str, str] = {}
     by_stack: dict[str, dict[str, str]] = {}
@@ -241,7 +246,9 @@ def task_variables(env: str) -> dict[str, str]:
         try:
             by_stack[stack.key] = outputs(stack.name(env))
         except InfraError as exc:
-            missing.append(str(exc))
+            needed = {v for v, (key, _) in FROM_OUTPUTS.items() if key == stack.key}
+            if not (stack.optional and needed <= OPTIONAL):
+                missing.append(str(exc))
     for variable, (key, output) in {**FROM_OUTPUTS, **FOR_CHECKS}.items():
         if key not in by_stack:
             continue
@@ -256,7 +263,7 @@ def task_variables(env: str) -> dict[str, str]:
     found["AWS_ACCOUNT_ID"] = network["StackId"].split(":")[4]
     found["AWS_REGION"] = awsenv.region()
     found["ENV_NAME"] = env
-    return found
+    return {**DEPLOYMENT_SETTINGS.get(env, {}), **found}
 
 
 def services_in_cluster(env: str) -> list[str]:

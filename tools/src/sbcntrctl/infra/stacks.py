@@ -92,8 +92,23 @@ FROM_OUTPUTS: dict[str, tuple[str, str]] = {
     "BACKEND_SECURITY_GROUP": ("edge", "BackendSecurityGroup"),
     "FRONTEND_TARGET_GROUP_ARN": ("edge", "FrontendTargetGroupArn"),
     "BACKEND_TARGET_GROUP_ARN": ("edge", "BackendTargetGroupArn"),
-    "FRONTEND_ALB_RESOURCE_LABEL": ("edge", "FrontendAlbResourceLabel"),
-    "BACKEND_ALB_RESOURCE_LABEL": ("edge", "BackendAlbResourceLabel"),
+    # Request-count scaling (scaling.json): the metrics of both target groups.
+    "FRONTEND_ALB_FULL_NAME": ("edge", "PublicAlbFullName"),
+    "BACKEND_ALB_FULL_NAME": ("edge", "InternalAlbFullName"),
+    "FRONTEND_TARGET_GROUP_FULL_NAME": ("edge", "FrontendTargetGroupFullName"),
+    "BACKEND_TARGET_GROUP_FULL_NAME": ("edge", "BackendTargetGroupFullName"),
+    # Blue/green and canary deployments only (DEPLOYMENT_STRATEGY, docs/release.md).
+    "FRONTEND_ALTERNATE_TARGET_GROUP_ARN": ("edge", "FrontendAlternateTargetGroupArn"),
+    "BACKEND_ALTERNATE_TARGET_GROUP_ARN": ("edge", "BackendAlternateTargetGroupArn"),
+    "FRONTEND_ALTERNATE_TARGET_GROUP_FULL_NAME": ("edge", "FrontendAlternateTargetGroupFullName"),
+    "BACKEND_ALTERNATE_TARGET_GROUP_FULL_NAME": ("edge", "BackendAlternateTargetGroupFullName"),
+    "FRONTEND_PRODUCTION_RULE_ARN": ("edge", "FrontendProductionRuleArn"),
+    "BACKEND_PRODUCTION_RULE_ARN": ("edge", "BackendProductionRuleArn"),
+    "FRONTEND_TEST_RULE_ARN": ("edge", "FrontendTestRuleArn"),
+    "BACKEND_TEST_RULE_ARN": ("edge", "BackendTestRuleArn"),
+    "ECS_LB_INFRASTRUCTURE_ROLE_ARN": ("edge", "LoadBalancerInfrastructureRoleArn"),
+    "DEPLOY_HOOK_FUNCTION_ARN": ("deploy-hook", "DeployHookFunctionArn"),
+    "DEPLOY_HOOK_ROLE_ARN": ("deploy-hook", "DeployHookRoleArn"),
     "BACKEND_URL": ("edge", "BackendUrl"),
     "DATABASE_URL": ("data", "DatabaseUrl"),
     "DB_RESOURCE_ID": ("data", "DatabaseResourceId"),
@@ -101,8 +116,31 @@ FROM_OUTPUTS: dict[str, tuple[str, str]] = {
 # Read by `deploy verify`, not by the templates: the service's subnets must cover
 # the AzCount Availability Zones of the network.
 FOR_CHECKS: dict[str, tuple[str, str]] = {"AZ_COUNT": ("network", "AzCount")}
-# Outputs a stack has only with some parameters (or since some version): absent, unset.
-OPTIONAL = frozenset({"PRIVATE_SUBNET_3", "AZ_COUNT"})
+# Needed only by a blue/green or canary deployment: its render names each one missing.
+BLUE_GREEN = frozenset(
+    {
+        "FRONTEND_ALTERNATE_TARGET_GROUP_ARN",
+        "BACKEND_ALTERNATE_TARGET_GROUP_ARN",
+        "FRONTEND_ALTERNATE_TARGET_GROUP_FULL_NAME",
+        "BACKEND_ALTERNATE_TARGET_GROUP_FULL_NAME",
+        "FRONTEND_PRODUCTION_RULE_ARN",
+        "BACKEND_PRODUCTION_RULE_ARN",
+        "FRONTEND_TEST_RULE_ARN",
+        "BACKEND_TEST_RULE_ARN",
+        "ECS_LB_INFRASTRUCTURE_ROLE_ARN",
+        "DEPLOY_HOOK_FUNCTION_ARN",
+        "DEPLOY_HOOK_ROLE_ARN",
+    }
+)
+# Outputs a stack has only with some parameters (or since some version), or of an
+# optional stack: absent, unset.
+OPTIONAL = frozenset({"PRIVATE_SUBNET_3", "AZ_COUNT", *BLUE_GREEN})
+# How each usual environment deploys its services (docs/release.md, "Deployment
+# strategies"); any other environment rolls. The process environment wins.
+DEPLOYMENT_SETTINGS: dict[str, dict[str, str]] = {
+    "stg": {"DEPLOYMENT_STRATEGY": "BLUE_GREEN", "BAKE_TIME_MINUTES": "5"},
+    "prod": {"DEPLOYMENT_STRATEGY": "BLUE_GREEN", "BAKE_TIME_MINUTES": "10"},
+}
 # Known without an output: the account (from the stack ids), region, environment.
 DERIVED = ("AWS_ACCOUNT_ID", "AWS_REGION", "ENV_NAME")
 # Chosen per deploy by the user.

@@ -63,8 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     deploy.add_argument(
         "--wait",
         type=float,
-        default=900,
-        help="seconds each service's deployment may take, bake time included (default: 900)",
+        help="seconds each service's deployment may take (default: 900, plus the bake times "
+        "and lifecycle hook timeouts of a BLUE_GREEN or CANARY deployment)",
     )
     deploy.add_argument(
         "--apply-capacity",

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from sbcntrctl.deploy import ecs, migrate, template
 from sbcntrctl.infra import cloudformation
-from sbcntrctl.infra.stacks import BY_KEY
+from sbcntrctl.infra.stacks import BY_KEY, DEPLOYMENT_SETTINGS
 from sbcntrctl.release.images import ReleaseError, commit_sha
 from sbcntrctl.release.pinning import pin_images
 
 SERVICES = ("backend", "frontend")  # the backend first: the frontend calls it
+# How long each service's rolling deployment may take (the migration's run included).
+WAIT_SECONDS = 900.0
 
 
 def deployment_env(environment: str) -> dict[str, str]:
@@ -29,14 +31,16 @@ def deployment_env(environment: str) -> dict[str, str]:
             msg = f"the stacks of {environment} cannot give the deploy variables: {exc}"
             raise ReleaseError(msg) from exc
         stacks = {}  # infrastructure made elsewhere: the variables are in the environment
-    return {**stacks, **os.environ, "ENV_NAME": environment}
+    # The environment's deployment strategy even without the stacks (docs/release.md).
+    settings = DEPLOYMENT_SETTINGS.get(environment, {})
+    return {**settings, **stacks, **os.environ, "ENV_NAME": environment}
 
 
 def deploy(
     environment: str,
     commit: str,
     digests: Mapping[str, str],
-    wait_seconds: float,
+    wait_seconds: float | None,
     directory: Path = ecs.DEFAULT_DIR,
     progress: Callable[[str], object] | None = None,
     *,
@@ -45,7 +49,9 @@ def deploy(
     """Deploy each service with its images pinned by digest; one line per service, then
     one per scaling change (``apply_capacity``: min/max from scaling.json).
 
-    ``progress`` receives each lifecycle stage of the deployments as it happens.
+    ``progress`` receives each lifecycle stage of the deployments as it happens;
+    ``wait_seconds`` None: :data:`WAIT_SECONDS` plus what the service's strategy
+    adds (bake times, lifecycle hook timeouts).
     """
     env = deployment_env(environment)
     env["IMAGE_TAG"] = commit_sha(commit)
@@ -58,10 +64,12 @@ def deploy(
         pin_images(rendered.task_definition, digests, commit)
         try:
             # The backend's migration task runs first, on the revision being deployed.
-            migration = migrate.before_update(rendered, wait_seconds)
+            configuration = rendered.service_definition.get("deploymentConfiguration", {})
+            wait = ecs.budget(wait_seconds, configuration, WAIT_SECONDS)
+            migration = migrate.before_update(rendered, wait)
             result = ecs.deploy(
                 rendered,
-                wait_seconds,
+                wait,
                 before_update=migration,
                 progress=progress,
                 apply_capacity=apply_capacity,
