@@ -22,6 +22,11 @@ def test_functions_are_grouped_by_the_layer_they_belong_to() -> None:
     assert profile.layer_of(f"{site}/fastapi/routing.py") == "FastAPI, Starlette, pydantic"
     assert profile.layer_of("/repo/frontend/src/frontend/backend_client.py").startswith("service")
     assert profile.layer_of("~") == profile.NATIVE
+    assert profile.layer_of(f"{site}/aiohttp/http_writer.py", "_write") == profile.SOCKET_WRITES
+    assert profile.layer_of(f"{site}/aiohttp/http_writer.py", "write") == "aiohttp client"
+    assert profile.layer_of("/usr/lib/python3.11/asyncio/events.py") == "asyncio, uvloop"
+    assert profile.layer_of("/usr/lib/python3.11/copy.py") == profile.STANDARD_LIBRARY
+    assert profile.layer_of(f"{site}/httpx/_models.py").startswith("httpx")
     assert profile.layer_of("/elsewhere/module.py") == profile.OTHER
 
 

@@ -23,6 +23,13 @@ import pstats
 import sys
 from collections import defaultdict
 
+# The functions that write to a socket: their own time is mostly the system
+# call, which on loopback also runs the receiving side's TCP work.
+SOCKET_WRITES = "socket writes (uvicorn's send, aiohttp's _write: mostly the system call)"
+_SOCKET_WRITERS = (
+    ("/uvicorn/protocols/http/httptools_impl.py", "send"),
+    ("/aiohttp/http_writer.py", "_write"),
+)
 # (layer, path fragments of its functions), first match wins.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("edge limits (servicekit.edge)", ("servicekit/edge.py",)),
@@ -47,28 +54,40 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("uvicorn HTTP protocol", ("/uvicorn/", "/httptools/")),
     ("FastAPI, Starlette, pydantic", ("/fastapi/", "/starlette/", "/pydantic", "/anyio/")),
     ("aiohttp client", ("/aiohttp/", "/yarl/", "/multidict/")),
+    ("httpx (request and response objects)", ("/httpx/", "/httpx_aiohttp/", "/httpcore/")),
     ("SQLAlchemy, database driver", ("/sqlalchemy/", "/aiosqlite/", "/asyncpg/")),
-    ("asyncio, Python runtime", ("/asyncio/", "/uvloop/", "/python3.", "<frozen")),
+    ("asyncio, uvloop", ("/asyncio/", "/uvloop/")),
 )
-NATIVE = "native calls (sockets, system calls, C extensions)"
+NATIVE = "built-in functions (C: dict, isinstance, parsing, encoding)"
+STANDARD_LIBRARY = "Python's standard library"
 OTHER = "other Python"
 
 
-def layer_of(filename: str) -> str:
-    """The layer of a function defined in ``filename`` (``~`` for built-ins)."""
+def layer_of(filename: str, function: str = "") -> str:
+    """The layer of ``function`` defined in ``filename`` (``~`` for built-ins)."""
     if filename == "~":
         return NATIVE
+    if any(filename.endswith(path) and function == name for path, name in _SOCKET_WRITERS):
+        return SOCKET_WRITES
     for layer, fragments in LAYERS:
         if any(fragment in filename for fragment in fragments):
             return layer
+    if "site-packages" not in filename and ("/lib/python3" in filename or "<frozen" in filename):
+        return STANDARD_LIBRARY
     return OTHER
 
 
 def by_layer(stats: pstats.Stats) -> dict[str, float]:
-    """Own time in seconds per layer."""
+    """Own time in seconds per layer.
+
+    A lifespan (start-up, then suspended at its ``yield`` while the service
+    serves) is left out: cProfile charges a suspended coroutine with time it
+    did not spend.
+    """
     totals: dict[str, float] = defaultdict(float)
-    for (filename, _line, _name), (_cc, _nc, own, _cum, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        totals[layer_of(filename)] += own
+    for (filename, _line, name), (_cc, _nc, own, _cum, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if "lifespan" not in name:
+            totals[layer_of(filename, name)] += own
     return dict(totals)
 
 
