@@ -43,6 +43,7 @@ from sbcntrctl.deploy import (
     strategy,
     template,
     tracing_variant,
+    traffic_shift,
     verify,
 )
 from sbcntrctl.deploy.aws import Client
@@ -147,7 +148,8 @@ def problems(rendered: Rendered) -> list[verify.Problem]:
 def account_problems(rendered: Rendered) -> list[verify.Problem]:
     """What the account lacks for this deploy: cluster, capacity provider, images,
     roles, log groups, secrets, the alarms its deployments roll back on, subnets in every
-    Availability Zone of the network; and a ROLLING definition for a service whose
+    Availability Zone of the network; the target groups, listener rules, hook function
+    and roles a BLUE_GREEN or CANARY definition names; and a ROLLING definition for a service whose
     production traffic a blue/green deployment left on its other target group."""
     providers = rendered.service_definition.get("capacityProviderStrategy", [])
     cluster = preflight.cluster(rendered.cluster, providers)
@@ -160,6 +162,7 @@ def account_problems(rendered: Rendered) -> list[verify.Problem]:
         *preflight.alarms(rendered.service_definition),
         *preflight.subnets(rendered.service_definition, rendered.az_count),
         *strategy.back_to_rolling(running, rendered.service_definition),
+        *traffic_shift.problems(rendered.service_definition),
     ]
 
 
