@@ -81,6 +81,21 @@ SAR_ELB = (
     "Reference: DescribeRules"
 )
 LOOKUPS = "Service Authorization Reference: IAM, CloudWatch Logs, Secrets Manager (Get/Describe)"
+SAR_ELB_SHIFT = (
+    "Service Authorization Reference: Actions, resources, and condition keys for Elastic Load "
+    "Balancing V2 (DescribeTargetGroups, DescribeListeners: no resource-level permissions); "
+    "Elastic Load Balancing API Reference: DescribeTargetGroups, DescribeListeners"
+)
+SAR_LAMBDA = (
+    "Service Authorization Reference: Actions, resources, and condition keys for AWS Lambda "
+    "(GetFunctionConfiguration: function); AWS Lambda API Reference: GetFunctionConfiguration"
+)
+SAR_IAM = (
+    "Service Authorization Reference: Actions, resources, and condition keys for AWS Identity "
+    "and Access Management (GetRole: role); IAM API Reference: GetRole"
+)
+# The test-traffic hook function of infra/deploy-hook.yml (DEPLOY_HOOK_FUNCTION_ARN).
+HOOK_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:sbcntr-{{env}}-deploy-hook"
 SAR_EC2 = (
     "Service Authorization Reference: Actions, resources, and condition keys for Amazon EC2 "
     "(DescribeSubnets: no resource-level permissions)"
@@ -189,7 +204,38 @@ def _verify() -> list[Call]:
         one("deploy", "secretsmanager:DescribeSecret", secret, LOOKUPS),
         *(one("deploy", "iam:GetRole", r, LOOKUPS, r.rsplit("/", 1)[1]) for r in TASK_ROLES),
     ]
-    return rows
+    return rows + _verify_blue_green()
+
+
+def _verify_blue_green() -> list[Call]:
+    """What a BLUE_GREEN or CANARY definition names (sbcntrctl.deploy.traffic_shift)."""
+    return [
+        one(
+            "deploy",
+            "elasticloadbalancing:DescribeTargetGroups",
+            "*",
+            SAR_ELB_SHIFT,
+            "the primary and alternate target groups",
+        ),
+        one(
+            "deploy",
+            "elasticloadbalancing:DescribeListeners",
+            "*",
+            SAR_ELB_SHIFT,
+            "the production and test rules' listeners",
+        ),
+        one(
+            "deploy",
+            "lambda:GetFunctionConfiguration",
+            HOOK_FUNCTION,
+            SAR_LAMBDA,
+            "the test-traffic hook",
+        ),
+        *(
+            one("deploy", "iam:GetRole", r, SAR_IAM, f"{r.rsplit('/', 1)[1]} (trusts ECS)")
+            for r in BLUE_GREEN_ROLES
+        ),
+    ]
 
 
 def _service(service: str) -> list[Call]:
