@@ -30,9 +30,12 @@ from sbcntrctl.deploy import ecs, traffic_shift
 from tests.infra import release_permissions
 from tests.tools.deploy_support import (
     BLUE_GREEN_ENV,
+    ENV,
     TASKDEFS,
     aws_env,
+    prerequisites,
     recorded_calls,
+    run_cli,
     running_moto_server,
 )
 
@@ -136,8 +139,8 @@ def _account() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One moto server for the module, its account made once (the tests only read it)."""
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One moto server for the module, the tools' and boto3's endpoint meanwhile."""
     with (
         running_moto_server(tmp_path_factory.mktemp("moto")) as url,
         pytest.MonkeyPatch.context() as patch,
@@ -145,14 +148,27 @@ def account(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         for name, value in aws_env(url).items():
             patch.setenv(name, value)
         patch.delenv("AWS_PROFILE", raising=False)
-        yield _account()
+        yield url
+
+
+@pytest.fixture(scope="module")
+def base(server: str) -> dict[str, str]:
+    """What every deploy needs (cluster, images, task roles...), made once."""
+    return prerequisites(dict(ENV))
+
+
+@pytest.fixture(scope="module")
+def account(server: str) -> dict[str, str]:
+    """The blue/green resources, made once (the tests only read them)."""
+    return _account()
 
 
 @pytest.fixture
-def env(account: dict[str, str]) -> dict[str, str]:
+def env(base: dict[str, str], account: dict[str, str]) -> dict[str, str]:
     """The variables the stacks' outputs give a BLUE_GREEN frontend in this account."""
     return {
         **BLUE_GREEN_ENV,
+        **base,
         "FRONTEND_TARGET_GROUP_ARN": account["primary"],
         "FRONTEND_ALTERNATE_TARGET_GROUP_ARN": account["alternate"],
         # targetgroup/<name>/<id>: the dimension of the scaling policy's metric math
@@ -320,3 +336,30 @@ def test_a_trust_policy_trusts_ecs_only_with_an_allow_for_its_service_principal(
     document: dict[str, Any], trusted: bool
 ) -> None:
     assert traffic_shift.trusts(document, "ecs.amazonaws.com") is trusted
+
+
+def test_deploy_verify_reports_the_account_problems_one_line_each(
+    server: str, env: dict[str, str], account: dict[str, str]
+) -> None:
+    """The command as operators and the release run it: every check before, then these."""
+    cli_env = {**env, **aws_env(server)}
+    assert run_cli("verify", "frontend", env=cli_env).returncode == 0
+    broken = {
+        **cli_env,
+        "DEPLOY_HOOK_FUNCTION_ARN": account["function"] + "-gone",
+        "FRONTEND_PRODUCTION_RULE_ARN": account["one-group-rule"],
+    }
+    result = run_cli("verify", "frontend", env=broken)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(
+        "  loadBalancers[0].advancedConfiguration.productionListenerRule: forwards to "
+        "targetgroup/front/"
+    )
+    assert lines[1] == (
+        "  deploymentConfiguration.lifecycleHooks[0].hookTargetArn: function "
+        "sbcntr-dev-deploy-hook-gone does not exist: deploy the deploy-hook stack "
+        "(sbcntrctl infra deploy ENV --only deploy-hook)"
+    )
+    assert "frontend: 2 problems" in result.stdout
