@@ -53,7 +53,7 @@ def _trust(service: str) -> str:
     )
 
 
-def _target_group(elbv2: Any, name: str, vpc: str, path: str = "/healthz") -> str:
+def _target_group(elbv2: Any, name: str, vpc: str, path: str = "/readyz") -> str:
     return str(
         elbv2.create_target_group(
             Name=name,
@@ -235,7 +235,7 @@ MUTATIONS: dict[str, tuple[Mutation, str, str]] = {
     "an alternate group with another health check path": (
         _advanced("alternateTargetGroupArn", lambda a: a["other-health"]),
         f"{ADVANCED}.alternateTargetGroupArn",
-        "front-other has health check path '/other', the primary front '/healthz'",
+        "front-other has health check path '/other', the primary front '/readyz'",
     ),
     "an alternate group on no listener of the load balancer": (
         _advanced("alternateTargetGroupArn", lambda a: a["unattached"]),
