@@ -22,7 +22,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from sbcntrctl.deploy import template
+from sbcntrctl.deploy import template, traffic_shift
 from sbcntrctl.infra import envfile
 from sbcntrctl.infra.stacks import DERIVED, FOR_CHECKS, FROM_OUTPUTS, STACKS
 from sbcntrctl.release.images import DEPLOYED, IMAGES
@@ -434,6 +434,36 @@ def test_environment_from_empty_account_to_deployed_services(
     }
     assert hook_outputs["DeployHookFunctionArn"] == configuration["FunctionArn"]
     assert hook_outputs["DeployHookRoleArn"].endswith(":role/sbcntr-qa-deploy-hook-invoke")
+    # What a BLUE_GREEN definition names, as the stacks made it, fits together
+    # (sbcntrctl deploy verify's account check of the strategy).
+    for service in ("frontend", "backend"):
+        prefix = service.upper()
+        blue_green = {
+            "loadBalancers": [
+                {
+                    "targetGroupArn": variables[f"{prefix}_TARGET_GROUP_ARN"],
+                    "advancedConfiguration": {
+                        "alternateTargetGroupArn": variables[
+                            f"{prefix}_ALTERNATE_TARGET_GROUP_ARN"
+                        ],
+                        "productionListenerRule": variables[f"{prefix}_PRODUCTION_RULE_ARN"],
+                        "testListenerRule": variables[f"{prefix}_TEST_RULE_ARN"],
+                        "roleArn": variables["ECS_LB_INFRASTRUCTURE_ROLE_ARN"],
+                    },
+                }
+            ],
+            "deploymentConfiguration": {
+                "strategy": "BLUE_GREEN",
+                "lifecycleHooks": [
+                    {
+                        "hookTargetArn": hook_outputs["DeployHookFunctionArn"],
+                        "roleArn": hook_outputs["DeployHookRoleArn"],
+                        "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+                    }
+                ],
+            },
+        }
+        assert traffic_shift.problems(blue_green) == [], service
 
     # --- updates keep the parameters not given (moto can update the registry stack; it
     # fails on stacks with conditional resources, see infra/README.md)
