@@ -89,17 +89,20 @@ def _account() -> dict[str, str]:
         for n, az in ((1, "ap-northeast-1a"), (2, "ap-northeast-1c"))
     ]
     balancer = elbv2.create_load_balancer(Name="sbcntr-public", Subnets=subnets)["LoadBalancers"][0]
+    elsewhere = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
     arns = {
         "primary": _target_group(elbv2, "front", vpc),
         "alternate": _target_group(elbv2, "front-alt", vpc),
         "other-health": _target_group(elbv2, "front-other", vpc, path="/other"),
         "unattached": _target_group(elbv2, "front-loose", vpc),
+        "other-vpc": _target_group(elbv2, "front-elsewhere", elsewhere),
+        "internal": _target_group(elbv2, "back", vpc),
     }
 
-    def listener(port: int) -> str:
+    def listener(port: int, on: str = balancer["LoadBalancerArn"]) -> str:
         return str(
             elbv2.create_listener(
-                LoadBalancerArn=balancer["LoadBalancerArn"],
+                LoadBalancerArn=on,
                 Protocol="HTTP",
                 Port=port,
                 DefaultActions=[
@@ -112,11 +115,15 @@ def _account() -> dict[str, str]:
         )
 
     production, test = listener(80), listener(10080)
+    internal = elbv2.create_load_balancer(
+        Name="sbcntr-internal", Subnets=subnets, Scheme="internal"
+    )["LoadBalancers"][0]["LoadBalancerArn"]
     arns["production-rule"] = _rule(elbv2, production, 1, arns["primary"], arns["alternate"])
     arns["test-rule"] = _rule(elbv2, test, 1, arns["alternate"])
     arns["one-group-rule"] = _rule(elbv2, production, 2, arns["primary"])
     arns["test-rule-on-production"] = _rule(elbv2, production, 3, arns["alternate"])
     arns["other-health-rule"] = _rule(elbv2, production, 4, arns["primary"], arns["other-health"])
+    arns["test-rule-elsewhere"] = _rule(elbv2, listener(10080, internal), 1, arns["internal"])
     for name, service in (
         ("sbcntr-dev-ecs-load-balancers", "ecs.amazonaws.com"),
         ("sbcntr-dev-deploy-hook-invoke", "ecs.amazonaws.com"),
@@ -217,6 +224,13 @@ def _advanced(key: str, value: Callable[[dict[str, str]], str]) -> Mutation:
     return mutate
 
 
+def _primary(value: Callable[[dict[str, str]], str]) -> Mutation:
+    def mutate(sd: dict[str, Any], account: dict[str, str]) -> None:
+        sd["loadBalancers"][0]["targetGroupArn"] = value(account)
+
+    return mutate
+
+
 def _hook(key: str, value: Callable[[dict[str, str]], str]) -> Mutation:
     def mutate(sd: dict[str, Any], account: dict[str, str]) -> None:
         sd["deploymentConfiguration"]["lifecycleHooks"][0][key] = value(account)
@@ -237,6 +251,16 @@ MUTATIONS: dict[str, tuple[Mutation, str, str]] = {
         f"{ADVANCED}.alternateTargetGroupArn",
         "front-other has health check path '/other', the primary front '/readyz'",
     ),
+    "a missing primary group": (
+        _primary(lambda a: a["primary"][:-4] + "dead"),
+        "loadBalancers[0].targetGroupArn",
+        "targetgroup/front/[0-9a-f]+dead does not exist",
+    ),
+    "an alternate group in another VPC": (
+        _advanced("alternateTargetGroupArn", lambda a: a["other-vpc"]),
+        f"{ADVANCED}.alternateTargetGroupArn",
+        "front-elsewhere has VPC 'vpc-[0-9a-f]+', the primary front 'vpc-",
+    ),
     "an alternate group on no listener of the load balancer": (
         _advanced("alternateTargetGroupArn", lambda a: a["unattached"]),
         f"{ADVANCED}.alternateTargetGroupArn",
@@ -256,6 +280,12 @@ MUTATIONS: dict[str, tuple[Mutation, str, str]] = {
         _advanced("testListenerRule", lambda a: a["test-rule-on-production"]),
         f"{ADVANCED}.testListenerRule",
         r"on the production rule's listener \(port 80\)",
+    ),
+    "a test rule on another load balancer": (
+        _advanced("testListenerRule", lambda a: a["test-rule-elsewhere"]),
+        f"{ADVANCED}.testListenerRule",
+        "on loadbalancer/app/sbcntr-internal/[0-9a-f]+, the production rule on "
+        "loadbalancer/app/sbcntr-public/",
     ),
     "a missing load-balancer role": (
         _advanced("roleArn", lambda a: a["sbcntr-dev-ecs-load-balancers"] + "-gone"),
