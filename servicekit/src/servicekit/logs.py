@@ -270,9 +270,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # The access log middleware writes the one access line per request.
     logging.getLogger("uvicorn.access").disabled = True
     # Per-request chatter of libraries: the access lines already tell it.
-    # httpx logs every client request at INFO; the X-Ray SDK each emitted
-    # segment at DEBUG. Keep their warnings and errors.
-    for noisy in ("aws_xray_sdk", "httpx", "httpcore"):
+    # The X-Ray SDK logs each emitted segment at DEBUG. Keep its warnings and errors.
+    for noisy in ("aws_xray_sdk",):
         logging.getLogger(noisy).setLevel(max(numeric_level, logging.WARNING))
 
     logging.captureWarnings(True)
