@@ -12,9 +12,11 @@ import json
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 
 import pytest
 
+from servicekit import logs
 from servicekit.logs import (
     configure_logging,
     get_logger,
@@ -177,3 +179,16 @@ def test_the_fast_line_follows_the_configured_level() -> None:
     ]
     configure_logging("sample", "INFO")
     assert level_enabled("info")
+
+
+@pytest.mark.parametrize(
+    "nanoseconds",
+    [0, 1_796_450_239_421_000_000, 1_796_450_239_999_999_999, 1_796_450_240_000_000_001],
+)
+def test_timestamps_are_iso_8601_utc_milliseconds(
+    nanoseconds: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs.time, "time_ns", lambda: nanoseconds)
+    moment = datetime.fromtimestamp(nanoseconds // 1_000_000 / 1000, UTC)
+    expected = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert logs._Clock.now() == expected

@@ -49,19 +49,24 @@ _REDUNDANT_UVICORN_MESSAGES = frozenset({"Exception in ASGI application"})
 class _Clock:
     """The current time as a line's ``timestamp`` (ISO 8601, UTC, milliseconds).
 
-    Formatted once per millisecond: the lines of one millisecond share the text.
+    The date and time of day are formatted once per second, the text once per
+    millisecond: the lines of one millisecond share it.
     """
 
     millisecond = -1
+    second = -1
+    prefix = ""
     text = ""
 
     @classmethod
     def now(cls) -> str:
         millisecond = time.time_ns() // 1_000_000
         if millisecond != cls.millisecond:
-            moment = datetime.fromtimestamp(millisecond / 1000, UTC)
-            cls.text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            cls.millisecond = millisecond
+            second, fraction = divmod(millisecond, 1000)
+            if second != cls.second:
+                moment = datetime.fromtimestamp(second, UTC)
+                cls.prefix, cls.second = moment.strftime("%Y-%m-%dT%H:%M:%S."), second
+            cls.text, cls.millisecond = f"{cls.prefix}{fraction:03d}Z", millisecond
         return cls.text
 
 
@@ -270,9 +275,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # The access log middleware writes the one access line per request.
     logging.getLogger("uvicorn.access").disabled = True
     # Per-request chatter of libraries: the access lines already tell it.
-    # httpx logs every client request at INFO; the X-Ray SDK each emitted
-    # segment at DEBUG. Keep their warnings and errors.
-    for noisy in ("aws_xray_sdk", "httpx", "httpcore"):
+    # The X-Ray SDK logs each emitted segment at DEBUG. Keep its warnings and errors.
+    for noisy in ("aws_xray_sdk",):
         logging.getLogger(noisy).setLevel(max(numeric_level, logging.WARNING))
 
     logging.captureWarnings(True)

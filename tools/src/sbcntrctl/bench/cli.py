@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from sbcntrctl.bench import harness, report
+from sbcntrctl.bench import environments, harness, report
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 ROOT = Path(__file__).resolve().parents[4]
@@ -118,7 +118,11 @@ def run(args: argparse.Namespace) -> int:
         tracing_runs=1 if quick else 3,
         tracing_requests=5_000 if quick else 20_000,
     )
-    results = harness.run(options)
+    try:
+        results = harness.run(options)
+    except environments.ServiceEnvironmentError as exc:
+        print(f"sbcntrctl bench: {exc}", file=sys.stderr)
+        return 2
     command = "sbcntrctl bench" + (" --quick" if quick else "")
     header = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

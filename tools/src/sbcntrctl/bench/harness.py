@@ -11,12 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sbcntrctl.bench import procs, wrk
+from sbcntrctl.bench import environments, procs, wrk
 
 SERVER_CPU = 0
 CLIENT_CPU = 1
@@ -69,12 +69,19 @@ DEFAULT = _env(LOG_LEVEL="INFO")
 OTEL = _env(TRACING_BACKEND="otel")
 
 
-def configurations(sample_all_rules: Path, quick: bool) -> list[Config]:
-    """Every configuration of a run; ``quick`` keeps one pair."""
+def configurations(
+    sample_all_rules: Path, quick: bool, pythons: Mapping[str, str] | None = None
+) -> list[Config]:
+    """Every configuration of a run; ``quick`` keeps one pair.
+
+    ``pythons`` are the services' interpreters (:mod:`sbcntrctl.bench.environments`);
+    the baselines run on this one.
+    """
     all_sampled = _env(LOG_LEVEL="INFO", XRAY_SAMPLING_RULES=str(sample_all_rules))
+    pythons = pythons or {}
     app = (sys.executable, "-m", "sbcntrctl.bench.apps")
-    backend = (sys.executable, "-m", "backend")
-    frontend = (sys.executable, "-m", "frontend")
+    backend = (pythons.get("backend", sys.executable), "-m", "backend")
+    frontend = (pythons.get("frontend", sys.executable), "-m", "frontend")
 
     def pair(name: str, description: str, env: tuple[tuple[str, str], ...], **extra: str) -> Config:
         return Config(
@@ -327,13 +334,17 @@ def start_otlp_sink(workdir: Path) -> OtlpSink:
 
 
 def startup_and_stop(
-    module: str, runs: int, workdir: Path, settings: tuple[tuple[str, str], ...] = DEFAULT
+    module: str,
+    runs: int,
+    workdir: Path,
+    settings: tuple[tuple[str, str], ...] = DEFAULT,
+    python: str = sys.executable,
 ) -> dict[str, float]:
     """Median seconds from spawn to ready, and from SIGTERM to exit (no drain delay)."""
     ready, stop = [], []
     for n in range(runs):
         port = _free_port()
-        spec = ProcessSpec("front", (sys.executable, "-m", module), settings)
+        spec = ProcessSpec("front", (python, "-m", module), settings)
         # Health checks are not sampled: nothing is exported, no endpoint is needed.
         env = _process_env(spec, port, None, f"http://127.0.0.1:{_free_port()}")
         env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/startup-{module}-{n}.sqlite3"
@@ -485,9 +496,12 @@ def run(options: RunOptions) -> dict[str, Any]:
     """The whole benchmark: start everything, interleave rounds, stop everything."""
     wrk_bin = wrk.ensure_wrk()
     compile_sources(options.root)
+    pythons = environments.service_pythons(options.root)
     with tempfile.TemporaryDirectory(prefix="sbcntr-bench-") as tmp:
         workdir = Path(tmp)
-        configs = configurations(sample_all_rules_file(options.root, workdir), options.quick)
+        configs = configurations(
+            sample_all_rules_file(options.root, workdir), options.quick, pythons
+        )
         if options.only:
             configs = [c for c in configs if c.name in options.only]
         sink = start_otlp_sink(workdir)
@@ -509,7 +523,7 @@ def run(options: RunOptions) -> dict[str, Any]:
                 for role, p in item.processes.items()
             }
             sink.process.stop()
-        long_run = _soak_run(options, wrk_bin, workdir) if options.soak_requests else None
+        long_run = _soak_run(options, wrk_bin, workdir, pythons) if options.soak_requests else None
         tracing_cpu = (
             tracing_cost(
                 workdir,
@@ -521,11 +535,11 @@ def run(options: RunOptions) -> dict[str, Any]:
             else None
         )
         startup = {
-            module: startup_and_stop(module, options.startup_runs, workdir)
+            module: startup_and_stop(module, options.startup_runs, workdir, python=pythons[module])
             for module in ("backend", "frontend")
         } | {
             f"{module} (otel)": startup_and_stop(
-                module, options.startup_runs, workdir, DEFAULT + OTEL
+                module, options.startup_runs, workdir, DEFAULT + OTEL, pythons[module]
             )
             for module in ("backend", "frontend")
         }
@@ -541,11 +555,13 @@ def run(options: RunOptions) -> dict[str, Any]:
     }
 
 
-def _soak_run(options: RunOptions, wrk_bin: str, workdir: Path) -> dict[str, Any]:
+def _soak_run(
+    options: RunOptions, wrk_bin: str, workdir: Path, pythons: Mapping[str, str]
+) -> dict[str, Any]:
     """The long run: SOAK_CONFIG started afresh once the rounds' processes have stopped."""
     config = next(
         c
-        for c in configurations(sample_all_rules_file(options.root, workdir), quick=False)
+        for c in configurations(sample_all_rules_file(options.root, workdir), False, pythons)
         if c.name == SOAK_CONFIG
     )
     # Traced with the X-Ray SDK: no OTLP endpoint is called.
