@@ -24,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from sbcntrctl.bench import environments
 from sbcntrctl.release.images import IMAGES
 from tests.containers.instructions import exec_form, final_env, last, stages
 from tests.support import ROOT, assert_checkov_passes, free_port
@@ -275,26 +276,7 @@ def test_each_service_runs_with_only_its_own_dependencies(
     development environment fails here.
     """
     _, data = sandbox
-    venv = tmp_path / "venv"
-    uv = Path(sys.executable).parent / "uv"
-    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON": sys.executable}
-    subprocess.run(
-        [
-            str(uv),
-            "sync",
-            "--frozen",
-            "--no-dev",
-            "--package",
-            f"sbcntr-{service}",
-            "--no-editable",
-            "--quiet",
-        ],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=600,
-    )
-    python = venv / "bin" / "python"
+    python = environments.sync_service(ROOT, service, tmp_path / "venv")
     installed = subprocess.run(
         [
             str(python),
@@ -310,7 +292,7 @@ def test_each_service_runs_with_only_its_own_dependencies(
     )
     assert installed.stdout.strip() == "None None None None"
     run_env = run_as_image(service, data)
-    run_env["PATH"] = f"{venv / 'bin'}:{os.environ['PATH']}"
+    run_env["PATH"] = f"{python.parent}:{os.environ['PATH']}"
     process = subprocess.Popen(
         [str(python), "-m", service],
         env=run_env,

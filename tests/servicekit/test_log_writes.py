@@ -160,7 +160,7 @@ def test_the_fast_access_line_is_the_line_structlog_writes(
     trace_token = trace_id_var.set("1-5759e988-bd862e3fe1be46a994272793")
     try:
         getattr(get_logger("servicekit.access"), level)("request", **fields)
-        write_event("servicekit.access", level, "request", fields)
+        write_event("servicekit.access", "request", level, fields)
     finally:
         request_id_var.reset(request_token)
         trace_id_var.reset(trace_token)

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.stub import Stubber
 
 from sbcntrctl import awsenv
 from sbcntrctl.release.images import IMAGES
@@ -268,6 +269,23 @@ def create_rollback_alarms(environment: str) -> list[str]:
 # Service prefixes of IAM (Service Authorization Reference) that differ from the API's
 # signing name: CloudWatch signs as "monitoring".
 IAM_PREFIXES = {"monitoring": "cloudwatch"}
+
+
+@contextmanager
+def stubbed_client(monkeypatch: pytest.MonkeyPatch, service: str) -> Iterator[Stubber]:
+    """Every client the deploy code makes is one ``service`` client whose calls go
+    to a Stubber (no network, AWS's documented response shapes); every queued
+    response must have been used."""
+    client = boto3.client(
+        service,
+        region_name="ap-northeast-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    monkeypatch.setattr("sbcntrctl.awsenv.client", lambda *_a, **_k: client)
+    with Stubber(client) as stubber:
+        yield stubber
+    stubber.assert_no_pending_responses()
 
 
 @contextmanager

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
@@ -29,7 +28,13 @@ from sbcntrctl.deploy import ecs, history, verify
 from sbcntrctl.infra.stacks import DEPLOYMENT_SETTINGS, INFRA_DIR
 from sbcntrctl.release import registry, rollout
 from sbcntrctl.release.images import IMAGES
-from tests.tools.deploy_support import BLUE_GREEN_ENV, ENV, ROLLBACK_ALARMS, TASKDEFS
+from tests.tools.deploy_support import (
+    BLUE_GREEN_ENV,
+    ENV,
+    ROLLBACK_ALARMS,
+    TASKDEFS,
+    stubbed_client,
+)
 
 CLUSTER = "sbcntr-dev"
 NAME = "sbcntr-backend"
@@ -52,18 +57,9 @@ def revision_arn(n: int) -> str:
 @pytest.fixture
 def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     """Every ECS call of the deploy code goes to one Stubber (no network)."""
-    client = boto3.client(
-        "ecs",
-        region_name="ap-northeast-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    stubber = Stubber(client)
-    monkeypatch.setattr("sbcntrctl.awsenv.client", lambda *_a, **_k: client)
     monkeypatch.setattr(ecs, "POLL_SECONDS", 0.0)
-    with stubber:
+    with stubbed_client(monkeypatch, "ecs") as stubber:
         yield stubber
-    stubber.assert_no_pending_responses()
 
 
 def service(revision: int, *, running: int = 2) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -28,7 +27,7 @@ from sbcntrctl.deploy import ecs, metric_math, strategy, template, verify
 from sbcntrctl.infra import cloudformation
 from sbcntrctl.infra.stacks import BLUE_GREEN, DEPLOYMENT_SETTINGS, FROM_OUTPUTS, OPTIONAL, Stack
 from sbcntrctl.release import rollout
-from tests.tools.deploy_support import BLUE_GREEN_ENV, ENV, TASKDEFS
+from tests.tools.deploy_support import BLUE_GREEN_ENV, ENV, TASKDEFS, stubbed_client
 
 SERVICES = ("frontend", "backend")
 STRATEGIES = ("ROLLING", "BLUE_GREEN", "CANARY")
@@ -430,16 +429,8 @@ def test_a_missing_required_output_is_still_named(monkeypatch: pytest.MonkeyPatc
 @pytest.fixture
 def elbv2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     """Elastic Load Balancing calls go to a Stubber (moto does not record ECS's weights)."""
-    client = boto3.client(
-        "elbv2",
-        region_name="ap-northeast-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    monkeypatch.setattr("sbcntrctl.awsenv.client", lambda *_a, **_k: client)
-    with Stubber(client) as stubber:
+    with stubbed_client(monkeypatch, "elbv2") as stubber:
         yield stubber
-        stubber.assert_no_pending_responses()
 
 
 def running_blue_green() -> dict[str, Any]:

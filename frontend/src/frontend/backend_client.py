@@ -229,7 +229,8 @@ class BackendClient:
         """
         attempts = 1 + (self._retries if method == "GET" else 0)
         headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
-        if content is not None:
+        body = orjson.dumps(json) if json is not None else content
+        if body is not None:
             headers["Content-Type"] = "application/json"
         request_id = request_id_var.get()
         if request_id is not None:
@@ -237,9 +238,7 @@ class BackendClient:
         begun = time.perf_counter()
         try:
             async with asyncio.timeout(self._budget):
-                answer = await self._attempts(
-                    method, path, attempts, params, json, content, headers
-                )
+                answer = await self._attempts(method, path, attempts, params, body, headers)
         except TimeoutError:
             failure = BackendUnavailable(504, f"backend did not answer within {self._budget:g}s")
         except BackendUnavailable as exc:
@@ -277,16 +276,12 @@ class BackendClient:
         path: str,
         attempts: int,
         params: Mapping[str, str] | None,
-        json: Any,
-        content: bytes | None,
+        body: bytes | None,
         headers: Mapping[str, str],
     ) -> BackendAnswer:
         url = self._url(path)
         if params:
             url = url.with_query(params)
-        body = orjson.dumps(json) if json is not None else content
-        if json is not None:
-            headers = {**headers, "Content-Type": "application/json"}
         for attempt in range(attempts):
             if attempt:
                 # Full jitter: spread the retries of many pages over the window.

@@ -141,4 +141,4 @@ class AccessLogMiddleware:
         else:
             level = "info"
         if level_enabled(level):
-            write_event(ACCESS_LOGGER, level, "request", fields)
+            write_event(ACCESS_LOGGER, "request", level, fields)

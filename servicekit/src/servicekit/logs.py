@@ -322,13 +322,9 @@ def get_logger(name: str) -> Any:
     return _Logger(name)
 
 
-def write_record(logger: str, event: str, level: str, fields: dict[str, Any]) -> None:
-    """Write one line with the fields every line has, whatever the configured level.
-
-    For records that must not be filtered out by ``LOG_LEVEL`` (the metrics
-    lines). The line still follows docs/log-schema.md.
-    """
-    line = {
+def _line(logger: str, event: str, level: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A line's fields in the order the processor chain writes them, request context aside."""
+    return {
         **fields,
         "event": event,
         "logger": logger,
@@ -336,7 +332,15 @@ def write_record(logger: str, event: str, level: str, fields: dict[str, Any]) ->
         "timestamp": _Clock.now(),
         "service": _service_name,
     }
-    _write_line(orjson.dumps(line, default=str))
+
+
+def write_record(logger: str, event: str, level: str, fields: dict[str, Any]) -> None:
+    """Write one line with the fields every line has, whatever the configured level.
+
+    For records that must not be filtered out by ``LOG_LEVEL`` (the metrics
+    lines). The line still follows docs/log-schema.md.
+    """
+    _write_line(orjson.dumps(_line(logger, event, level, fields), default=str))
 
 
 def level_enabled(level: str) -> bool:
@@ -344,28 +348,15 @@ def level_enabled(level: str) -> bool:
     return _LEVELS[level.upper()] >= _level
 
 
-def write_event(logger: str, level: str, event: str, fields: dict[str, Any]) -> None:
+def write_event(logger: str, event: str, level: str, fields: dict[str, Any]) -> None:
     """The line ``get_logger(logger).<level>(event, **fields)`` writes, without structlog.
 
     For the one line of every request (the access log): the same fields in
     the same order (the request's ``request_id`` and ``trace_id`` included),
     at a fraction of the processor chain's cost. ``fields`` hold plain values
     (no exception: log those through structlog); the caller checks
-    :func:`level_enabled` first. ``tests/servicekit/test_logs.py`` holds the
-    two lines equal.
+    :func:`level_enabled` first. ``tests/servicekit/test_log_writes.py`` holds
+    the two lines equal.
     """
-    line = {
-        **fields,
-        "event": event,
-        "logger": logger,
-        "level": level,
-        "timestamp": _Clock.now(),
-        "service": _service_name,
-    }
-    request_id = request_id_var.get()
-    if request_id is not None:
-        line.setdefault("request_id", request_id)
-    trace_id = trace_id_var.get()
-    if trace_id is not None:
-        line.setdefault("trace_id", trace_id)
+    line = _add_request_context(None, "", _line(logger, event, level, fields))
     _write_line(orjson.dumps(line, default=str))

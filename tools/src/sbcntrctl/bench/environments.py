@@ -37,27 +37,37 @@ def _uv() -> str:
     return found
 
 
+def sync_service(root: Path, service: str, target: Path) -> Path:
+    """Install ``service`` into the environment ``target`` as its image does; its interpreter.
+
+    The interpreter is this one's Python (``UV_PYTHON``), as the images use
+    one Python for building and running.
+    """
+    env = {
+        **os.environ,
+        "UV_PROJECT_ENVIRONMENT": str(target),
+        "UV_PYTHON": sys.executable,
+        "UV_COMPILE_BYTECODE": "1",
+    }
+    command = [
+        _uv(),
+        "sync",
+        "--frozen",
+        "--no-dev",
+        "--package",
+        f"sbcntr-{service}",
+        "--no-editable",
+        "--quiet",
+    ]
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        msg = f"the {service} environment could not be synced: {last}"
+        raise ServiceEnvironmentError(msg)
+    return target / "bin" / "python"
+
+
 def service_pythons(root: Path, directory: Path | None = None) -> dict[str, str]:
     """Each service's interpreter, in an environment synced as its image's is."""
     directory = directory or root / "reports" / "bench" / "environments"
-    pythons = {}
-    for service in SERVICES:
-        target = directory / service
-        env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(target), "UV_COMPILE_BYTECODE": "1"}
-        command = [
-            _uv(),
-            "sync",
-            "--frozen",
-            "--no-dev",
-            "--package",
-            f"sbcntr-{service}",
-            "--no-editable",
-            "--quiet",
-        ]
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            msg = f"the {service} environment could not be synced: {last}"
-            raise ServiceEnvironmentError(msg)
-        pythons[service] = str(target / "bin" / "python")
-    return pythons
+    return {service: str(sync_service(root, service, directory / service)) for service in SERVICES}
