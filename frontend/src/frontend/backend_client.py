@@ -153,11 +153,10 @@ class BackendClient:
         self._operations: dict[tuple[str, str], str] = {}
         self._base_url = URL(str(settings.backend_url))
         self._urls: dict[str, URL] = {}
-        # Connect within the connect timeout; each read within the call's budget.
-        self._timeout = aiohttp.ClientTimeout(
-            sock_connect=settings.backend_connect_timeout_seconds,
-            sock_read=settings.backend_timeout_seconds,
-        )
+        # Connect within the connect timeout. The whole call, retries included,
+        # is bounded by its budget (``exchange``): a read timeout equal to it
+        # could never fire first, and would re-arm a timer on every read.
+        self._timeout = aiohttp.ClientTimeout(sock_connect=settings.backend_connect_timeout_seconds)
         self._budget = settings.backend_timeout_seconds
         self._retries = settings.backend_get_retries
         self._backoff = settings.backend_retry_backoff_seconds

@@ -1,8 +1,9 @@
 """The conventions every service application follows.
 
 :func:`create_service_app` builds the FastAPI application with what both
-services share: the health routes, the access log and tracing middlewares,
-the edge limits (:mod:`servicekit.edge`), the error contract
+services share: the health routes, the service middleware
+(:mod:`servicekit.middleware`: tracing, the access log, browser security, the
+error boundary and the body limit, in one layer), the error contract
 (:mod:`servicekit.errors`), and a lifespan that
 configures tracing inside the running loop and runs the service's own
 start-up and shutdown. Each shutdown step runs whatever the one before it did:
@@ -26,12 +27,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 
-from servicekit.accesslog import AccessLogMiddleware
-from servicekit.browser import BrowserSecurityMiddleware
+from servicekit.browser import BrowserPolicy
 from servicekit.docs import add_api_docs
-from servicekit.edge import BodyLimitMiddleware
 from servicekit.errors import (
-    ErrorBoundaryMiddleware,
     HtmlErrors,
     client_disconnected,
     document_error_bodies,
@@ -42,8 +40,9 @@ from servicekit.health import Lifecycle, health_router
 from servicekit.identity import TaskIdentity, local_identity
 from servicekit.logs import get_logger
 from servicekit.metrics import Metrics
+from servicekit.middleware import ServiceMiddleware
 from servicekit.settings import ServiceSettings
-from servicekit.tracing import configure_tracing, shutdown_tracing, tracing_middleware
+from servicekit.tracing import configure_tracing, request_tracer, shutdown_tracing
 
 ServiceLifespan = Callable[[FastAPI], AbstractAsyncContextManager[Mapping[str, Any] | None]]
 
@@ -74,7 +73,7 @@ def create_service_app(
     clients). ``routers`` are the service's routes: they are matched before the
     health and documentation routes, so a request to them is not first compared
     with those (routes added to the app later come after). ``middleware`` runs
-    inside the shared middlewares, so what it answers is traced and
+    inside the service middleware, so what it answers is traced and
     access-logged too. ``html_errors`` renders the
     error page of a request that wants HTML (else errors are JSON). ``identity``
     is the task serving (the ``X-Served-By`` header, the footer); the runner
@@ -146,25 +145,14 @@ def create_service_app(
     # add_middleware wraps the app: the last one added runs first.
     for item in reversed(middleware):
         app.add_middleware(item.cls, *item.args, **item.kwargs)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    app.add_middleware(ErrorBoundaryMiddleware)
     app.add_middleware(
-        BrowserSecurityMiddleware,
-        allowed_hosts=settings.hosts_allowed,
-        trusted_proxies=settings.trusted_proxies,
-    )
-    app.add_middleware(
-        AccessLogMiddleware,
+        ServiceMiddleware,
         lifecycle=lifecycle,
+        browser=BrowserPolicy(settings.hosts_allowed, settings.trusted_proxies),
+        max_body_bytes=settings.max_request_body_bytes,
+        tracer=request_tracer(settings) if settings.tracing_enabled else None,
         metrics=metrics,
         trusted_proxies=settings.trusted_proxies,
         identity=identity,
     )
-    if settings.tracing_enabled:
-        app.add_middleware(
-            tracing_middleware(settings),
-            service=settings.service_name,
-            trust_sampling=settings.xray_trust_incoming_sampling,
-            trusted_proxies=settings.trusted_proxies,
-        )
     return app

@@ -1,6 +1,7 @@
 """What a browser is told and what it may send: security headers and same-origin writes.
 
-:class:`BrowserSecurityMiddleware`, a pure ASGI middleware in both services:
+:class:`BrowserPolicy`, applied to every request of both services by the
+service middleware (:mod:`servicekit.middleware`):
 
 * every response says ``X-Content-Type-Options: nosniff``; every HTML page
   also carries :data:`CONTENT_SECURITY_POLICY` (scripts and styles from the
@@ -24,12 +25,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from fastapi import Request
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from servicekit.errors import http_error
 from servicekit.health import HEALTH_PATHS
@@ -49,6 +50,9 @@ _HTML = [
     (b"referrer-policy", b"same-origin"),
 ]
 
+
+_POLICY_HEADER = (b"content-security-policy", CONTENT_SECURITY_POLICY.encode())
+_DOCS_POLICY_HEADER = (b"content-security-policy", DOCS_CONTENT_SECURITY_POLICY.encode())
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -92,37 +96,44 @@ def host_allowed(host: str, allowed: Sequence[str]) -> bool:
     return False
 
 
-class BrowserSecurityMiddleware:
-    """Adds the security headers, refuses foreign hosts and cross-origin writes (see the module)."""
+class BrowserPolicy:
+    """What a service tells browsers and what it refuses (see the module).
+
+    The service middleware (:mod:`servicekit.middleware`) asks :meth:`refusal`
+    before the application sees a request, answers a refusal with
+    :meth:`refuse`, and passes every response's headers through
+    :meth:`response_headers`.
+    """
+
+    __slots__ = ("allowed_hosts", "trusted_proxies")
 
     def __init__(
-        self, app: ASGIApp, allowed_hosts: Sequence[str] | None = None, trusted_proxies: int = 1
+        self, allowed_hosts: Sequence[str] | None = None, trusted_proxies: int = 1
     ) -> None:
-        self.app = app
         self.allowed_hosts = allowed_hosts
         self.trusted_proxies = trusted_proxies
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope) -> tuple[int, str] | None:
+        """The status and message refusing this request, or None when it may pass."""
+        allowed = self.allowed_hosts
+        unsafe = scope["method"] in _UNSAFE_METHODS
+        if allowed is None and not unsafe:
+            return None
         headers = dict(scope["headers"])
         raw_host = headers.get(b"host")
         host = _split_host(raw_host.decode("latin-1")) if raw_host is not None else None
         if (
             raw_host is not None
-            and self.allowed_hosts is not None
+            and allowed is not None
             and scope["path"] not in HEALTH_PATHS
-            and (host is None or not host_allowed(host[0], self.allowed_hosts))
+            and (host is None or not host_allowed(host[0], allowed))
         ):
-            await self._refuse(scope, receive, send, 400, "host not allowed")
-            return
-        if scope["method"] in _UNSAFE_METHODS:
+            return 400, "host not allowed"
+        if unsafe:
             source = _source_origin(headers)
             if source is not None and source != self._own_origin(scope, headers, host):
-                await self._refuse(scope, receive, send, 403, "cross-site request refused")
-                return
-        await self.app(scope, receive, self._with_headers(scope, send))
+                return 403, "cross-site request refused"
+        return None
 
     def _own_origin(
         self, scope: Scope, headers: dict[bytes, bytes], host: tuple[str, int | None] | None
@@ -135,26 +146,25 @@ class BrowserSecurityMiddleware:
             return None
         return scheme, host[0], host[1] or _DEFAULT_PORTS[scheme]
 
-    async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, status: int, message: str
-    ) -> None:
+    @staticmethod
+    async def refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+        """Answer the refusal with the service's error body (or page)."""
         response = await http_error(Request(scope, receive), HTTPException(status, message))
-        await response(scope, receive, self._with_headers(scope, send))
+        await response(scope, receive, send)
 
     @staticmethod
-    def _with_headers(scope: Scope, send: Send) -> Send:
-        docs = scope["path"].startswith("/docs")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", ()), *_ALWAYS]
-                content_type = next(
-                    (value for name, value in headers if name.lower() == b"content-type"), b""
-                )
-                if content_type.startswith(b"text/html"):
-                    policy = DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
-                    headers += [*_HTML, (b"content-security-policy", policy.encode())]
-                message["headers"] = headers
-            await send(message)
-
-        return send_with_headers
+    def response_headers(
+        scope: Scope, headers: Iterable[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """A response's headers with the security headers added (a new list)."""
+        headers = [*headers, *_ALWAYS]
+        content_type = b""
+        for name, value in headers:
+            if name.lower() == b"content-type":
+                content_type = value
+                break
+        if content_type.startswith(b"text/html"):
+            docs = scope["path"].startswith("/docs")
+            policy = _DOCS_POLICY_HEADER if docs else _POLICY_HEADER
+            headers += [*_HTML, policy]
+        return headers

@@ -11,7 +11,8 @@ Two layers, because a limit must hold before the bytes it guards are kept:
   its ``Host``. A refused request is answered (408, 431 or 400, the JSON error
   body, ``Connection: close``) and its connection closed, so a slow or
   oversized client holds a file descriptor for a bounded time only.
-* :class:`BodyLimitMiddleware`, a pure ASGI middleware: a body larger than
+* :func:`counted_receive` and :func:`answer_body_too_large`, applied by the
+  service middleware (:mod:`servicekit.middleware`): a body larger than
   ``MAX_REQUEST_BODY_BYTES`` is a 413, refused from ``Content-Length`` before
   any of it is read, or as soon as a streamed (chunked) body passes the limit.
 
@@ -56,7 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 import httptools
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from servicekit.asgi import REQUEST_ID_SCOPE_KEY, new_request_id
@@ -423,61 +424,59 @@ class BodyTooLarge(HTTPException):
         )
 
 
-class BodyLimitMiddleware:
-    """Refuses request bodies larger than ``max_bytes`` with 413, before reading them.
+def counted_receive(scope: Scope, receive: Receive, max_bytes: int) -> tuple[Receive, bool]:
+    """The request's ``receive`` bounded to ``max_bytes`` of body, and whether it is over already.
 
-    A ``Content-Length`` over the limit is answered at once; a streamed body is
-    counted as the application receives it and refused when it passes the
-    limit (the application's body read raises :class:`BodyTooLarge`, which the
-    shared exception handler answers).
+    A declared ``Content-Length`` over the limit is over already: the caller
+    answers :func:`answer_body_too_large` before a byte of the body is read.
+    A declared length within the limit is all the body there is (the server
+    reads no more than it), and an HTTP/1.x request with neither length nor
+    ``Transfer-Encoding`` has no body (RFC 9112, section 6.3): ``receive`` is
+    returned as it is. Any other body (chunked) is counted as the application
+    receives it: past the limit, the read raises :class:`BodyTooLarge`, which
+    the shared exception handler answers.
     """
+    streamed = not scope.get("http_version", "1.1").startswith("1")
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return receive, int(value) > max_bytes  # the parser admits only digits
+        if name == b"transfer-encoding":
+            streamed = True
+    if not streamed:
+        return receive, False
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+    received = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if int(value) > self.max_bytes:  # the parser admits only digits
-                    await self._refuse(send)
-                    return
-                break
+    async def limited_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                raise BodyTooLarge(max_bytes)
+        return message
 
-        received = 0
-        limit = self.max_bytes
+    return limited_receive, False
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)
-            return message
 
-        await self.app(scope, limited_receive, send)
-
-    async def _refuse(self, send: Send) -> None:
-        body = orjson.dumps(
-            {
-                "error": "payload_too_large",
-                "message": f"request body exceeds {self.max_bytes} bytes",
-                "request_id": request_id_var.get(),
-            }
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+async def answer_body_too_large(send: Send, max_bytes: int) -> None:
+    """Answer 413 with the JSON error body and ``Connection: close``."""
+    body = orjson.dumps(
+        {
+            "error": "payload_too_large",
+            "message": f"request body exceeds {max_bytes} bytes",
+            "request_id": request_id_var.get(),
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

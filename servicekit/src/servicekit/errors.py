@@ -12,10 +12,11 @@ browser (:data:`HtmlErrors`; the frontend's pages).
   was cut off by the edge's body timeout) before its body was read: a 499
   (nginx's "client closed request"), so that it is logged at ``warning`` and
   counted with the 4xx, never as a server error. Nobody reads that answer.
-* :class:`ErrorBoundaryMiddleware` answers an unhandled exception with a JSON
-  500 that says ``Connection: close`` (the server closes the connection after
-  an unhandled error; saying so lets a client's pool drop it rather than meet a
-  reset on its next request), then lets the exception go on to the access log
+* :func:`answer_internal_error` answers an unhandled exception (for the
+  service middleware, :mod:`servicekit.middleware`) with a JSON 500 that
+  says ``Connection: close`` (the server closes the connection after an
+  unhandled error; saying so lets a client's pool drop it rather than meet a
+  reset on its next request); the exception then goes on to the access log
   and the trace, so that the failure is one ``error`` line with its traceback.
 """
 
@@ -32,7 +33,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from servicekit.logs import get_logger, request_id_var
 
@@ -210,50 +211,27 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(allowed)
 
 
-class ErrorBoundaryMiddleware:
-    """Answers an unhandled exception with the JSON 500 (``Connection: close``), then re-raises.
+async def answer_internal_error(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer an unhandled exception: the 500 page or JSON body, with ``Connection: close``.
 
-    Sits inside the access log and tracing middlewares, which record the
-    exception; the server then closes the connection, as the response said.
+    The service middleware (:mod:`servicekit.middleware`) calls it when the
+    application raised before starting its response, then lets the exception
+    go on to the access line and the trace; the server closes the connection,
+    as the response says.
     """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            if not started:
-                await self._internal_error(scope, receive, send)
-            raise
-
-    @staticmethod
-    async def _internal_error(scope: Scope, receive: Receive, send: Send) -> None:
-        message = "internal error"
-        response: Response | None = None
-        try:
-            response = _html(Request(scope, receive), 500, message)
-        except Exception:
-            # The JSON body below is the fallback; the page's own failure is
-            # a line of its own (the request's failure is in the access line).
-            log.exception("error page failed", status=500)
-        if response is None:
-            response = Response(
-                orjson.dumps(error_body("internal_error", message)),
-                status_code=500,
-                media_type="application/json",
-            )
-        response.headers["Connection"] = "close"
-        await response(scope, receive, send)
+    message = "internal error"
+    response: Response | None = None
+    try:
+        response = _html(Request(scope, receive), 500, message)
+    except Exception:
+        # The JSON body below is the fallback; the page's own failure is
+        # a line of its own (the request's failure is in the access line).
+        log.exception("error page failed", status=500)
+    if response is None:
+        response = Response(
+            orjson.dumps(error_body("internal_error", message)),
+            status_code=500,
+            media_type="application/json",
+        )
+    response.headers["Connection"] = "close"
+    await response(scope, receive, send)

@@ -139,6 +139,7 @@ def build_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
         lifespan="on",

@@ -1,7 +1,7 @@
 """Tracing: one module for the services, two implementations behind it.
 
 ``TRACING_BACKEND`` picks the implementation; the services and their
-middleware stack are the same with both:
+middleware are the same with both:
 
 * ``xray-sdk`` (the default): the AWS X-Ray SDK, segments sent over UDP to the
   X-Ray daemon sidecar (:mod:`servicekit.tracing_xray`);
@@ -32,17 +32,42 @@ if TYPE_CHECKING:
     from collections.abc import MutableMapping
 
     from sqlalchemy.ext.asyncio import AsyncEngine
-    from starlette.types import ASGIApp
+    from starlette.types import Scope
 
     from servicekit.settings import ServiceSettings
 
 
-class TracingMiddlewareFactory(Protocol):
-    """What both implementations' ``TracingMiddleware`` classes are."""
+class RequestTrace(Protocol):
+    """The trace of one request, from :meth:`RequestTracer.begin` until :meth:`end`.
 
-    def __call__(
-        self, app: ASGIApp, /, service: str, trust_sampling: bool, trusted_proxies: int
-    ) -> ASGIApp: ...
+    While it is open the request's trace id is on every log line
+    (``trace_id``) and calls out carry it (:func:`trace_call`).
+    """
+
+    response_header: tuple[bytes, bytes]
+    """The ``X-Amzn-Trace-Id`` header to answer with (ASGI's name and value)."""
+
+    def responded(self, scope: Scope, status: int) -> None:
+        """The response starts with this status (5xx: fault, 4xx: error)."""
+
+    def failed(self, exc: BaseException) -> None:
+        """The request ended in this exception (recorded as a 500 with it)."""
+
+    def end(self) -> None:
+        """The response is sent: the record is closed and sent, the context restored.
+
+        Called in the context :meth:`RequestTracer.begin` was called in.
+        """
+
+
+class RequestTracer(Protocol):
+    """What both implementations' ``RequestTracer`` classes are."""
+
+    def begin(self, scope: Scope) -> RequestTrace | None:
+        """Start tracing the HTTP request ``scope``: join the caller's trace or start one.
+
+        Returns None until :func:`configure_tracing` has run.
+        """
 
 
 class CallTrace(Protocol):
@@ -106,16 +131,18 @@ def configure_tracing(settings: ServiceSettings) -> bool:
     return configured
 
 
-def tracing_middleware(settings: ServiceSettings) -> TracingMiddlewareFactory:
-    """The ASGI middleware class that traces requests with the selected implementation.
+def request_tracer(settings: ServiceSettings) -> RequestTracer:
+    """The tracer of the service's requests, with the selected implementation.
 
-    It takes ``(app, service, *, trust_sampling, trusted_proxies)`` and passes
-    requests through untouched until :func:`configure_tracing` has run.
+    The service's middleware (:mod:`servicekit.middleware`) begins a trace per
+    request with it; it traces nothing until :func:`configure_tracing` has run.
     """
-    middleware: TracingMiddlewareFactory = _implementation(
-        settings.tracing_backend
-    ).TracingMiddleware
-    return middleware
+    tracer: RequestTracer = _implementation(settings.tracing_backend).RequestTracer(
+        settings.service_name,
+        trust_sampling=settings.xray_trust_incoming_sampling,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    return tracer
 
 
 def trace_call(

@@ -20,7 +20,8 @@ auto-instrumentation):
   ``AwsXRayPropagator`` refuses both and would start a new trace) and written
   by ``AwsXRayPropagator``, so a service on this path and one on the X-Ray
   SDK path join one trace;
-* :class:`TracingMiddleware` (server span per request),
+* :class:`RequestTracer` (server span per request, for the service's
+  middleware, :mod:`servicekit.middleware`),
   :func:`trace_call` (client span per HTTP call out) and
   :func:`instrument_sqlalchemy` (client span per SQL statement) record what
   the X-Ray path records, under the attribute names the collector's
@@ -79,7 +80,7 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from servicekit.asgi import client_facts, request_url
 from servicekit.logs import get_logger, trace_id_var
@@ -137,7 +138,7 @@ class RulesSampler(Sampler):
     """The SDK's sampler: a span follows the decision of the request it belongs to.
 
     A span inside a traced request follows its parent. A request's server span
-    follows the decision :class:`TracingMiddleware` made for it (the caller's
+    follows the decision :class:`RequestTracer` made for it (the caller's
     trusted ``Sampled=1|0``, else the sampling rules on the request's host,
     method and path), so each request is decided once and an unsampled one
     never reaches the SDK. A span started outside any request is decided by
@@ -275,58 +276,29 @@ def _caller(incoming: TraceHeader) -> tuple[Context | None, int | None]:
     return trace.set_span_in_context(NonRecordingSpan(caller)), None
 
 
-class TracingMiddleware:
-    """Opens one server span per HTTP request and ends it after the body is sent."""
+class RequestTracer:
+    """Traces each request in one server span (:class:`servicekit.tracing.RequestTracer`)."""
+
+    __slots__ = ("service", "trust_sampling", "trusted_proxies")
 
     def __init__(
-        self, app: ASGIApp, service: str, *, trust_sampling: bool = False, trusted_proxies: int = 1
+        self, service: str, *, trust_sampling: bool = False, trusted_proxies: int = 1
     ) -> None:
-        self.app = app
         self.service = service
         self.trust_sampling = trust_sampling
         self.trusted_proxies = trusted_proxies
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def begin(self, scope: Scope) -> _SpanTrace | None:
         tracer, rules = _State.tracer, _State.rules
-        if scope["type"] != "http" or tracer is None or rules is None:
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
+        if tracer is None or rules is None:
+            return None  # configure_tracing has not run
         incoming, host = incoming_trace(scope["headers"], trust_sampling=self.trust_sampling)
         if incoming.sampled in (0, 1):
             sampled = incoming.sampled == 1
         else:
-            sampled = rules.should_trace(host, method, scope["path"])
+            sampled = rules.should_trace(host, scope["method"], scope["path"])
         span = self._start(tracer, incoming, scope, host) if sampled else _unsampled_span(incoming)
-        span_context = span.get_span_context()
-        # The caller's id when the trace is the caller's: no formatting per request.
-        trace_id = incoming.root or xray_trace_id(span_context.trace_id)
-        response_header = (
-            TRACE_HEADER,
-            trace_response_header(incoming, trace_id, sampled=sampled),
-        )
-
-        async def send_traced(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                if sampled:
-                    _record_response(span, scope, message["status"])
-                message["headers"] = [*message.get("headers", ()), response_header]
-            await send(message)
-
-        context_token = otel_context.attach(trace.set_span_in_context(span))
-        trace_token = trace_id_var.set(trace_id)
-        try:
-            await self.app(scope, receive, send_traced)
-        except BaseException as exc:
-            if sampled:
-                span.set_attribute("http.response.status_code", 500)
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
-        finally:
-            trace_id_var.reset(trace_token)
-            otel_context.detach(context_token)
-            span.end()
+        return _SpanTrace(span, incoming, sampled=sampled)
 
     def _start(
         self, tracer: trace.Tracer, incoming: TraceHeader, scope: Scope, host: str
@@ -361,6 +333,40 @@ class TracingMiddleware:
             if root_token is not None:
                 _incoming_root.reset(root_token)
             _request_decision.reset(decision_token)
+
+
+class _SpanTrace:
+    """A request's span (recording when sampled), current from start to end."""
+
+    __slots__ = ("_context_token", "_sampled", "_span", "_trace_token", "response_header")
+
+    def __init__(self, span: trace.Span, incoming: TraceHeader, *, sampled: bool) -> None:
+        # The caller's id when the trace is the caller's: no formatting per request.
+        trace_id = incoming.root or xray_trace_id(span.get_span_context().trace_id)
+        self.response_header = (
+            TRACE_HEADER,
+            trace_response_header(incoming, trace_id, sampled=sampled),
+        )
+        self._span = span
+        self._sampled = sampled
+        self._context_token = otel_context.attach(trace.set_span_in_context(span))
+        self._trace_token = trace_id_var.set(trace_id)
+
+    def responded(self, scope: Scope, status: int) -> None:
+        if self._sampled:
+            _record_response(self._span, scope, status)
+
+    def failed(self, exc: BaseException) -> None:
+        if self._sampled:
+            span = self._span
+            span.set_attribute("http.response.status_code", 500)
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+
+    def end(self) -> None:
+        trace_id_var.reset(self._trace_token)
+        otel_context.detach(self._context_token)
+        self._span.end()
 
 
 def _unsampled_span(incoming: TraceHeader) -> trace.Span:

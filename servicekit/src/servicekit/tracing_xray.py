@@ -15,10 +15,11 @@ imports).
   SDK's ``AsyncContext`` breaks under uvloop (every request answers 400) and
   loses the segment in ``asyncio.gather``; a context variable follows tasks,
   ``gather`` and the thread pool of sync endpoints.
-* :class:`TracingMiddleware` is a pure ASGI middleware: it joins the trace of
-  an incoming ``X-Amzn-Trace-Id`` as :mod:`servicekit.trace_header` reads it,
-  samples by the rules file, records method, URL, status, fault and error,
-  returns the trace header, and ends the segment after the response body is
+* :class:`RequestTracer` traces each request for the service's middleware
+  (:mod:`servicekit.middleware`): it joins the trace of an incoming
+  ``X-Amzn-Trace-Id`` as :mod:`servicekit.trace_header` reads it, samples by
+  the rules file, records method, URL, status, fault and error, gives the
+  trace header to return, and ends the segment after the response body is
   sent.
 * :func:`trace_call` makes each HTTP call out a ``remote`` subsegment that
   propagates the trace header (unsampled calls only propagate the header).
@@ -43,7 +44,7 @@ from aws_xray_sdk.core.models import http
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 from aws_xray_sdk.ext.util import calculate_sampling_decision
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from servicekit.asgi import client_facts, request_url
 from servicekit.logs import get_logger, trace_id_var
@@ -266,27 +267,22 @@ def _in_sampled_request() -> bool:
     return isinstance(context, ContextVarContext) and context.sampled()
 
 
-class TracingMiddleware:
-    """Opens one X-Ray segment per HTTP request and closes it after the body is sent."""
+class RequestTracer:
+    """Traces each request in one X-Ray segment (:class:`servicekit.tracing.RequestTracer`)."""
+
+    __slots__ = ("service", "trust_sampling", "trusted_proxies")
 
     def __init__(
-        self, app: ASGIApp, service: str, *, trust_sampling: bool = False, trusted_proxies: int = 1
+        self, service: str, *, trust_sampling: bool = False, trusted_proxies: int = 1
     ) -> None:
-        self.app = app
         self.service = service
         self.trust_sampling = trust_sampling
         self.trusted_proxies = trusted_proxies
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def begin(self, scope: Scope) -> _SegmentTrace | _UnsampledTrace | None:
         context = xray_recorder.context
-        if (
-            scope["type"] != "http"
-            or not global_sdk_config.sdk_enabled()
-            or not isinstance(context, ContextVarContext)  # configure_tracing not run
-        ):
-            await self.app(scope, receive, send)
-            return
-
+        if not global_sdk_config.sdk_enabled() or not isinstance(context, ContextVarContext):
+            return None  # configure_tracing has not run
         incoming, host = incoming_trace(scope["headers"], trust_sampling=self.trust_sampling)
         decision = calculate_sampling_decision(
             incoming,
@@ -299,50 +295,59 @@ class TracingMiddleware:
             },
         )
         if decision:
-            await self._sampled(scope, receive, send, incoming, decision, host)
-        else:
-            await self._unsampled(scope, receive, send, incoming, context)
-
-    async def _unsampled(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        incoming: TraceHeader,
-        context: ContextVarContext,
-    ) -> None:
+            return _SegmentTrace(self, scope, incoming, decision, host)
         # Unsampled requests keep a real trace id so that logs and the
         # propagated header still name the trace; nothing is recorded.
         trace_id = incoming.root or new_trace_id()
-        response_header = (TRACE_HEADER, trace_response_header(incoming, trace_id, sampled=False))
+        return _UnsampledTrace(context, self.service, trace_id, incoming)
 
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), response_header]
-            await send(message)
 
-        entity_token = context.begin_unsampled(self.service, trace_id)
-        trace_token = trace_id_var.set(trace_id)
-        try:
-            await self.app(scope, receive, send_with_header)
-        finally:
-            trace_id_var.reset(trace_token)
-            context.end_unsampled(entity_token)
+class _UnsampledTrace:
+    """An unsampled request: its trace id in the context, nothing recorded."""
 
-    async def _sampled(
+    __slots__ = ("_context", "_entity_token", "_trace_token", "response_header")
+
+    def __init__(
+        self, context: ContextVarContext, service: str, trace_id: str, incoming: TraceHeader
+    ) -> None:
+        self.response_header = (
+            TRACE_HEADER,
+            trace_response_header(incoming, trace_id, sampled=False),
+        )
+        self._context = context
+        self._entity_token = context.begin_unsampled(service, trace_id)
+        self._trace_token = trace_id_var.set(trace_id)
+
+    def responded(self, scope: Scope, status: int) -> None:
+        """Nothing to record."""
+
+    def failed(self, exc: BaseException) -> None:
+        """Nothing to record."""
+
+    def end(self) -> None:
+        trace_id_var.reset(self._trace_token)
+        self._context.end_unsampled(self._entity_token)
+
+
+class _SegmentTrace:
+    """A sampled request's segment: the request's facts, its status, its exception."""
+
+    __slots__ = ("_segment", "_trace_token", "response_header")
+
+    def __init__(
         self,
+        tracer: RequestTracer,
         scope: Scope,
-        receive: Receive,
-        send: Send,
         incoming: TraceHeader,
         decision: Any,
         host: str,
     ) -> None:
         segment = xray_recorder.begin_segment(
-            name=self.service, traceid=incoming.root, parent_id=incoming.parent, sampling=decision
+            name=tracer.service, traceid=incoming.root, parent_id=incoming.parent, sampling=decision
         )
-        trace_token = trace_id_var.set(segment.trace_id)
-        client = client_facts(scope, self.trusted_proxies)
+        self._segment = segment
+        self._trace_token = trace_id_var.set(segment.trace_id)
+        client = client_facts(scope, tracer.trusted_proxies)
         segment.put_http_meta(http.METHOD, scope["method"])
         segment.put_http_meta(http.URL, request_url(scope, host))
         if client.user_agent:
@@ -351,30 +356,25 @@ class TracingMiddleware:
             segment.put_http_meta(http.CLIENT_IP, client.client_ip)
         if client.forwarded:
             segment.put_http_meta(http.X_FORWARDED_FOR, True)
-        response_header = (
+        self.response_header = (
             TRACE_HEADER,
             trace_response_header(incoming, segment.trace_id, sampled=True),
         )
 
-        async def send_traced(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                segment.put_http_meta(http.STATUS, status)
-                segment.apply_status_code(status)
-                message["headers"] = [*message.get("headers", ()), response_header]
-            await send(message)
+    def responded(self, scope: Scope, status: int) -> None:
+        self._segment.put_http_meta(http.STATUS, status)
+        self._segment.apply_status_code(status)
 
-        try:
-            await self.app(scope, receive, send_traced)
-        except BaseException as exc:
-            segment.put_http_meta(http.STATUS, 500)
-            segment.apply_status_code(500)
-            segment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
-            raise
-        finally:
-            xray_recorder.end_segment()
-            trace_id_var.reset(trace_token)
-            _release_sent(segment)
+    def failed(self, exc: BaseException) -> None:
+        segment = self._segment
+        segment.put_http_meta(http.STATUS, 500)
+        segment.apply_status_code(500)
+        segment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
+
+    def end(self) -> None:
+        xray_recorder.end_segment()
+        trace_id_var.reset(self._trace_token)
+        _release_sent(self._segment)
 
 
 def _release_sent(segment: Any) -> None:
