@@ -1,4 +1,4 @@
-"""The tracing middleware and context: segments per request, subsegments where they ran."""
+"""Tracing of requests and calls out: segments per request, subsegments where they ran."""
 
 from __future__ import annotations
 

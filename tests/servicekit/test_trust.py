@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from servicekit.asgi import client_facts
 from servicekit.logs import configure_logging
+from tests.servicekit.conftest import start_sample
 from tests.servicekit.test_tracing import TracedSettings, traced_app
 from tests.support import NO_SAMPLING_RULES, SegmentCollector, rules_file
 
@@ -157,3 +159,29 @@ def test_the_access_line_uses_the_trusted_address(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     (access,) = [line for line in lines if line.get("logger") == "servicekit.access"]
     assert access["client_ip"] == "203.0.113.7"
+
+
+@pytest.mark.parametrize(("trusted", "expected"), [("0", "127.0.0.1"), ("1", "203.0.113.7")])
+def test_a_served_request_takes_its_address_by_trusted_proxies_alone(
+    tmp_path: Path, trusted: str, expected: str
+) -> None:
+    """A real server: only ``TRUSTED_PROXIES`` decides what ``X-Forwarded-For`` is worth.
+
+    uvicorn's own proxy-header handling, on by default, trusts a peer on
+    127.0.0.1 and writes the header's address over the peer's before the
+    application sees the request: with ``TRUSTED_PROXIES=0`` a client on the
+    task's loopback (a sidecar) could then name any address. The runner turns
+    it off.
+    """
+    service = start_sample(tmp_path, TRUSTED_PROXIES=trusted)
+    try:
+        answer = httpx.get(
+            f"{service.url}/ok",
+            headers={"X-Forwarded-For": "203.0.113.7", "X-Request-Id": "trusted-proxies"},
+            timeout=10,
+        )
+        assert answer.status_code == 200
+        (access,) = service.access_lines_for("trusted-proxies", 1)
+    finally:
+        service.stop()
+    assert access["client_ip"] == expected

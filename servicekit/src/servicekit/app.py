@@ -118,7 +118,7 @@ def create_service_app(
     app = FastAPI(
         title=title,
         lifespan=app_lifespan,
-        # The tracing middleware (servicekit.tracing) is the service's one request
+        # The service middleware's trace (servicekit.tracing) is the one request
         # span, on X-Ray or OpenTelemetry, and the metrics are its EMF records:
         # FastAPI's own OpenTelemetry telemetry stays off, or it would add a second
         # server span and spans per dependency once a global provider is set, and

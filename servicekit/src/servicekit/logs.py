@@ -272,7 +272,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         named = logging.getLogger(name)
         named.handlers.clear()
         named.propagate = True
-    # The access log middleware writes the one access line per request.
+    # The service middleware writes the one access line per request.
     logging.getLogger("uvicorn.access").disabled = True
     # Per-request chatter of libraries: the access lines already tell it.
     # The X-Ray SDK logs each emitted segment at DEBUG. Keep its warnings and errors.

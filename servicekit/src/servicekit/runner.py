@@ -139,6 +139,9 @@ def build_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         server_header=False,
+        # The client's address and scheme are read by TRUSTED_PROXIES alone
+        # (servicekit.asgi, servicekit.browser). uvicorn's own handling would
+        # trust any peer on 127.0.0.1 and rewrite both before the application.
         proxy_headers=False,
         timeout_keep_alive=settings.http_keep_alive_seconds,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),

@@ -34,8 +34,13 @@ _SOCKET_WRITERS = (
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("edge limits (servicekit.edge)", ("servicekit/edge.py",)),
     (
-        "servicekit middlewares (access line, security, errors)",
-        ("servicekit/accesslog.py", "servicekit/browser.py", "servicekit/errors.py"),
+        "servicekit middleware (access line, security, errors)",
+        (
+            "servicekit/middleware.py",
+            "servicekit/accesslog.py",
+            "servicekit/browser.py",
+            "servicekit/errors.py",
+        ),
     ),
     ("logging (servicekit.logs, structlog)", ("servicekit/logs.py", "/structlog/")),
     (
