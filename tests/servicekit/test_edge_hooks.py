@@ -38,9 +38,9 @@ PROTOCOL_STATE = {
 }
 # Protocol methods the edge overrides (calling uvicorn's) or calls.
 PROTOCOL_METHODS = {
-    "on_message_begin": "arms the header deadline, stops the keep-alive",
-    "on_header": "counts headers, notes Host",
-    "on_headers_complete": "checks sizes, Host and Content-Length before the app runs",
+    "on_message_begin": "starts the header deadline, stops the keep-alive",
+    "on_header": "kept as uvicorn's: stores each header, its name in lower case",
+    "on_headers_complete": "checks count, sizes, Host and Content-Length before the app runs",
     "on_message_complete": "ends the body deadline",
     "on_response_complete": "keeps one deadline when a request is still arriving",
     "_unset_keepalive_if_required": "stops the keep-alive timer",
@@ -136,6 +136,23 @@ def test_unset_keepalive_clears_the_keep_alive_timer(
         )
     finally:
         loop.close()
+
+
+def test_uvicorn_stores_header_names_in_lower_case() -> None:
+    """The edge finds Host and Content-Length among ``headers`` by their lower-case names."""
+
+    class Stub:
+        def __init__(self) -> None:
+            self.headers: list[tuple[bytes, bytes]] = []
+            self.expect_100_continue = False
+
+    stub = Stub()
+    HttpToolsProtocol.on_header(stub, b"HoSt", b"X")  # type: ignore[arg-type]
+    HttpToolsProtocol.on_header(stub, b"Content-Length", b"3")  # type: ignore[arg-type]
+    assert stub.headers == [(b"host", b"X"), (b"content-length", b"3")], (
+        "uvicorn's `on_header` no longer lower-cases header names: the edge's Host "
+        "and Content-Length checks would miss them"
+    )
 
 
 def test_a_callback_exception_is_the_context_of_httptools_parser_error() -> None:

@@ -35,10 +35,11 @@ whatever the application then answered into the closed connection.
 
 Private interfaces used, and why: uvicorn has no hook for these limits, so
 the protocol subclasses ``uvicorn.protocols.http.httptools_impl.HttpToolsProtocol``,
-overrides its parser callbacks (``on_message_begin``, ``on_header``,
-``on_headers_complete``, ``on_message_complete``, ``on_response_complete``),
-replaces ``data_received`` (uvicorn's stops the keep-alive on any byte), and
-uses its state: ``parser``, ``url``, ``headers``, ``cycle``, ``pipeline``,
+overrides its parser callbacks (``on_message_begin``,
+``on_headers_complete``, ``on_message_complete``, ``on_response_complete``;
+its ``on_header`` is kept, and stores names in lower case), replaces
+``data_received`` (uvicorn's stops the keep-alive on any byte), and uses its
+state: ``parser``, ``url``, ``headers``, ``cycle``, ``pipeline``,
 ``timeout_keep_alive``/``timeout_keep_alive_task``/
 ``_unset_keepalive_if_required``/``timeout_keep_alive_handler``, and on the
 request cycle ``keep_alive``, ``disconnected``, ``message_event``,
@@ -175,9 +176,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._reading_headers = True
         self._header_bytes = 0
-        self._header_count = 0
         self._deadline: asyncio.TimerHandle | None = None
-        self._has_host = False
+        self._headers_due = False
         self._in_message = False
         self._lingering = False
         self._upgraded = False
@@ -232,6 +232,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                     "headers_too_large",
                     f"request headers exceed {self.limits.max_header_bytes} bytes",
                 )
+            elif self._headers_due:
+                # A request began in these bytes without all its headers: they
+                # have their own time. (Headers that came whole need no timer.)
+                self._headers_due = False
+                self._arm(self.limits.header_timeout, self._header_timed_out)
         elif self._in_message and self._deadline is None:
             # The headers are in, the body is not (yet): it has its own time.
             # (A request without a body is complete by now: no timer for it.)
@@ -240,39 +245,45 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_message = True
-        self._has_host = False
         # A request starts: the keep-alive clock gives way to the header
         # deadline (a new connection's is already running since it opened).
+        # The deadline's timer is armed by data_received, only if the headers
+        # are not all in the bytes that began the request.
         self._unset_keepalive_if_required()
         if self._deadline is None:
             self._request_started = self.loop.time()
-            self._arm(self.limits.header_timeout, self._header_timed_out)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_headers:
-            message = f"more than {self.limits.max_headers} request headers"
-            raise _Refused(431, "too_many_headers", message)
-        if name.lower() == b"host":
-            self._has_host = True
-        super().on_header(name, value)
+            self._headers_due = True
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.limits.max_header_bytes:
+        self._headers_due = False
+        limits = self.limits
+        headers = self.headers
+        if len(headers) > limits.max_headers:
+            # (Their bytes are bounded as they arrive: see data_received.)
+            message = f"more than {limits.max_headers} request headers"
+            raise _Refused(431, "too_many_headers", message)
+        size = len(self.url)
+        has_host = False
+        declared_body = 0
+        for name, value in headers:  # names are lower case (uvicorn's on_header)
+            size += len(name) + len(value) + 4
+            if name == b"host":
+                has_host = True
+            elif name == b"content-length":
+                declared_body = max(declared_body, int(value))  # the parser admits digits only
+        if size > limits.max_header_bytes:
             # Arrived in one read: the running count could not stop it earlier.
-            message = f"request headers exceed {self.limits.max_header_bytes} bytes"
+            message = f"request headers exceed {limits.max_header_bytes} bytes"
             raise _Refused(431, "headers_too_large", message)
-        if self.parser.get_http_version() == "1.1" and not self._has_host:
+        if not has_host and self.parser.get_http_version() == "1.1":
             # RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1
             # request without Host.
             raise _Refused(400, "bad_request", "HTTP/1.1 request without a Host header")
-        for name, value in self.headers:
-            if name == b"content-length" and int(value) > self.limits.max_body_bytes:
-                # Refused before a byte of the body is read.
-                message = f"request body exceeds {self.limits.max_body_bytes} bytes"
-                raise _Refused(413, "payload_too_large", message)
+        if declared_body > limits.max_body_bytes:
+            # Refused before a byte of the body is read.
+            message = f"request body exceeds {limits.max_body_bytes} bytes"
+            raise _Refused(413, "payload_too_large", message)
         self._disarm()
         super().on_headers_complete()
 
@@ -282,7 +293,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self._reading_headers = True
         self._header_bytes = 0
-        self._header_count = 0
         if self.cycle is not None and self.cycle.response_complete and not self.pipeline:
             # The application answered before the body was in: the connection
             # is idle only now, so the keep-alive clock starts now.
