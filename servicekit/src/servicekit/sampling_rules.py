@@ -67,6 +67,8 @@ class _Reservoir:
         if self.per_second <= 0:
             return False
         now = int(time.time())
+        if now == self.second and self.used >= self.per_second:
+            return False  # spent for this second (a stale read only falls through to the lock)
         with self.lock:
             if now != self.second:
                 self.second, self.used = now, 0

@@ -31,8 +31,7 @@ from __future__ import annotations
 import gc
 import traceback
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from aws_xray_sdk import global_sdk_config
@@ -85,8 +84,7 @@ def release_import_time_sampler() -> None:
     gc.collect()
 
 
-@dataclass(frozen=True, slots=True)
-class _Unsampled:
+class _Unsampled(NamedTuple):
     """The segment of an unsampled request, until something asks for it.
 
     Nothing of an unsampled request is sent, so no SDK object is built for it
@@ -246,12 +244,12 @@ class RulesSampler:
     """
 
     def __init__(self, rules: LocalRules) -> None:
-        self._rules = rules
+        self.rules = rules
 
     def should_trace(self, sampling_req: dict[str, Any] | None = None) -> bool:
         if not sampling_req:
-            return self._rules.default_decision()
-        return self._rules.should_trace(
+            return self.rules.default_decision()
+        return self.rules.should_trace(
             sampling_req.get("host"), sampling_req.get("method"), sampling_req.get("path")
         )
 
@@ -284,16 +282,24 @@ class RequestTracer:
         if not global_sdk_config.sdk_enabled() or not isinstance(context, ContextVarContext):
             return None  # configure_tracing has not run
         incoming, host = incoming_trace(scope["headers"], trust_sampling=self.trust_sampling)
-        decision = calculate_sampling_decision(
-            incoming,
-            xray_recorder,
-            {
-                "host": host,
-                "method": scope["method"],
-                "path": scope["path"],
-                "service": self.service,
-            },
-        )
+        sampler = xray_recorder.sampler
+        decision: Any
+        if incoming.sampled == 0 or incoming.sampled == 1:
+            decision = incoming.sampled  # a trusted caller's
+        elif isinstance(sampler, RulesSampler):
+            # What calculate_sampling_decision would ask of it, without the request dict.
+            decision = int(sampler.rules.should_trace(host, scope["method"], scope["path"]))
+        else:  # centralized rules: the SDK's helper also returns the rule's name
+            decision = calculate_sampling_decision(
+                incoming,
+                xray_recorder,
+                {
+                    "host": host,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "service": self.service,
+                },
+            )
         if decision:
             return _SegmentTrace(self, scope, incoming, decision, host)
         # Unsampled requests keep a real trace id so that logs and the
