@@ -119,11 +119,6 @@ def new_trace_id() -> str:
     return f"1-{int(time.time()):08x}-{random.getrandbits(96):024x}"
 
 
-def new_trace_id_int() -> int:
-    """:func:`new_trace_id` as OpenTelemetry's 128-bit integer (epoch seconds first)."""
-    return (int(time.time()) << 96) | random.getrandbits(96)
-
-
 def xray_trace_id(trace_id: int) -> str:
     """A 128-bit trace id (OpenTelemetry's form) in X-Ray's text form."""
     text = f"{trace_id:032x}"

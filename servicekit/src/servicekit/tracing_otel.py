@@ -89,7 +89,7 @@ from servicekit.trace_header import (
     TRACE_HEADER,
     TraceHeader,
     incoming_trace,
-    new_trace_id_int,
+    new_trace_id,
     trace_id_int,
     trace_response_header,
     xray_trace_id,
@@ -297,8 +297,14 @@ class RequestTracer:
             sampled = incoming.sampled == 1
         else:
             sampled = rules.should_trace(host, scope["method"], scope["path"])
-        span = self._start(tracer, incoming, scope, host) if sampled else _unsampled_span(incoming)
-        return _SpanTrace(span, incoming, sampled=sampled)
+        if sampled:
+            span = self._start(tracer, incoming, scope, host)
+            # The caller's id when the trace is the caller's: no formatting then.
+            trace_id = incoming.root or xray_trace_id(span.get_span_context().trace_id)
+        else:
+            trace_id = incoming.root or new_trace_id()
+            span = _unsampled_span(trace_id)
+        return _SpanTrace(span, trace_id, incoming, sampled=sampled)
 
     def _start(
         self, tracer: trace.Tracer, incoming: TraceHeader, scope: Scope, host: str
@@ -340,9 +346,9 @@ class _SpanTrace:
 
     __slots__ = ("_context_token", "_sampled", "_span", "_trace_token", "response_header")
 
-    def __init__(self, span: trace.Span, incoming: TraceHeader, *, sampled: bool) -> None:
-        # The caller's id when the trace is the caller's: no formatting per request.
-        trace_id = incoming.root or xray_trace_id(span.get_span_context().trace_id)
+    def __init__(
+        self, span: trace.Span, trace_id: str, incoming: TraceHeader, *, sampled: bool
+    ) -> None:
         self.response_header = (
             TRACE_HEADER,
             trace_response_header(incoming, trace_id, sampled=sampled),
@@ -369,14 +375,15 @@ class _SpanTrace:
         self._span.end()
 
 
-def _unsampled_span(incoming: TraceHeader) -> trace.Span:
+def _unsampled_span(trace_id: str) -> trace.Span:
     """The span of an unsampled request: the ids only, what the SDK hands out for it.
 
     Built here rather than by the SDK (whose sampler would only say "drop"):
-    the caller's trace id, else a new X-Ray one; nothing is recorded or queued.
+    ``trace_id`` is the caller's, else a new X-Ray one; nothing is recorded or
+    queued.
     """
     ids = SpanContext(
-        trace_id_int(incoming.root) if incoming.root else new_trace_id_int(),
+        trace_id_int(trace_id),
         random.getrandbits(64) or 1,  # a span id is never 0
         is_remote=False,
         trace_flags=_NOT_SAMPLED,
