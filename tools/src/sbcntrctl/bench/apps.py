@@ -4,6 +4,11 @@
 * ``fastapi``: a bare FastAPI app with one JSON endpoint;
 * ``pair-front``: a bare FastAPI app that answers by calling ``BACKEND_URL``
   with one shared aiohttp session (the fastest client measured here);
+* ``fastapi-routers``, ``pair-front-routers``: the same with the endpoint on an
+  ``APIRouter`` included in the app, as the services declare their routes.
+  Since FastAPI 0.137 an included router stays a node the app's router
+  resolves on every request (it used to be copied into the app's routes), so
+  this is the bare pair shaped as the services are;
 * ``otlp-sink``: an OTLP/HTTP endpoint that accepts every export (the
   collector's place in the OpenTelemetry configurations; not measured).
 
@@ -40,12 +45,14 @@ async def raw_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": BODY})
 
 
-def fastapi_app() -> Any:
-    from fastapi import FastAPI  # noqa: PLC0415 - only the app being run is imported
+def fastapi_app(*, routers: bool = False) -> Any:
+    """One JSON endpoint at ``/v1/helloworld``: on the app, or on an included ``APIRouter``."""
+    from fastapi import APIRouter, FastAPI  # noqa: PLC0415 - only the app being run is imported
 
     app = FastAPI()
+    api = APIRouter(prefix="/v1") if routers else app.router
 
-    @app.get("/v1/helloworld")
+    @api.get("/v1/helloworld" if not routers else "/helloworld")
     async def hello() -> dict[str, str]:
         return {"data": "Hello world"}
 
@@ -53,12 +60,15 @@ def fastapi_app() -> Any:
     async def ready() -> dict[str, str]:
         return {"status": "ok"}
 
+    if routers:
+        app.include_router(api)
     return app
 
 
-def pair_front_app(backend_url: str) -> Any:
+def pair_front_app(backend_url: str, *, routers: bool = False) -> Any:
+    """``/api/helloworld`` answered by a call to ``backend_url``: on the app, or on a router."""
     import aiohttp  # noqa: PLC0415
-    from fastapi import FastAPI, Request  # noqa: PLC0415
+    from fastapi import APIRouter, FastAPI, Request  # noqa: PLC0415
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,8 +78,9 @@ def pair_front_app(backend_url: str) -> Any:
             yield
 
     app = FastAPI(lifespan=lifespan)
+    api = APIRouter(prefix="/api") if routers else app.router
 
-    @app.get("/api/helloworld")
+    @api.get("/api/helloworld" if not routers else "/helloworld")
     async def hello(request: Request) -> dict[str, Any]:
         async with request.app.state.session.get("/v1/helloworld") as response:
             body: dict[str, Any] = await response.json()
@@ -79,6 +90,8 @@ def pair_front_app(backend_url: str) -> Any:
     async def ready() -> dict[str, str]:
         return {"status": "ok"}
 
+    if routers:
+        app.include_router(api)
     return app
 
 
@@ -103,12 +116,12 @@ def main() -> None:
     name, port = sys.argv[1], int(os.environ["PORT"])
     if name == "raw":
         app: Any = raw_app
-    elif name == "fastapi":
-        app = fastapi_app()
+    elif name in ("fastapi", "fastapi-routers"):
+        app = fastapi_app(routers=name.endswith("-routers"))
     elif name == "otlp-sink":
         app = otlp_sink_app
-    elif name == "pair-front":
-        app = pair_front_app(os.environ["BACKEND_URL"])
+    elif name in ("pair-front", "pair-front-routers"):
+        app = pair_front_app(os.environ["BACKEND_URL"], routers=name.endswith("-routers"))
     else:
         sys.exit(f"unknown app {name!r}")
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -146,6 +146,15 @@ def configurations(
             "/api/helloworld",
             (ProcessSpec("front", (*app, "pair-front")), ProcessSpec("back", (*app, "fastapi"))),
         ),
+        Config(
+            "bare-pair-routers",
+            "as bare-pair, each endpoint on an included APIRouter, as the services",
+            "/api/helloworld",
+            (
+                ProcessSpec("front", (*app, "pair-front-routers")),
+                ProcessSpec("back", (*app, "fastapi-routers")),
+            ),
+        ),
         pair("pair-off", "frontend -> backend, logging and tracing off", OFF),
         pair("pair-default", "frontend -> backend, INFO logs, default sampling", DEFAULT),
         pair("pair-sampled", "frontend -> backend, INFO logs, every request sampled", all_sampled),

@@ -14,6 +14,7 @@ BASELINES = {
     "backend-default": "backend-off",
     "backend-no-metrics": "backend-off",
     "backend-sampled": "backend-off",
+    "bare-pair-routers": "bare-pair",
     "pair-off": "bare-pair",
     "pair-default": "pair-off",
     "pair-sampled": "bare-pair",
@@ -23,6 +24,10 @@ BASELINES = {
     "pair-otel-default": "pair-default",
     "pair-otel-sampled": "pair-sampled",
 }
+# Ratios taken besides the baseline's, in the same rounds: everything on by
+# default against the bare pair, flat and shaped as the services (the issue's
+# "done": our layers cost at most a quarter of a FastAPI pair's throughput).
+OTHER_BASELINES = {"pair-default": ("bare-pair", "bare-pair-routers")}
 PROJECT_SERVICES = ("backend-", "pair-")
 # The most a service's RSS may grow over the second half of the long run
 # (~50,000 requests): 10 bytes a request. A process that keeps nothing per
@@ -88,6 +93,10 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             "rss_mb": {r: max(s["rss_mb"][r] for s in group) for r in roles},
             "baseline": baseline,
             "ratio": same_round_ratio(samples, name, baseline) if baseline else None,
+            "ratios": {
+                other: same_round_ratio(samples, name, other)
+                for other in OTHER_BASELINES.get(name, ())
+            },
         }
     return summary
 
@@ -118,13 +127,22 @@ def targets(
         met = None if value is None else value >= limit
         return Target(name, f">= {limit:g}x", value, met)
 
-    def ratio(config: str) -> float | None:
-        value = summary.get(config, {}).get("ratio")
+    def ratio(config: str, baseline: str | None = None) -> float | None:
+        figures = summary.get(config, {})
+        value = (
+            figures.get("ratio") if baseline is None else figures.get("ratios", {}).get(baseline)
+        )
         return None if value is None else float(value)
 
     found = [
         at_least("pair-off / bare-pair (throughput)", 0.75, ratio("pair-off")),
         at_least("pair-default / pair-off (throughput)", 0.85, ratio("pair-default")),
+        at_least("pair-default / bare-pair (throughput)", 0.75, ratio("pair-default", "bare-pair")),
+        at_least(
+            "pair-default / bare-pair-routers (throughput)",
+            0.75,
+            ratio("pair-default", "bare-pair-routers"),
+        ),
         at_least("pair-sampled / bare-pair (throughput)", 0.5, ratio("pair-sampled")),
     ]
     added = {
