@@ -53,8 +53,17 @@ def test_the_stylesheet_is_served(frontend: TestClient) -> None:
         {"Origin": "http://testserver.evil.example"},
         {"Origin": "https://testserver"},
         {"Origin": "http://testserver:8080"},
+        {"Origin": "http://[testserver]/"},  # not a URL: urlsplit raises
     ],
-    ids=["origin", "opaque-origin", "referer", "lookalike", "other-scheme", "other-port"],
+    ids=[
+        "origin",
+        "opaque-origin",
+        "referer",
+        "lookalike",
+        "other-scheme",
+        "other-port",
+        "not-a-url",
+    ],
 )
 def test_cross_site_form_posts_are_refused_and_change_nothing(
     frontend: TestClient, backend: Service, headers: dict[str, str]

@@ -146,6 +146,29 @@ def test_oversized_headers_are_431(edge: Service, headers: bytes, error: str) ->
     assert closed
 
 
+def test_trailers_count_with_the_headers(edge: Service) -> None:
+    """A chunked body's trailers are kept with the headers: the count bounds them too.
+
+    Without it, trailer lines sent within the body's time would pile up in
+    memory (their bytes are not header bytes).
+    """
+    with connect(edge) as sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
+        )
+        try:
+            for _ in range(20):  # 20 trailer lines a send, 400 in all
+                sock.sendall(b"X-T: v\r\n" * 20)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        status, headers, body, closed = read_response(sock)
+    assert status == 431
+    assert headers["connection"] == "close"
+    assert error_of(body)["error"] == "too_many_headers"
+    assert closed
+
+
 @pytest.mark.parametrize(
     "sent",
     [

@@ -39,7 +39,7 @@ PROTOCOL_STATE = {
 # Protocol methods the edge overrides (calling uvicorn's) or calls.
 PROTOCOL_METHODS = {
     "on_message_begin": "starts the header deadline, stops the keep-alive",
-    "on_header": "kept as uvicorn's: stores each header, its name in lower case",
+    "on_header": "counts headers and trailers, then uvicorn's stores each (name lower case)",
     "on_headers_complete": "checks count, sizes, Host and Content-Length before the app runs",
     "on_message_complete": "ends the body deadline",
     "on_response_complete": "keeps one deadline when a request is still arriving",

@@ -45,7 +45,12 @@ def test_a_body_of_known_length_is_not_counted(scope: Scope, over: bool) -> None
 
 @pytest.mark.parametrize(
     "scope",
-    [_scope((b"transfer-encoding", b"chunked")), _scope(http_version="2")],
+    [
+        _scope((b"transfer-encoding", b"chunked")),
+        _scope(http_version="2"),
+        # Over HTTP/2 a length is only advisory (RFC 9113, section 8.1.1).
+        _scope((b"content-length", b"5"), http_version="2"),
+    ],
 )
 def test_a_streamed_body_is_counted_as_it_is_read(scope: Scope) -> None:
     receive, too_large = counted_receive(scope, _receive, LIMIT)

@@ -18,7 +18,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import Field
 
-from servicekit import sampling_rules
+from servicekit import sampling_rules, tracing_xray
+from servicekit import tracing as servicekit_tracing
 from servicekit.app import create_service_app
 from servicekit.sampling_centralized import STOP_TIMEOUT_SECONDS, StoppableSampler
 from servicekit.settings import ServiceSettings
@@ -247,26 +248,35 @@ def test_centralized_sampling_is_a_switch(centralized: bool, sampler: str) -> No
         configure_tracing(TracedSettings())
 
 
-def test_the_x_ray_path_samples_with_the_local_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", ["tracer", "sdk"])
+def test_the_x_ray_path_samples_with_the_local_rules(
+    monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
     # The rules of servicekit.sampling_rules (the OpenTelemetry path's too,
-    # held against the SDK's LocalSampler in test_sampling_rules.py), through
-    # the SDK's decision function as the middleware calls it.
+    # held against the SDK's LocalSampler in test_sampling_rules.py): as the
+    # service middleware's tracer decides, and as the SDK's own decision
+    # function does (which the tracer stands in for, and other SDK code calls).
+    settings = TracedSettings()
+    tracer = servicekit_tracing.request_tracer(settings)
+    assert isinstance(tracer, tracing_xray.RequestTracer)
+
+    def decide(incoming: TraceHeader, where: str) -> Any:
+        request = {"host": "traced:8080", "method": "GET", "path": where, "service": "traced"}
+        if path == "sdk":
+            return calculate_sampling_decision(incoming, xray_recorder, request)
+        return tracer.decide(incoming, "traced:8080", "GET", where)
+
     unknown = TraceHeader()
-    health = {"host": "traced:8080", "method": "GET", "path": "/readyz", "service": "traced"}
-    page = {**health, "path": "/v1/items"}
     try:
-        configure_tracing(TracedSettings())
-        assert not any(
-            calculate_sampling_decision(unknown, xray_recorder, health) for _ in range(50)
-        )
+        configure_tracing(settings)
+        assert not any(decide(unknown, "/readyz") for _ in range(50))
         monkeypatch.setattr(sampling_rules.time, "time", lambda: 2_000_000.0)
-        decisions = [
-            bool(calculate_sampling_decision(unknown, xray_recorder, page)) for _ in range(20_000)
-        ]
+        decisions = [bool(decide(unknown, "/v1/items")) for _ in range(20_000)]
         assert decisions[0]  # the reservoir: the first request of the second
         assert 0.04 < sum(decisions[1:]) / 19_999 < 0.06
         trusted = TraceHeader(root="1-5759e988-bd862e3fe1be46a994272793", sampled=1)
-        assert calculate_sampling_decision(trusted, xray_recorder, health) == 1
+        assert decide(trusted, "/readyz") == 1
+        assert decide(TraceHeader(sampled=0), "/v1/items") == 0
     finally:
         configure_tracing(TracedSettings())
 

@@ -79,7 +79,10 @@ def _source_origin(headers: dict[bytes, bytes]) -> Origin | None:
     source = headers.get(b"origin") or headers.get(b"referer")
     if source is None:
         return None
-    parts = urlsplit(source.decode("latin-1").strip())  # "null": an opaque origin
+    try:
+        parts = urlsplit(source.decode("latin-1").strip())  # "null": an opaque origin
+    except ValueError:  # not a URL (an unclosed IPv6 bracket, say)
+        return ("", "", None)
     scheme = parts.scheme.lower()
     host = _split_host(parts.netloc.rpartition("@")[2])
     if scheme not in _DEFAULT_PORTS or host is None:

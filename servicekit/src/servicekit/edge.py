@@ -35,9 +35,9 @@ whatever the application then answered into the closed connection.
 
 Private interfaces used, and why: uvicorn has no hook for these limits, so
 the protocol subclasses ``uvicorn.protocols.http.httptools_impl.HttpToolsProtocol``,
-overrides its parser callbacks (``on_message_begin``,
+overrides its parser callbacks (``on_message_begin``, ``on_header``,
 ``on_headers_complete``, ``on_message_complete``, ``on_response_complete``;
-its ``on_header`` is kept, and stores names in lower case), replaces
+uvicorn's ``on_header`` stores names in lower case), replaces
 ``data_received`` (uvicorn's stops the keep-alive on any byte), and uses its
 state: ``parser``, ``url``, ``headers``, ``cycle``, ``pipeline``,
 ``timeout_keep_alive``/``timeout_keep_alive_task``/
@@ -254,15 +254,19 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._request_started = self.loop.time()
             self._headers_due = True
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Headers and a chunked body's trailers alike (uvicorn adds both to
+        # ``headers``): the parser stops at the first one over the count.
+        if len(self.headers) >= self.limits.max_headers:
+            message = f"more than {self.limits.max_headers} request headers"
+            raise _Refused(431, "too_many_headers", message)
+        HttpToolsProtocol.on_header(self, name, value)
+
     def on_headers_complete(self) -> None:
         self._reading_headers = False
         self._headers_due = False
         limits = self.limits
         headers = self.headers
-        if len(headers) > limits.max_headers:
-            # (Their bytes are bounded as they arrive: see data_received.)
-            message = f"more than {limits.max_headers} request headers"
-            raise _Refused(431, "too_many_headers", message)
         size = len(self.url)
         has_host = False
         declared_body = 0
@@ -271,7 +275,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             if name == b"host":
                 has_host = True
             elif name == b"content-length":
-                declared_body = max(declared_body, int(value))  # the parser admits digits only
+                declared_body = int(value)  # digits only; httptools refuses a second length
         if size > limits.max_header_bytes:
             # Arrived in one read: the running count could not stop it earlier.
             message = f"request headers exceed {limits.max_header_bytes} bytes"
@@ -439,20 +443,24 @@ def counted_receive(scope: Scope, receive: Receive, max_bytes: int) -> tuple[Rec
 
     A declared ``Content-Length`` over the limit is over already: the caller
     answers :func:`answer_body_too_large` before a byte of the body is read.
-    A declared length within the limit is all the body there is (the server
-    reads no more than it), and an HTTP/1.x request with neither length nor
+    On HTTP/1.x a declared length within the limit is all the body there is
+    (the server reads no more than it), and a request with neither length nor
     ``Transfer-Encoding`` has no body (RFC 9112, section 6.3): ``receive`` is
-    returned as it is. Any other body (chunked) is counted as the application
+    returned as it is. Any other body (chunked, or any over another HTTP
+    version, where a length is only advisory) is counted as the application
     receives it: past the limit, the read raises :class:`BodyTooLarge`, which
     the shared exception handler answers.
     """
-    streamed = not scope.get("http_version", "1.1").startswith("1")
+    counted = not scope.get("http_version", "1.1").startswith("1")
+    declared = 0
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return receive, int(value) > max_bytes  # the parser admits only digits
-        if name == b"transfer-encoding":
-            streamed = True
-    if not streamed:
+            declared = int(value)  # the parser admits only digits
+        elif name == b"transfer-encoding":
+            counted = True
+    if declared > max_bytes:
+        return receive, True
+    if not counted:
         return receive, False
 
     received = 0

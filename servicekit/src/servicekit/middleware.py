@@ -17,9 +17,9 @@ HTTP request, in this order:
    or a cross-origin write (403) is refused before the application sees it;
    the security headers are added to every response;
 4. **error boundary** (:mod:`servicekit.errors`): an unhandled exception is
-   answered with the JSON 500 (``Connection: close``), then goes on to the
-   access line and the trace, so the failure is one ``error`` line with its
-   traceback;
+   answered with the 500 (the JSON error body, or the service's error page
+   for a browser; ``Connection: close``), then goes on to the access line and
+   the trace, so the failure is one ``error`` line with its traceback;
 5. **body limit** (:mod:`servicekit.edge`): a ``Content-Length`` over
    ``MAX_REQUEST_BODY_BYTES`` is a 413 before any of the body is read; a
    streamed (chunked) body is counted as the application reads it.
@@ -117,8 +117,8 @@ class ServiceMiddleware:
         self.lifecycle.request_started()
         error: BaseException | None = None
         try:
-            refused = browser.refusal(scope)
             try:
+                refused = browser.refusal(scope)
                 if refused is not None:
                     await browser.refuse(scope, receive, send_with_headers, *refused)
                     return
@@ -137,17 +137,20 @@ class ServiceMiddleware:
                 trace.failed(exc)
             raise
         finally:
-            cancelled = isinstance(error, asyncio.CancelledError)
-            self.lifecycle.request_finished(cancelled=cancelled)
-            duration_ms = (time.perf_counter() - start) * 1000
-            refusal: Refusal | None = scope.get(REFUSAL_SCOPE_KEY)
-            if refusal is not None:
-                status = refusal.status
-            log_request(scope, status, duration_ms, user_agent, client_ip, error, refusal)
-            if self.metrics is not None and scope["path"] not in HEALTH_PATHS:
-                route = scope.get("route")
-                template = getattr(route, "path", UNMATCHED_ROUTE)
-                self.metrics.record_request(scope["method"], template, status, duration_ms)
-            request_id_var.reset(request_token)
-            if trace is not None:
-                trace.end()
+            try:
+                cancelled = isinstance(error, asyncio.CancelledError)
+                self.lifecycle.request_finished(cancelled=cancelled)
+                duration_ms = (time.perf_counter() - start) * 1000
+                refusal: Refusal | None = scope.get(REFUSAL_SCOPE_KEY)
+                if refusal is not None:
+                    status = refusal.status
+                log_request(scope, status, duration_ms, user_agent, client_ip, error, refusal)
+                if self.metrics is not None and scope["path"] not in HEALTH_PATHS:
+                    route = scope.get("route")
+                    template = getattr(route, "path", UNMATCHED_ROUTE)
+                    self.metrics.record_request(scope["method"], template, status, duration_ms)
+            finally:
+                # Whatever the record did: the context is restored, the trace sent.
+                request_id_var.reset(request_token)
+                if trace is not None:
+                    trace.end()

@@ -282,30 +282,28 @@ class RequestTracer:
         if not global_sdk_config.sdk_enabled() or not isinstance(context, ContextVarContext):
             return None  # configure_tracing has not run
         incoming, host = incoming_trace(scope["headers"], trust_sampling=self.trust_sampling)
-        sampler = xray_recorder.sampler
-        decision: Any
-        if incoming.sampled == 0 or incoming.sampled == 1:
-            decision = incoming.sampled  # a trusted caller's
-        elif isinstance(sampler, RulesSampler):
-            # What calculate_sampling_decision would ask of it, without the request dict.
-            decision = int(sampler.rules.should_trace(host, scope["method"], scope["path"]))
-        else:  # centralized rules: the SDK's helper also returns the rule's name
-            decision = calculate_sampling_decision(
-                incoming,
-                xray_recorder,
-                {
-                    "host": host,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "service": self.service,
-                },
-            )
+        decision = self.decide(incoming, host, scope["method"], scope["path"])
         if decision:
             return _SegmentTrace(self, scope, incoming, decision, host)
         # Unsampled requests keep a real trace id so that logs and the
         # propagated header still name the trace; nothing is recorded.
         trace_id = incoming.root or new_trace_id()
         return _UnsampledTrace(context, self.service, trace_id, incoming)
+
+    def decide(self, incoming: TraceHeader, host: str, method: str, path: str) -> Any:
+        """The sampling decision for a request, as the SDK's ``calculate_sampling_decision``.
+
+        A trusted caller's ``Sampled=0|1``, else the sampler's: 1 or 0 from the
+        local rules (asked directly, without the SDK helper's request dict), or
+        from centralized rules the matched rule's name (sampled) or 0.
+        """
+        if incoming.sampled == 0 or incoming.sampled == 1:
+            return incoming.sampled
+        sampler = xray_recorder.sampler
+        if isinstance(sampler, RulesSampler):
+            return int(sampler.rules.should_trace(host, method, path))
+        request = {"host": host, "method": method, "path": path, "service": self.service}
+        return calculate_sampling_decision(incoming, xray_recorder, request)
 
 
 class _UnsampledTrace:
