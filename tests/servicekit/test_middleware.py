@@ -118,3 +118,17 @@ def test_every_response_gets_the_headers_in_one_order() -> None:
     assert inner.status_code == 418
     assert inner.headers["x-content-type-options"] == "nosniff"
     assert inner.headers["x-request-id"]
+
+
+def test_a_declared_body_over_the_limit_is_413_before_the_application() -> None:
+    """Served without the edge protocol (which refuses it first), the middleware refuses it."""
+    with TestClient(_app(tracing_enabled=False, max_request_body_bytes=1024)) as client:
+        answer = client.post("/inner", content=b"x" * 1025, headers={"X-Request-Id": "too-large-1"})
+    assert answer.status_code == 413
+    assert answer.headers["connection"] == "close"
+    assert answer.json() == {
+        "error": "payload_too_large",
+        "message": "request body exceeds 1024 bytes",
+        "request_id": "too-large-1",
+    }
+    assert answer.headers["x-content-type-options"] == "nosniff"

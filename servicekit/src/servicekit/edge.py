@@ -62,7 +62,8 @@ from starlette.types import Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from servicekit.asgi import REQUEST_ID_SCOPE_KEY, new_request_id
-from servicekit.logs import get_logger, request_id_var
+from servicekit.errors import error_body
+from servicekit.logs import get_logger
 
 if TYPE_CHECKING:
     from servicekit.metrics import Metrics
@@ -479,13 +480,7 @@ def counted_receive(scope: Scope, receive: Receive, max_bytes: int) -> tuple[Rec
 
 async def answer_body_too_large(send: Send, max_bytes: int) -> None:
     """Answer 413 with the JSON error body and ``Connection: close``."""
-    body = orjson.dumps(
-        {
-            "error": "payload_too_large",
-            "message": f"request body exceeds {max_bytes} bytes",
-            "request_id": request_id_var.get(),
-        }
-    )
+    body = orjson.dumps(error_body("payload_too_large", f"request body exceeds {max_bytes} bytes"))
     await send(
         {
             "type": "http.response.start",
