@@ -100,3 +100,23 @@ def test_otlp_urllib3_transport_module() -> None:
             f"servicekit.tracing_otel.configure uses it ({exc})"
         )
     assert callable(Urllib3HTTPTransport)
+
+
+def test_otlp_exporter_client_and_shutdown_flag() -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+        OTLPSpanExporter,
+    )
+
+    exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    assert getattr(exporter, "_shutdown", None) is False, (
+        "OTLPSpanExporter._shutdown is gone: servicekit.tracing_otel.WireOTLPSpanExporter reads it"
+    )
+    export = getattr(getattr(exporter, "_client", None), "export", None)
+    assert callable(export), (
+        "OTLPSpanExporter._client.export is gone: servicekit.tracing_otel."
+        "WireOTLPSpanExporter sends its encoded batches with it"
+    )
+    assert list(inspect.signature(export).parameters) == ["data"], (
+        "OTLPSpanExporter._client.export(data) changed: WireOTLPSpanExporter passes the bytes"
+    )
+    exporter.shutdown()

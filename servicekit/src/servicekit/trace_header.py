@@ -111,6 +111,23 @@ def trace_response_header(incoming: TraceHeader, trace_id: str, *, sampled: bool
     return f"Root={trace_id}".encode("latin-1")
 
 
+CALL_TRACE_HEADER = "X-Amzn-Trace-Id"
+
+
+def call_trace_header(root: str, parent: str | None) -> str:
+    """The ``X-Amzn-Trace-Id`` a call out carries, on either tracing path.
+
+    Inside a sampled request, the trace and the calling span (``parent``, 16
+    hex digits: the call's subsegment or client span) with ``Sampled=1``;
+    inside an unsampled one (``parent`` None), the trace alone with
+    ``Sampled=0``, so the callee records nothing and logs the same trace id.
+    The format is X-Ray's (https://docs.aws.amazon.com/xray/latest/devguide/xray-concepts.html#xray-concepts-tracingheader).
+    """
+    if parent is None:
+        return f"Root={root};Sampled=0"
+    return f"Root={root};Parent={parent};Sampled=1"
+
+
 def new_trace_id() -> str:
     """A new X-Ray trace id: version, epoch seconds (8 hex), 96 random bits (24 hex).
 

@@ -50,8 +50,10 @@ from servicekit.logs import get_logger, trace_id_var
 from servicekit.sampling_centralized import ECS_ORIGIN, StoppableSampler
 from servicekit.sampling_rules import LocalRules
 from servicekit.trace_header import (
+    CALL_TRACE_HEADER,
     TRACE_HEADER,
     TraceHeader,
+    call_trace_header,
     incoming_trace,
     new_trace_id,
     trace_response_header,
@@ -64,8 +66,6 @@ if TYPE_CHECKING:
 
 
 log = get_logger("servicekit.tracing")
-
-_CALL_TRACE_HEADER = "X-Amzn-Trace-Id"
 
 
 def release_import_time_sampler() -> None:
@@ -407,14 +407,14 @@ def trace_call(
         return None
     unsampled = context.unsampled_trace_id()
     if unsampled is not None:
-        headers[_CALL_TRACE_HEADER] = f"Root={unsampled};Sampled=0"
+        headers[CALL_TRACE_HEADER] = call_trace_header(unsampled, None)
         return None
     if not context.has_entity():
         return None
     subsegment = xray_recorder.begin_subsegment(host, "remote")
     subsegment.put_http_meta(http.METHOD, method)
     subsegment.put_http_meta(http.URL, f"{scheme}://{host}{f':{port}' if port else ''}{path}")
-    headers[_CALL_TRACE_HEADER] = f"Root={subsegment.trace_id};Parent={subsegment.id};Sampled=1"
+    headers[CALL_TRACE_HEADER] = call_trace_header(subsegment.trace_id, subsegment.id)
     return _CallSubsegment(subsegment)
 
 
