@@ -287,6 +287,14 @@ def markdown(results: dict[str, Any], header: dict[str, str]) -> str:
         ]
     encoding = results.get("otlp_encoding_us")
     if encoding:
-        per_count = ", ".join(f"{count} attributes {us} µs" for count, us in encoding.items())
-        lines += ["", f"OTLP protobuf encoding per finished span (in process): {per_count}."]
+        counts = " / ".join(next(iter(encoding.values())))
+        per_encoder = "; ".join(
+            f"{name} " + " / ".join(str(us) for us in figures.values()) + " µs"
+            for name, figures in encoding.items()
+        )
+        lines += [
+            "",
+            f"OTLP protobuf encoding per finished span (in process), {counts} attributes: "
+            f"{per_encoder}.",
+        ]
     return "\n".join(lines) + "\n"
