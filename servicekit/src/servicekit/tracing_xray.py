@@ -366,13 +366,12 @@ class _SegmentTrace:
         )
 
     def responded(self, scope: Scope, status: int) -> None:
+        # The SDK sets the fault/error/throttle flags from the status here.
         self._segment.put_http_meta(http.STATUS, status)
-        self._segment.apply_status_code(status)
 
     def failed(self, exc: BaseException) -> None:
         segment = self._segment
         segment.put_http_meta(http.STATUS, 500)
-        segment.apply_status_code(500)
         segment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
 
     def end(self) -> None:
@@ -427,8 +426,7 @@ class _CallSubsegment:
         self._subsegment = subsegment
 
     def answered(self, status: int) -> None:
-        self._subsegment.put_http_meta(http.STATUS, status)
-        self._subsegment.apply_status_code(status)
+        self._subsegment.put_http_meta(http.STATUS, status)  # and the flags
 
     def failed(self, exc: BaseException) -> None:
         self._subsegment.add_exception(exc, traceback.extract_tb(exc.__traceback__))
