@@ -120,3 +120,26 @@ def test_otlp_exporter_client_and_shutdown_flag() -> None:
         "OTLPSpanExporter._client.export(data) changed: WireOTLPSpanExporter passes the bytes"
     )
     exporter.shutdown()
+
+
+def test_xray_recorder_runtime_context() -> None:
+    from aws_xray_sdk.core.recorder import AWSXRayRecorder  # noqa: PLC0415
+
+    recorder = AWSXRayRecorder()
+    assert isinstance(getattr(recorder, "_aws_metadata", None), dict), (
+        "aws_xray_sdk AWSXRayRecorder._aws_metadata is gone: "
+        "servicekit.tracing_xray.share_runtime_context reads it"
+    )
+    assert hasattr(recorder, "_origin"), (
+        "aws_xray_sdk AWSXRayRecorder._origin is gone: share_runtime_context reads it"
+    )
+    populate = getattr(AWSXRayRecorder, "_populate_runtime_context", None)
+    assert callable(populate), (
+        "aws_xray_sdk AWSXRayRecorder._populate_runtime_context is gone: "
+        "share_runtime_context replaces it on the recorder"
+    )
+    assert list(inspect.signature(populate).parameters) == [
+        "self",
+        "segment",
+        "sampling_decision",
+    ], "AWSXRayRecorder._populate_runtime_context changed: share_runtime_context matches it"

@@ -384,3 +384,37 @@ def test_otlp_encoding_groups_spans_without_serializing_the_resource_per_span(
     service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
     assert service["service.name"] == settings.service_name
     assert dumped == []
+
+
+@pytest.mark.parametrize("on_ecs", [False, True], ids=["local", "on-ecs"])
+@pytest.mark.parametrize("decision", [1, "centralized-rule"], ids=["local-rules", "rule-name"])
+def test_segments_get_the_sdks_runtime_context_without_its_deep_copy(
+    tmp_path: Path, on_ecs: bool, decision: int | str
+) -> None:
+    """The recorder's ``aws`` block, origin and service, as the SDK's own method sets them."""
+    from aws_xray_sdk.core.models.segment import Segment  # noqa: PLC0415
+    from aws_xray_sdk.core.recorder import AWSXRayRecorder  # noqa: PLC0415
+
+    metadata_uri = "http://169.254.170.2/v4/task" if on_ecs else None
+    settings = TracedSettings(
+        xray_sampling_rules=rules_file(tmp_path, sample_all_rules()),
+        ecs_container_metadata_uri_v4=metadata_uri,
+    )
+    tracing_xray.configure(settings)
+    try:
+        ours, sdks, another = Segment("traced"), Segment("traced"), Segment("traced")
+        xray_recorder._populate_runtime_context(ours, decision)
+        xray_recorder._populate_runtime_context(another, 1)
+        AWSXRayRecorder._populate_runtime_context(xray_recorder, sdks, decision)
+        assert ours.aws == sdks.aws
+        assert ours.aws["xray"]["sdk"] == "X-Ray for Python"
+        assert ("ecs" in ours.aws) is on_ecs
+        assert ours.service == sdks.service
+        assert getattr(ours, "origin", None) == getattr(sdks, "origin", None)
+        assert (getattr(ours, "origin", None) == "AWS::ECS::Container") is on_ecs
+        # What one segment writes stays in it.
+        ours.set_rule_name("written-later")
+        assert "sampling_rule_name" not in another.aws["xray"]
+        assert "sampling_rule_name" not in xray_recorder._aws_metadata["xray"]
+    finally:
+        tracing_xray.release_import_time_sampler()
