@@ -324,6 +324,8 @@ def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
     assert {s["config"] for s in data["samples"]} == {"backend-off", "backend-sampled"}
     assert data["startup"]["backend"]["ready_s"] > 0
     assert set(data["tracing_cpu_us"]) == {"xray-sdk", "otel"}
+    for backend, on_path in data["tracing_request_path_us"].items():
+        assert 0 < on_path <= data["tracing_cpu_us"][backend] * 1.05, backend
     # The long run: the pair started afresh, RSS read after each half.
     soak = data["soak"]
     assert soak["config"] == "pair-default"
@@ -366,6 +368,7 @@ def test_opentelemetry_rows_are_held_to_their_x_ray_rows() -> None:
     assert not any("backend-otel-sampled" in name for name in found)
 
     results["tracing_cpu_us"] = {"xray-sdk": 80.0, "otel": 120.0}
+    results["tracing_request_path_us"] = {"xray-sdk": 80.0, "otel": 90.0}
     results["otlp_encoding_us"] = {
         "servicekit.otlp_wire": {"0": 4.0, "7": 9.5},
         "exporter": {"0": 13.0, "7": 33.0},
@@ -376,14 +379,19 @@ def test_opentelemetry_rows_are_held_to_their_x_ray_rows() -> None:
         "servicekit.otlp_wire 4.0 / 9.5 µs; exporter 13.0 / 33.0 µs." in text
     )
     assert "X-Ray SDK 80.0 µs, OpenTelemetry 120.0 µs (OpenTelemetry / X-Ray 1.5)" in text
+    assert "On the request path: X-Ray SDK 80.0 µs, OpenTelemetry 90.0 µs" in text
 
 
 def test_tracing_cost_is_measured_for_each_backend_in_process(tmp_path: Path) -> None:
     rules = harness.sample_all_rules_file(ROOT, tmp_path)
     costs = harness.tracing_cost(tmp_path, rules, runs=1, requests=300)
-    assert set(costs) == {"xray-sdk", "otel"}
+    assert set(costs) == {"cpu_us", "request_path_us"}
+    assert set(costs["cpu_us"]) == set(costs["request_path_us"]) == {"xray-sdk", "otel"}
     # A sampled request's spans cost tens of µs on either path, never nothing.
-    assert all(5 < us < 5000 for us in costs.values()), costs
+    assert all(5 < us < 5000 for us in costs["cpu_us"].values()), costs
+    # The request path is part of the whole (the X-Ray SDK sends on it: all of it).
+    for backend, on_path in costs["request_path_us"].items():
+        assert 0 < on_path <= costs["cpu_us"][backend] * 1.05, costs
 
 
 def test_otlp_encoding_cost_grows_with_the_attributes() -> None:

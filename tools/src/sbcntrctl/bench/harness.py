@@ -453,15 +453,20 @@ TRACING_BACKENDS = ("xray-sdk", "otel")
 
 def tracing_cost(
     workdir: Path, sample_all_rules: Path, runs: int, requests: int
-) -> dict[str, float]:
+) -> dict[str, dict[str, float]]:
     """Median CPU µs per sampled request of each tracing backend alone, in process.
 
     :mod:`sbcntrctl.bench.tracingcpu` in a fresh process per run and backend
     (the backends alternate), on the server core; its spans go to an OTLP
-    sink on the client core, its segments to a UDP port nobody reads.
+    sink on the client core, its segments to a UDP port nobody reads. Keyed
+    by figure (``cpu_us``: the whole process; ``request_path_us``: the
+    requests' own thread), then by backend.
     """
     sink = start_otlp_sink(workdir)
-    measured: dict[str, list[float]] = {backend: [] for backend in TRACING_BACKENDS}
+    figures = ("cpu_us", "request_path_us")
+    measured: dict[str, dict[str, list[float]]] = {
+        figure: {backend: [] for backend in TRACING_BACKENDS} for figure in figures
+    }
     try:
         for _ in range(runs):
             for backend in TRACING_BACKENDS:
@@ -476,10 +481,15 @@ def tracing_cost(
                 if done.returncode != 0:
                     msg = f"tracing CPU of {backend} failed:\n{done.stderr[-3000:]}"
                     raise RuntimeError(msg)
-                measured[backend].append(json.loads(done.stdout.splitlines()[-1])["cpu_us"])
+                line = json.loads(done.stdout.splitlines()[-1])
+                for figure in figures:
+                    measured[figure][backend].append(line[figure])
     finally:
         sink.process.stop()
-    return {backend: round(statistics.median(v), 1) for backend, v in measured.items()}
+    return {
+        figure: {backend: round(statistics.median(v), 1) for backend, v in by_backend.items()}
+        for figure, by_backend in measured.items()
+    }
 
 
 def compile_sources(root: Path) -> None:
@@ -575,7 +585,8 @@ def run(options: RunOptions) -> dict[str, Any]:
         "otlp_encoding_us": otlp_encoding_cost(),
         "exit_after_load_s": {k: round(v, 3) for k, v in exits.items()},
         "soak": long_run,
-        "tracing_cpu_us": tracing_cpu,
+        "tracing_cpu_us": tracing_cpu["cpu_us"] if tracing_cpu else None,
+        "tracing_request_path_us": tracing_cpu["request_path_us"] if tracing_cpu else None,
     }
 
 

@@ -285,6 +285,12 @@ def markdown(results: dict[str, Any], header: dict[str, str]) -> str:
             f"X-Ray SDK {xray} µs, OpenTelemetry {otel} µs "
             f"(OpenTelemetry / X-Ray {round(otel / xray, 2)}).",
         ]
+        on_path = results.get("tracing_request_path_us")
+        if on_path:
+            lines[-1] += (
+                f" On the request path: X-Ray SDK {on_path['xray-sdk']} µs, "
+                f"OpenTelemetry {on_path['otel']} µs (the rest is OpenTelemetry's export thread)."
+            )
     encoding = results.get("otlp_encoding_us")
     if encoding:
         counts = " / ".join(next(iter(encoding.values())))
