@@ -4,17 +4,20 @@ The OpenTelemetry path's export thread turns every sampled span into bytes
 for the collector. The exporter's own encoder
 (``opentelemetry-exporter-otlp-proto-common``) builds a tree of protobuf
 message objects per span (the span, each attribute's ``KeyValue`` and
-``AnyValue``, the status) and then serializes the tree: about 18 µs per span
-of the services' shape on the bench machine, more than everything the X-Ray
-SDK path spends on a segment. :func:`encode_request` writes the same message
-as bytes in one pass, about a third of that (``docs/performance.md``).
+``AnyValue``, the status) and then serializes the tree. :func:`encode_request`
+writes the same message as bytes in one pass, at less than half the CPU
+(``sbcntrctl bench`` prints both per span; docs/performance.md).
 
 The contract: ``encode_request(spans)`` parses, with the OTLP protobuf
 classes, to a message equal to what the exporter's ``encode_spans(spans)``
-builds, for every span the SDK can finish (attributes of every type the API
-allows, events, links, trace state, status, dropped counts, several
-resources and scopes); ``tests/servicekit/test_otlp_wire.py`` holds it to
-that, the library's encoder as the reference. Field numbers are those of
+builds, for the spans the SDK finishes: attributes of every type the SDK
+keeps (strings, booleans, int64 integers, floats, bytes, sequences and
+mappings of them), events, links, trace state, status, dropped counts,
+several resources and scopes. An attribute the exporter's encoder cannot
+encode either (an integer outside int64, a string with a lone surrogate) is
+left out of its span with a warning, as that encoder leaves it out.
+``tests/servicekit/test_otlp_wire.py`` holds it to that, the library's
+encoder as the reference. Field numbers are those of
 ``opentelemetry/proto/trace/v1/trace.proto`` (and ``common.proto``,
 ``resource.proto``, ``trace_service.proto``): fixed by protobuf's
 compatibility rules, so an OTLP release cannot renumber them.
@@ -31,11 +34,15 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from servicekit.logs import get_logger
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import Event, ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import Link, SpanContext
+
+log = get_logger("servicekit.tracing")
 
 _FIXED64 = struct.Struct("<Q").pack
 _FIXED32 = struct.Struct("<I").pack
@@ -69,8 +76,16 @@ def _field(tag: bytes, body: bytes) -> bytes:
     return b"".join((tag, _SMALL[length] if length < 128 else _varint(length), body))
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _any_value(value: Any) -> bytes:
-    """The body of an ``AnyValue`` holding ``value`` (as the exporter's ``_encode_value``)."""
+    """The body of an ``AnyValue`` holding ``value`` (as the exporter's ``_encode_value``).
+
+    Raises ``TypeError`` for a value OTLP has no field for and ``ValueError``
+    for one it cannot hold (an integer outside int64, a string with a lone
+    surrogate): the exporter's encoder refuses the same values.
+    """
     if isinstance(value, str):
         encoded = value.encode()
         length = len(encoded)
@@ -78,7 +93,9 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, bool):  # before int: bool is an int
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
-        return b"\x18" + _varint(value & 0xFFFF_FFFF_FFFF_FFFF)  # int64: two's complement
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"{value} is outside OTLP's int64")
+        return b"\x18" + _varint(value & 0xFFFF_FFFF_FFFF_FFFF)  # two's complement
     if isinstance(value, float):
         return b"\x21" + _DOUBLE(value)
     if value is None:
@@ -98,17 +115,34 @@ _KEYS: dict[str, bytes] = {}
 _KEYS_MAX = 1024
 
 
-def _key_values(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
-    """Each attribute as a ``KeyValue`` field numbered by ``tag``."""
+def _key_value(tag: bytes, key: str, value: Any) -> bytes:
+    """One ``KeyValue`` field numbered by ``tag``."""
+    encoded_key = _KEYS.get(key)
+    if encoded_key is None:
+        encoded_key = _field(b"\x0a", str(key).encode())
+        if len(_KEYS) < _KEYS_MAX:
+            _KEYS[key] = encoded_key
+    return _field(tag, encoded_key + _field(b"\x12", _any_value(value)))
+
+
+def _key_values(tag: bytes, values: Mapping[str, Any]) -> bytes:
+    """The entries of a map value (``KeyValueList``): one that cannot be encoded fails it all."""
+    return b"".join([_key_value(tag, key, value) for key, value in values.items()])
+
+
+def _attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
+    """The attributes of a span, event, link, scope or resource, as ``KeyValue`` fields.
+
+    An attribute that cannot be encoded is left out with a warning and the
+    rest are kept, as the exporter's encoder does (``_encode_attributes``):
+    the span still reaches X-Ray, and its batch with it.
+    """
     out = []
     for key, value in attributes.items():
-        encoded_key = _KEYS.get(key)
-        if encoded_key is None:
-            encoded_key = _field(b"\x0a", str(key).encode())
-            if len(_KEYS) < _KEYS_MAX:
-                _KEYS[key] = encoded_key
-        encoded_value = _any_value(value)
-        out.append(_field(tag, encoded_key + _field(b"\x12", encoded_value)))
+        try:
+            out.append(_key_value(tag, key, value))
+        except (TypeError, ValueError) as error:
+            log.warning("trace_attribute_dropped", key=str(key), error=str(error))
     return b"".join(out)
 
 
@@ -125,7 +159,7 @@ def _trace_state(context: SpanContext) -> str:
 def _event(event: Event) -> bytes:
     body = [b"\x09" + _FIXED64(event.timestamp), _field(b"\x12", event.name.encode())]
     if event.attributes:
-        body.append(_key_values(b"\x1a", event.attributes))
+        body.append(_attributes(b"\x1a", event.attributes))
     if event.dropped_attributes:
         body.append(b"\x20" + _varint(event.dropped_attributes))
     return _field(b"\x5a", b"".join(body))
@@ -139,7 +173,7 @@ def _link(link: Link) -> bytes:
     ]
     # No trace state: the exporter's encoder leaves a link's out.
     if link.attributes:
-        body.append(_key_values(b"\x22", link.attributes))
+        body.append(_attributes(b"\x22", link.attributes))
     if link.dropped_attributes:
         body.append(b"\x28" + _varint(link.dropped_attributes))
     body.append(b"\x35" + _flags(context))
@@ -165,7 +199,7 @@ def _span(span: ReadableSpan) -> bytes:
     body.append(b"\x39" + _FIXED64(span.start_time))
     body.append(b"\x41" + _FIXED64(span.end_time))
     if attributes := span.attributes:
-        body.append(_key_values(b"\x4a", attributes))
+        body.append(_attributes(b"\x4a", attributes))
     if span.dropped_attributes:
         body.append(b"\x50" + _varint(span.dropped_attributes))
     for event in span.events:
@@ -195,7 +229,7 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
     if scope.version:
         body.append(_field(b"\x12", scope.version.encode()))
     if scope.attributes:
-        body.append(_key_values(b"\x1a", scope.attributes))
+        body.append(_attributes(b"\x1a", scope.attributes))
     return _field(b"\x0a", b"".join(body))
 
 
@@ -206,8 +240,9 @@ def _schema_url(url: str | None) -> bytes:
 def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
     """An ``ExportTraceServiceRequest`` holding ``spans``, grouped by resource then scope.
 
-    Raises ``TypeError`` for an attribute value OTLP cannot carry and
-    ``ValueError`` for a span that has not ended (the SDK exports neither).
+    Raises ``ValueError`` for a span that has not ended (the SDK exports
+    none) and, as the exporter's encoder does, for a span or event name that
+    is not valid Unicode.
     """
     grouped: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
     for span in spans:
@@ -215,7 +250,7 @@ def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
         scopes.setdefault(span.instrumentation_scope or None, []).append(_span(span))
     out = []
     for resource, scopes in grouped.items():
-        body = [_field(b"\x0a", _key_values(b"\x0a", resource.attributes))]
+        body = [_field(b"\x0a", _attributes(b"\x0a", resource.attributes))]
         for scope, encoded in scopes.items():
             scope_spans = _scope(scope) + b"".join(encoded)
             if scope is not None:

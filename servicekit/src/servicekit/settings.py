@@ -153,8 +153,9 @@ class ServiceSettings(TracingSelection):
     # names (read here, once, and passed to the SDK). Exported every second, as
     # the X-Ray daemon sends segments (a stopped task has less unsent), in
     # batches of at most 512 spans (OpenTelemetry's default): at a few thousand
-    # sampled spans a second, one POST per 512 costs the export thread a
-    # quarter of what one per 128 did (docs/performance.md).
+    # sampled spans a second, a quarter as many POSTs as batches of 128, and
+    # fewer wake-ups of the export thread (docs/performance.md). The queue
+    # must hold a batch: OTEL_BSP_MAX_QUEUE_SIZE >= the batch size.
     otel_bsp_schedule_delay: int = Field(
         default=1000, ge=1, le=600_000, validation_alias="OTEL_BSP_SCHEDULE_DELAY"
     )
