@@ -142,7 +142,7 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any]) -> bytes:
         try:
             out.append(_key_value(tag, key, value))
         except (TypeError, ValueError) as error:
-            log.warning("trace_attribute_dropped", key=str(key), error=str(error))
+            log.warning("trace attribute dropped", key=str(key), error=str(error))
     return b"".join(out)
 
 

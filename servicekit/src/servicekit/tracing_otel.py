@@ -49,7 +49,9 @@ facts), each validated once by the SDK.
 The exporter's private API used here: the ``_transport`` argument of
 ``OTLPSpanExporter`` and the ``_urllib3`` module of
 ``opentelemetry-exporter-http-transport`` (the exporter's only way to choose
-urllib3 over requests, until that is public). Both packages are bounded below
+urllib3 over requests, until that is public), and the exporter's ``_client``
+(its ``export(data)``) and ``_shutdown``, which :class:`WireOTLPSpanExporter`
+sends through and reads. Both packages are bounded below
 their next minor release, and ``tests/servicekit/test_private_hooks.py`` names
 each hook when an upgrade removes it.
 """
@@ -205,25 +207,26 @@ def service_resource(service_name: str, *, on_ecs: bool) -> Resource:
 class WireOTLPSpanExporter(OTLPSpanExporter):
     """The SDK's OTLP/HTTP span exporter, each batch encoded by :mod:`servicekit.otlp_wire`.
 
-    Everything but the encoding is the exporter's own: endpoint, headers,
-    compression, timeout, retries with back-off, and its log line when a
-    batch is refused or the retries run out. The encoding writes the same
-    request as the exporter's encoder at less than half the CPU. Left out:
-    the exporter's own metrics (off unless
-    ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``) and its cap on a request's
-    size (64 MiB by default: a batch is at most
-    ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` spans, 512 by default, each a few
-    hundred bytes, a few kilobytes with an exception's stack trace).
+    The exporter's own: endpoint, headers, compression, timeout, retries with
+    back-off, and its log line when a batch is refused or the retries run
+    out. This class's: the encoding (the same request as the exporter's
+    encoder, at less than half the CPU) and two log lines, ``trace export
+    failed`` (a batch that could not be encoded) and ``trace export after
+    shutdown``, in place of the exporter's. Left out: the exporter's own
+    metrics (off unless ``OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED``) and its
+    cap on a request's size (64 MiB: at the default 512 spans per batch, each
+    a few hundred bytes, a few kilobytes with an exception's stack trace, a
+    batch stays far below it).
     """
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
-            log.warning("trace_export_after_shutdown", spans=len(spans))
+            log.warning("trace export after shutdown", spans=len(spans))
             return SpanExportResult.FAILURE
         try:
             data = encode_request(spans)
         except Exception as error:  # as the exporter's: the batch fails, logged
-            log.error("trace_export_failed", spans=len(spans), error=repr(error))
+            log.error("trace export failed", spans=len(spans), error=repr(error))
             return SpanExportResult.FAILURE
         if self._client.export(data).success:
             return SpanExportResult.SUCCESS

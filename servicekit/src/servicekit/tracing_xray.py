@@ -3,8 +3,10 @@
 The SDK's private API used here, each named by a test in
 ``tests/servicekit/test_private_hooks.py`` that fails when an upgrade removes
 it (``aws-xray-sdk`` is bounded below its next minor release): the context's
-``_is_subsegment``, the UDP emitter's ``_socket``, and the centralized
-sampler's poller state (:mod:`servicekit.sampling_centralized`).
+``_is_subsegment``, the UDP emitter's ``_socket``, the recorder's
+``_populate_runtime_context``, ``_aws_metadata`` and ``_origin``
+(:func:`share_runtime_context`), and the centralized sampler's poller state
+(:mod:`servicekit.sampling_centralized`).
 
 The implementation behind :mod:`servicekit.tracing` when
 ``TRACING_BACKEND=xray-sdk`` (the default); that module imports this one only

@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "servicekit/tracing",
             "servicekit/trace_header.py",
+            "servicekit/otlp_wire.py",
             "servicekit/sampling",
             "/aws_xray_sdk/",
             "/opentelemetry/",
