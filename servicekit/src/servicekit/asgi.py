@@ -71,6 +71,14 @@ def request_url(scope: Scope, host: str) -> str:
     return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
 
 
+def call_url(scheme: str, host: str, port: int | None, path: str) -> str:
+    """The URL a trace records for a call out: scheme, host, the port if given, path.
+
+    As :func:`request_url`: no query string and no credentials.
+    """
+    return f"{scheme}://{host}{f':{port}' if port else ''}{path}"
+
+
 def _forwarded_client(values: list[bytes], trusted_proxies: int) -> str | None:
     if trusted_proxies <= 0:
         return None

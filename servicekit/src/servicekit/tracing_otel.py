@@ -83,7 +83,7 @@ from opentelemetry.trace import (
 )
 from starlette.types import Scope
 
-from servicekit.asgi import client_facts, request_url
+from servicekit.asgi import call_url, client_facts, request_url
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.otlp_wire import encode_request
 from servicekit.sampling_rules import Decider, LocalRules
@@ -457,7 +457,7 @@ def trace_call(
         kind=SpanKind.CLIENT,
         attributes={
             "http.request.method": method,
-            "url.full": f"{scheme}://{host}{f':{port}' if port else ''}{path}",
+            "url.full": call_url(scheme, host, port, path),
         },
     )
     ids = span.get_span_context()

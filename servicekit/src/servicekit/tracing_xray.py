@@ -48,7 +48,7 @@ from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 from aws_xray_sdk.ext.util import calculate_sampling_decision
 from starlette.types import Scope
 
-from servicekit.asgi import client_facts, request_url
+from servicekit.asgi import call_url, client_facts, request_url
 from servicekit.logs import get_logger, trace_id_var
 from servicekit.sampling_centralized import ECS_ORIGIN, StoppableSampler
 from servicekit.sampling_rules import LocalRules
@@ -443,7 +443,7 @@ def trace_call(
         return None
     subsegment = xray_recorder.begin_subsegment(host, "remote")
     subsegment.put_http_meta(http.METHOD, method)
-    subsegment.put_http_meta(http.URL, f"{scheme}://{host}{f':{port}' if port else ''}{path}")
+    subsegment.put_http_meta(http.URL, call_url(scheme, host, port, path))
     headers[CALL_TRACE_HEADER] = call_trace_header(subsegment.trace_id, subsegment.id)
     return _CallSubsegment(subsegment)
 
