@@ -20,7 +20,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -46,24 +47,16 @@ REMOTE_PARENT = SpanContext(
 )
 
 
-class Finished(SpanExporter):
-    """Keeps the finished spans, as the batch processor hands them to an exporter."""
-
-    def __init__(self) -> None:
-        self.spans: list[ReadableSpan] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans.extend(spans)
-        return SpanExportResult.SUCCESS
-
-
 @pytest.fixture
-def finished() -> Finished:
-    return Finished()
+def finished() -> InMemorySpanExporter:
+    """Keeps the finished spans, as the batch processor hands them to an exporter."""
+    return InMemorySpanExporter()
 
 
 def provider(
-    finished: Finished, resource: Resource | None = None, limits: SpanLimits | None = None
+    finished: InMemorySpanExporter,
+    resource: Resource | None = None,
+    limits: SpanLimits | None = None,
 ) -> TracerProvider:
     tracer_provider = TracerProvider(
         resource=resource or service_resource("frontend", on_ecs=False), span_limits=limits
@@ -78,7 +71,7 @@ def assert_encoded_as_the_exporter_does(spans: Sequence[ReadableSpan]) -> None:
     assert ours == reference, f"ours:\n{ours}\nthe exporter's:\n{reference}"
 
 
-def test_the_services_spans(finished: Finished) -> None:
+def test_the_services_spans(finished: InMemorySpanExporter) -> None:
     """A server span and a client span with the attributes tracing_otel gives them."""
     tracer = provider(finished).get_tracer("servicekit.tracing")
     server = tracer.start_span(
@@ -103,8 +96,9 @@ def test_the_services_spans(finished: Finished) -> None:
     server.set_attribute("http.response.status_code", 200)
     server.update_name("GET /api/helloworld")
     server.end()
-    assert len(finished.spans) == 2
-    assert_encoded_as_the_exporter_does(finished.spans)
+    spans = finished.get_finished_spans()
+    assert len(spans) == 2
+    assert_encoded_as_the_exporter_does(spans)
 
 
 @pytest.mark.parametrize(
@@ -144,18 +138,21 @@ def test_the_services_spans(finished: Finished) -> None:
     ],
     ids=lambda value: repr(value)[:40],
 )
-def test_every_attribute_value_the_sdk_keeps(finished: Finished, value: Any) -> None:
+def test_every_attribute_value_the_sdk_keeps(finished: InMemorySpanExporter, value: Any) -> None:
     tracer = provider(finished).get_tracer("t")
     tracer.start_span("span", attributes={"key": value, "after": "x"}).end()
-    assert finished.spans[0].attributes is not None
-    assert "key" in finished.spans[0].attributes  # the SDK kept it: this is a value it allows
-    assert_encoded_as_the_exporter_does(finished.spans)
+    spans = finished.get_finished_spans()
+    assert spans[0].attributes is not None
+    assert "key" in spans[0].attributes  # the SDK kept it: this is a value it allows
+    assert_encoded_as_the_exporter_does(spans)
 
 
-def test_not_a_number(finished: Finished) -> None:
+def test_not_a_number(finished: InMemorySpanExporter) -> None:
     # NaN is not equal to itself, so the messages cannot be compared whole.
     provider(finished).get_tracer("t").start_span("span", attributes={"nan": float("nan")}).end()
-    (ours,) = ExportTraceServiceRequest.FromString(encode_request(finished.spans)).resource_spans
+    (ours,) = ExportTraceServiceRequest.FromString(
+        encode_request(finished.get_finished_spans())
+    ).resource_spans
     value = ours.scope_spans[0].spans[0].attributes[0].value
     assert value.WhichOneof("value") == "double_value"
     assert value.double_value != value.double_value
@@ -167,32 +164,33 @@ def test_not_a_number(finished: Finished) -> None:
     ids=repr,
 )
 def test_an_attribute_otlp_cannot_hold_is_left_out_as_the_exporter_does(
-    finished: Finished, value: Any, capsys: pytest.CaptureFixture[str]
+    finished: InMemorySpanExporter, value: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The span and its other attributes are exported; the exporter's encoder does the same."""
     span = provider(finished).get_tracer("t").start_span("span", attributes={"bad": value})
     span.set_attribute("kept", "yes")
     span.end()
-    assert_encoded_as_the_exporter_does(finished.spans)
-    (ours,) = ExportTraceServiceRequest.FromString(encode_request(finished.spans)).resource_spans
+    spans = finished.get_finished_spans()
+    assert_encoded_as_the_exporter_does(spans)
+    (ours,) = ExportTraceServiceRequest.FromString(encode_request(spans)).resource_spans
     assert [a.key for a in ours.scope_spans[0].spans[0].attributes] == ["kept"]
     assert "trace attribute dropped" in capsys.readouterr().out
 
 
-def test_extreme_ids_times_and_empty_names(finished: Finished) -> None:
+def test_extreme_ids_times_and_empty_names(finished: InMemorySpanExporter) -> None:
     largest = SpanContext(2**128 - 1, 2**64 - 1, is_remote=True, trace_flags=TraceFlags(1))
     tracer = provider(finished).get_tracer("")
     span = tracer.start_span(
         "", context=set_span_in_context(NonRecordingSpan(largest)), start_time=0
     )
     span.end(end_time=2**64 - 1)
-    assert_encoded_as_the_exporter_does(finished.spans)
+    assert_encoded_as_the_exporter_does(finished.get_finished_spans())
 
 
 @pytest.mark.parametrize("kind", list(SpanKind))
-def test_every_span_kind(finished: Finished, kind: SpanKind) -> None:
+def test_every_span_kind(finished: InMemorySpanExporter, kind: SpanKind) -> None:
     provider(finished).get_tracer("t").start_span("span", kind=kind).end()
-    assert_encoded_as_the_exporter_does(finished.spans)
+    assert_encoded_as_the_exporter_does(finished.get_finished_spans())
 
 
 @pytest.mark.parametrize(
@@ -205,14 +203,14 @@ def test_every_span_kind(finished: Finished, kind: SpanKind) -> None:
     ],
     ids=lambda s: f"{s.status_code.name}-{s.description}",
 )
-def test_every_status(finished: Finished, status: Status) -> None:
+def test_every_status(finished: InMemorySpanExporter, status: Status) -> None:
     span = provider(finished).get_tracer("t").start_span("span")
     span.set_status(status)
     span.end()
-    assert_encoded_as_the_exporter_does(finished.spans)
+    assert_encoded_as_the_exporter_does(finished.get_finished_spans())
 
 
-def test_parents_local_and_remote_and_the_trace_state(finished: Finished) -> None:
+def test_parents_local_and_remote_and_the_trace_state(finished: InMemorySpanExporter) -> None:
     tracer = provider(finished).get_tracer("t")
     remote_child = tracer.start_span(
         "remote child", context=set_span_in_context(NonRecordingSpan(REMOTE_PARENT))
@@ -221,12 +219,13 @@ def test_parents_local_and_remote_and_the_trace_state(finished: Finished) -> Non
     local_child.end()
     remote_child.end()
     tracer.start_span("root").end()
-    assert finished.spans[1].context is not None
-    assert finished.spans[1].context.trace_state  # the caller's, carried on
-    assert_encoded_as_the_exporter_does(finished.spans)
+    spans = finished.get_finished_spans()
+    assert spans[1].context is not None
+    assert spans[1].context.trace_state  # the caller's, carried on
+    assert_encoded_as_the_exporter_does(spans)
 
 
-def test_events_and_a_recorded_exception(finished: Finished) -> None:
+def test_events_and_a_recorded_exception(finished: InMemorySpanExporter) -> None:
     span = provider(finished).get_tracer("t").start_span("span")
     span.add_event("plain")
     span.add_event("with attributes", {"count": 3, "where": "here", "flags": (True,)})
@@ -235,18 +234,19 @@ def test_events_and_a_recorded_exception(finished: Finished) -> None:
     except ValueError as exc:
         span.record_exception(exc)
     span.end()
-    assert len(finished.spans[0].events) == 3
-    assert_encoded_as_the_exporter_does(finished.spans)
+    spans = finished.get_finished_spans()
+    assert len(spans[0].events) == 3
+    assert_encoded_as_the_exporter_does(spans)
 
 
-def test_links(finished: Finished) -> None:
+def test_links(finished: InMemorySpanExporter) -> None:
     local = SpanContext(0xABC, 0xDEF, is_remote=False)
     links = [Link(REMOTE_PARENT, {"reason": "retry", "attempt": 2}), Link(local)]
     provider(finished).get_tracer("t").start_span("span", links=links).end()
-    assert_encoded_as_the_exporter_does(finished.spans)
+    assert_encoded_as_the_exporter_does(finished.get_finished_spans())
 
 
-def test_dropped_attributes_of_events_and_links(finished: Finished) -> None:
+def test_dropped_attributes_of_events_and_links(finished: InMemorySpanExporter) -> None:
     limits = SpanLimits(max_event_attributes=1, max_link_attributes=1)
     span = (
         provider(finished, limits=limits)
@@ -255,13 +255,14 @@ def test_dropped_attributes_of_events_and_links(finished: Finished) -> None:
     )
     span.add_event("event", {"x": 1, "y": 2})
     span.end()
-    readable = finished.spans[0]
+    spans = finished.get_finished_spans()
+    readable = spans[0]
     assert readable.events[0].dropped_attributes == 1
     assert readable.links[0].dropped_attributes == 2
-    assert_encoded_as_the_exporter_does(finished.spans)
+    assert_encoded_as_the_exporter_does(spans)
 
 
-def test_what_the_limits_dropped_is_counted(finished: Finished) -> None:
+def test_what_the_limits_dropped_is_counted(finished: InMemorySpanExporter) -> None:
     limits = SpanLimits(max_span_attributes=2, max_events=1, max_links=1, max_event_attributes=1)
     span = (
         provider(finished, limits=limits)
@@ -275,16 +276,17 @@ def test_what_the_limits_dropped_is_counted(finished: Finished) -> None:
     span.add_event("first", {"x": 1, "y": 2})
     span.add_event("second")
     span.end()
-    readable = finished.spans[0]
+    spans = finished.get_finished_spans()
+    readable = spans[0]
     assert (readable.dropped_attributes, readable.dropped_events, readable.dropped_links) == (
         1,
         1,
         1,
     )
-    assert_encoded_as_the_exporter_does(finished.spans)
+    assert_encoded_as_the_exporter_does(spans)
 
 
-def test_several_resources_and_scopes_in_one_request(finished: Finished) -> None:
+def test_several_resources_and_scopes_in_one_request(finished: InMemorySpanExporter) -> None:
     ours = provider(finished)
     theirs = provider(
         finished,
@@ -308,8 +310,9 @@ def test_several_resources_and_scopes_in_one_request(finished: Finished) -> None
         tracer.start_span("one more").end()
     theirs.get_tracer("other").start_span("two").end()
     ours.get_tracer("servicekit.tracing").start_span("three").end()
-    assert_encoded_as_the_exporter_does(finished.spans)
-    request = ExportTraceServiceRequest.FromString(encode_request(finished.spans))
+    spans = finished.get_finished_spans()
+    assert_encoded_as_the_exporter_does(spans)
+    request = ExportTraceServiceRequest.FromString(encode_request(spans))
     assert [len(r.scope_spans) for r in request.resource_spans] == [2, 1]
 
 
@@ -332,7 +335,7 @@ def test_an_empty_batch_is_an_empty_request() -> None:
     assert_encoded_as_the_exporter_does([])
 
 
-def test_a_span_not_yet_ended_is_refused(finished: Finished) -> None:
+def test_a_span_not_yet_ended_is_refused(finished: InMemorySpanExporter) -> None:
     span = provider(finished).get_tracer("t").start_span("still running")
     assert isinstance(span, ReadableSpan)
     with pytest.raises(ValueError, match="finished span"):
@@ -365,30 +368,34 @@ def exporter_to(receiver: OtlpReceiver) -> WireOTLPSpanExporter:
     )
 
 
-def test_the_exporter_posts_the_batch(receiver: OtlpReceiver, finished: Finished) -> None:
+def test_the_exporter_posts_the_batch(
+    receiver: OtlpReceiver, finished: InMemorySpanExporter
+) -> None:
     tracer = provider(finished).get_tracer("servicekit.tracing")
     for n in range(3):
         tracer.start_span(f"span {n}", kind=SpanKind.SERVER, attributes={"n": n}).end()
     exporter = exporter_to(receiver)
-    assert exporter.export(finished.spans) is SpanExportResult.SUCCESS
+    batch = finished.get_finished_spans()
+    assert exporter.export(batch) is SpanExportResult.SUCCESS
     spans = receiver.wait_for(3)
     assert [(s["service"], s["name"], s["attributes"]["n"]) for s in spans] == [
         ("frontend", f"span {n}", n) for n in range(3)
     ]
     assert receiver.bad_requests == []
     exporter.shutdown()
-    assert exporter.export(finished.spans) is SpanExportResult.FAILURE
+    assert exporter.export(batch) is SpanExportResult.FAILURE
     assert receiver.requests == 1
 
 
 def test_a_batch_it_cannot_encode_fails_and_is_not_sent(
-    receiver: OtlpReceiver, finished: Finished, capsys: pytest.CaptureFixture[str]
+    receiver: OtlpReceiver, finished: InMemorySpanExporter, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tracer = provider(finished).get_tracer("t")
     tracer.start_span("ended").end()
     running = tracer.start_span("not ended")
     assert isinstance(running, ReadableSpan)
-    assert exporter_to(receiver).export([*finished.spans, running]) is SpanExportResult.FAILURE
+    batch = [*finished.get_finished_spans(), running]
+    assert exporter_to(receiver).export(batch) is SpanExportResult.FAILURE
     assert receiver.requests == 0
     assert "trace export failed" in capsys.readouterr().out
 

@@ -396,7 +396,7 @@ def test_tracing_cost_is_measured_for_each_backend_in_process(tmp_path: Path) ->
 
 def test_otlp_encoding_cost_grows_with_the_attributes() -> None:
     costs = harness.otlp_encoding_cost(spans=128, repeats=10)
-    assert set(costs) == set(harness.OTLP_ENCODERS)
+    assert set(costs) == {"servicekit.otlp_wire", "exporter"}
     for figures in costs.values():
         assert set(figures) == {"0", "3", "7"}
         assert 0 < figures["0"] < figures["7"]

@@ -386,11 +386,6 @@ def metrics_record_cost(calls: int = 200_000) -> float:
     return round((time.process_time() - began) / calls * 1e6, 3)
 
 
-# The OTLP encoders measured by otlp_encoding_cost: the services' and the
-# exporter's own (the reference its tests hold the services' to).
-OTLP_ENCODERS = ("servicekit.otlp_wire", "exporter")
-
-
 def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, dict[str, float]]:
     """CPU µs to encode one finished span as OTLP protobuf, by encoder and attribute count.
 
@@ -405,43 +400,34 @@ def otlp_encoding_cost(spans: int = 512, repeats: int = 20) -> dict[str, dict[st
         encode_spans,
     )
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: PLC0415
-    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
-        SimpleSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: PLC0415
+        InMemorySpanExporter,
     )
 
     from servicekit.otlp_wire import encode_request  # noqa: PLC0415
     from servicekit.tracing_otel import service_resource  # noqa: PLC0415
 
-    class Keep(SpanExporter):
-        """Keeps the finished spans, as the batch processor hands them to an exporter."""
-
-        def __init__(self) -> None:
-            self.finished: list[ReadableSpan] = []
-
-        def export(self, batch: Sequence[ReadableSpan]) -> SpanExportResult:
-            self.finished.extend(batch)
-            return SpanExportResult.SUCCESS
-
+    # The services' encoder, and the exporter's own (the reference its tests
+    # hold the services' to).
     encoders: dict[str, Callable[[Sequence[ReadableSpan]], bytes]] = {
         "servicekit.otlp_wire": encode_request,
         "exporter": lambda batch: encode_spans(batch).SerializeToString(),
     }
-    costs: dict[str, dict[str, float]] = {name: {} for name in OTLP_ENCODERS}
+    costs: dict[str, dict[str, float]] = {name: {} for name in encoders}
     for attributes in (0, 3, 7):
-        kept = Keep()
+        kept = InMemorySpanExporter()
         provider = TracerProvider(resource=service_resource("bench", on_ecs=False))
         provider.add_span_processor(SimpleSpanProcessor(kept))
         tracer = provider.get_tracer("bench")
         for _ in range(spans):
             values = {f"attribute.{n}": f"value {n}" for n in range(attributes)}
             tracer.start_span("GET /v1/items", attributes=values).end()
-        for name in OTLP_ENCODERS:
-            encode = encoders[name]
+        finished = kept.get_finished_spans()
+        for name, encode in encoders.items():
             began = time.process_time()
             for _ in range(repeats):
-                encode(kept.finished)
+                encode(finished)
             per_span = (time.process_time() - began) / (spans * repeats) * 1e6
             costs[name][str(attributes)] = round(per_span, 1)
         provider.shutdown()
