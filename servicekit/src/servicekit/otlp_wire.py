@@ -87,9 +87,7 @@ def _any_value(value: Any) -> bytes:
     surrogate): the exporter's encoder refuses the same values.
     """
     if isinstance(value, str):
-        encoded = value.encode()
-        length = len(encoded)
-        return b"\x0a" + (_SMALL[length] if length < 128 else _varint(length)) + encoded
+        return _field(b"\x0a", value.encode())
     if isinstance(value, bool):  # before int: bool is an int
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, int):
