@@ -14,11 +14,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables a developer's shell may set that would change what a test runs.
@@ -42,6 +44,34 @@ _SCRUBBED = (
     "SHUTDOWN_DRAIN_SECONDS",
     "SHUTDOWN_GRACE_SECONDS",
 )
+
+
+def assert_routes_on_the_app(
+    build: Callable[[], Any], monkeypatch: pytest.MonkeyPatch, *modules: Any
+) -> None:
+    """The app ``build`` makes serves its routers from its own router, documented as if included.
+
+    ``modules`` are those that call ``include_routes``: a second app is built
+    with their ``include_routes`` replaced by FastAPI's ``include_router``, and
+    both apps' OpenAPI documents must be equal.
+    """
+    from fastapi.routing import APIRoute  # noqa: PLC0415
+    from starlette.routing import Mount, Route  # noqa: PLC0415
+
+    def nodes(app: Any) -> list[Any]:
+        return [r for r in app.router.routes if not isinstance(r, (APIRoute, Route, Mount))]
+
+    app = build()
+    assert nodes(app) == [], "routes walked as included routers"
+
+    def include_router(app: Any, router: Any) -> None:
+        app.include_router(router)
+
+    for module in modules:
+        monkeypatch.setattr(module, "include_routes", include_router)
+    included = build()
+    assert nodes(included)
+    assert app.openapi() == included.openapi()
 
 
 def stop_process(process: subprocess.Popen[Any], sig: int, timeout: float) -> int:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import create_async_engine
+
+import backend.app
+import servicekit.app
+from backend.app import create_app
+from backend.settings import BackendSettings
+from tests.support import assert_routes_on_the_app, sqlite_url
 
 
 def item_count(client: TestClient) -> int:
@@ -325,3 +332,14 @@ def test_the_documented_maximum_applies_to_the_text_as_sent(client: TestClient) 
     assert response.status_code == 422
     assert response.json()["fields"][0]["field"] == "title"
     assert client.post("/v1/items", json={"title": " " + "a" * 99}).status_code == 201
+
+
+def test_the_routers_are_served_from_the_app_s_own_router(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = BackendSettings(
+        database_url=sqlite_url(tmp_path / "b.sqlite3"),
+        api_docs_enabled=True,
+        fault_injection_enabled=True,
+    )
+    assert_routes_on_the_app(lambda: create_app(settings), monkeypatch, servicekit.app, backend.app)

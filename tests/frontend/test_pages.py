@@ -8,7 +8,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support import Service
+import servicekit.app
+from frontend.app import create_app
+from frontend.settings import FrontendSettings
+from tests.support import Service, assert_routes_on_the_app
 
 
 def titles(html: str) -> list[str]:
@@ -141,3 +144,8 @@ def test_request_id_is_passed_to_the_backend(frontend: TestClient, backend: Serv
         "/v1/helloworld",
         "/v1/notifications/count",
     }
+
+
+def test_the_routers_are_served_from_the_app_s_own_router(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = FrontendSettings(backend_url="http://127.0.0.1:9", api_docs_enabled=True)
+    assert_routes_on_the_app(lambda: create_app(settings), monkeypatch, servicekit.app)

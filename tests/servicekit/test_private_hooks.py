@@ -1,4 +1,4 @@
-"""Every private API of a dependency that servicekit's tracing uses, one test each.
+"""Every private API of a dependency that servicekit's tracing and routes use, one test each.
 
 The packages are bounded below their next minor release in
 ``servicekit/pyproject.toml``; a patch release may still move a private name.
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import inspect
 import threading
+from pathlib import Path
 
 import pytest
 from aws_xray_sdk.core.context import Context
 from aws_xray_sdk.core.sampling.rule_poller import RulePoller
 from aws_xray_sdk.core.sampling.sampler import DefaultSampler
 from aws_xray_sdk.core.sampling.target_poller import TargetPoller
+from fastapi import APIRouter
 
 from servicekit.sampling_centralized import StoppableSampler
 from servicekit.tracing_xray import OrjsonUDPEmitter
@@ -143,3 +145,15 @@ def test_xray_recorder_runtime_context() -> None:
         "segment",
         "sampling_decision",
     ], "AWSXRayRecorder._populate_runtime_context changed: share_runtime_context matches it"
+
+
+def test_fastapi_router_low_priority_routes(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<p>app</p>")
+    router = APIRouter()
+    assert getattr(router, "_low_priority_routes", None) == [], (
+        "fastapi APIRouter._low_priority_routes is gone: servicekit.routes.declares_only_routes "
+        "reads it to include a router with frontend routes the usual way"
+    )
+    router.frontend("/app", directory=tmp_path)
+    assert router.routes == []
+    assert len(router._low_priority_routes) == 1

@@ -22,6 +22,7 @@ from servicekit.app import create_service_app
 from servicekit.health import add_readiness_check
 from servicekit.identity import TaskIdentity
 from servicekit.logs import get_logger
+from servicekit.routes import include_routes
 from servicekit.tracing import instrument_sqlalchemy
 
 log = get_logger("backend.app")
@@ -98,7 +99,7 @@ def create_app(
 
         add_readiness_check(app, "database_role", role_ready)
     if settings.fault_injection_enabled:
-        app.include_router(faults_router(faults))
+        include_routes(app, faults_router(faults))
         add_readiness_check(app, "fault_injection", partial(readiness_fault, faults))
         log.warning("fault injection enabled", **vars(faults))
     return app

@@ -41,6 +41,7 @@ from servicekit.identity import TaskIdentity, local_identity
 from servicekit.logs import get_logger
 from servicekit.metrics import Metrics
 from servicekit.middleware import ServiceMiddleware
+from servicekit.routes import include_routes
 from servicekit.settings import ServiceSettings
 from servicekit.tracing import configure_tracing, request_tracer, shutdown_tracing
 
@@ -70,9 +71,10 @@ def create_service_app(
     """Build a FastAPI app with the shared health, logging, tracing and error handling.
 
     ``lifespan`` is the service's own start-up/shutdown (open and close its
-    clients). ``routers`` are the service's routes: they are matched before the
-    health and documentation routes, so a request to them is not first compared
-    with those (routes added to the app later come after). ``middleware`` runs
+    clients). ``routers`` are the service's routes, served from the app's own
+    router (:func:`servicekit.routes.include_routes`): they are matched before
+    the health and documentation routes, so a request to them is not first
+    compared with those (routes added to the app later come after). ``middleware`` runs
     inside the service middleware, so what it answers is traced and
     access-logged too. ``html_errors`` renders the
     error page of a request that wants HTML (else errors are JSON). ``identity``
@@ -129,9 +131,8 @@ def create_service_app(
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     document_error_bodies(app)
-    for router in routers:
-        app.include_router(router)
-    app.include_router(health_router())
+    for router in (*routers, health_router()):
+        include_routes(app, router)
     if settings.docs_enabled:
         add_api_docs(app, title)
     app.state.settings = settings

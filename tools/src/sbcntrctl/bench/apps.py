@@ -5,10 +5,11 @@
 * ``pair-front``: a bare FastAPI app that answers by calling ``BACKEND_URL``
   with one shared aiohttp session (the fastest client measured here);
 * ``fastapi-routers``, ``pair-front-routers``: the same with the endpoint on an
-  ``APIRouter`` included in the app, as the services declare their routes.
-  Since FastAPI 0.137 an included router stays a node the app's router
-  resolves on every request (it used to be copied into the app's routes), so
-  this is the bare pair shaped as the services are;
+  ``APIRouter`` included with ``app.include_router``. Since FastAPI 0.137 an
+  included router stays a node the app's router resolves on every request:
+  this row measures that node, which the services avoid
+  (:func:`servicekit.routes.include_routes` declares their routers' routes on
+  the app itself);
 * ``otlp-sink``: an OTLP/HTTP endpoint that accepts every export (the
   collector's place in the OpenTelemetry configurations; not measured).
 

@@ -148,7 +148,7 @@ def configurations(
         ),
         Config(
             "bare-pair-routers",
-            "as bare-pair, each endpoint on an included APIRouter, as the services",
+            "as bare-pair, each endpoint on an APIRouter included with include_router",
             "/api/helloworld",
             (
                 ProcessSpec("front", (*app, "pair-front-routers")),
