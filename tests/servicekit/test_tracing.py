@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -110,6 +111,26 @@ def test_segment_records_request_and_response(
     assert segment["error"] is True
     root = response.headers["x-amzn-trace-id"].removeprefix("Root=")
     assert segment["trace_id"] == root
+
+
+def test_a_new_trace_s_id_is_made_without_a_system_call(
+    client: tuple[TestClient, SegmentCollector], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK's TraceId reads os.urandom; the service makes a new trace's id
+    # as it does for unsampled requests (servicekit.trace_header.new_trace_id).
+    def refuse(*_: object) -> None:
+        raise AssertionError("TraceId() made by the SDK")
+
+    monkeypatch.setattr("aws_xray_sdk.core.models.traceid.TraceId.__init__", refuse)
+    test_client, collector = client
+    roots = [test_client.get("/missing").headers["x-amzn-trace-id"] for _ in range(2)]
+    segments = collector.wait_for(2)
+    assert sorted(segment["trace_id"] for segment in segments) == sorted(
+        root.removeprefix("Root=") for root in roots
+    )
+    for segment in segments:
+        assert re.fullmatch(r"1-[0-9a-f]{8}-[0-9a-f]{24}", segment["trace_id"])
+    assert roots[0] != roots[1]
 
 
 def test_health_checks_are_not_sampled(client: tuple[TestClient, SegmentCollector]) -> None:

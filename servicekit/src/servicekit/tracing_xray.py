@@ -377,8 +377,13 @@ class _SegmentTrace:
         decision: Any,
         host: str,
     ) -> None:
+        # A new trace's id made as the unsampled path makes it, not by the SDK
+        # (whose TraceId reads os.urandom: a system call per segment).
         segment = xray_recorder.begin_segment(
-            name=tracer.service, traceid=incoming.root, parent_id=incoming.parent, sampling=decision
+            name=tracer.service,
+            traceid=incoming.root or new_trace_id(),
+            parent_id=incoming.parent,
+            sampling=decision,
         )
         self._segment = segment
         self._trace_token = trace_id_var.set(segment.trace_id)
