@@ -152,7 +152,7 @@ def test_fastapi_router_low_priority_routes(tmp_path: Path) -> None:
     router = APIRouter()
     assert getattr(router, "_low_priority_routes", None) == [], (
         "fastapi APIRouter._low_priority_routes is gone: servicekit.routes.declares_only_routes "
-        "reads it to include a router with frontend routes the usual way"
+        "reads it, to include a router with frontend routes the usual way"
     )
     router.frontend("/app", directory=tmp_path)
     assert router.routes == []

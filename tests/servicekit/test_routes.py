@@ -8,18 +8,20 @@ to the first: the same documentation, the same answers to the same requests.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, status
+from fastapi import APIRouter, Depends, FastAPI, Form, Header, HTTPException, Query, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.routing import APIRoute
+from fastapi.sse import EventSourceResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from servicekit.routes import ROUTE_OPTIONS, declares_only_routes, include_routes
@@ -81,6 +83,15 @@ def rich_router() -> APIRouter:
     async def both(request: Request) -> dict[str, str]:
         return {"method": request.method}
 
+    @router.get("/lines")
+    async def lines() -> AsyncIterator[Public]:  # JSON lines, each item as Public
+        yield {"name": "a", "price": 1}  # type: ignore[misc]
+        yield {"name": "b", "price": 2, "note": "n"}  # type: ignore[misc]
+
+    @router.get("/events", response_class=EventSourceResponse)
+    async def events() -> AsyncIterator[Public]:  # server-sent events, each item as Public
+        yield {"name": "a", "price": 1}  # type: ignore[misc]
+
     return router
 
 
@@ -102,6 +113,8 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("PUT", "/v1/both", {"headers": {"x-caller": "a"}}),
     ("POST", "/v1/both", {"headers": {"x-caller": "a"}}),  # 405
     ("GET", "/v1/items/3/", {"headers": {"x-caller": "a"}}),  # redirected to the route
+    ("GET", "/v1/lines", {"headers": {"x-caller": "a"}}),
+    ("GET", "/v1/events", {"headers": {"x-caller": "a"}}),
     ("GET", "/v2/items/3", {"headers": {"x-caller": "a"}}),  # 404
 ]
 
@@ -153,9 +166,12 @@ def test_the_routes_answer_as_the_included_router_s_and_are_documented_the_same(
     assert declared.openapi() == included.openapi()
     got, want = answers(declared), answers(included)
     assert [status_code for status_code, _, _ in want] == [
-        200, 200, 422, 403, 201, 201, 422, 405, 200, 200, 200, 405, 307, 404,
+        200, 200, 422, 403, 201, 201, 422, 405, 200, 200, 200, 405, 307, 200, 200, 404,
     ]  # fmt: skip
     assert got == want
+    # The streamed items are the declared model's: the price is left out.
+    assert want[13][2] == b'{"name":"a","note":null}\n{"name":"b","note":"n"}\n'
+    assert want[14][2] == b'data: {"name":"a","note":null}\n\n'
 
 
 def test_the_app_s_dependency_overrides_apply_to_the_declared_routes() -> None:
@@ -185,6 +201,8 @@ def test_the_routes_come_after_the_app_s_own_and_the_router_is_left_as_it_was() 
         "/v1/page",
         "/v1/hidden",
         "/v1/both",
+        "/v1/lines",
+        "/v1/events",
     ]
     with TestClient(app) as client:
         assert client.get("/v1/items/1").json() == {"answered": "by the app"}
@@ -211,11 +229,26 @@ def plain_route() -> APIRouter:
     return router
 
 
-def with_handlers() -> APIRouter:
-    async def started() -> None:
-        pass
+async def handler() -> None:
+    pass
 
-    return APIRouter(on_startup=[started])
+
+def with_start_up() -> APIRouter:
+    return APIRouter(on_startup=[handler])
+
+
+def with_shutdown() -> APIRouter:
+    return APIRouter(on_shutdown=[handler])
+
+
+def with_form_limits() -> APIRouter:
+    router = APIRouter(form_limits={"max_fields": 1})  # applied per request by the inclusion
+
+    @router.post("/form")
+    async def form(a: Annotated[str, Form()], b: Annotated[str, Form()] = "") -> dict[str, str]:
+        return {"a": a, "b": b}
+
+    return router
 
 
 def with_lifespan() -> APIRouter:
@@ -234,7 +267,16 @@ def with_frontend(tmp_path: Path) -> APIRouter:
 
 
 @pytest.mark.parametrize(
-    "build", [nested, plain_route, with_handlers, with_lifespan, with_frontend]
+    "build",
+    [
+        nested,
+        plain_route,
+        with_start_up,
+        with_shutdown,
+        with_lifespan,
+        with_form_limits,
+        with_frontend,
+    ],
 )
 def test_a_router_needing_its_inclusion_is_included(build: Any, tmp_path: Path) -> None:
     router = build(tmp_path) if build is with_frontend else build()
@@ -249,8 +291,44 @@ def test_a_router_needing_its_inclusion_is_included(build: Any, tmp_path: Path) 
             assert client.get("/plain").text == "plain"
         if build is with_frontend:
             assert client.get("/app/").text == "<p>app</p>"
+        if build is with_form_limits:
+            assert client.post("/form", data={"a": "1", "b": "2"}).status_code == 400
 
 
 def test_a_router_of_path_operations_is_declared_again() -> None:
     assert declares_only_routes(rich_router())
     assert declares_only_routes(APIRouter())
+
+
+class Stamped(APIRoute):
+    """A route class of an older signature (no ``form_limits``) that stamps its answers."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        if "form_limits" in options:
+            raise TypeError("unexpected keyword argument 'form_limits'")
+        super().__init__(path, endpoint, **options)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def stamped(request: Request) -> Response:
+            response = await handler(request)
+            response.headers["x-stamped"] = "yes"
+            return response
+
+        return stamped
+
+
+def test_a_route_class_is_kept() -> None:
+    router = APIRouter(route_class=Stamped)
+
+    @router.get("/stamped")
+    async def stamped() -> dict[str, str]:
+        return {"answered": "yes"}
+
+    included, declared = both_ways(router)
+    assert nodes(declared) == []
+    assert answers(declared)[-1] == answers(included)[-1]  # a 404: the route is elsewhere
+    for app in (included, declared):
+        with TestClient(app) as client:
+            assert client.get("/stamped").headers["x-stamped"] == "yes"

@@ -3,30 +3,35 @@
 Since FastAPI 0.137, ``app.include_router(router)`` keeps ``router`` as one
 node in the app's routes, and every request walks it: the node is matched,
 matched again to pick the route, and writes its inclusion context into the
-request's scope on the way. That costs about 10 µs a request on this
-project's bench machine (the ``bare-pair-routers`` row of
+request's scope on the way. That costs about 10 µs a request per service on
+this project's bench machine (the ``bare-pair-routers`` row of
 docs/performance.md). Before 0.137, ``include_router`` declared each of the
 router's routes again on the app.
 
 :func:`include_routes` does what FastAPI did then, for the routers it can:
 a router that holds only path operations (``@router.get`` and the like, whose
-prefix, tags, dependencies and responses were applied when they were
+prefix, tags, dependencies, responses and limits were applied when they were
 declared) and needs nothing from its inclusion (no start-up or shutdown
-handler, no lifespan of its own) has each route declared again on the app
-with the same options. The app's routes then answer exactly as the included
-router's would, ``app.dependency_overrides`` included, and the documentation
-is the same. Any other router is included the usual way.
+handler, no lifespan, no form limits of its own, which FastAPI applies per
+request) has each route declared again on the app with the arguments that
+declared it. The app's routes then answer as the included router's would,
+``app.dependency_overrides`` included, and are documented the same
+(tests/servicekit/test_routes.py holds the two side by side). Any other
+router is included the usual way.
 """
 
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.datastructures import Default
 from fastapi.routing import APIRoute
 
-# Every option of ``add_api_route`` is an attribute of the route it declared,
-# under the same name; the path, the endpoint and the class are passed apart.
+# Every argument of ``add_api_route`` but these is kept by the route it
+# declared, as an attribute of the same name (the path, the endpoint and the
+# route class are passed apart).
 ROUTE_OPTIONS: tuple[str, ...] = tuple(
     name
     for name in inspect.signature(APIRouter.add_api_route).parameters
@@ -40,19 +45,38 @@ def declares_only_routes(router: APIRouter) -> bool:
     return (
         all(isinstance(route, APIRoute) for route in router.routes)
         # Routes declared with ``router.frontend()`` are kept apart from
-        # ``routes`` (matched after every other route); FastAPI 0.165.
-        and not getattr(router, "_low_priority_routes", ())
+        # ``routes`` and matched after every other route (FastAPI 0.165;
+        # tests/servicekit/test_private_hooks.py).
+        and not router._low_priority_routes
+        and not router.form_limits
         and not router.on_startup
         and not router.on_shutdown
         and type(router.lifespan_context) is _DEFAULT_LIFESPAN
     )
 
 
+def route_arguments(route: APIRoute) -> dict[str, Any]:
+    """The ``add_api_route`` arguments that declare ``route`` again, as it was declared."""
+    arguments = {name: getattr(route, name) for name in ROUTE_OPTIONS}
+    if route.stream_item_type is not None:
+        # A generator's item type is read from its return annotation only
+        # when no response model is given; the route keeps None in its place.
+        arguments["response_model"] = Default(None)
+    if not arguments["form_limits"]:
+        # As add_api_route itself does: a route class that predates form
+        # limits is built without the argument.
+        del arguments["form_limits"]
+    return arguments
+
+
 def include_routes(app: FastAPI, router: APIRouter) -> None:
     """Serve ``router``'s routes from ``app``: declared again on the app, or included.
 
     The routes come after those ``app`` already has, in ``router``'s order,
-    as with ``app.include_router(router)``; the router itself is left as it was.
+    as with ``app.include_router(router)``. They are the router's routes at
+    the time of the call (a route added to the router later is not served,
+    where an included router would serve it); the router itself is left as
+    it was.
     """
     if not declares_only_routes(router):
         app.include_router(router)
@@ -60,8 +84,5 @@ def include_routes(app: FastAPI, router: APIRouter) -> None:
     for route in router.routes:
         assert isinstance(route, APIRoute)  # declares_only_routes checked it
         app.router.add_api_route(
-            route.path,
-            route.endpoint,
-            route_class_override=type(route),
-            **{name: getattr(route, name) for name in ROUTE_OPTIONS},
+            route.path, route.endpoint, route_class_override=type(route), **route_arguments(route)
         )
