@@ -186,7 +186,10 @@ def test_a_running_service_counts_every_request_and_its_latency(sample: Service)
         slept, client = exact_percentile(slept_ms, q), exact_percentile(client_ms, q)
         # The server's time lies between the sleep it was asked for and what the
         # client measured (which adds the round trip); buckets are within 2%.
-        assert slept * 0.98 <= server <= client * 1.02, (q, slept, server, client)
+        # The server's clock stops once the response is written, so a process
+        # descheduled just then (a loaded machine) counts a few ms the client
+        # did not wait: 5 ms of slack, a quarter of the 20 ms between sleeps.
+        assert slept * 0.98 <= server <= client * 1.02 + 5, (q, slept, server, client)
 
 
 # Methods the HTTP parser (llhttp) reads; any other token is a malformed request.
