@@ -46,6 +46,14 @@ _SCRUBBED = (
 )
 
 
+def router_nodes(app: Any) -> list[Any]:
+    """The app's routes that are no route or mount of their own: included routers' nodes."""
+    from fastapi.routing import APIRoute  # noqa: PLC0415
+    from starlette.routing import Mount, Route  # noqa: PLC0415
+
+    return [r for r in app.router.routes if not isinstance(r, (APIRoute, Route, Mount))]
+
+
 def assert_routes_on_the_app(
     build: Callable[[], Any], monkeypatch: pytest.MonkeyPatch, *modules: Any
 ) -> None:
@@ -55,14 +63,8 @@ def assert_routes_on_the_app(
     with their ``include_routes`` replaced by FastAPI's ``include_router``, and
     both apps' OpenAPI documents must be equal.
     """
-    from fastapi.routing import APIRoute  # noqa: PLC0415
-    from starlette.routing import Mount, Route  # noqa: PLC0415
-
-    def nodes(app: Any) -> list[Any]:
-        return [r for r in app.router.routes if not isinstance(r, (APIRoute, Route, Mount))]
-
     app = build()
-    assert nodes(app) == [], "routes walked as included routers"
+    assert router_nodes(app) == [], "routes walked as included routers"
 
     def include_router(app: Any, router: Any) -> None:
         app.include_router(router)
@@ -70,7 +72,7 @@ def assert_routes_on_the_app(
     for module in modules:
         monkeypatch.setattr(module, "include_routes", include_router)
     included = build()
-    assert nodes(included)
+    assert router_nodes(included)
     assert app.openapi() == included.openapi()
 
 

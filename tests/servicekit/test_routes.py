@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
 from servicekit.routes import ROUTE_OPTIONS, declares_only_routes, include_routes
+from tests.support import router_nodes
 
 
 class Item(BaseModel):
@@ -138,11 +138,6 @@ def both_ways(router: APIRouter) -> tuple[FastAPI, FastAPI]:
     return included, declared
 
 
-def nodes(app: FastAPI) -> list[BaseRoute]:
-    """The app's routes that are neither path operations nor plain routes: routers' nodes."""
-    return [route for route in app.router.routes if not isinstance(route, (APIRoute, Route))]
-
-
 def test_each_option_of_add_api_route_is_read_back_from_the_route() -> None:
     # https://fastapi.tiangolo.com/reference/apirouter/ : APIRouter.add_api_route.
     # A route option FastAPI adds to APIRoute and not to add_api_route (or the
@@ -161,8 +156,8 @@ def test_each_option_of_add_api_route_is_read_back_from_the_route() -> None:
 
 def test_the_routes_answer_as_the_included_router_s_and_are_documented_the_same() -> None:
     included, declared = both_ways(rich_router())
-    assert nodes(declared) == []
-    assert len(nodes(included)) == 1  # FastAPI's included-router node, walked by each request
+    assert router_nodes(declared) == []
+    assert len(router_nodes(included)) == 1  # FastAPI's node, walked by each request
     assert declared.openapi() == included.openapi()
     got, want = answers(declared), answers(included)
     assert [status_code for status_code, _, _ in want] == [
@@ -283,7 +278,7 @@ def test_a_router_needing_its_inclusion_is_included(build: Any, tmp_path: Path) 
     assert not declares_only_routes(router)
     app = FastAPI()
     include_routes(app, router)
-    assert [type(node).__name__ for node in nodes(app)] == ["_IncludedRouter"]
+    assert [type(node).__name__ for node in router_nodes(app)] == ["_IncludedRouter"]
     with TestClient(app) as client:
         if build is nested:
             assert client.get("/v1/inner").json() == {"from": "inner"}
@@ -327,7 +322,7 @@ def test_a_route_class_is_kept() -> None:
         return {"answered": "yes"}
 
     included, declared = both_ways(router)
-    assert nodes(declared) == []
+    assert router_nodes(declared) == []
     assert answers(declared)[-1] == answers(included)[-1]  # a 404: the route is elsewhere
     for app in (included, declared):
         with TestClient(app) as client:
