@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from servicekit import logs
 from tests.support import Service, start_service
 
 # The headless-browser fixture (``browser``), for any test that looks at pages.
@@ -39,6 +40,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _log_lines_out_by_the_next_iteration(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In this process, log lines wait for the next loop iteration only, not the delay.
+
+    In-process tests read what an app wrote as soon as it has answered, and
+    end their event loops within milliseconds. The delay itself is tested in
+    processes of their own (tests/servicekit/test_log_writes.py), as are the
+    services (``start``). What still waits when a test ends is written then.
+    """
+    monkeypatch.setattr(logs, "FLUSH_DELAY_SECONDS", 0)
+    yield
+    logs.flush_lines()
 
 
 @pytest.fixture

@@ -46,33 +46,47 @@ def log_request(
     request while the application ran it (``status`` is then the refusal's).
     """
     path: str = scope["path"]
-    fields: dict[str, Any] = (
-        {"refused": refusal.error, "reason": refusal.message} if refusal is not None else {}
-    )
-    fields.update(
-        method=scope["method"],
-        path=path,
-        status=status,
-        duration_ms=round(duration_ms, 3),
-        client_ip=client_ip,
-        user_agent=user_agent,
-    )
-    cancelled = isinstance(error, asyncio.CancelledError)
-    if error is not None and refusal is None and not cancelled:
-        access_log.error("request", exc_info=error, **fields)  # with its traceback
-        return
     if refusal is not None:  # the client's doing, whatever the application did
         level = "warning"
-    elif cancelled:
+        first: dict[str, Any] = {"refused": refusal.error, "reason": refusal.message}
+    elif error is not None:
+        if not isinstance(error, asyncio.CancelledError):
+            fields = _fields(scope, path, status, duration_ms, user_agent, client_ip, {})
+            access_log.error("request", exc_info=error, **fields)  # with its traceback
+            return
         level = "error"
-        fields = {"cancelled": True, **fields}
-    elif path in HEALTH_PATHS:
-        level = "debug"
-    elif status >= 500:
-        level = "error"
-    elif status >= 400:
-        level = "warning"
+        first = {"cancelled": True}
     else:
-        level = "info"
+        first = {}
+        if path in HEALTH_PATHS:
+            level = "debug"
+        elif status >= 500:
+            level = "error"
+        elif status >= 400:
+            level = "warning"
+        else:
+            level = "info"
     if level_enabled(level):
+        fields = _fields(scope, path, status, duration_ms, user_agent, client_ip, first)
         write_event(ACCESS_LOGGER, "request", level, fields)
+
+
+def _fields(
+    scope: Scope,
+    path: str,
+    status: int,
+    duration_ms: float,
+    user_agent: str,
+    client_ip: str,
+    first: dict[str, Any],
+) -> dict[str, Any]:
+    """The line's own fields, after ``first``."""
+    return {
+        **first,
+        "method": scope["method"],
+        "path": path,
+        "status": status,
+        "duration_ms": round(duration_ms, 3),
+        "client_ip": client_ip,
+        "user_agent": user_agent,
+    }

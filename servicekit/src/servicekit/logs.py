@@ -8,14 +8,17 @@ call). After it, structlog loggers and every standard library logger
 uncaught exception becomes one ``critical`` line with its traceback inside.
 
 Lines written while an event loop runs in the writing thread (every line of a
-request) are written to stdout together once the loop's current iteration
-has run (:func:`flush_lines`): one ``write`` system call for all the requests
-that ended in it instead of one per line, which was the largest single cost
-of logging (docs/performance.md). A line is never held longer than that:
-lines written outside a running loop (start-up, other threads, the exit)
-write what is waiting first, then themselves, at once; so does a process
-exiting normally. Only a process killed outright (``SIGKILL``) can lose the
-lines of the iteration it was in.
+request) are written to stdout together at most :data:`FLUSH_DELAY_SECONDS`
+after the first of them (:func:`flush_lines`): one ``write`` system call for
+all the requests that ended in those milliseconds instead of one per line,
+which was the largest single cost of logging (docs/performance.md), and one
+wake-up of the log router reading the pipe. A line is never held longer than
+that, and some are not held at all: an ``error`` or ``critical`` line is
+written at once, after what waits; lines written outside a running loop
+(start-up, other threads, the exit) write what is waiting first, then
+themselves, at once; so does a process exiting normally. Only a process
+killed outright (``SIGKILL``) can lose lines, those of its last few
+milliseconds below ``error``.
 """
 
 from __future__ import annotations
@@ -38,8 +41,14 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 
 _service_name = "unknown"  # set by configure_logging
-_level = logging.INFO  # the lowest level written; set by configure_logging
 _LEVELS = logging.getLevelNamesMapping()
+
+
+def _levels_from(numeric_level: int) -> frozenset[str]:
+    return frozenset(name.lower() for name, number in _LEVELS.items() if number >= numeric_level)
+
+
+_enabled_levels = _levels_from(logging.INFO)  # the level names written; set by configure_logging
 _generation = 0  # bumped by configure_logging: loggers rebuild on their next call
 
 # Records that duplicate what the access log line already carries.
@@ -158,13 +167,24 @@ class _StdoutHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            _write_line(self._structlog_formatter.format(record).encode())
+            line = self._structlog_formatter.format(record).encode()
+            if record.levelno >= logging.ERROR:
+                _write_line_now(line)
+            else:
+                _write_line(line)
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
 
 
-# Lines waiting for the end of the running loop's iteration, and the loop that
-# will write them (None: no write is scheduled).
+FLUSH_DELAY_SECONDS = 0.005
+"""The longest a line written in a running event loop waits for others.
+
+Five milliseconds gather the lines of about a dozen requests per write at
+the rates docs/performance.md measures; nobody reading logs sees the delay.
+"""
+
+# Lines waiting to be written together, and the loop whose timer will write
+# them (None: no write is scheduled).
 _pending: list[bytes] = []
 _flush_scheduled_on: asyncio.AbstractEventLoop | None = None
 _PENDING_MAX = 256  # lines; past it the lines are written at once, whatever the loop
@@ -179,16 +199,21 @@ def _write_line(data: bytes) -> None:
         return
     _pending.append(data)
     if len(_pending) >= _PENDING_MAX:
-        flush_lines()
+        _emit(_take_pending())  # the scheduled write still comes, for what follows
     elif _flush_scheduled_on is not loop:
         # (A loop that closed with a write scheduled never ran it: the next
         # loop schedules its own.)
         _flush_scheduled_on = loop
-        loop.call_soon(flush_lines)
+        loop.call_later(FLUSH_DELAY_SECONDS, flush_lines)
+
+
+def _write_line_now(data: bytes) -> None:
+    """Write what waits and then ``data``, at once (an ``error`` line or worse)."""
+    _emit([*_take_pending(), data])
 
 
 def flush_lines() -> None:
-    """Write the lines waiting for the end of the loop's iteration (none: nothing)."""
+    """Write the lines waiting to be written together (none: nothing)."""
     global _flush_scheduled_on
     _flush_scheduled_on = None
     lines = _take_pending()
@@ -213,7 +238,7 @@ atexit.register(flush_lines)
 
 
 class _StdoutBytesLogger:
-    """structlog's logger: writes each rendered line to stdout at once."""
+    """structlog's logger: hands each rendered line to the writer (see the module)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -221,7 +246,11 @@ class _StdoutBytesLogger:
     def msg(self, message: bytes) -> None:
         _write_line(message)
 
-    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+    def msg_now(self, message: bytes) -> None:
+        _write_line_now(message)
+
+    debug = info = warning = warn = log = msg
+    error = critical = exception = fatal = msg_now
 
 
 def _stdout_logger_factory(name: str = "app", *_: Any) -> _StdoutBytesLogger:
@@ -235,11 +264,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     they are rendered. Safe to call again (tests do): the last call wins, for
     loggers already used too (:class:`_Logger`).
     """
-    global _service_name, _generation, _level  # one process, one service
+    global _service_name, _generation, _enabled_levels  # one process, one service
     _service_name = service
     _generation += 1
     numeric_level = _LEVELS[level.upper()]
-    _level = numeric_level
+    _enabled_levels = _levels_from(numeric_level)
     shared = _shared_processors(service)
 
     structlog.configure(
@@ -345,7 +374,10 @@ def write_record(logger: str, event: str, level: str, fields: dict[str, Any]) ->
 
 def level_enabled(level: str) -> bool:
     """Whether lines of ``level`` (``"info"``...) are written under the configured level."""
-    return _LEVELS[level.upper()] >= _level
+    return level in _enabled_levels
+
+
+_AT_ONCE_LEVELS = frozenset({"error", "critical"})
 
 
 def write_event(logger: str, event: str, level: str, fields: dict[str, Any]) -> None:
@@ -353,10 +385,19 @@ def write_event(logger: str, event: str, level: str, fields: dict[str, Any]) -> 
 
     For the one line of every request (the access log): the same fields in
     the same order (the request's ``request_id`` and ``trace_id`` included),
-    at a fraction of the processor chain's cost. ``fields`` hold plain values
-    (no exception: log those through structlog); the caller checks
+    at a fraction of the processor chain's cost. ``fields`` is a dict the
+    caller made for this line, with plain values (no exception: log those
+    through structlog); it becomes the line. The caller checks
     :func:`level_enabled` first. ``tests/servicekit/test_log_writes.py`` holds
     the two lines equal.
     """
-    line = _add_request_context(None, "", _line(logger, event, level, fields))
-    _write_line(orjson.dumps(line, default=str))
+    fields["event"] = event
+    fields["logger"] = logger
+    fields["level"] = level
+    fields["timestamp"] = _Clock.now()
+    fields["service"] = _service_name
+    line = orjson.dumps(_add_request_context(None, "", fields), default=str)
+    if level in _AT_ONCE_LEVELS:
+        _write_line_now(line)
+    else:
+        _write_line(line)
