@@ -16,8 +16,7 @@ import random
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 TRACE_HEADER = b"x-amzn-trace-id"
 """The header's name as ASGI gives it (lower case bytes)."""
@@ -33,16 +32,23 @@ _TRACE_ID = re.compile(r"1-[0-9a-f]{8}-[0-9a-f]{24}")
 _SEGMENT_ID = re.compile(r"[0-9a-f]{16}")
 # Well formed, but no trace: OpenTelemetry's invalid id, and X-Ray's epoch 0.
 _ZERO_ROOT = "1-00000000-000000000000000000000000"
+_ZERO_ROOT_BYTES = _ZERO_ROOT.encode()
+# The header in the order and case X-Ray writes it (what callers send nearly
+# always): the fields it holds mean what the general reading finds in them.
+_CANONICAL = re.compile(
+    rb"Root=(1-[0-9a-f]{8}-[0-9a-f]{24})(?:;Parent=([0-9a-f]{16}))?(?:;Sampled=([01?]))?"
+)
+_DECISIONS: dict[bytes | None, Sampled | None] = {b"0": 0, b"1": 1, b"?": "?", None: None}
 
 Sampled = Literal[0, 1, "?"]
 
 
-@dataclass(frozen=True, slots=True)
-class TraceHeader:
+class TraceHeader(NamedTuple):
     """The parts of an incoming header a service follows; all None when it sent none.
 
     ``sampled`` is the caller's decision (``1``/``0``), ``"?"`` when the caller
     asks to be told the decision, or None to let the sampling rules decide.
+    (A named tuple: one is made per request, and a tuple is the cheapest to make.)
     """
 
     root: str | None = None
@@ -63,6 +69,21 @@ def parse_trace_header(raw: bytes, *, trust_sampling: bool) -> TraceHeader:
     """
     if not raw or len(raw) > TRACE_HEADER_MAX:
         return NO_HEADER
+    canonical = _CANONICAL.fullmatch(raw)
+    if canonical is not None:  # as services and the X-Ray SDKs write it: read in one match
+        root, parent, decision = canonical.groups()
+        if root == _ZERO_ROOT_BYTES:
+            return NO_HEADER
+        return TraceHeader(
+            root.decode(),
+            None if parent is None else parent.decode(),
+            _DECISIONS[decision] if trust_sampling or decision == b"?" else None,
+        )
+    return _read_fields(raw, trust_sampling=trust_sampling)
+
+
+def _read_fields(raw: bytes, *, trust_sampling: bool) -> TraceHeader:
+    """:func:`parse_trace_header` for any header of at most :data:`TRACE_HEADER_MAX` bytes."""
     fields: dict[str, str] = {}
     for part in raw.decode("latin-1").split(";"):
         key, _, value = part.strip().partition("=")
