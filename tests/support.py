@@ -170,20 +170,33 @@ class Service:
     def access_lines(self) -> list[dict[str, Any]]:
         return [r for r in self.log_lines() if r.get("logger") == "servicekit.access"]
 
-    def access_lines_for(
-        self, request_id: str, count: int, timeout: float = 5
+    def wait_for_lines(
+        self, match: Callable[[dict[str, Any]], bool], count: int = 1, timeout: float = 5
     ) -> list[dict[str, Any]]:
-        """The access lines of ``request_id``, once ``count`` of them are written.
+        """The log lines ``match`` accepts, once ``count`` of them are written (or at the timeout).
 
-        A service writes its access line after the response is sent, so a
-        client can see the response a moment before the line exists.
+        A running service writes a line a few milliseconds after it was
+        logged (``servicekit.logs``), and its access line after the response
+        is sent: a client can see the response before the line exists.
         """
         deadline = time.monotonic() + timeout
         while True:
-            lines = [r for r in self.access_lines() if r.get("request_id") == request_id]
+            lines = [line for line in self.log_lines() if match(line)]
             if len(lines) >= count or time.monotonic() > deadline:
                 return lines
             time.sleep(0.02)
+
+    def access_lines_for(
+        self, request_id: str, count: int, timeout: float = 5
+    ) -> list[dict[str, Any]]:
+        """The access lines of ``request_id``, once ``count`` of them are written."""
+        return self.wait_for_lines(
+            lambda line: (
+                line.get("logger") == "servicekit.access" and line.get("request_id") == request_id
+            ),
+            count,
+            timeout,
+        )
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()

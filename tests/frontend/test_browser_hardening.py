@@ -143,8 +143,13 @@ def test_a_cross_origin_auto_submitted_form_is_refused(browser: Any, site: Stack
         WebDriverWait(browser, 15).until(lambda d: "Status 403" in d.page_source)
     titles = [item["title"] for item in httpx.get(f"{site.backend.url}/v1/items").json()["data"]]
     assert "csrf-from-elsewhere" not in titles
-    access = site.frontend.access_lines()
-    refused = [line for line in access if line["method"] == "POST" and line["path"] == "/items"]
+    refused = site.frontend.wait_for_lines(
+        lambda line: (
+            line.get("logger") == "servicekit.access"
+            and line["method"] == "POST"
+            and line["path"] == "/items"
+        )
+    )
     assert [line["status"] for line in refused] == [403]
 
 

@@ -242,7 +242,7 @@ def test_a_refusal_is_one_warning_line_and_counted(edge: Service) -> None:
         sock.sendall(b"GET /ok HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
         status, _, body, _ = read_response(sock)
     request_id = error_of(body)["request_id"]
-    lines = wait_for_lines(edge, lambda line: line.get("request_id") == request_id)
+    lines = edge.wait_for_lines(lambda line: line.get("request_id") == request_id)
     assert [(line["event"], line["level"], line["status"]) for line in lines] == [
         ("request refused", "warning", 400)
     ]
@@ -262,7 +262,7 @@ def test_a_body_timeout_is_recorded_with_the_status_the_client_got(edge: Service
     request_id = error_of(body)["request_id"]
     assert (status, closed) == (408, True)
     time.sleep(0.5)  # any second line would be written by now
-    lines = wait_for_lines(edge, lambda line: line.get("request_id") == request_id)
+    lines = edge.wait_for_lines(lambda line: line.get("request_id") == request_id)
     assert [(line["event"], line["level"], line["status"]) for line in lines] == [
         ("request", "warning", 408)
     ]
@@ -402,15 +402,6 @@ def test_an_upgrade_request_is_served_as_http_and_the_connection_closed(edge: Se
     assert received.startswith(b"HTTP/1.1 200 ")
     assert received.count(b"HTTP/1.1 ") == 1
     assert held < 1.5
-
-
-def wait_for_lines(service: Service, match: Any, timeout: float = 5) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = [line for line in service.log_lines() if match(line)]
-        if lines or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
 
 
 def route_count(service: Service, route: str, metric: str, timeout: float = 5) -> int:

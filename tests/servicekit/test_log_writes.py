@@ -69,31 +69,34 @@ def _run(body: str) -> tuple[list[dict[str, object]], int]:
 def test_lines_written_within_the_delay_are_one_write_in_order() -> None:
     lines, writes = _run(
         """
+        import time
         import servicekit.logs
         servicekit.logs.FLUSH_DELAY_SECONDS = 0.2  # long enough to see the lines wait
 
         async def main():
+            begun = time.monotonic()
             for n in range(100):
                 log.info("line", n=n)  # one iteration: no await between them
             for n in range(100, 150):
                 await asyncio.sleep(0)  # other iterations, within the delay
                 log.info("line", n=n)
-            await asyncio.sleep(0.05)
-            if counting.writes:
+            on_time = time.monotonic() - begun < 0.15  # (a descheduled run proves nothing)
+            await asyncio.sleep(0.01)
+            if on_time and counting.writes:
                 raise SystemExit(f"{counting.writes} writes before the delay ran out")
-            await asyncio.sleep(0.3)
-            if counting.writes != 1:
+            await asyncio.sleep(0.4)
+            if counting.writes != 1 and (on_time or counting.writes > 2):
                 raise SystemExit(f"{counting.writes} writes once the delay ran out")
             log.info("line", n=150)  # the next line waits for a delay of its own
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.4)
         asyncio.run(main())
         """
     )
     assert [line["n"] for line in lines] == list(range(151))
-    assert writes == 2
+    assert 2 <= writes <= 3  # 3 only when the machine held the process past the delay
 
 
-def test_a_line_waits_no_longer_than_the_delay() -> None:
+def test_a_line_waits_about_the_delay() -> None:
     lines, writes = _run(
         """
         import time
@@ -105,8 +108,9 @@ def test_a_line_waits_no_longer_than_the_delay() -> None:
             while not counting.writes:
                 await asyncio.sleep(0.0005)
             waited = time.monotonic() - begun
-            # A timer may run up to a clock tick early; the loop may be late.
-            if not FLUSH_DELAY_SECONDS - 0.002 <= waited <= FLUSH_DELAY_SECONDS + 0.1:
+            # A timer may run up to a clock tick early; a busy machine makes it late
+            # (the bound only tells the delay from a line held until exit).
+            if not FLUSH_DELAY_SECONDS - 0.002 <= waited <= 1:
                 raise SystemExit(f"the line waited {waited * 1000:.1f} ms")
         asyncio.run(main())
         """
@@ -246,3 +250,20 @@ def test_timestamps_are_iso_8601_utc_milliseconds(
     moment = datetime.fromtimestamp(nanoseconds // 1_000_000 / 1000, UTC)
     expected = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     assert logs._Clock.now() == expected
+
+
+def test_a_forked_child_does_not_write_its_parents_waiting_lines() -> None:
+    lines, _ = _run(
+        """
+        async def main():
+            log.info("parent, before the fork")  # waiting when the process forks
+            pid = os.fork()
+            if pid == 0:
+                log.info("child")
+                sys.exit(0)  # a normal exit: the child writes what waits in it
+            os.waitpid(pid, 0)
+            await asyncio.sleep(0.05)
+        asyncio.run(main())
+        """
+    )
+    assert sorted(line["event"] for line in lines) == ["child", "parent, before the fork"]

@@ -92,7 +92,7 @@ def test_the_usual_form_is_read_as_the_x_ray_sdk_reads_it(
         assert ours == NO_HEADER
         return
     assert (ours.root, ours.parent) == (sdk.root, sdk.parent)
-    assert ours.sampled == (None if sdk.sampled is None else sdk.sampled)
+    assert ours.sampled == sdk.sampled
 
 
 @pytest.mark.parametrize(

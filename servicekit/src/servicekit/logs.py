@@ -8,16 +8,17 @@ call). After it, structlog loggers and every standard library logger
 uncaught exception becomes one ``critical`` line with its traceback inside.
 
 Lines written while an event loop runs in the writing thread (every line of a
-request) are written to stdout together at most :data:`FLUSH_DELAY_SECONDS`
-after the first of them (:func:`flush_lines`): one ``write`` system call for
-all the requests that ended in those milliseconds instead of one per line,
-which was the largest single cost of logging (docs/performance.md), and one
-wake-up of the log router reading the pipe. A line is never held longer than
-that, and some are not held at all: an ``error`` or ``critical`` line is
-written at once, after what waits; lines written outside a running loop
-(start-up, other threads, the exit) write what is waiting first, then
-themselves, at once; so does a process exiting normally. Only a process
-killed outright (``SIGKILL``) can lose lines, those of its last few
+request) are written to stdout together :data:`FLUSH_DELAY_SECONDS` after
+the first of them (:func:`flush_lines`; later only when the loop is busy for
+longer): one ``write`` system call for all the requests that ended in those
+milliseconds instead of one per line, which was the largest single cost of
+logging (docs/performance.md), and one wake-up of the log router reading
+the pipe. Some lines do not wait: an ``error`` or ``critical`` line is
+written at once, after what waits; so are lines written outside a running
+loop (start-up, other threads, after the loop has stopped). Lines still
+waiting when their loop stops are written with the next line, or when the
+process exits normally. Only a process killed outright (``SIGKILL``, or a
+signal it does not handle) can lose lines: those of its last few
 milliseconds below ``error``.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import sys
 import time
 from contextvars import ContextVar
@@ -177,10 +179,10 @@ class _StdoutHandler(logging.Handler):
 
 
 FLUSH_DELAY_SECONDS = 0.005
-"""The longest a line written in a running event loop waits for others.
+"""How long a line written in a running event loop waits for others to share its write.
 
-Five milliseconds gather the lines of about a dozen requests per write at
-the rates docs/performance.md measures; nobody reading logs sees the delay.
+Five milliseconds gather the lines of several requests per write under
+load (docs/performance.md); nobody reading logs sees the delay.
 """
 
 # Lines waiting to be written together, and the loop whose timer will write
@@ -210,6 +212,16 @@ def _write_line(data: bytes) -> None:
 def _write_line_now(data: bytes) -> None:
     """Write what waits and then ``data``, at once (an ``error`` line or worse)."""
     _emit([*_take_pending(), data])
+
+
+def _forget_pending_in_child() -> None:
+    # A forked child would write its parent's waiting lines a second time.
+    global _flush_scheduled_on
+    _pending.clear()
+    _flush_scheduled_on = None
+
+
+os.register_at_fork(after_in_child=_forget_pending_in_child)
 
 
 def flush_lines() -> None:
@@ -373,11 +385,15 @@ def write_record(logger: str, event: str, level: str, fields: dict[str, Any]) ->
 
 
 def level_enabled(level: str) -> bool:
-    """Whether lines of ``level`` (``"info"``...) are written under the configured level."""
+    """Whether lines of ``level`` are written under the configured level.
+
+    ``level`` is a level's name in lower case, as structlog's methods are
+    named (``"info"``, ``"warning"``...); any other string is not enabled.
+    """
     return level in _enabled_levels
 
 
-_AT_ONCE_LEVELS = frozenset({"error", "critical"})
+_AT_ONCE_LEVELS = frozenset({"error", "critical", "fatal"})
 
 
 def write_event(logger: str, event: str, level: str, fields: dict[str, Any]) -> None:
