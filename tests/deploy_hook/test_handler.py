@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,10 +52,9 @@ def event(**details: Any) -> dict[str, Any]:
 def access_lines(service: Service, count: int, timeout: float = 5) -> list[dict[str, Any]]:
     """The service's access lines once ``count`` are written (each is written just
     after its response is sent)."""
-    deadline = time.monotonic() + timeout
-    while len(lines := service.access_lines()) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return lines
+    return service.wait_for_lines(
+        lambda line: line.get("logger") == "servicekit.access", count, timeout
+    )
 
 
 @pytest.fixture(scope="module")

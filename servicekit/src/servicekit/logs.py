@@ -363,16 +363,15 @@ def get_logger(name: str) -> Any:
     return _Logger(name)
 
 
-def _line(logger: str, event: str, level: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """A line's fields in the order the processor chain writes them, request context aside."""
-    return {
-        **fields,
-        "event": event,
-        "logger": logger,
-        "level": level,
-        "timestamp": _Clock.now(),
-        "service": _service_name,
-    }
+def _stamp(logger: str, event: str, level: str, line: dict[str, Any]) -> dict[str, Any]:
+    """``line`` (its own fields first) with the fields every line has, in the
+    order the processor chain writes them, request context aside."""
+    line["event"] = event
+    line["logger"] = logger
+    line["level"] = level
+    line["timestamp"] = _Clock.now()
+    line["service"] = _service_name
+    return line
 
 
 def write_record(logger: str, event: str, level: str, fields: dict[str, Any]) -> None:
@@ -381,7 +380,7 @@ def write_record(logger: str, event: str, level: str, fields: dict[str, Any]) ->
     For records that must not be filtered out by ``LOG_LEVEL`` (the metrics
     lines). The line still follows docs/log-schema.md.
     """
-    _write_line(orjson.dumps(_line(logger, event, level, fields), default=str))
+    _write_line(orjson.dumps(_stamp(logger, event, level, {**fields}), default=str))
 
 
 def level_enabled(level: str) -> bool:
@@ -407,12 +406,9 @@ def write_event(logger: str, event: str, level: str, fields: dict[str, Any]) -> 
     :func:`level_enabled` first. ``tests/servicekit/test_log_writes.py`` holds
     the two lines equal.
     """
-    fields["event"] = event
-    fields["logger"] = logger
-    fields["level"] = level
-    fields["timestamp"] = _Clock.now()
-    fields["service"] = _service_name
-    line = orjson.dumps(_add_request_context(None, "", fields), default=str)
+    line = orjson.dumps(
+        _add_request_context(None, "", _stamp(logger, event, level, fields)), default=str
+    )
     if level in _AT_ONCE_LEVELS:
         _write_line_now(line)
     else:
