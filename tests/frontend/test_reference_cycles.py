@@ -6,7 +6,8 @@ counting alone. These tests keep it that way for the objects of a backend
 call (aiohttp's response and connection) and of its trace (the
 SDK's segment and subsegments), on pages and API routes.
 
-The frontend runs on a real uvicorn server in a thread of the test process
+The frontend runs on a real uvicorn server, configured as the service runs
+it (:func:`servicekit.runner.build_config`), in a thread of the test process
 (the collector is per process) and is called with the standard library's
 client; Starlette's TestClient is not used, as its template debug extension
 itself ties each page's request into a cycle.
@@ -27,6 +28,7 @@ import uvicorn
 
 from frontend.app import create_app
 from frontend.settings import FrontendSettings
+from servicekit.runner import build_config
 from tests.support import SegmentCollector, Service, free_port, rules_file, sample_all_rules
 
 WATCHED_MODULES = (
@@ -40,9 +42,7 @@ PATHS = ["/api/helloworld", "/api/items", "/", "/items", "/notifications"]
 
 
 def serve_in_thread(settings: FrontendSettings) -> Iterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_config=None)
-    )
+    server = uvicorn.Server(build_config(create_app(settings), settings))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

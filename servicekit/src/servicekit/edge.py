@@ -53,6 +53,7 @@ keeps both packages below their next minor, and
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import httptools
@@ -118,6 +119,19 @@ class _Refused(Exception):  # noqa: N818 - raised from parser callbacks to stop 
         self.message = message
 
 
+def _refusal_of(error: httptools.HttpParserError) -> tuple[int, str, str]:
+    """The status, error and message that answer a request the parser stopped at.
+
+    A helper, not a local of ``data_received``: the refusal's traceback holds
+    that frame, and a local there holding the refusal would make a reference
+    cycle of the connection's last objects.
+    """
+    refused = error.__context__
+    if isinstance(refused, _Refused):
+        return refused.status, refused.error, refused.message
+    return 400, "bad_request", "malformed HTTP request"
+
+
 def refusal_response(status: int, error: str, message: str, request_id: str) -> bytes:
     """A complete HTTP/1.1 response refusing a request: the JSON error body, connection closed."""
     body = orjson.dumps({"error": error, "message": message, "request_id": request_id})
@@ -139,12 +153,16 @@ class _LingeringTransport:
 
     uvicorn closes the transport itself after a ``Connection: close``
     response; this wrapper routes that close through
-    :meth:`LimitedHttpProtocol.close_connection`.
+    :meth:`LimitedHttpProtocol.close_connection`. It holds its protocol by a
+    weak reference: the protocol holds the wrapper, and a strong reference
+    back would make every connection a reference cycle, freed only by the
+    garbage collector's rare full collections (see
+    :func:`servicekit.runner.tune_garbage_collector`).
     """
 
     def __init__(self, transport: asyncio.Transport, protocol: LimitedHttpProtocol) -> None:
         self._transport = transport
-        self._protocol = protocol
+        self._protocol = weakref.ref(protocol)
         self.closing = False
         # Bound once: these run for every request, __getattr__ would cost each time.
         self.write = transport.write
@@ -160,7 +178,11 @@ class _LingeringTransport:
     def close(self) -> None:
         if not self.closing:
             self.closing = True
-            self._protocol.close_connection()
+            protocol = self._protocol()
+            if protocol is None:  # only the transport is left: nothing to linger for
+                self._transport.close()
+            else:
+                protocol.close_connection()
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
@@ -198,6 +220,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        # uvicorn stops the keep-alive clock only when the connection ended
+        # without an error: a client that reset its connection would leave the
+        # timer holding this protocol, its last request and its buffers for
+        # the whole keep-alive.
+        self._unset_keepalive_if_required()
 
     def data_received(self, data: bytes) -> None:
         # Unlike uvicorn's, this does not stop the keep-alive clock: bytes that
@@ -220,11 +247,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                     self.transport.close()
             return
         except httptools.HttpParserError as exc:
-            refused = exc.__context__
-            if isinstance(refused, _Refused):
-                self._refuse(refused.status, refused.error, refused.message)
-            else:
-                self._refuse(400, "bad_request", "malformed HTTP request")
+            self._refuse(*_refusal_of(exc))
             return
         if self._reading_headers:
             if self._header_bytes > self.limits.max_header_bytes:
