@@ -152,8 +152,8 @@ def soak_result(middle: dict[str, float], end: dict[str, float]) -> dict[str, An
     return {
         "config": "pair-default",
         "connections": 32,
-        "middle": {"requests": 50210, "rss_mb": middle},
-        "end": {"requests": 100480, "rss_mb": end},
+        "middle": {"requests": 50210, "connections_opened": 544, "rss_mb": middle},
+        "end": {"requests": 100480, "connections_opened": 1088, "rss_mb": end},
     }
 
 
@@ -331,7 +331,11 @@ def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
     for point in ("middle", "end"):
         assert set(soak[point]["rss_mb"]) == {"front", "back"}
         assert all(mb > 10 for mb in soak[point]["rss_mb"].values())
-    assert f"| end | {soak['end']['requests']} |" in text
+    # Each wrk run opened the run's connections afresh (the long run drops them as it goes).
+    assert 0 < soak["middle"]["connections_opened"] < soak["end"]["connections_opened"]
+    assert soak["end"]["connections_opened"] % soak["connections"] == 0
+    end = soak["end"]
+    assert f"| end | {end['requests']} | {end['connections_opened']} |" in text
     assert f"RSS per service after the long run (pair-default, {soak['end']['requests']}" in text
 
 

@@ -273,7 +273,11 @@ SOAK_CONFIG = "pair-default"
 SOAK_REQUESTS = 100_000
 # The long run is wrk runs back to back, each at most this long and sized
 # from the rate so far, so each half ends near its count on any machine.
-SOAK_CHUNK_SECONDS = 5
+# Each run opens its connections afresh and drops them at its end with
+# requests in flight, as a load balancer replacing its connections does:
+# memory kept per connection grows the second half as memory kept per
+# request does (about 500 connections in each half here).
+SOAK_CHUNK_SECONDS = 2
 
 
 def _checked(config: str, result: wrk.WrkResult) -> wrk.WrkResult:
@@ -294,9 +298,10 @@ def soak(running: Running, wrk_bin: str, requests: int, connections: int) -> dic
     runs back to back, each checked for errors as a measured run is). A
     process whose memory is flat keeps the same RSS over the second half.
     Each half runs at least one wrk run, so a tiny ``requests`` still measures
-    a second half (and serves more than asked).
+    a second half (and serves more than asked). Each point also counts the
+    connections opened so far (``connections`` for each wrk run).
     """
-    served, elapsed = 0, 0.0
+    served, elapsed, opened = 0, 0.0, 0
     points: dict[str, dict[str, Any]] = {}
     for point, goal in (("middle", requests // 2), ("end", requests)):
         start_of_half = served
@@ -309,8 +314,10 @@ def soak(running: Running, wrk_bin: str, requests: int, connections: int) -> dic
             )
             served += _checked(running.config.name, result).requests
             elapsed += result.seconds
+            opened += connections
         points[point] = {
             "requests": served,
+            "connections_opened": opened,
             "rss_mb": {
                 role: round(procs.rss_mb(p.pid), 1) for role, p in running.processes.items()
             },

@@ -265,12 +265,14 @@ def markdown(results: dict[str, Any], header: dict[str, str]) -> str:
             "",
             f"Long run, {soak['config']} at {soak['connections']} connections:",
             "",
-            "| after | requests | RSS MB |",
-            "|---|---|---|",
+            "| after | requests | connections opened | RSS MB |",
+            "|---|---|---|---|",
         ]
         for point in ("middle", "end"):
-            rss = ", ".join(f"{role} {mb}" for role, mb in soak[point]["rss_mb"].items())
-            lines.append(f"| {point} | {soak[point]['requests']} | {rss} |")
+            figures = soak[point]
+            rss = ", ".join(f"{role} {mb}" for role, mb in figures["rss_mb"].items())
+            opened = _cell(figures.get("connections_opened"))
+            lines.append(f"| {point} | {figures['requests']} | {opened} | {rss} |")
     tracing = results.get("tracing_cpu_us")
     if tracing:
         xray, otel = tracing["xray-sdk"], tracing["otel"]
