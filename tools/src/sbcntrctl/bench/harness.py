@@ -276,7 +276,7 @@ SOAK_REQUESTS = 100_000
 # Each run opens its connections afresh and drops them at its end with
 # requests in flight, as a load balancer replacing its connections does:
 # memory kept per connection grows the second half as memory kept per
-# request does (about 500 connections in each half here).
+# request does (about 400 connections in each half here).
 SOAK_CHUNK_SECONDS = 2
 
 
