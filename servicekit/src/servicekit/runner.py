@@ -68,9 +68,11 @@ def tune_garbage_collector() -> None:
     break the ones their libraries make; ``tests/frontend/test_reference_cycles.py``
     and ``tests/servicekit/test_edge_connections.py`` hold them to it), so a
     young collection finds no garbage: it only rescans what the requests in
-    flight hold. A cycle would wait for a full collection, which comes only
-    after a quarter as many objects as start-up made have reached the oldest
-    generation: memory would grow with the connections served. Running it every 10,000 net
+    flight hold. A cycle would change that: its objects would be the only
+    allocations that count, so collections would come rarely, and the
+    cycles of a connection that outlived one would wait in an older
+    generation, collected ten times more rarely still; memory would grow
+    with the connections served (docs/performance.md, round 6). Running it every 10,000 net
     allocations instead of 700 cut the frontend's CPU per request by 3-5%.
     """
     gc.collect()
