@@ -331,9 +331,6 @@ def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
     for point in ("middle", "end"):
         assert set(soak[point]["rss_mb"]) == {"front", "back"}
         assert all(mb > 10 for mb in soak[point]["rss_mb"].values())
-    # Each wrk run opened the run's connections afresh (the long run drops them as it goes).
-    assert 0 < soak["middle"]["connections_opened"] < soak["end"]["connections_opened"]
-    assert soak["end"]["connections_opened"] % soak["connections"] == 0
     end = soak["end"]
     assert f"| end | {end['requests']} | {end['connections_opened']} |" in text
     assert f"RSS per service after the long run (pair-default, {soak['end']['requests']}" in text

@@ -34,6 +34,7 @@ from servicekit.errors import (
     client_disconnected,
     document_error_bodies,
     http_error,
+    unchained,
     validation_error,
 )
 from servicekit.health import Lifecycle, health_router
@@ -140,8 +141,8 @@ def create_service_app(
     app.state.metrics = metrics
     app.state.identity = identity
     app.state.html_errors = html_errors
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, unchained(validation_error))
+    app.add_exception_handler(StarletteHTTPException, unchained(http_error))
     app.add_exception_handler(ClientDisconnect, client_disconnected)
     # add_middleware wraps the app: the last one added runs first.
     for item in reversed(middleware):

@@ -119,6 +119,10 @@ class _Refused(Exception):  # noqa: N818 - raised from parser callbacks to stop 
         self.message = message
 
 
+def _nothing() -> None:
+    """What a request that will never run calls when its response completes."""
+
+
 def _refusal_of(error: httptools.HttpParserError) -> tuple[int, str, str]:
     """The status, error and message that answer a request the parser stopped at.
 
@@ -219,12 +223,18 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
         # uvicorn stops the keep-alive clock only when the connection ended
         # without an error: a client that reset its connection would leave the
         # timer holding this protocol, its last request and its buffers for
         # the whole keep-alive.
         self._unset_keepalive_if_required()
+        super().connection_lost(exc)
+        # Pipelined requests that will never run: each holds this protocol
+        # (its ``on_response``) and the queue holds each, a reference cycle
+        # uvicorn breaks only for a request that runs.
+        for queued, _ in self.pipeline:
+            queued.on_response = _nothing
+        self.pipeline.clear()
 
     def data_received(self, data: bytes) -> None:
         # Unlike uvicorn's, this does not stop the keep-alive clock: bytes that

@@ -22,7 +22,8 @@ browser (:data:`HtmlErrors`; the frontend's pages).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -144,6 +145,29 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     if page is not None:
         return page
     return JSONResponse(error_body("validation_error", message, fields=fields), status_code=422)
+
+
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def unchained(handler: ExceptionHandler) -> ExceptionHandler:
+    """``handler``, after which the exception forgets the one it was raised from.
+
+    FastAPI raises a body it could not read or parse as a new exception
+    ``from`` the one it caught, while a local of its frame holds the new one:
+    the caught exception's traceback holds that frame, so the two would make
+    a reference cycle, freed only when the garbage collector runs (rarely in
+    the services: :func:`servicekit.runner.tune_garbage_collector`).
+    """
+
+    @functools.wraps(handler)
+    async def answer(request: Request, exc: Exception) -> Response:
+        try:
+            return await handler(request, exc)
+        finally:
+            exc.__cause__ = exc.__context__ = None
+
+    return answer
 
 
 def _field_name(err: Any) -> str:

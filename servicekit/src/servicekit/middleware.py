@@ -154,3 +154,6 @@ class ServiceMiddleware:
                 request_id_var.reset(request_token)
                 if trace is not None:
                     trace.end()
+                # The error's traceback holds this frame: a reference to it
+                # here would make the two a reference cycle.
+                error = None

@@ -69,10 +69,13 @@ def tune_garbage_collector() -> None:
     and ``tests/servicekit/test_edge_connections.py`` hold them to it), so a
     young collection finds no garbage: it only rescans what the requests in
     flight hold. A cycle would change that: its objects would be the only
-    allocations that count, so collections would come rarely, and the
+    allocations that count, so young collections would come rarely, and the
     cycles of a connection that outlived one would wait in an older
-    generation, collected ten times more rarely still; memory would grow
-    with the connections served (docs/performance.md, round 6). Running it every 10,000 net
+    generation: the middle one is collected every tenth young collection,
+    the oldest only once the objects moved into it since its last
+    collection pass a quarter of those that collection kept (the first
+    time, everything start-up left, frozen or not). Memory would grow with
+    the connections served (docs/performance.md, round 6). Running it every 10,000 net
     allocations instead of 700 cut the frontend's CPU per request by 3-5%.
     """
     gc.collect()

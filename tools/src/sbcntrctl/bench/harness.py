@@ -299,7 +299,8 @@ def soak(running: Running, wrk_bin: str, requests: int, connections: int) -> dic
     process whose memory is flat keeps the same RSS over the second half.
     Each half runs at least one wrk run, so a tiny ``requests`` still measures
     a second half (and serves more than asked). Each point also counts the
-    connections opened so far (``connections`` for each wrk run).
+    connections wrk has opened so far, to the frontend: ``connections`` for
+    each run (a reconnection after a socket error is not counted).
     """
     served, elapsed, opened = 0, 0.0, 0
     points: dict[str, dict[str, Any]] = {}

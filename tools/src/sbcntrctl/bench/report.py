@@ -35,7 +35,9 @@ PROJECT_SERVICES = ("backend-", "pair-")
 # second); keeping one small object per request (a float is 24 bytes, a short
 # string about 50) exceeds it, and so does a growth of 15 bytes a request that
 # continues at the same rate over 240,000 requests (measured on the frontend:
-# +0.7 to +0.9 MB over 50,000, +1.8 MB over 120,000).
+# +0.7 to +0.9 MB over 50,000, +1.8 MB over 120,000). The second half also
+# drops about 400 connections (harness.SOAK_CHUNK_SECONDS): about 1.3 KB a
+# connection, less than one kept connection's objects (2-4 KB).
 SOAK_GROWTH_LIMIT_MB = 0.5
 
 
@@ -265,7 +267,7 @@ def markdown(results: dict[str, Any], header: dict[str, str]) -> str:
             "",
             f"Long run, {soak['config']} at {soak['connections']} connections:",
             "",
-            "| after | requests | connections opened | RSS MB |",
+            "| after | requests | connections opened by wrk | RSS MB |",
             "|---|---|---|---|",
         ]
         for point in ("middle", "end"):
