@@ -13,14 +13,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables a developer's shell may set that would change what a test runs.
@@ -121,6 +124,26 @@ def assert_checkov_passes(directory: Path, framework: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert re.search(r"Failed checks: 0\b", result.stdout), result.stdout[-3000:]
     assert re.search(r"Passed checks: [1-9]", result.stdout), result.stdout[-3000:]
+
+
+@contextmanager
+def server_in_thread(config: uvicorn.Config) -> Iterator[uvicorn.Server]:
+    """A uvicorn server on ``config`` in a thread of the test process, started; stopped after.
+
+    For the tests that need the server in their own process (its garbage
+    collector, its objects); the others start services as processes.
+    """
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.02)
+            assert thread.is_alive(), "the server failed to start"
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def free_port() -> int:

@@ -16,7 +16,6 @@ itself ties each page's request into a cycle.
 from __future__ import annotations
 
 import gc
-import threading
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -24,12 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from frontend.app import create_app
 from frontend.settings import FrontendSettings
 from servicekit.runner import build_config
-from tests.support import SegmentCollector, Service, free_port, rules_file, sample_all_rules
+from tests.support import (
+    SegmentCollector,
+    Service,
+    free_port,
+    rules_file,
+    sample_all_rules,
+    server_in_thread,
+)
 
 WATCHED_MODULES = (
     "aiohttp.",
@@ -42,17 +47,8 @@ PATHS = ["/api/helloworld", "/api/items", "/", "/items", "/notifications"]
 
 
 def serve_in_thread(settings: FrontendSettings) -> Iterator[str]:
-    server = uvicorn.Server(build_config(create_app(settings), settings))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.02)
-            assert thread.is_alive(), "the frontend failed to start"
+    with server_in_thread(build_config(create_app(settings), settings)):
         yield f"http://127.0.0.1:{settings.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(params=[True, False], ids=["traced", "untraced"])

@@ -24,7 +24,6 @@ import gc
 import http.client
 import socket
 import struct
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from servicekit.edge import LimitedHttpProtocol
 from servicekit.logs import configure_logging
 from servicekit.runner import build_config
 from tests.servicekit.sample_service import SampleSettings, create_app
-from tests.support import free_port
+from tests.support import free_port, server_in_thread
 
 # Modules whose objects must never be left in a reference cycle by a connection.
 WATCHED_MODULES = ("servicekit.", "uvicorn.", "starlette.", "fastapi.", "uvloop.", "asyncio.")
@@ -93,17 +92,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[uvicorn.Server]:
             Counts.lost += 1
 
     config.http = Counted
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            thread.join(0.02)
-            assert thread.is_alive(), "the sample service failed to start"
+    with server_in_thread(config) as server:
         yield server
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def connection(server: uvicorn.Server) -> http.client.HTTPConnection:
