@@ -27,7 +27,7 @@ LIMITS = EdgeLimits(4096, 8192, 50, 5.0, 5.0)
 PROTOCOL_STATE = {
     "parser": "feeds bytes and asks the HTTP version (Host rule)",
     "cycle": "the request being served: refusals disconnect it, deadlines close after it",
-    "pipeline": "whether a refused request is still queued behind another",
+    "pipeline": "whether a refused request is still queued behind another; emptied when lost",
     "url": "the request line's size, counted against MAX_REQUEST_HEADER_BYTES",
     "headers": "the header sizes and Content-Length, checked before the body",
     "loop": "the deadlines' timers",
@@ -54,6 +54,7 @@ CYCLE_STATE = {
     "response_started": "a body deadline after the answer began only closes",
     "response_complete": "whether the application still runs the request",
     "scope": "carries the refusal to the access log",
+    "on_response": "replaced on a queued request that will never run (its reference cycle)",
 }
 
 

@@ -43,7 +43,7 @@ state: ``parser``, ``url``, ``headers``, ``cycle``, ``pipeline``,
 ``timeout_keep_alive``/``timeout_keep_alive_task``/
 ``_unset_keepalive_if_required``/``timeout_keep_alive_handler``, and on the
 request cycle ``keep_alive``, ``disconnected``, ``message_event``,
-``response_started``, ``response_complete``, ``scope``. From httptools it
+``response_started``, ``response_complete``, ``scope``, ``on_response``. From httptools it
 relies on a callback's exception being the ``__context__`` of
 ``HttpParserError`` and on ``HttpParserUpgrade``. ``servicekit/pyproject.toml``
 keeps both packages below their next minor, and
@@ -159,8 +159,8 @@ class _LingeringTransport:
     response; this wrapper routes that close through
     :meth:`LimitedHttpProtocol.close_connection`. It holds its protocol by a
     weak reference: the protocol holds the wrapper, and a strong reference
-    back would make every connection a reference cycle, freed only by the
-    garbage collector's rare full collections (see
+    back would make every connection a reference cycle, freed only when the
+    garbage collector runs, which in the services is rarely (see
     :func:`servicekit.runner.tune_garbage_collector`).
     """
 
