@@ -134,6 +134,28 @@ def _classify(exc: Exception) -> tuple[int, str]:
     return 502, f"backend connection failed: {type(exc).__name__}: {exc}"
 
 
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Forget the tracebacks of ``exc`` and the exceptions it was raised from.
+
+    A failed attempt is recorded (its trace, the cause in the log) and then
+    only its status and cause are kept. aiohttp raises a failed connection's
+    error from a local of the frame that raises it (``last_exc`` in its
+    connector), and the error's traceback holds that frame: a reference
+    cycle of the attempt's objects (its request, socket and frames), freed
+    only when the garbage collector runs, rarely in the services, while a
+    backend outage makes one on every call.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        error.__traceback__ = None
+        pending += (error.__cause__, error.__context__)
+
+
 def favorite_query(favorite: bool | None) -> dict[str, str]:
     """The query of ``/v1/items`` that filters on the favourite flag, if given."""
     return {} if favorite is None else {"favorite": str(favorite).lower()}
@@ -256,7 +278,12 @@ class BackendClient:
             answer_status=failure.status,
             cause=failure.cause,
         )
-        raise failure
+        try:
+            raise failure
+        finally:
+            # The failure's traceback holds this frame: a reference to it
+            # here would make the two a reference cycle.
+            del failure
 
     def _record(self, method: str, path: str, begun: float, *, ok: bool) -> None:
         if self._metrics is None:
@@ -290,6 +317,7 @@ class BackendClient:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status, cause = _classify(exc)
                 failure = BackendUnavailable(status, cause)
+                _drop_tracebacks(exc)
                 continue
             _note_backend_task(served_by)
             if status in _RETRY_STATUSES:
@@ -298,7 +326,10 @@ class BackendClient:
                 )
                 continue
             return self._decode(status, raw)
-        raise failure
+        try:
+            raise failure
+        finally:
+            del failure  # as in call(): no cycle through this frame
 
     async def _send(
         self, method: str, url: URL, body: bytes | None, headers: dict[str, str]
