@@ -6,6 +6,7 @@ with its stdout captured to a file so tests can read its JSON log lines.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -15,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +126,33 @@ def assert_checkov_passes(directory: Path, framework: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert re.search(r"Failed checks: 0\b", result.stdout), result.stdout[-3000:]
     assert re.search(r"Passed checks: [1-9]", result.stdout), result.stdout[-3000:]
+
+
+@contextmanager
+def cycles_left(modules: tuple[str, ...], ignored: Collection[str] = ()) -> Iterator[Counter[str]]:
+    """The objects of ``modules`` that the block leaves in reference cycles, counted by type.
+
+    The collector runs once, then stays off for the block; at its end a full
+    collection keeps what it finds unreachable (``gc.DEBUG_SAVEALL``), and
+    the counter receives the names (``module.QualName``) of those whose name
+    starts with one of ``modules``, save the ``ignored`` names, before they
+    are let go.
+    """
+    cyclic: Counter[str] = Counter()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield cyclic
+        gc.collect()
+        for obj in gc.garbage:
+            name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+            if name.startswith(modules) and name not in ignored:
+                cyclic[name] += 1
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
 
 
 @contextmanager

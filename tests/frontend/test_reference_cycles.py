@@ -18,11 +18,9 @@ itself ties each page's request into a cycle.
 
 from __future__ import annotations
 
-import gc
 import socket
 import urllib.error
 import urllib.request
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from servicekit.runner import build_config
 from tests.support import (
     SegmentCollector,
     Service,
+    cycles_left,
     free_port,
     rules_file,
     sample_all_rules,
@@ -80,22 +79,9 @@ def get_all(base_url: str) -> None:
 
 def test_requests_leave_no_cycles(frontend_url: str) -> None:
     get_all(frontend_url)  # warm up: pools and caches filled once
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+    with cycles_left(WATCHED_MODULES) as cyclic:
         for _ in range(5):
             get_all(frontend_url)
-        gc.collect()
-        cyclic = Counter(
-            f"{type(obj).__module__}.{type(obj).__qualname__}"
-            for obj in gc.garbage
-            if type(obj).__module__.startswith(WATCHED_MODULES)
-        )
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
     assert cyclic == {}
 
 
@@ -136,20 +122,7 @@ def test_failed_backend_calls_leave_no_cycles(failing_backend: tuple[str, int]) 
     base_url = f"http://127.0.0.1:{settings.port}"
     with server_in_thread(build_config(create_app(settings), settings)):
         assert [status_of(base_url + path) for path in PATHS] == [status] * len(PATHS)
-        gc.collect()
-        gc.disable()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
+        with cycles_left(WATCHED_MODULES) as cyclic:
             for path in PATHS:
                 assert status_of(base_url + path) == status, path
-            gc.collect()
-            cyclic = Counter(
-                f"{type(obj).__module__}.{type(obj).__qualname__}"
-                for obj in gc.garbage
-                if type(obj).__module__.startswith(WATCHED_MODULES)
-            )
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
-            gc.enable()
     assert cyclic == {}

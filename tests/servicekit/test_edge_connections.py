@@ -25,7 +25,6 @@ import http.client
 import socket
 import struct
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,7 +35,7 @@ from servicekit.edge import LimitedHttpProtocol
 from servicekit.logs import configure_logging
 from servicekit.runner import build_config
 from tests.servicekit.sample_service import SampleSettings, create_app
-from tests.support import free_port, server_in_thread
+from tests.support import cycles_left, free_port, server_in_thread
 
 # Modules whose objects must never be left in a reference cycle by a connection.
 WATCHED_MODULES = ("servicekit.", "uvicorn.", "starlette.", "fastapi.", "uvloop.", "asyncio.")
@@ -99,27 +98,43 @@ def connection(server: uvicorn.Server) -> http.client.HTTPConnection:
     return http.client.HTTPConnection("127.0.0.1", server.config.port, timeout=5)
 
 
-def reset(conn: http.client.HTTPConnection) -> None:
+def raw(server: uvicorn.Server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.config.port))
+    sock.settimeout(5)
+    return sock
+
+
+def reset_socket(sock: socket.socket) -> None:
     """Close with a reset (RST) instead of a FIN, as a client that gives up does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def reset(conn: http.client.HTTPConnection) -> None:
     assert conn.sock is not None
-    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    reset_socket(conn.sock)
     conn.close()
 
 
-def answered(conn: http.client.HTTPConnection, path: str = "/ok") -> None:
-    conn.request("GET", path)
+def answered(
+    conn: http.client.HTTPConnection,
+    path: str = "/ok",
+    status: int = 200,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> http.client.HTTPResponse:
+    """The response to one request on ``conn``, read whole, after checking its status."""
+    conn.request(method, path, body=body, headers=headers or {})
     response = conn.getresponse()
     response.read()
-    assert response.status == 200
+    assert response.status == status
+    return response
 
 
 def closed_after_connection_close(server: uvicorn.Server) -> None:
     conn = connection(server)
-    conn.request("GET", "/ok", headers={"Connection": "close"})
-    response = conn.getresponse()
-    response.read()
-    assert response.status == 200
-    assert response.will_close
+    assert answered(conn, headers={"Connection": "close"}).will_close
     conn.close()
 
 
@@ -143,33 +158,19 @@ def reset_by_the_client_while_its_request_runs(server: uvicorn.Server) -> None:
 
 
 def reset_in_the_middle_of_the_headers(server: uvicorn.Server) -> None:
-    with socket.create_connection(("127.0.0.1", server.config.port)) as sock:
-        sock.sendall(b"GET /ok HTTP/1.1\r\nHost: 127")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock = raw(server)
+    sock.sendall(b"GET /ok HTTP/1.1\r\nHost: 127")
+    reset_socket(sock)
 
 
 def opened_and_closed_without_a_request(server: uvicorn.Server) -> None:
-    socket.create_connection(("127.0.0.1", server.config.port)).close()
+    raw(server).close()
 
 
 def refused_by_the_server(server: uvicorn.Server) -> None:
     conn = connection(server)
-    conn.request("GET", "/ok", headers={"X-Big": "x" * 9000})
-    response = conn.getresponse()
-    response.read()
-    assert response.status == 431
+    answered(conn, headers={"X-Big": "x" * 9000}, status=431)
     conn.close()
-
-
-def raw(server: uvicorn.Server) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", server.config.port))
-    sock.settimeout(5)
-    return sock
-
-
-def reset_socket(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 def read_to_the_end(sock: socket.socket) -> bytes:
@@ -219,19 +220,13 @@ def body_timed_out_while_the_application_reads_it(server: uvicorn.Server) -> Non
 
 def answered_422_for_a_body_that_is_not_json(server: uvicorn.Server) -> None:
     conn = connection(server)
-    conn.request("POST", "/echo", body=b"{", headers={"Content-Type": "application/json"})
-    response = conn.getresponse()
-    response.read()
-    assert response.status == 422
+    answered(conn, "/echo", 422, "POST", b"{", {"Content-Type": "application/json"})
     conn.close()
 
 
 def answered_500_for_an_unhandled_error(server: uvicorn.Server) -> None:
     conn = connection(server)
-    conn.request("GET", "/boom")
-    response = conn.getresponse()
-    response.read()
-    assert response.status == 500
+    answered(conn, "/boom", 500)
     conn.close()
 
 
@@ -276,10 +271,8 @@ def test_a_connection_leaves_nothing_behind(
 ) -> None:
     closed_by_the_client_when_idle(server)  # warm up: what the first request creates once
     wait_until_idle(server, Counts.made)
-    gc.collect()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
+    # This module's names too: the protocol class under test is defined here.
+    with cycles_left((*WATCHED_MODULES, f"{__name__}."), STANDARD_LIBRARY_CYCLES) as cyclic:
         expected = Counts.made + 1 + REPEATS
         held_open = connection(server)
         answered(held_open)
@@ -289,19 +282,6 @@ def test_a_connection_leaves_nothing_behind(
         for _ in range(REPEATS):
             end(server)
         wait_until_idle(server, expected)
-        gc.collect()
-        cyclic = Counter(
-            name
-            for name, obj in (
-                (f"{type(o).__module__}.{type(o).__qualname__}", o) for o in gc.garbage
-            )
-            if (name.startswith(WATCHED_MODULES) and name not in STANDARD_LIBRARY_CYCLES)
-            or isinstance(obj, LimitedHttpProtocol)
-        )
-        held = live_protocols()
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
     assert cyclic == {}, "left in reference cycles, freed only by a full collection"
+    held = live_protocols()
     assert held == 0, "connections held after they ended (by a timer or a reference)"
