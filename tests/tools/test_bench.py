@@ -272,6 +272,21 @@ def test_markdown_table_has_a_row_per_configuration_and_target() -> None:
     )
 
 
+def test_the_defaults_cost_is_printed_in_microseconds_per_pair_request() -> None:
+    results = full_results()
+    for sample_ in results["samples"]:
+        if sample_["config"] == "pair-default":
+            sample_["cpu_us_per_request"] = {"front": 455.5, "back": 262.0}
+    text = report.markdown(results, {"date": "today"})
+    assert (
+        "The defaults (INFO access lines, default sampling) add 117.5 µs of CPU per pair "
+        "request (pair-default against pair-off): frontend 55.5, backend 62.0." in text
+    )
+    # A run without both pair rows (--only) prints no such line.
+    results["samples"] = [s for s in results["samples"] if s["config"] != "pair-off"]
+    assert "The defaults" not in report.markdown(results, {"date": "today"})
+
+
 def test_write_replaces_only_the_bench_section(tmp_path: Path) -> None:
     output = tmp_path / "performance.md"
     output.write_text(f"# Performance\n\nanalysis above\n\n{BEGIN}\nold\n{END}\n\nanalysis below\n")

@@ -227,6 +227,26 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _defaults_cost(summary: dict[str, Any]) -> list[str]:
+    """What the defaults add per pair request, in µs: the figure behind pair-default / pair-off.
+
+    The ratio moves with what the pair costs without them; the absolute cost
+    does not, so this is the figure to hold a change of the defaults to.
+    """
+    added = {
+        role: _added_cpu(summary, "pair-default", "pair-off", role) for role in ("front", "back")
+    }
+    if None in added.values():
+        return []
+    both = round(sum(value for value in added.values() if value is not None), 1)
+    return [
+        "",
+        f"The defaults (INFO access lines, default sampling) add {both} µs of CPU per pair "
+        f"request (pair-default against pair-off): frontend {added['front']}, "
+        f"backend {added['back']}.",
+    ]
+
+
 def markdown(results: dict[str, Any], header: dict[str, str]) -> str:
     """The report as Markdown: the run, the table, the targets, start-up and stop."""
     summary = summarize(results)
@@ -246,6 +266,7 @@ def markdown(results: dict[str, Any], header: dict[str, str]) -> str:
             f"| {name}: {descriptions[name]} | {figures['rps']} | {figures['p50_ms']} "
             f"| {figures['p99_ms']} | {cpu} | {rss} | {ratio} | {figures['errors']} |"
         )
+    lines += _defaults_cost(summary)
     lines += ["", "| target | limit | measured | verdict |", "|---|---|---|---|"]
     found = targets(
         summary, results["startup"], results.get("metrics_record_us"), results.get("soak")
