@@ -278,13 +278,16 @@ def test_the_defaults_cost_is_printed_in_microseconds_per_pair_request() -> None
         if sample_["config"] == "pair-default":
             sample_["cpu_us_per_request"] = {"front": 455.5, "back": 262.0}
     text = report.markdown(results, {"date": "today"})
-    assert (
+    line = (
         "The defaults (INFO access lines, default sampling) add 117.5 µs of CPU per pair "
-        "request (pair-default against pair-off): frontend 55.5, backend 62.0." in text
+        "request (pair-default against pair-off): frontend 55.5, backend 62.0."
     )
+    # Below the configuration table, above the targets.
+    assert text.index("| pair-sampled: ") < text.index(line) < text.index("| target |")
     # A run without both pair rows (--only) prints no such line.
-    results["samples"] = [s for s in results["samples"] if s["config"] != "pair-off"]
-    assert "The defaults" not in report.markdown(results, {"date": "today"})
+    for left_out in ("pair-off", "pair-default"):
+        partial = dict(results, samples=[s for s in results["samples"] if s["config"] != left_out])
+        assert "The defaults" not in report.markdown(partial, {"date": "today"})
 
 
 def test_write_replaces_only_the_bench_section(tmp_path: Path) -> None:

@@ -230,8 +230,9 @@ def _cell(value: object) -> str:
 def _defaults_cost(summary: dict[str, Any]) -> list[str]:
     """What the defaults add per pair request, in µs: the figure behind pair-default / pair-off.
 
-    The ratio moves with what the pair costs without them; the absolute cost
-    does not, so this is the figure to hold a change of the defaults to.
+    The ratio also moves when the rest of the pair gets cheaper or dearer;
+    the absolute cost does not, so it is the figure to compare when the
+    defaults change. Nothing when the run left either pair row out.
     """
     added = {
         role: _added_cpu(summary, "pair-default", "pair-off", role) for role in ("front", "back")
