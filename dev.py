@@ -11,6 +11,8 @@
     python3 dev.py test   install (locked) into .venv, run lint, types and tests
                           (--quick: without the tests marked slow, for the inner loop;
                           other arguments go to pytest: dev.py test tests/backend -x)
+    python3 dev.py sync   install (locked) into .venv and nothing else: for the
+                          operator tools (.venv/bin/sbcntrctl) and the benchmark
 
 Needs only Python 3.11+ on the machine: uv, pinned below, is installed into
 ``.venv`` first and installs everything else from ``uv.lock``.

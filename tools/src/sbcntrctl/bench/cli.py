@@ -33,12 +33,19 @@ def _count(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="one pair, one round (< 30 s)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the backend alone, logging and tracing off against every request sampled, "
+        "one round (< 30 s)",
+    )
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--seconds", type=float, help="seconds per wrk run (default 4; quick 2)")
     parser.add_argument("--connections", type=int, default=32, help="open connections per wrk run")
     parser.add_argument(
-        "--only", help="comma-separated configurations to run (for development; no targets then)"
+        "--only",
+        help="comma-separated configurations to run (for development; targets whose "
+        "configurations were left out are not measured)",
     )
     parser.add_argument(
         "--soak-requests",
