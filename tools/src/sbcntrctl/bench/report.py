@@ -234,17 +234,15 @@ def _defaults_cost(summary: dict[str, Any]) -> list[str]:
     the absolute cost does not, so it is the figure to compare when the
     defaults change. Nothing when the run left either pair row out.
     """
-    added = {
-        role: _added_cpu(summary, "pair-default", "pair-off", role) for role in ("front", "back")
-    }
-    if None in added.values():
+    front = _added_cpu(summary, "pair-default", "pair-off", "front")
+    back = _added_cpu(summary, "pair-default", "pair-off", "back")
+    if front is None or back is None:
         return []
-    both = round(sum(value for value in added.values() if value is not None), 1)
     return [
         "",
-        f"The defaults (INFO access lines, default sampling) add {both} µs of CPU per pair "
-        f"request (pair-default against pair-off): frontend {added['front']}, "
-        f"backend {added['back']}.",
+        f"The defaults (INFO access lines, default sampling) add {round(front + back, 1)} µs "
+        f"of CPU per pair request (pair-default against pair-off): frontend {front}, "
+        f"backend {back}.",
     ]
 
 
