@@ -43,15 +43,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _log_lines_out_by_the_next_iteration(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """In this process, log lines wait for the next loop iteration only, not the delay.
+def _log_lines_out_by_the_end_of_the_test() -> Iterator[None]:
+    """What still waits to be written when a test ends is written then.
 
-    In-process tests read what an app wrote as soon as it has answered, and
-    end their event loops within milliseconds. The delay itself is tested in
-    processes of their own (tests/servicekit/test_log_writes.py), as are the
-    services (``start``). What still waits when a test ends is written then.
+    A test whose event loop stops before the loop's next turn would leave its
+    lines waiting for the next test's first line. The writes themselves are
+    tested in processes of their own (tests/servicekit/test_log_writes.py).
     """
-    monkeypatch.setattr(logs, "FLUSH_DELAY_SECONDS", 0)
     yield
     logs.flush_lines()
 

@@ -8,18 +8,19 @@ call). After it, structlog loggers and every standard library logger
 uncaught exception becomes one ``critical`` line with its traceback inside.
 
 Lines written while an event loop runs in the writing thread (every line of a
-request) are written to stdout together :data:`FLUSH_DELAY_SECONDS` after
-the first of them (:func:`flush_lines`; later only when the loop is busy for
-longer): one ``write`` system call for all the requests that ended in those
-milliseconds instead of one per line, which was the largest single cost of
-logging (docs/performance.md), and one wake-up of the log router reading
-the pipe. Some lines do not wait: an ``error`` or ``critical`` line is
-written at once, after what waits; so are lines written outside a running
-loop (start-up, other threads, after the loop has stopped). Lines still
-waiting when their loop stops are written with the next line, or when the
-process exits normally. Only a process killed outright (``SIGKILL``, or a
-signal it does not handle) can lose lines: those of its last few
-milliseconds below ``error``.
+request) are written to stdout together once the loop has run what was ready
+when the first of them was written (:func:`flush_lines`, scheduled with
+``call_soon``): one ``write`` system call for all the lines of that turn of
+the loop instead of one per line, which was the largest single cost of
+logging (docs/performance.md). No timer: a write scheduled with a timer
+(``call_later``) every few milliseconds made every request of a loaded
+service slower (docs/performance.md, round 8). Some lines do not wait: an
+``error`` or ``critical`` line is written at once, after what waits; so are
+lines written outside a running loop (start-up, other threads, after the
+loop has stopped). Lines still waiting when their loop stops are written
+with the next line, or when the process exits normally. Only a process
+killed outright (``SIGKILL``, or a signal it does not handle) can lose
+lines: those below ``error`` of the loop's last turn.
 """
 
 from __future__ import annotations
@@ -178,15 +179,8 @@ class _StdoutHandler(logging.Handler):
             self.handleError(record)
 
 
-FLUSH_DELAY_SECONDS = 0.005
-"""How long a line written in a running event loop waits for others to share its write.
-
-Five milliseconds gather the lines of several requests per write under
-load (docs/performance.md); nobody reading logs sees the delay.
-"""
-
-# Lines waiting to be written together, and the loop whose timer will write
-# them (None: no write is scheduled).
+# Lines waiting to be written together, and the loop whose next turn will
+# write them (None: no write is scheduled).
 _pending: list[bytes] = []
 _flush_scheduled_on: asyncio.AbstractEventLoop | None = None
 _PENDING_MAX = 256  # lines; past it the lines are written at once, whatever the loop
@@ -206,7 +200,7 @@ def _write_line(data: bytes) -> None:
         # (A loop that closed with a write scheduled never ran it: the next
         # loop schedules its own.)
         _flush_scheduled_on = loop
-        loop.call_later(FLUSH_DELAY_SECONDS, flush_lines)
+        loop.call_soon(flush_lines)
 
 
 def _write_line_now(data: bytes) -> None:
