@@ -227,9 +227,9 @@ class Service:
     ) -> list[dict[str, Any]]:
         """The log lines ``match`` accepts, once ``count`` of them are written (or at the timeout).
 
-        A running service writes a line a few milliseconds after it was
-        logged (``servicekit.logs``), and its access line after the response
-        is sent: a client can see the response before the line exists.
+        A running service writes a line when its event loop's turn ends
+        (``servicekit.logs``), and its access line after the response is
+        sent: a client can see the response before the line exists.
         """
         deadline = time.monotonic() + timeout
         while True:

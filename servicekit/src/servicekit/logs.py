@@ -162,7 +162,7 @@ class _DropRedundant(logging.Filter):
 
 
 class _StdoutHandler(logging.Handler):
-    """Writes what the ``ProcessorFormatter`` renders to stdout, one write per line."""
+    """Hands what the ``ProcessorFormatter`` renders to the writer (see the module)."""
 
     def __init__(self, formatter: structlog.stdlib.ProcessorFormatter) -> None:
         super().__init__()
