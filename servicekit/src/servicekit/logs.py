@@ -30,6 +30,7 @@ import atexit
 import logging
 import os
 import sys
+import threading
 import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -184,6 +185,10 @@ class _StdoutHandler(logging.Handler):
 _pending: list[bytes] = []
 _flush_scheduled_on: asyncio.AbstractEventLoop | None = None
 _PENDING_MAX = 256  # lines; past it the lines are written at once, whatever the loop
+# Taking what waits is two steps (copy, then delete): a thread writing a line
+# outside the loop (the X-Ray SDK's pollers, OpenTelemetry's exporter) must not
+# take the same lines as the loop's write between them.
+_writing = threading.Lock()
 
 
 def _write_line(data: bytes) -> None:
@@ -209,10 +214,12 @@ def _write_line_now(data: bytes) -> None:
 
 
 def _forget_pending_in_child() -> None:
-    # A forked child would write its parent's waiting lines a second time.
-    global _flush_scheduled_on
+    # A forked child would write its parent's waiting lines a second time, and
+    # would wait forever for a lock another thread of the parent held.
+    global _flush_scheduled_on, _writing
     _pending.clear()
     _flush_scheduled_on = None
+    _writing = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pending_in_child)
@@ -228,8 +235,9 @@ def flush_lines() -> None:
 
 
 def _take_pending() -> list[bytes]:
-    lines = _pending[:]
-    del _pending[: len(lines)]
+    with _writing:
+        lines = _pending[:]
+        del _pending[: len(lines)]
     return lines
 
 
