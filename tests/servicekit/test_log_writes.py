@@ -29,7 +29,6 @@ from tests.support import ROOT
 
 _PRELUDE = """
 import asyncio, io, os, sys, threading
-import uvloop
 from servicekit.logs import configure_logging, get_logger
 
 class Counting(io.RawIOBase):
@@ -67,26 +66,30 @@ def _run(body: str) -> tuple[list[dict[str, object]], int]:
     return lines, int(done.stderr.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("run", ["asyncio.run", "uvloop.run"])
-def test_the_lines_of_one_turn_of_the_loop_are_one_write_in_order(run: str) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_lines_of_one_turn_of_the_loop_are_one_write_in_order(loop: str) -> None:
     # On uvloop (the services' loop) as on asyncio's own.
     lines, writes = _run(
-        """
+        f"""
+        import {loop}
+
         async def main():
+            if not type(asyncio.get_running_loop()).__module__.startswith("{loop}"):
+                raise SystemExit("not the loop asked for")
             for n in range(100):
                 log.info("line", n=n)  # one turn of the loop: no await between them
             if counting.writes:
-                raise SystemExit(f"{counting.writes} writes before the turn ended")
+                raise SystemExit(f"{{counting.writes}} writes before the turn ended")
             await asyncio.sleep(0)  # the loop's next turn runs the write first
             if counting.writes != 1:
-                raise SystemExit(f"{counting.writes} writes after the turn")
+                raise SystemExit(f"{{counting.writes}} writes after the turn")
             for n in range(100, 110):
                 log.info("line", n=n)  # each turn's line: a write of its own
                 await asyncio.sleep(0)
             if counting.writes != 11:
-                raise SystemExit(f"{counting.writes} writes after eleven turns")
+                raise SystemExit(f"{{counting.writes}} writes after eleven turns")
+        {loop}.run(main())
         """
-        + f"{run}(main())"
     )
     assert [line["n"] for line in lines] == list(range(110))
     assert writes == 11

@@ -20,7 +20,9 @@ after what waits; so are lines written outside a running loop (start-up,
 other threads, after the loop has stopped). Lines still waiting when their
 loop stops are written with the next line, or when the process exits
 normally. Only a process killed outright (``SIGKILL``, or a signal it does
-not handle) can lose lines: those below ``error`` of the loop's last turn.
+not handle) or one that ends with ``os._exit`` can lose lines: those below
+``error`` of the loop's last turn. Lines written by several threads keep the
+order of each thread.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import atexit
 import logging
 import os
 import sys
-import threading
 import time
+from collections import deque
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import TracebackType
@@ -182,13 +184,9 @@ class _StdoutHandler(logging.Handler):
 
 # Lines waiting to be written together, and the loop whose next turn will
 # write them (None: no write is scheduled).
-_pending: list[bytes] = []
+_pending: deque[bytes] = deque()  # appends and pops are atomic: threads share it
 _flush_scheduled_on: asyncio.AbstractEventLoop | None = None
 _PENDING_MAX = 256  # lines; past it the lines are written at once, whatever the loop
-# Taking what waits is two steps (copy, then delete): a thread writing a line
-# outside the loop (the X-Ray SDK's pollers, OpenTelemetry's exporter) must not
-# take the same lines as the loop's write between them.
-_writing = threading.Lock()
 
 
 def _write_line(data: bytes) -> None:
@@ -214,12 +212,10 @@ def _write_line_now(data: bytes) -> None:
 
 
 def _forget_pending_in_child() -> None:
-    # A forked child would write its parent's waiting lines a second time, and
-    # would wait forever for a lock another thread of the parent held.
-    global _flush_scheduled_on, _writing
+    # A forked child would write its parent's waiting lines a second time.
+    global _flush_scheduled_on
     _pending.clear()
     _flush_scheduled_on = None
-    _writing = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pending_in_child)
@@ -235,10 +231,15 @@ def flush_lines() -> None:
 
 
 def _take_pending() -> list[bytes]:
-    with _writing:
-        lines = _pending[:]
-        del _pending[: len(lines)]
-    return lines
+    """What waits, taken line by line: a thread writing a line outside the loop
+    (the X-Ray SDK's pollers, OpenTelemetry's exporter) and the loop's write
+    each take lines the other did not, with no lock to wait on."""
+    lines = []
+    try:
+        while True:
+            lines.append(_pending.popleft())
+    except IndexError:
+        return lines
 
 
 def _emit(lines: list[bytes]) -> None:
