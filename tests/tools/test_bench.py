@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from sbcntrctl.bench import harness, report, wrk
@@ -339,6 +342,8 @@ def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
     assert {s["config"] for s in data["samples"]} == {"backend-off", "backend-sampled"}
     assert data["startup"]["backend"]["ready_s"] > 0
     assert set(data["tracing_cpu_us"]) == {"xray-sdk", "otel"}
+    # backend-sampled's segments were read by the X-Ray daemon's stand-in.
+    assert data["sidecars_received"]["xray_datagrams"] > 0
     for backend, on_path in data["tracing_request_path_us"].items():
         assert 0 < on_path <= data["tracing_cpu_us"][backend] * 1.05, backend
     # The long run: the pair started afresh, RSS read after each half.
@@ -400,7 +405,13 @@ def test_opentelemetry_rows_are_held_to_their_x_ray_rows() -> None:
 
 def test_tracing_cost_is_measured_for_each_backend_in_process(tmp_path: Path) -> None:
     rules = harness.sample_all_rules_file(ROOT, tmp_path)
-    costs = harness.tracing_cost(tmp_path, rules, runs=1, requests=300)
+    with harness.start_sidecars(tmp_path) as sidecars:
+        costs = harness.tracing_cost(sidecars, rules, runs=1, requests=300)
+        received = sidecars.received()
+    # Each backend sent what it traced to the sidecars' stand-in: the X-Ray
+    # SDK a datagram per segment, OpenTelemetry its batches over OTLP/HTTP.
+    assert received["xray_datagrams"] >= 300, received
+    assert received["otlp_exports"] >= 1, received
     assert set(costs) == {"cpu_us", "request_path_us"}
     assert set(costs["cpu_us"]) == set(costs["request_path_us"]) == {"xray-sdk", "otel"}
     # A sampled request's spans cost tens of µs on either path, never nothing.
@@ -408,6 +419,33 @@ def test_tracing_cost_is_measured_for_each_backend_in_process(tmp_path: Path) ->
     # The request path is part of the whole (the X-Ray SDK sends on it: all of it).
     for backend, on_path in costs["request_path_us"].items():
         assert 0 < on_path <= costs["cpu_us"][backend] * 1.05, costs
+
+
+def test_the_sidecars_stand_in_reads_every_datagram_and_answers_every_export(
+    tmp_path: Path,
+) -> None:
+    """A datagram to a port nobody reads costs its sender an ICMP error instead."""
+    with harness.start_sidecars(tmp_path) as sidecars:
+        host, port = sidecars.xray_daemon_address.split(":")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for _ in range(50):
+                udp.sendto(b'{"format": "json", "version": 1}\n{}', (host, int(port)))
+        export = httpx.post(
+            f"{sidecars.otlp_endpoint}/v1/traces",
+            content=b"\x0a\x00",
+            headers={"content-type": "application/x-protobuf"},
+        )
+        assert (export.status_code, export.content) == (200, b"")
+        deadline = time.monotonic() + 5
+        while sidecars.received()["xray_datagrams"] < 50 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sidecars.received() == {"otlp_exports": 1, "xray_datagrams": 50}
+        env = harness._process_env(harness.ProcessSpec("front", ()), 8080, None, sidecars)
+        assert env["AWS_XRAY_DAEMON_ADDRESS"] == sidecars.xray_daemon_address
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == sidecars.otlp_endpoint
+        process = sidecars.process
+    # Stopped with the block.
+    assert process.popen.poll() is not None
 
 
 def test_otlp_encoding_cost_grows_with_the_attributes() -> None:

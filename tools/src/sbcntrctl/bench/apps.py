@@ -10,13 +10,19 @@
   this row measures that node, which the services avoid
   (:func:`servicekit.routes.include_routes` declares their routers' routes on
   the app itself);
-* ``otlp-sink``: an OTLP/HTTP endpoint that accepts every export (the
-  collector's place in the OpenTelemetry configurations; not measured).
+* ``sidecars``: what stands in for a task's tracing sidecars, not measured:
+  an OTLP/HTTP endpoint on ``PORT`` that accepts every export (the ADOT
+  collector's place in the OpenTelemetry configurations) and a UDP port,
+  ``XRAY_DAEMON_PORT``, that reads every datagram sent to it and drops it
+  (the X-Ray daemon's place in the X-Ray SDK configurations).
+  ``GET /received`` answers how many of each it has taken.
 
 Run one with ``PORT=... python -m sbcntrctl.bench.apps NAME``: uvicorn with the
 same loop and HTTP parser as the services, no access log.
 """
 
+import asyncio
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -96,21 +102,56 @@ def pair_front_app(backend_url: str, *, routers: bool = False) -> Any:
     return app
 
 
-async def otlp_sink_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Read the request and answer an empty ``ExportTraceServiceResponse`` (zero bytes)."""
-    if scope["type"] != "http":
-        await raw_app(scope, receive, send)
-        return
-    while (await receive()).get("more_body"):
-        pass
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/x-protobuf")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b""})
+class _Datagrams(asyncio.DatagramProtocol):
+    """Counts and drops each datagram, as a daemon that has read it."""
+
+    def __init__(self, received: dict[str, int]) -> None:
+        self.received = received
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.received["xray_datagrams"] += 1
+
+
+def sidecars_app(xray_daemon_port: int) -> Any:
+    """The ASGI app of ``sidecars``: OTLP exports answered, X-Ray datagrams read.
+
+    The UDP port is bound in the lifespan's start-up, so the process answers
+    ``/readyz`` only once it reads datagrams. An export is answered with an
+    empty ``ExportTraceServiceResponse`` (zero bytes) after its body is read.
+    """
+    received = {"otlp_exports": 0, "xray_datagrams": 0}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: _Datagrams(received), local_addr=("127.0.0.1", xray_daemon_port)
+            )
+            try:
+                await raw_app(scope, receive, send)
+            finally:
+                transport.close()
+            return
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        if scope["path"] == "/received":
+            body, content_type = json.dumps(received).encode(), b"application/json"
+        elif scope["path"] == "/readyz":
+            body, content_type = BODY, b"application/json"
+        else:
+            received["otlp_exports"] += 1
+            body, content_type = b"", b"application/x-protobuf"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", content_type)],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 def main() -> None:
@@ -119,8 +160,8 @@ def main() -> None:
         app: Any = raw_app
     elif name in ("fastapi", "fastapi-routers"):
         app = fastapi_app(routers=name.endswith("-routers"))
-    elif name == "otlp-sink":
-        app = otlp_sink_app
+    elif name == "sidecars":
+        app = sidecars_app(int(os.environ["XRAY_DAEMON_PORT"]))
     elif name in ("pair-front", "pair-front-routers"):
         app = pair_front_app(os.environ["BACKEND_URL"], routers=name.endswith("-routers"))
     else:

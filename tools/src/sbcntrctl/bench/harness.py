@@ -11,10 +11,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from sbcntrctl.bench import environments, procs, wrk
 
@@ -54,8 +57,8 @@ class Sample:
     rss_mb: dict[str, float] = field(default_factory=dict)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
+def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -177,7 +180,7 @@ class Running:
 
 
 def _process_env(
-    spec: ProcessSpec, port: int, backend_port: int | None, otlp_endpoint: str
+    spec: ProcessSpec, port: int, backend_port: int | None, sidecars: Sidecars
 ) -> dict[str, str]:
     env = {
         k: v
@@ -188,10 +191,9 @@ def _process_env(
         PORT=str(port),
         PYTHONUNBUFFERED="1",
         SHUTDOWN_DRAIN_SECONDS="0",
-        # Segments go to a UDP port nobody reads: the sending cost is the same.
-        AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{_free_port()}",
-        # Spans go to the OTLP sink (an HTTP answer is part of the exporter's cost).
-        OTEL_EXPORTER_OTLP_ENDPOINT=otlp_endpoint,
+        # Segments and spans go to the sidecars' stand-in (start_sidecars).
+        AWS_XRAY_DAEMON_ADDRESS=sidecars.xray_daemon_address,
+        OTEL_EXPORTER_OTLP_ENDPOINT=sidecars.otlp_endpoint,
     )
     env.update(spec.env)
     if backend_port is not None:
@@ -207,7 +209,7 @@ def _migrate_if_backend(command: tuple[str, ...], env: dict[str, str], workdir: 
         )
 
 
-def start(config: Config, workdir: Path, otlp_endpoint: str) -> Running:
+def start(config: Config, workdir: Path, sidecars: Sidecars) -> Running:
     """Start a configuration's processes on the server core, backend first.
 
     Each process writes its own log file, as each container has its own
@@ -218,9 +220,7 @@ def start(config: Config, workdir: Path, otlp_endpoint: str) -> Running:
     for spec in sorted(config.processes, key=lambda s: s.role != "back"):
         log = workdir / f"{config.name}-{spec.role}.log"
         port = _free_port()
-        env = _process_env(
-            spec, port, backend_port if spec.role == "front" else None, otlp_endpoint
-        )
+        env = _process_env(spec, port, backend_port if spec.role == "front" else None, sidecars)
         if spec.role == "back" and "DATABASE_URL" not in env:
             env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/{config.name}.sqlite3"
         elif "DATABASE_URL" not in env:
@@ -327,33 +327,63 @@ def soak(running: Running, wrk_bin: str, requests: int, connections: int) -> dic
 
 
 @dataclass
-class OtlpSink:
+class Sidecars:
+    """The process standing in for a task's tracing sidecars (``apps`` ``sidecars``)."""
+
     process: procs.Process
+    udp_port: int
 
     @property
-    def url(self) -> str:
+    def otlp_endpoint(self) -> str:
+        """The ADOT collector's OTLP/HTTP receiver (``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
         return f"http://127.0.0.1:{self.process.port}"
 
+    @property
+    def xray_daemon_address(self) -> str:
+        """The X-Ray daemon's UDP port (``AWS_XRAY_DAEMON_ADDRESS``)."""
+        return f"127.0.0.1:{self.udp_port}"
 
-def start_otlp_sink(workdir: Path) -> OtlpSink:
-    """The OTLP/HTTP endpoint of the OpenTelemetry configurations, on the client core.
+    def received(self) -> dict[str, int]:
+        """How many OTLP exports and X-Ray datagrams it has taken so far."""
+        answer = httpx.get(f"{self.otlp_endpoint}/received", timeout=5)
+        answer.raise_for_status()
+        counts: dict[str, int] = answer.json()
+        return counts
 
-    It stands in for the collector sidecar; its CPU and memory are not the service's.
+
+@contextmanager
+def start_sidecars(workdir: Path) -> Iterator[Sidecars]:
+    """The tracing sidecars' stand-in, on the client core, for as long as the block runs.
+
+    In a task the X-Ray daemon reads every segment the SDK sends it and the
+    collector answers every export; so does this process, as they would:
+    what a sender pays depends on it (a datagram to a port nobody reads is
+    answered by the kernel with an ICMP error instead of waking a reader).
+    Its own CPU and memory are not the services'.
     """
-    port = _free_port()
-    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "sbcntrctl.bench.apps", "otlp-sink"]
+    port, udp_port = _free_port(), _free_port(socket.SOCK_DGRAM)
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "XRAY_DAEMON_PORT": str(udp_port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "sbcntrctl.bench.apps", "sidecars"]
     process = procs.spawn(
-        "otlp-sink", command, port, env, workdir, CLIENT_CPU, workdir / "otlp-sink.log"
+        "sidecars", command, port, env, workdir, CLIENT_CPU, workdir / "sidecars.log"
     )
-    procs.wait_ready(process, time.perf_counter())
-    return OtlpSink(process)
+    try:
+        procs.wait_ready(process, time.perf_counter())
+        yield Sidecars(process, udp_port)
+    finally:
+        process.stop()
 
 
 def startup_and_stop(
     module: str,
     runs: int,
     workdir: Path,
+    sidecars: Sidecars,
     settings: tuple[tuple[str, str], ...] = DEFAULT,
     python: str = sys.executable,
 ) -> dict[str, float]:
@@ -362,8 +392,7 @@ def startup_and_stop(
     for n in range(runs):
         port = _free_port()
         spec = ProcessSpec("front", (python, "-m", module), settings)
-        # Health checks are not sampled: nothing is exported, no endpoint is needed.
-        env = _process_env(spec, port, None, f"http://127.0.0.1:{_free_port()}")
+        env = _process_env(spec, port, None, sidecars)
         env["DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/startup-{module}-{n}.sqlite3"
         _migrate_if_backend(spec.command, env, workdir)
         began = time.perf_counter()
@@ -446,40 +475,36 @@ TRACING_BACKENDS = ("xray-sdk", "otel")
 
 
 def tracing_cost(
-    workdir: Path, sample_all_rules: Path, runs: int, requests: int
+    sidecars: Sidecars, sample_all_rules: Path, runs: int, requests: int
 ) -> dict[str, dict[str, float]]:
     """Median CPU µs per sampled request of each tracing backend alone, in process.
 
     :mod:`sbcntrctl.bench.tracingcpu` in a fresh process per run and backend
-    (the backends alternate), on the server core; its spans go to an OTLP
-    sink on the client core, its segments to a UDP port nobody reads. Keyed
+    (the backends alternate), on the server core; its spans and segments go
+    to ``sidecars``, on the client core. Keyed
     by figure (``cpu_us``: the whole process; ``request_path_us``: the
     requests' own thread), then by backend.
     """
-    sink = start_otlp_sink(workdir)
     figures = ("cpu_us", "request_path_us")
     measured: dict[str, dict[str, list[float]]] = {
         figure: {backend: [] for backend in TRACING_BACKENDS} for figure in figures
     }
-    try:
-        for _ in range(runs):
-            for backend in TRACING_BACKENDS:
-                spec = ProcessSpec("front", (), _env(XRAY_SAMPLING_RULES=str(sample_all_rules)))
-                env = _process_env(spec, _free_port(), None, sink.url)
-                command = [sys.executable, "-m", "sbcntrctl.bench.tracingcpu", backend]
-                if shutil.which("taskset"):
-                    command = ["taskset", "-c", str(SERVER_CPU), *command]
-                done = subprocess.run(
-                    [*command, str(requests)], env=env, capture_output=True, text=True, check=False
-                )
-                if done.returncode != 0:
-                    msg = f"tracing CPU of {backend} failed:\n{done.stderr[-3000:]}"
-                    raise RuntimeError(msg)
-                line = json.loads(done.stdout.splitlines()[-1])
-                for figure in figures:
-                    measured[figure][backend].append(line[figure])
-    finally:
-        sink.process.stop()
+    for _ in range(runs):
+        for backend in TRACING_BACKENDS:
+            spec = ProcessSpec("front", (), _env(XRAY_SAMPLING_RULES=str(sample_all_rules)))
+            env = _process_env(spec, _free_port(), None, sidecars)
+            command = [sys.executable, "-m", "sbcntrctl.bench.tracingcpu", backend]
+            if shutil.which("taskset"):
+                command = ["taskset", "-c", str(SERVER_CPU), *command]
+            done = subprocess.run(
+                [*command, str(requests)], env=env, capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                msg = f"tracing CPU of {backend} failed:\n{done.stderr[-3000:]}"
+                raise RuntimeError(msg)
+            line = json.loads(done.stdout.splitlines()[-1])
+            for figure in figures:
+                measured[figure][backend].append(line[figure])
     return {
         figure: {backend: round(statistics.median(v), 1) for backend, v in by_backend.items()}
         for figure, by_backend in measured.items()
@@ -525,15 +550,17 @@ def run(options: RunOptions) -> dict[str, Any]:
     wrk_bin = wrk.ensure_wrk()
     compile_sources(options.root)
     pythons = environments.service_pythons(options.root)
-    with tempfile.TemporaryDirectory(prefix="sbcntr-bench-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="sbcntr-bench-") as tmp,
+        start_sidecars(Path(tmp)) as sidecars,
+    ):
         workdir = Path(tmp)
         configs = configurations(
             sample_all_rules_file(options.root, workdir), options.quick, pythons
         )
         if options.only:
             configs = [c for c in configs if c.name in options.only]
-        sink = start_otlp_sink(workdir)
-        running = [start(config, workdir, sink.url) for config in configs]
+        running = [start(config, workdir, sidecars) for config in configs]
         samples: list[Sample] = []
         try:
             for number in range(options.rounds):
@@ -550,11 +577,15 @@ def run(options: RunOptions) -> dict[str, Any]:
                 for item in running
                 for role, p in item.processes.items()
             }
-            sink.process.stop()
-        long_run = _soak_run(options, wrk_bin, workdir, pythons) if options.soak_requests else None
+        received = sidecars.received()
+        long_run = (
+            _soak_run(options, wrk_bin, workdir, pythons, sidecars)
+            if options.soak_requests
+            else None
+        )
         tracing_cpu = (
             tracing_cost(
-                workdir,
+                sidecars,
                 sample_all_rules_file(options.root, workdir),
                 options.tracing_runs,
                 options.tracing_requests,
@@ -563,17 +594,21 @@ def run(options: RunOptions) -> dict[str, Any]:
             else None
         )
         startup = {
-            module: startup_and_stop(module, options.startup_runs, workdir, python=pythons[module])
+            module: startup_and_stop(
+                module, options.startup_runs, workdir, sidecars, python=pythons[module]
+            )
             for module in ("backend", "frontend")
         } | {
             f"{module} (otel)": startup_and_stop(
-                module, options.startup_runs, workdir, DEFAULT + OTEL, pythons[module]
+                module, options.startup_runs, workdir, sidecars, DEFAULT + OTEL, pythons[module]
             )
             for module in ("backend", "frontend")
         }
     return {
         "configs": [{"name": c.name, "description": c.description} for c in configs],
         "samples": [vars(s) for s in samples],
+        # What the tracing sidecars' stand-in took during the rounds.
+        "sidecars_received": received,
         "startup": startup,
         "metrics_record_us": metrics_record_cost(),
         "otlp_encoding_us": otlp_encoding_cost(),
@@ -585,7 +620,11 @@ def run(options: RunOptions) -> dict[str, Any]:
 
 
 def _soak_run(
-    options: RunOptions, wrk_bin: str, workdir: Path, pythons: Mapping[str, str]
+    options: RunOptions,
+    wrk_bin: str,
+    workdir: Path,
+    pythons: Mapping[str, str],
+    sidecars: Sidecars,
 ) -> dict[str, Any]:
     """The long run: SOAK_CONFIG started afresh once the rounds' processes have stopped."""
     config = next(
@@ -593,8 +632,7 @@ def _soak_run(
         for c in configurations(sample_all_rules_file(options.root, workdir), False, pythons)
         if c.name == SOAK_CONFIG
     )
-    # Traced with the X-Ray SDK: no OTLP endpoint is called.
-    running = start(config, workdir, f"http://127.0.0.1:{_free_port()}")
+    running = start(config, workdir, sidecars)
     try:
         return soak(running, wrk_bin, options.soak_requests, options.connections)
     finally:
