@@ -1,6 +1,6 @@
 """How X-Ray segments reach the daemon: those that end in one turn of the event loop sent
 back to back when the turn ends, one datagram each, in order; at once outside a loop;
-none left waiting after the tracing's shutdown.
+none left waiting after the tracing's shutdown or at the process's exit.
 
 A real UDP socket stands in for the daemon, and the segments are the SDK's own.
 """
@@ -11,6 +11,10 @@ import asyncio
 import importlib
 import json
 import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -20,6 +24,7 @@ from aws_xray_sdk.core.models.segment import Segment
 
 from servicekit import tracing_xray
 from servicekit.tracing_xray import OrjsonUDPEmitter
+from tests.support import ROOT
 
 
 @pytest.fixture
@@ -47,14 +52,22 @@ def _segment(name: str, **annotations: str) -> Segment:
     return segment
 
 
-def received(daemon: socket.socket) -> list[str]:
-    """The names of the segments the daemon has been sent so far, in order."""
-    names = []
+def received(daemon: socket.socket, expected: int = 0) -> list[str]:
+    """The names of the segments the daemon has been sent so far, in order.
+
+    Waits up to 5 s for ``expected`` of them (loopback delivers a datagram
+    in the sender's system call, but a loaded machine may defer it).
+    """
+    names: list[str] = []
+    deadline = time.monotonic() + 5
     while True:
         try:
             datagram = daemon.recv(65536)
         except BlockingIOError:
-            return names
+            if len(names) >= expected or time.monotonic() > deadline:
+                return names
+            time.sleep(0.001)
+            continue
         header, document = datagram.split(b"\n", 1)
         assert json.loads(header) == {"format": "json", "version": 1}
         names.append(json.loads(document)["name"])
@@ -75,10 +88,10 @@ def test_the_segments_of_one_turn_are_sent_when_it_ends_in_order(
             emitter.send_entity(_segment(f"s{n}"))  # one turn: no await between them
         assert received(daemon) == []
         await asyncio.sleep(0)  # the loop's next turn sends them first
-        assert received(daemon) == [f"s{n}" for n in range(5)]
+        assert received(daemon, 5) == [f"s{n}" for n in range(5)]
         emitter.send_entity(_segment("s5"))
         await asyncio.sleep(0)
-        assert received(daemon) == ["s5"]
+        assert received(daemon, 1) == ["s5"]
 
     run(main, loop)
 
@@ -97,7 +110,7 @@ def test_no_timer_is_scheduled_to_send_segments(
         loop.call_later = loop.call_at = no_timer
         emitter.send_entity(_segment("a"))
         await asyncio.sleep(0)
-        assert received(daemon) == ["a"]
+        assert received(daemon, 1) == ["a"]
 
     run(main)
 
@@ -106,7 +119,43 @@ def test_a_segment_outside_a_running_loop_is_sent_at_once(
     daemon: socket.socket, emitter: OrjsonUDPEmitter
 ) -> None:
     emitter.send_entity(_segment("a"))
-    assert received(daemon) == ["a"]
+    assert received(daemon, 1) == ["a"]
+
+
+def test_a_segment_from_another_thread_is_sent_at_once_after_what_waits(
+    daemon: socket.socket, emitter: OrjsonUDPEmitter
+) -> None:
+    # A segment a worker thread ends while the loop runs (no loop in that thread).
+    async def main() -> None:
+        emitter.send_entity(_segment("loop"))
+        worker = threading.Thread(target=emitter.send_entity, args=(_segment("thread"),))
+        worker.start()
+        worker.join()
+        assert received(daemon, 2) == ["loop", "thread"]
+
+    run(main)
+
+
+def test_segments_still_waiting_at_exit_are_sent(daemon: socket.socket) -> None:
+    host, port = daemon.getsockname()
+    script = f"""
+import asyncio
+from aws_xray_sdk.core.models.segment import Segment
+from servicekit.tracing_xray import OrjsonUDPEmitter
+from tests.support import ROOT
+
+emitter = OrjsonUDPEmitter("{host}:{port}")
+loop = asyncio.new_event_loop()
+def stop_with_a_send_scheduled():
+    segment = Segment("last")
+    segment.close()
+    emitter.send_entity(segment)
+    loop.stop()
+loop.call_soon(stop_with_a_send_scheduled)
+loop.run_forever()
+"""
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=60)
+    assert received(daemon, 1) == ["last"]
 
 
 def test_a_loop_after_one_that_stopped_with_a_send_scheduled_schedules_its_own(
@@ -126,7 +175,7 @@ def test_a_loop_after_one_that_stopped_with_a_send_scheduled_schedules_its_own(
     async def main() -> None:
         emitter.send_entity(_segment("b"))
         await asyncio.sleep(0)
-        assert received(daemon) == ["a", "b"]
+        assert received(daemon, 2) == ["a", "b"]
 
     run(main)
 
@@ -139,9 +188,9 @@ def test_past_the_cap_what_waits_is_sent_before_the_turn_ends(
     async def main() -> None:
         for n in range(cap + 1):
             emitter.send_entity(_segment(f"s{n}"))
-        assert received(daemon) == [f"s{n}" for n in range(cap)]
+        assert received(daemon, cap) == [f"s{n}" for n in range(cap)]
         await asyncio.sleep(0)
-        assert received(daemon) == [f"s{cap}"]
+        assert received(daemon, 1) == [f"s{cap}"]
 
     run(main)
 
@@ -156,7 +205,7 @@ def test_a_datagram_the_kernel_refuses_is_logged_and_the_others_are_sent(
         emitter.send_entity(too_big)
         emitter.send_entity(_segment("b"))
         await asyncio.sleep(0)
-        assert received(daemon) == ["a", "b"]
+        assert received(daemon, 2) == ["a", "b"]
 
     run(main)
     assert "Failed to send entity to the X-Ray daemon" in capsys.readouterr().out
@@ -171,6 +220,6 @@ def test_the_tracing_shutdown_sends_what_waits(
     async def main() -> None:
         emitter.send_entity(_segment("last"))
         tracing_xray.shutdown()
-        assert received(daemon) == ["last"]
+        assert received(daemon, 1) == ["last"]
 
     run(main)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sbcntrctl.bench import harness, report, wrk
+from sbcntrctl.bench import harness, report, tracingcpu, wrk
 from sbcntrctl.bench.cli import BEGIN, END, ROOT, write
 
 # They measure CPU per request, throughput and start-up times: dev.py test runs them alone.
@@ -307,7 +309,6 @@ def test_write_replaces_only_the_bench_section(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset (util-linux) is not installed")
 def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
-    import sys  # noqa: PLC0415
 
     from sbcntrctl.bench.cli import main as bench_main  # noqa: PLC0415
 
@@ -342,8 +343,13 @@ def test_quick_run_produces_a_well_formed_report(tmp_path: Path) -> None:
     assert {s["config"] for s in data["samples"]} == {"backend-off", "backend-sampled"}
     assert data["startup"]["backend"]["ready_s"] > 0
     assert set(data["tracing_cpu_us"]) == {"xray-sdk", "otel"}
-    # backend-sampled's segments were read by the X-Ray daemon's stand-in.
-    assert data["sidecars_received"]["xray_datagrams"] > 0
+    # backend-sampled sent a segment per request, each read by the X-Ray
+    # daemon's stand-in (warm-ups included); backend-off sent none.
+    taken = data["sidecars_received"]
+    sampled = [s for s in data["samples"] if s["config"] == "backend-sampled"]
+    assert taken["backend-sampled"]["xray_datagrams"] >= sum(s["requests"] for s in sampled)
+    assert taken["backend-sampled"]["xray_drops"] == 0
+    assert taken["backend-off"]["xray_datagrams"] == 0
     for backend, on_path in data["tracing_request_path_us"].items():
         assert 0 < on_path <= data["tracing_cpu_us"][backend] * 1.05, backend
     # The long run: the pair started afresh, RSS read after each half.
@@ -409,8 +415,9 @@ def test_tracing_cost_is_measured_for_each_backend_in_process(tmp_path: Path) ->
         costs = harness.tracing_cost(sidecars, rules, runs=1, requests=300)
         received = sidecars.received()
     # Each backend sent what it traced to the sidecars' stand-in: the X-Ray
-    # SDK a datagram per segment, OpenTelemetry its batches over OTLP/HTTP.
-    assert received["xray_datagrams"] >= 300, received
+    # SDK a datagram per segment (warm-up and measured requests), OpenTelemetry
+    # its batches over OTLP/HTTP.
+    assert received["xray_datagrams"] >= 300 + tracingcpu.WARM_UP_REQUESTS, received
     assert received["otlp_exports"] >= 1, received
     assert set(costs) == {"cpu_us", "request_path_us"}
     assert set(costs["cpu_us"]) == set(costs["request_path_us"]) == {"xray-sdk", "otel"}
@@ -436,16 +443,40 @@ def test_the_sidecars_stand_in_reads_every_datagram_and_answers_every_export(
             headers={"content-type": "application/x-protobuf"},
         )
         assert (export.status_code, export.content) == (200, b"")
+        # An export to a wrong path is refused, not counted.
+        assert httpx.post(f"{sidecars.otlp_endpoint}/v1/trace", content=b"").status_code == 404
         deadline = time.monotonic() + 5
         while sidecars.received()["xray_datagrams"] < 50 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert sidecars.received() == {"otlp_exports": 1, "xray_datagrams": 50}
+        assert sidecars.received() == {"otlp_exports": 1, "xray_datagrams": 50, "xray_drops": 0}
         env = harness._process_env(harness.ProcessSpec("front", ()), 8080, None, sidecars)
         assert env["AWS_XRAY_DAEMON_ADDRESS"] == sidecars.xray_daemon_address
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == sidecars.otlp_endpoint
         process = sidecars.process
     # Stopped with the block.
     assert process.popen.poll() is not None
+
+
+def test_the_sidecars_stand_in_that_cannot_bind_its_udp_port_never_becomes_ready(
+    tmp_path: Path,
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        env = {
+            **os.environ,
+            "PORT": str(harness._free_port()),
+            "XRAY_DAEMON_PORT": str(taken.getsockname()[1]),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "sbcntrctl.bench.apps", "sidecars"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode != 0
+    assert "Address already in use" in done.stderr
 
 
 def test_otlp_encoding_cost_grows_with_the_attributes() -> None:

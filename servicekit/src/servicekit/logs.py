@@ -10,8 +10,9 @@ uncaught exception becomes one ``critical`` line with its traceback inside.
 Lines written while an event loop runs in the writing thread (every line of a
 request) are written to stdout together once the loop has run what was ready
 when the first of them was written (:func:`flush_lines`, scheduled with
-``call_soon``): one ``write`` system call for all the lines of that turn of
-the loop instead of one per line, which was the largest single cost of
+``call_soon`` by :class:`servicekit.turns.EndOfTurn`): one ``write`` system
+call for all the lines of that turn of the loop instead of one per line,
+which was the largest single cost of
 logging (docs/performance.md). No timer: writing every 5 ms instead (a
 ``call_later`` timer), to gather the lines of several turns, cost a loaded
 service more CPU per request than it saved (docs/performance.md, round 8).
@@ -27,13 +28,9 @@ order of each thread.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import logging
-import os
 import sys
 import time
-from collections import deque
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import TracebackType
@@ -42,6 +39,8 @@ from typing import Any
 import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from servicekit.turns import EndOfTurn
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
@@ -182,66 +181,6 @@ class _StdoutHandler(logging.Handler):
             self.handleError(record)
 
 
-# Lines waiting to be written together, and the loop whose next turn will
-# write them (None: no write is scheduled).
-_pending: deque[bytes] = deque()  # appends and pops are atomic: threads share it
-_flush_scheduled_on: asyncio.AbstractEventLoop | None = None
-_PENDING_MAX = 256  # lines; past it the lines are written at once, whatever the loop
-
-
-def _write_line(data: bytes) -> None:
-    global _flush_scheduled_on
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # no loop runs in this thread: write now, after what waits
-        _emit([*_take_pending(), data])
-        return
-    _pending.append(data)
-    if len(_pending) >= _PENDING_MAX:
-        _emit(_take_pending())  # the scheduled write still comes, for what follows
-    elif _flush_scheduled_on is not loop:
-        # (A loop that closed with a write scheduled never ran it: the next
-        # loop schedules its own.)
-        _flush_scheduled_on = loop
-        loop.call_soon(flush_lines)
-
-
-def _write_line_now(data: bytes) -> None:
-    """Write what waits and then ``data``, at once (an ``error`` line or worse)."""
-    _emit([*_take_pending(), data])
-
-
-def _forget_pending_in_child() -> None:
-    # A forked child would write its parent's waiting lines a second time.
-    global _flush_scheduled_on
-    _pending.clear()
-    _flush_scheduled_on = None
-
-
-os.register_at_fork(after_in_child=_forget_pending_in_child)
-
-
-def flush_lines() -> None:
-    """Write the lines waiting to be written together (none: nothing)."""
-    global _flush_scheduled_on
-    _flush_scheduled_on = None
-    lines = _take_pending()
-    if lines:
-        _emit(lines)
-
-
-def _take_pending() -> list[bytes]:
-    """What waits, taken line by line: a thread writing a line outside the loop
-    (the X-Ray SDK's pollers, OpenTelemetry's exporter) and the loop's write
-    each take lines the other did not, with no lock to wait on."""
-    lines = []
-    try:
-        while True:
-            lines.append(_pending.popleft())
-    except IndexError:
-        return lines
-
-
 def _emit(lines: list[bytes]) -> None:
     lines.append(b"")  # the last line's newline
     stream = sys.stdout.buffer
@@ -249,7 +188,17 @@ def _emit(lines: list[bytes]) -> None:
     stream.flush()
 
 
-atexit.register(flush_lines)
+# Lines waiting to be written together (servicekit.turns: at the end of the
+# loop's turn, at once outside a loop, at exit); past 256 written at once.
+_lines = EndOfTurn(_emit, cap=256)
+_write_line = _lines.add
+# An ``error`` line or worse: what waits and then the line, at once.
+_write_line_now = _lines.now
+
+
+def flush_lines() -> None:
+    """Write the lines waiting to be written together (none: nothing)."""
+    _lines.flush()
 
 
 class _StdoutBytesLogger:

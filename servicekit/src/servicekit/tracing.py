@@ -180,8 +180,9 @@ def instrument_sqlalchemy(engine: AsyncEngine) -> None:
 def shutdown_tracing() -> None:
     """Send what is still buffered; call it once the last request has ended.
 
-    The X-Ray SDK sends each segment as it ends; OpenTelemetry's batch
-    processor is flushed here (else the last requests' spans are lost).
+    The X-Ray SDK path sends the segments still waiting for the end of the
+    loop's turn; OpenTelemetry's batch processor is flushed here (else the
+    last requests' spans are lost).
     """
     module, _Selected.module = _Selected.module, None
     if module is not None:

@@ -30,10 +30,8 @@ imports).
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import traceback
-from collections import deque
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -42,7 +40,7 @@ from aws_xray_sdk import global_sdk_config
 from aws_xray_sdk.core import xray_recorder
 from aws_xray_sdk.core.context import Context
 from aws_xray_sdk.core.daemon_config import DaemonConfig
-from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
+from aws_xray_sdk.core.emitters.udp_emitter import DEFAULT_DAEMON_ADDRESS, UDPEmitter
 from aws_xray_sdk.core.models import http
 from aws_xray_sdk.core.models.dummy_entities import DummySegment
 from aws_xray_sdk.core.recorder import SERVICE_INFO
@@ -63,6 +61,7 @@ from servicekit.trace_header import (
     new_trace_id,
     trace_response_header,
 )
+from servicekit.turns import EndOfTurn
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -190,27 +189,29 @@ class OrjsonUDPEmitter(UDPEmitter):  # type: ignore[misc]
     """The SDK's UDP emitter: documents serialized with orjson, sent at the end of the loop's turn.
 
     Each segment is serialized when it ends (orjson, 3x faster than the
-    SDK's ``json``) and, inside a running event loop, sent when the loop's
-    current turn ends (``call_soon``), with the other segments that ended in
-    it, back to back: each datagram that reaches a daemon asleep on its
-    socket wakes it, and the waking costs the sender more than the send
-    (docs/performance.md, round 9); datagrams sent back to back find it
-    awake. One datagram per segment, as the daemon reads them. Outside a
-    running loop (another thread, a script) a segment is sent at once.
-    Past ``_WAITING_MAX`` segments in one turn, those waiting are sent at
-    once. :func:`shutdown` sends what waits.
+    SDK's ``json``; the SDK may change the entity afterwards) and sent, one
+    datagram each as the daemon reads them, by a
+    :class:`servicekit.turns.EndOfTurn`: inside a running event loop when
+    the loop's current turn ends, back to back with the other segments that
+    ended in it. A datagram that reaches a daemon asleep on its socket
+    wakes it, which costs the sender more than the send; datagrams sent
+    back to back find it awake (docs/performance.md, round 9). Outside a
+    running loop a segment is sent at once, after what waits; once 64 wait
+    (a document can be up to 64 KB), they are sent at once; what waits at
+    the interpreter's exit is sent then, and :func:`shutdown` sends it too.
+    A process killed outright, or one that ends with ``os._exit``, loses
+    the segments of its loop's last turn.
 
     It sends on the emitter's socket (the SDK's private ``_socket``: there is
-    no public one) to its public ``ip`` and ``port``.
+    no public one) to its public ``ip`` and ``port``, read at each send.
     """
 
     _HEADER = b'{"format":"json","version":1}\n'
     _WAITING_MAX = 64
 
-    def __init__(self, daemon_address: str = "127.0.0.1:2000") -> None:
+    def __init__(self, daemon_address: str = DEFAULT_DAEMON_ADDRESS) -> None:
         super().__init__(daemon_address)
-        self._waiting: deque[bytes] = deque()  # appends and pops are atomic
-        self._scheduled_on: asyncio.AbstractEventLoop | None = None
+        self._documents = EndOfTurn(self._send_each, cap=self._WAITING_MAX)
 
     def send_entity(self, entity: Any) -> None:
         try:
@@ -218,35 +219,19 @@ class OrjsonUDPEmitter(UDPEmitter):  # type: ignore[misc]
         except Exception:
             log.exception("Failed to send entity to the X-Ray daemon")
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop runs in this thread: send now
-            self._send(document)
-            return
-        self._waiting.append(document)
-        if len(self._waiting) >= self._WAITING_MAX:
-            self.flush()
-        elif self._scheduled_on is not loop:
-            # (A loop that closed with a send scheduled never ran it: the
-            # next loop schedules its own.)
-            self._scheduled_on = loop
-            loop.call_soon(self.flush)
+        self._documents.add(document)
 
     def flush(self) -> None:
         """Send the segments waiting for the end of the loop's turn, in the order they ended."""
-        self._scheduled_on = None
-        waiting = self._waiting
-        try:
-            while True:
-                self._send(waiting.popleft())
-        except IndexError:
-            return
+        self._documents.flush()
 
-    def _send(self, document: bytes) -> None:
-        try:
-            self._socket.sendto(document, (self.ip, self.port))
-        except Exception:
-            log.exception("Failed to send entity to the X-Ray daemon")
+    def _send_each(self, documents: list[bytes]) -> None:
+        address = (self.ip, self.port)
+        for document in documents:
+            try:
+                self._socket.sendto(document, address)
+            except Exception:
+                log.exception("Failed to send entity to the X-Ray daemon")
 
 
 def configure(settings: ServiceSettings) -> bool:
@@ -558,8 +543,10 @@ def instrument_sqlalchemy(engine: AsyncEngine) -> None:
 
 
 def shutdown() -> None:
-    """Send the segments still waiting for the end of the loop's turn; stop the centralized
-    sampler's pollers."""
+    """Send the segments still waiting for the end of the loop's turn; stop the pollers.
+
+    The pollers are the centralized sampler's, when it is the one configured.
+    """
     emitter = xray_recorder.emitter
     if isinstance(emitter, OrjsonUDPEmitter):
         emitter.flush()

@@ -15,7 +15,8 @@
   collector's place in the OpenTelemetry configurations) and a UDP port,
   ``XRAY_DAEMON_PORT``, that reads every datagram sent to it and drops it
   (the X-Ray daemon's place in the X-Ray SDK configurations).
-  ``GET /received`` answers how many of each it has taken.
+  ``GET /received`` answers how many of each it has taken, and how many
+  datagrams the kernel dropped for want of room in its buffer.
 
 Run one with ``PORT=... python -m sbcntrctl.bench.apps NAME``: uvicorn with the
 same loop and HTTP parser as the services, no access log.
@@ -24,13 +25,17 @@ same loop and HTTP parser as the services, no access log.
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from starlette.types import Receive, Scope, Send
+
+from sbcntrctl.xraycapture import RECEIVE_BUFFER
 
 BODY = b'{"data":"Hello world"}'
 
@@ -112,19 +117,40 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.received["xray_datagrams"] += 1
 
 
-def sidecars_app(xray_daemon_port: int) -> Any:
+def daemon_socket(port: int) -> socket.socket:
+    """The X-Ray daemon's UDP socket on ``port``, with the receive buffer of ``xraycapture``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped for the UDP socket on ``port`` (its full buffer)."""
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port:
+            return int(fields[-1])
+    return 0
+
+
+def sidecars_app(daemon: socket.socket) -> Any:
     """The ASGI app of ``sidecars``: OTLP exports answered, X-Ray datagrams read.
 
-    The UDP port is bound in the lifespan's start-up, so the process answers
-    ``/readyz`` only once it reads datagrams. An export is answered with an
-    empty ``ExportTraceServiceResponse`` (zero bytes) after its body is read.
+    ``daemon`` is bound before the app runs; its datagrams are read from the
+    lifespan's start-up, so the process answers ``/readyz`` only once it
+    reads them. ``POST /v1/traces`` is answered with an empty
+    ``ExportTraceServiceResponse`` (zero bytes) after its body is read;
+    ``GET /received`` with the counts of exports and datagrams taken and of
+    datagrams the kernel dropped; anything else with 404.
     """
     received = {"otlp_exports": 0, "xray_datagrams": 0}
+    port = daemon.getsockname()[1]
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: _Datagrams(received), local_addr=("127.0.0.1", xray_daemon_port)
+                lambda: _Datagrams(received), sock=daemon
             )
             try:
                 await raw_app(scope, receive, send)
@@ -135,17 +161,21 @@ def sidecars_app(xray_daemon_port: int) -> Any:
             return
         while (await receive()).get("more_body"):
             pass
-        if scope["path"] == "/received":
-            body, content_type = json.dumps(received).encode(), b"application/json"
-        elif scope["path"] == "/readyz":
-            body, content_type = BODY, b"application/json"
-        else:
+        status, content_type, body = 200, b"application/json", b""
+        route = (scope["method"], scope["path"])
+        if route == ("POST", "/v1/traces"):
             received["otlp_exports"] += 1
-            body, content_type = b"", b"application/x-protobuf"
+            content_type = b"application/x-protobuf"
+        elif route == ("GET", "/received"):
+            body = json.dumps({**received, "xray_drops": udp_drops(port)}).encode()
+        elif route == ("GET", "/readyz"):
+            body = BODY
+        else:
+            status = 404
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
+                "status": status,
                 "headers": [(b"content-type", content_type)],
             }
         )
@@ -161,12 +191,16 @@ def main() -> None:
     elif name in ("fastapi", "fastapi-routers"):
         app = fastapi_app(routers=name.endswith("-routers"))
     elif name == "sidecars":
-        app = sidecars_app(int(os.environ["XRAY_DAEMON_PORT"]))
+        # Bound here, so a port already taken ends the process before it is ready.
+        app = sidecars_app(daemon_socket(int(os.environ["XRAY_DAEMON_PORT"])))
     elif name in ("pair-front", "pair-front-routers"):
         app = pair_front_app(os.environ["BACKEND_URL"], routers=name.endswith("-routers"))
     else:
         sys.exit(f"unknown app {name!r}")
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # A lifespan that fails ends the process (uvicorn's "auto" would serve on).
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+    )
 
 
 if __name__ == "__main__":

@@ -332,6 +332,7 @@ class Sidecars:
 
     process: procs.Process
     udp_port: int
+    workdir: Path
 
     @property
     def otlp_endpoint(self) -> str:
@@ -344,11 +345,25 @@ class Sidecars:
         return f"127.0.0.1:{self.udp_port}"
 
     def received(self) -> dict[str, int]:
-        """How many OTLP exports and X-Ray datagrams it has taken so far."""
+        """Counts so far: OTLP exports and X-Ray datagrams taken, datagrams the kernel dropped.
+
+        RuntimeError, with the end of its output, when the process has exited.
+        """
+        self.check_running()
         answer = httpx.get(f"{self.otlp_endpoint}/received", timeout=5)
         answer.raise_for_status()
         counts: dict[str, int] = answer.json()
         return counts
+
+    def check_running(self) -> None:
+        """RuntimeError, with the end of its output, when the process has exited."""
+        if self.process.popen.poll() is not None:
+            msg = f"the sidecars' stand-in exited; its output:\n{_tail(self.log)}"
+            raise RuntimeError(msg)
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "sidecars.log"
 
 
 @contextmanager
@@ -369,14 +384,24 @@ def start_sidecars(workdir: Path) -> Iterator[Sidecars]:
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "-m", "sbcntrctl.bench.apps", "sidecars"]
-    process = procs.spawn(
-        "sidecars", command, port, env, workdir, CLIENT_CPU, workdir / "sidecars.log"
+    sidecars = Sidecars(
+        procs.spawn("sidecars", command, port, env, workdir, CLIENT_CPU, workdir / "sidecars.log"),
+        udp_port,
+        workdir,
     )
     try:
-        procs.wait_ready(process, time.perf_counter())
-        yield Sidecars(process, udp_port)
+        try:
+            procs.wait_ready(sidecars.process, time.perf_counter())
+        except RuntimeError as exc:
+            msg = f"{exc}; its output:\n{_tail(sidecars.log)}"
+            raise RuntimeError(msg) from None
+        yield sidecars
     finally:
-        process.stop()
+        sidecars.process.stop()
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:] if log.exists() else "(no output)"
 
 
 def startup_and_stop(
@@ -560,24 +585,31 @@ def run(options: RunOptions) -> dict[str, Any]:
         )
         if options.only:
             configs = [c for c in configs if c.name in options.only]
-        running = [start(config, workdir, sidecars) for config in configs]
+        running: list[Running] = []
         samples: list[Sample] = []
+        # What the sidecars' stand-in took while each configuration was driven.
+        received: dict[str, dict[str, int]] = {c.name: {} for c in configs}
         try:
+            running.extend(start(config, workdir, sidecars) for config in configs)
             for number in range(options.rounds):
                 # Rotate the order each round so drift in the machine's load
                 # does not always fall on the same configuration.
                 shift = number % len(running)
                 for item in running[shift:] + running[:shift]:
+                    before = sidecars.received()
                     samples.append(
                         measure(item, wrk_bin, number, options.seconds, options.connections)
                     )
+                    after = sidecars.received()
+                    taken = received[item.config.name]
+                    for key, count in after.items():
+                        taken[key] = taken.get(key, 0) + count - before[key]
         finally:
             exits = {
                 f"{item.config.name}/{role}": p.stop()
                 for item in running
                 for role, p in item.processes.items()
             }
-        received = sidecars.received()
         long_run = (
             _soak_run(options, wrk_bin, workdir, pythons, sidecars)
             if options.soak_requests
@@ -607,7 +639,8 @@ def run(options: RunOptions) -> dict[str, Any]:
     return {
         "configs": [{"name": c.name, "description": c.description} for c in configs],
         "samples": [vars(s) for s in samples],
-        # What the tracing sidecars' stand-in took during the rounds.
+        # By configuration, over its rounds (warm-ups included): exports and
+        # datagrams the sidecars' stand-in took, datagrams the kernel dropped.
         "sidecars_received": received,
         "startup": startup,
         "metrics_record_us": metrics_record_cost(),
