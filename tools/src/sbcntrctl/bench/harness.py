@@ -639,8 +639,10 @@ def run(options: RunOptions) -> dict[str, Any]:
     return {
         "configs": [{"name": c.name, "description": c.description} for c in configs],
         "samples": [vars(s) for s in samples],
-        # By configuration, over its rounds (warm-ups included): exports and
-        # datagrams the sidecars' stand-in took, datagrams the kernel dropped.
+        # By configuration, what the sidecars' stand-in took while it was driven
+        # (warm-ups included): X-Ray datagrams, the kernel's drops, and OTLP
+        # exports, which also come from the idle OpenTelemetry configurations'
+        # export threads.
         "sidecars_received": received,
         "startup": startup,
         "metrics_record_us": metrics_record_cost(),
