@@ -193,10 +193,10 @@ class OrjsonUDPEmitter(UDPEmitter):  # type: ignore[misc]
     datagram each as the daemon reads them, by a
     :class:`servicekit.turns.EndOfTurn`: inside a running event loop when
     the loop's current turn ends, back to back with the other segments that
-    ended in it. A lone datagram that wakes a daemon asleep on another CPU
-    cost the sender 60-80% more CPU than one to a port nobody reads;
-    datagrams sent back to back find it awake (docs/performance.md, round
-    9). Outside a
+    ended in it. In a test script a lone datagram to a reader asleep on
+    another CPU cost the sender 60-80% more CPU than one to a port nobody
+    reads, and datagrams sent back to back found it awake
+    (docs/performance.md, round 9). Outside a
     running loop a segment is sent at once, after what waits; once 64 wait
     (a document can be up to 64 KB), they are sent at once; what waits at
     the interpreter's exit is sent then, and :func:`shutdown` sends it too.
