@@ -11,19 +11,18 @@ Lines written while an event loop runs in the writing thread (every line of a
 request) are written to stdout together once the loop has run what was ready
 when the first of them was written (:func:`flush_lines`, scheduled with
 ``call_soon`` by :class:`servicekit.turns.EndOfTurn`): one ``write`` system
-call for all the lines of that turn of the loop instead of one per line,
-which was the largest single cost of
-logging (docs/performance.md). No timer: writing every 5 ms instead (a
-``call_later`` timer), to gather the lines of several turns, cost a loaded
-service more CPU per request than it saved (docs/performance.md, round 8).
-Some lines do not wait: an ``error`` or ``critical`` line is written at once,
-after what waits; so are lines written outside a running loop (start-up,
-other threads, after the loop has stopped). Lines still waiting when their
-loop stops are written with the next line, or when the process exits
-normally. Only a process killed outright (``SIGKILL``, or a signal it does
-not handle) or one that ends with ``os._exit`` can lose lines: those below
-``error`` of the loop's last turn. Lines written by several threads keep the
-order of each thread.
+call for all the lines of that turn of the loop instead of one per line, which
+was the largest single cost of logging (docs/performance.md). No timer:
+writing every 5 ms instead (a ``call_later`` timer), to gather the lines of
+several turns, cost a loaded service more CPU per request than it saved
+(docs/performance.md, round 8). Some lines do not wait: an ``error`` or
+``critical`` line is written at once, after what waits; so are lines written
+outside a running loop (start-up, other threads, after the loop has stopped).
+Lines still waiting when their loop stops are written with the next line, or
+when the process exits normally. Only a process killed outright (``SIGKILL``,
+or a signal it does not handle) or one that ends with ``os._exit`` can lose
+lines: those below ``error`` of the loop's last turn. Lines written by several
+threads keep the order of each thread.
 """
 
 from __future__ import annotations

@@ -196,12 +196,12 @@ class OrjsonUDPEmitter(UDPEmitter):  # type: ignore[misc]
     ended in it. In a test script a lone datagram to a reader asleep on
     another CPU cost the sender 60-80% more CPU than one to a port nobody
     reads, and datagrams sent back to back found it awake
-    (docs/performance.md, round 9). Outside a
-    running loop a segment is sent at once, after what waits; once 64 wait
-    (a document can be up to 64 KB), they are sent at once; what waits at
-    the interpreter's exit is sent then, and :func:`shutdown` sends it too.
-    A process killed outright, or one that ends with ``os._exit``, loses
-    the segments of its loop's last turn.
+    (docs/performance.md, round 9). Outside a running loop a segment is sent
+    at once, after what waits; once 64 wait (a document can be up to 64 KB),
+    they are sent at once; what waits at the interpreter's exit is sent
+    then, and :func:`shutdown` sends it too. A process killed outright, or
+    one that ends with ``os._exit``, loses the segments of its loop's last
+    turn.
 
     It sends on the emitter's socket (the SDK's private ``_socket``: there is
     no public one) to its public ``ip`` and ``port``, read at each send.

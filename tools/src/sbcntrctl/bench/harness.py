@@ -374,7 +374,8 @@ def start_sidecars(workdir: Path) -> Iterator[Sidecars]:
     collector answers every export; so does this process, as they would:
     what a sender pays depends on it (a datagram to a port nobody reads is
     answered by the kernel with an ICMP error instead of waking a reader).
-    Its own CPU and memory are not the services'.
+    Its own CPU and memory are not counted (in a task the sidecars' CPU
+    comes out of the same task CPU as the service's).
     """
     port, udp_port = _free_port(), _free_port(socket.SOCK_DGRAM)
     env = {
@@ -506,9 +507,9 @@ def tracing_cost(
 
     :mod:`sbcntrctl.bench.tracingcpu` in a fresh process per run and backend
     (the backends alternate), on the server core; its spans and segments go
-    to ``sidecars``, on the client core. Keyed
-    by figure (``cpu_us``: the whole process; ``request_path_us``: the
-    requests' own thread), then by backend.
+    to ``sidecars``, on the client core. Keyed by figure (``cpu_us``: the
+    whole process; ``request_path_us``: the requests' own thread), then by
+    backend.
     """
     figures = ("cpu_us", "request_path_us")
     measured: dict[str, dict[str, list[float]]] = {
