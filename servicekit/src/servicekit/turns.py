@@ -54,7 +54,7 @@ class EndOfTurn:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop runs in this thread: now, after what waits
-            self._out([*self._take(), item])
+            self.now(item)
             return
         waiting = self._waiting
         waiting.append(item)

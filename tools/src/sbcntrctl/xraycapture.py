@@ -87,11 +87,25 @@ class Capture:
             pass
 
 
-def run(args: argparse.Namespace) -> int:
+def daemon_socket(port: int) -> socket.socket:
+    """A UDP socket bound to 127.0.0.1:``port`` (0: any free port), as the daemon's.
+
+    Its receive buffer is ``RECEIVE_BUFFER``; OSError (the socket closed) when
+    the port cannot be bound.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
     try:
-        sock.bind(("127.0.0.1", args.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        sock = daemon_socket(args.port)
     except OSError as exc:
         print(
             f"sbcntrctl xray-capture: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}",

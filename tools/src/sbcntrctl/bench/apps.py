@@ -35,7 +35,7 @@ from typing import Any
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from sbcntrctl.xraycapture import RECEIVE_BUFFER
+from sbcntrctl.xraycapture import daemon_socket
 
 BODY = b'{"data":"Hello world"}'
 
@@ -115,14 +115,6 @@ class _Datagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.received["xray_datagrams"] += 1
-
-
-def daemon_socket(port: int) -> socket.socket:
-    """The X-Ray daemon's UDP socket on ``port``, with the receive buffer of ``xraycapture``."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    sock.bind(("127.0.0.1", port))
-    return sock
 
 
 def udp_drops(port: int) -> int:
