@@ -235,7 +235,7 @@ def start(config: Config, workdir: Path, sidecars: Sidecars) -> Running:
         except RuntimeError as exc:
             for other in started.values():
                 other.stop()
-            msg = f"{exc}; its output:\n{log.read_text()[-3000:]}"
+            msg = f"{exc}; its output:\n{_tail(log)}"
             raise RuntimeError(msg) from None
         started[spec.role] = process
         if spec.role == "back":
